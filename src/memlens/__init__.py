@@ -1,0 +1,7 @@
+"""memlens: measure how much machine-learning models memorize their training data, and show why."""
+from ._validation import MemlensInputError, MemlensWarning
+from .population import Population
+
+__version__ = "0.1.0"
+
+__all__ = ["MemlensInputError", "MemlensWarning", "Population", "__version__"]

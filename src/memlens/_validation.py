@@ -1,0 +1,148 @@
+"""Validation at the public boundary.
+
+Every error names the parameter, the value received and what to do, in the style of scikit-learn
+(``n_models must be >= 2 to have both IN and OUT models for every example; got 1``).  The CLI turns
+:class:`MemlensInputError` into a one-line message and exit status 2.
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "MemlensInputError",
+    "MemlensWarning",
+    "check_int",
+    "check_float",
+    "check_fraction",
+    "check_array",
+    "check_labels",
+    "check_masks",
+    "warn",
+]
+
+
+class MemlensInputError(ValueError):
+    """Bad input to a public function: the message says which parameter, what value, and the fix."""
+
+
+class MemlensWarning(UserWarning):
+    """A result is undefined or unreliable for some entries (they are NaN), or an input is suspicious."""
+
+
+def warn(message: str, *, stacklevel: int = 3) -> None:
+    warnings.warn(message, MemlensWarning, stacklevel=stacklevel)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_int(name: str, value, *, min_value: int | None = None, max_value: int | None = None,
+              hint: str = "") -> int:
+    """Return ``value`` as an int, or raise naming ``name`` (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise MemlensInputError(f"{name} must be an integer; got {_short(value)}{_fix(hint)}")
+    value = int(value)
+    if min_value is not None and value < min_value:
+        raise MemlensInputError(f"{name} must be >= {min_value}{_why(hint)}; got {value}")
+    if max_value is not None and value > max_value:
+        raise MemlensInputError(f"{name} must be <= {max_value}{_why(hint)}; got {value}")
+    return value
+
+
+def check_float(name: str, value, *, min_value: float | None = None, max_value: float | None = None,
+                min_inclusive: bool = True, max_inclusive: bool = True, hint: str = "") -> float:
+    """Return ``value`` as a finite float within the given bounds, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise MemlensInputError(f"{name} must be a real number; got {_short(value)}{_fix(hint)}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise MemlensInputError(f"{name} must be finite; got {value}{_fix(hint)}")
+    if min_value is not None and (value < min_value or (not min_inclusive and value == min_value)):
+        op = ">=" if min_inclusive else ">"
+        raise MemlensInputError(f"{name} must be {op} {min_value}{_why(hint)}; got {value}")
+    if max_value is not None and (value > max_value or (not max_inclusive and value == max_value)):
+        op = "<=" if max_inclusive else "<"
+        raise MemlensInputError(f"{name} must be {op} {max_value}{_why(hint)}; got {value}")
+    return value
+
+
+def check_fraction(name: str, value, *, hint: str = "") -> float:
+    """A number strictly inside (0, 1), such as a subset ratio."""
+    value = check_float(name, value, hint=hint)
+    if not 0.0 < value < 1.0:
+        raise MemlensInputError(f"{name} must be strictly between 0 and 1{_why(hint)}; got {value}")
+    return value
+
+
+def check_array(name: str, value, *, ndim: int | None = None, dtype=np.float64, finite: bool = True,
+                min_rows: int = 0) -> np.ndarray:
+    """Convert to a numpy array of ``dtype`` with ``ndim`` dimensions and (optionally) only finite values."""
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise MemlensInputError(f"{name} must be a numeric array; could not convert it ({exc})") from None
+    if ndim is not None and arr.ndim != ndim:
+        raise MemlensInputError(f"{name} must be a {ndim}-d array; got shape {arr.shape}")
+    if arr.ndim >= 1 and arr.shape[0] < min_rows:
+        raise MemlensInputError(f"{name} must have at least {min_rows} rows; got shape {arr.shape}")
+    if finite and np.issubdtype(arr.dtype, np.floating) and arr.size and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise MemlensInputError(
+            f"{name} contains {bad} NaN or infinite value(s); impute or drop them before calling")
+    return arr
+
+
+def check_labels(name: str, value, *, n_rows: int | None = None, n_classes: int | None = None) -> np.ndarray:
+    """Integer class labels in ``[0, n_classes)``, one per row."""
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise MemlensInputError(f"{name} must be a 1-d array of class labels; got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise MemlensInputError(f"{name} must hold integer class labels; got dtype {arr.dtype}; "
+                                    "encode classes as 0..n_classes-1 (sklearn.preprocessing.LabelEncoder)")
+    arr = arr.astype(np.int64, copy=False)
+    if n_rows is not None and arr.shape[0] != n_rows:
+        raise MemlensInputError(f"{name} must have one label per row ({n_rows}); got {arr.shape[0]}")
+    if arr.size and arr.min() < 0:
+        raise MemlensInputError(f"{name} must be >= 0; got minimum {arr.min()}; "
+                                "encode classes as 0..n_classes-1")
+    if n_classes is not None and arr.size and arr.max() >= n_classes:
+        raise MemlensInputError(f"{name} must be < n_classes={n_classes}; got maximum {arr.max()}")
+    return arr
+
+
+def check_masks(name: str, value, *, n_examples: int | None = None, min_models: int = 1) -> np.ndarray:
+    """A boolean membership matrix ``(n_models, n_examples)``."""
+    arr = np.asarray(value)
+    if arr.ndim != 2:
+        raise MemlensInputError(f"{name} must be a 2-d array (n_models, n_examples); got shape {arr.shape}")
+    if arr.dtype != bool:
+        if np.issubdtype(arr.dtype, np.number) and np.all(np.isin(arr, (0, 1))):
+            arr = arr.astype(bool)
+        else:
+            raise MemlensInputError(f"{name} must be boolean (True = example in that model's training set); "
+                                    f"got dtype {arr.dtype}")
+    if arr.shape[0] < min_models:
+        raise MemlensInputError(f"{name} must have at least {min_models} model rows; got {arr.shape[0]}")
+    if n_examples is not None and arr.shape[1] != n_examples:
+        raise MemlensInputError(f"{name} must have one column per training example ({n_examples}); "
+                                f"got shape {arr.shape}")
+    return arr
+
+
+def _why(hint: str) -> str:
+    """A reason phrase after the bound: ``n_models must be >= 2 to have ...; got 1``."""
+    return f" {hint}" if hint else ""
+
+
+def _fix(hint: str) -> str:
+    """A fix after the received value: ``... ; got 'x'; use ...``."""
+    return f"; {hint}" if hint else ""

@@ -1,0 +1,5 @@
+"""Datasets shipped with installed packages, and membership masks."""
+from .datasets import DATASETS, Dataset, from_arrays, load_dataset
+from .masks import make_masks
+
+__all__ = ["DATASETS", "Dataset", "from_arrays", "load_dataset", "make_masks"]

@@ -1,0 +1,269 @@
+"""The Population: the one contract between training and measuring (DESIGN.md, "The Population").
+
+Everything the sample-level measures and membership attacks need derives from two arrays: which model saw
+which example (``masks``) and what each model says about each example (``signals``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from ._validation import MemlensInputError, check_masks
+
+__all__ = ["Population", "SIGNALS", "signals_from_logits", "signals_from_proba", "atomic_write_bytes"]
+
+#: Standard per-example signals. ``logit``: LiRA's stable logit φ = log p_y − log Σ_{y'≠y} p_{y'}
+#: (Carlini et al. 2022, §IV-B); ``loss``: cross-entropy −log p_y; ``correct``: 1.0 where argmax = y.
+SIGNALS = ("logit", "loss", "correct")
+
+_FORMAT = "memlens-population/1"
+
+
+def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
+    """Per-example signals from raw class scores.
+
+    Parameters
+    ----------
+    logits : array, shape (n_models, n_examples, n_classes)
+        Unnormalized log-probabilities (any additive constant per row is fine).
+    y : array of int, shape (n_examples,)
+
+    Returns
+    -------
+    dict with ``logit``, ``loss``, ``correct``, each float32 of shape (n_models, n_examples).
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    idx = np.broadcast_to(y[None, :, None], z.shape[:2] + (1,))
+    z_y = np.take_along_axis(z, idx, axis=2)[..., 0]
+    zmax = z.max(axis=2)
+    lse = zmax + np.log(np.exp(z - zmax[..., None]).sum(axis=2))
+    others = z.copy()
+    np.put_along_axis(others, idx, -np.inf, axis=2)
+    omax = others.max(axis=2)
+    lse_others = omax + np.log(np.exp(others - omax[..., None]).sum(axis=2))
+    return {
+        "logit": (z_y - lse_others).astype(np.float32),
+        "loss": (lse - z_y).astype(np.float32),
+        "correct": (z.argmax(axis=2) == y[None, :]).astype(np.float32),
+    }
+
+
+def signals_from_proba(proba, y, *, eps: float = 1e-12) -> dict[str, np.ndarray]:
+    """Per-example signals from predicted probabilities ``(n_models, n_examples, n_classes)``.
+
+    Probabilities are clipped to ``[eps, 1]`` before the logarithm, so a confident model's stable logit is
+    bounded by about ±27.6 (sklearn's ``predict_proba`` rounds to exact 0 and 1).
+    """
+    p = np.clip(np.asarray(proba, dtype=np.float64), eps, 1.0)
+    y = np.asarray(y, dtype=np.int64)
+    idx = np.broadcast_to(y[None, :, None], p.shape[:2] + (1,))
+    p_y = np.take_along_axis(p, idx, axis=2)[..., 0]
+    rest = np.clip(p.sum(axis=2) - p_y, eps, None)
+    return {
+        "logit": (np.log(p_y) - np.log(rest)).astype(np.float32),
+        "loss": (-np.log(p_y)).astype(np.float32),
+        "correct": (p.argmax(axis=2) == y[None, :]).astype(np.float32),
+    }
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _freeze(signals) -> Mapping[str, Mapping[str, np.ndarray]]:
+    return MappingProxyType({s: MappingProxyType(dict(d)) for s, d in signals.items()})
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """Masks and per-model signals of a population of models trained on subsets of one dataset.
+
+    Attributes
+    ----------
+    masks : ndarray of bool, shape (n_models, n_train)
+        True where the training example was in that model's training set.
+    signals : mapping split -> name -> ndarray of float32, shape (n_models, n_examples_in_split)
+        Splits are ``train`` and ``test`` (``canary``, ``population`` where used); names include ``logit``,
+        ``loss`` and ``correct`` (see :data:`SIGNALS`).
+    seeds : ndarray of int64, shape (n_models,)
+        The seed each model was trained with.
+    labels : mapping split -> ndarray of int64, shape (n_examples_in_split,)
+        True labels, where known.
+    provenance : mapping
+        JSON-serializable: dataset fingerprint, trainer config, package version, ...
+    """
+
+    masks: np.ndarray
+    signals: Mapping[str, Mapping[str, np.ndarray]]
+    seeds: np.ndarray = None
+    labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        masks = check_masks("masks", self.masks)
+        n_models, n_train = masks.shape
+        object.__setattr__(self, "masks", masks)
+        seeds = np.arange(n_models, dtype=np.int64) if self.seeds is None else np.asarray(self.seeds, np.int64)
+        if seeds.shape != (n_models,):
+            raise MemlensInputError(f"seeds must have shape ({n_models},) (one per model); got {seeds.shape}")
+        object.__setattr__(self, "seeds", seeds)
+        sig = {}
+        for split, named in self.signals.items():
+            sig[split] = {}
+            for name, arr in named.items():
+                arr = np.asarray(arr, dtype=np.float32)
+                if arr.ndim != 2 or arr.shape[0] != n_models:
+                    raise MemlensInputError(
+                        f"signals[{split!r}][{name!r}] must have shape (n_models={n_models}, n_examples); "
+                        f"got {arr.shape}")
+                if split == "train" and arr.shape[1] != n_train:
+                    raise MemlensInputError(
+                        f"signals['train'][{name!r}] must have one column per training example ({n_train}, "
+                        f"as in masks); got {arr.shape[1]}")
+                sig[split][name] = arr
+            lens = {a.shape[1] for a in sig[split].values()}
+            if len(lens) > 1:
+                raise MemlensInputError(f"signals[{split!r}] arrays disagree on the number of examples: {lens}")
+        object.__setattr__(self, "signals", _freeze(sig))
+        labels = {k: np.asarray(v, dtype=np.int64) for k, v in self.labels.items()}
+        object.__setattr__(self, "labels", MappingProxyType(labels))
+        object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_models(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def n_train(self) -> int:
+        return int(self.masks.shape[1])
+
+    @property
+    def splits(self) -> tuple:
+        return tuple(self.signals)
+
+    def signal(self, split: str, name: str) -> np.ndarray:
+        """The ``(n_models, n_examples)`` array of signal ``name`` on ``split``, with a clear error if absent."""
+        if split not in self.signals:
+            raise MemlensInputError(f"split must be one of {list(self.signals)}; got {split!r}")
+        if name not in self.signals[split]:
+            raise MemlensInputError(f"signal must be one of {list(self.signals[split])} for split {split!r}; "
+                                    f"got {name!r}")
+        return self.signals[split][name]
+
+    # ------------------------------------------------------------------ model axis
+    def select(self, models) -> "Population":
+        """The sub-population of the given model indices (an index array, slice or boolean mask)."""
+        idx = np.arange(self.n_models)[models]
+        return Population(self.masks[idx], {s: {k: v[idx] for k, v in d.items()} for s, d in self.signals.items()},
+                          self.seeds[idx], dict(self.labels), dict(self.provenance))
+
+    @staticmethod
+    def concat(pops) -> "Population":
+        """Concatenate populations (shards) along the model axis. They must share splits, signals and labels."""
+        pops = list(pops)
+        if not pops:
+            raise MemlensInputError("pops must contain at least one Population; got an empty sequence")
+        first = pops[0]
+        for k, p in enumerate(pops[1:], 1):
+            if p.n_train != first.n_train:
+                raise MemlensInputError(f"pops[{k}] has n_train={p.n_train}, pops[0] has {first.n_train}")
+            if {s: sorted(d) for s, d in p.signals.items()} != {s: sorted(d) for s, d in first.signals.items()}:
+                raise MemlensInputError(f"pops[{k}] has different splits or signals than pops[0]")
+        sig = {s: {k: np.concatenate([p.signals[s][k] for p in pops]) for k in d} for s, d in first.signals.items()}
+        return Population(np.concatenate([p.masks for p in pops]), sig, np.concatenate([p.seeds for p in pops]),
+                          dict(first.labels), dict(first.provenance))
+
+    # ------------------------------------------------------------------ persistence (no pickle)
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"masks": self.masks, "seeds": self.seeds}
+        for split, named in self.signals.items():
+            for name, arr in named.items():
+                arrays[f"signal/{split}/{name}"] = arr
+        for split, lab in self.labels.items():
+            arrays[f"labels/{split}"] = lab
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], provenance=None) -> "Population":
+        signals: dict = {}
+        labels = {}
+        for key, arr in arrays.items():
+            parts = key.split("/")
+            if parts[0] == "signal" and len(parts) == 3:
+                signals.setdefault(parts[1], {})[parts[2]] = arr
+            elif parts[0] == "labels" and len(parts) == 2:
+                labels[parts[1]] = arr
+        if "masks" not in arrays:
+            raise MemlensInputError("the population file has no 'masks' array; it is not a memlens population")
+        return cls(arrays["masks"], signals, arrays.get("seeds"), labels, provenance or {})
+
+    def to_npz_bytes(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        arrays = dict(self.to_arrays())
+        arrays["provenance.json"] = np.frombuffer(json.dumps(dict(self.provenance), default=str).encode(),
+                                                  dtype=np.uint8)
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_npz(cls, path) -> "Population":
+        """Read a population written by :meth:`to_npz_bytes` (``allow_pickle=False``)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise MemlensInputError(f"could not read population file {path}: {exc}; it is corrupted or "
+                                    "truncated: delete it (a resumed run retrains it)") from None
+        prov = {}
+        if "provenance.json" in arrays:
+            prov = json.loads(arrays.pop("provenance.json").tobytes().decode())
+        return cls.from_arrays(arrays, prov)
+
+    def save(self, path) -> Path:
+        """Save to directory ``path`` as ``population.npz`` (+ ``population.json``); atomic, no pickle."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path / "population.npz", self.to_npz_bytes())
+        meta = {"format": _FORMAT, "n_models": self.n_models, "n_train": self.n_train,
+                "signals": {s: {k: list(v.shape) for k, v in d.items()} for s, d in self.signals.items()},
+                "provenance": dict(self.provenance)}
+        atomic_write_bytes(path / "population.json", json.dumps(meta, indent=2, default=str).encode())
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Population":
+        """Load a population saved with :meth:`save` (a directory, or the ``population.npz`` file itself)."""
+        path = Path(path)
+        f = path / "population.npz" if path.is_dir() else path
+        if not f.exists():
+            raise MemlensInputError(f"no saved population at {path}; expected {f} (written by Population.save)")
+        return cls.from_npz(f)
+
+    def __repr__(self) -> str:
+        sig = {s: sorted(d) for s, d in self.signals.items()}
+        return f"Population(n_models={self.n_models}, n_train={self.n_train}, signals={sig})"
