@@ -1,1 +1,26 @@
-"""memlens.measures."""
+"""Measures: pure functions from a Population (or arrays) to per-example scores (higher = more memorized)."""
+from .feldman_zhang import (
+    SIGNAL_SIGN,
+    HighInfluencePairs,
+    InfluenceResult,
+    MemorizationResult,
+    high_influence_pairs,
+    influence,
+    influence_from_arrays,
+    memorization,
+    memorization_from_arrays,
+    worst_case_stderr,
+)
+
+__all__ = [
+    "SIGNAL_SIGN",
+    "HighInfluencePairs",
+    "InfluenceResult",
+    "MemorizationResult",
+    "high_influence_pairs",
+    "influence",
+    "influence_from_arrays",
+    "memorization",
+    "memorization_from_arrays",
+    "worst_case_stderr",
+]
