@@ -24,6 +24,9 @@ __all__ = ["Population", "SIGNALS", "signals_from_logits", "signals_from_proba",
 SIGNALS = ("logit", "loss", "correct")
 
 _FORMAT = "memlens-population/1"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
@@ -80,6 +83,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp creates 0600; written files get the umask's usual mode
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
