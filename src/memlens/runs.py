@@ -292,7 +292,7 @@ class RunDir:
             diffs.append("config differs (" + "; ".join(cdiff) + ")")
         if manifest["shard_size"] != shard_size:
             diffs.append(f"shard_size is {manifest['shard_size']} in the run, {shard_size} now")
-        if manifest["masks_sha256"] != _masks_sha256(masks):
+        if manifest["masks_sha256"] != _masks_sha256(masks) and not diffs:  # else implied by the config
             diffs.append("the training-subset masks differ")
         if diffs:
             raise MemlensInputError(f"--resume refused for {str(path)!r}: " + "; ".join(diffs)

@@ -1,0 +1,194 @@
+"""The ``memlens`` command line: a thin layer over the library.
+
+    memlens audit [--dataset digits | --data FILE.npz] [--model logreg|mlp] [--models K] [--subset-ratio R]
+                  [--seed S] [--out DIR] [--resume | --overwrite] [--no-progress]
+    memlens reproduce NAME [--out DIR] [--quick] [--seed S]
+    memlens list
+
+Bad input gets one line on stderr, ``memlens: error: <parameter, value and fix>``, exit status 2 and no
+traceback; an existing run directory is left as it was.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from ._validation import MemlensInputError, MemlensWarning
+
+__all__ = ["main", "build_parser", "load_npz_dataset"]
+
+#: Library parameter name -> command-line flag, for error messages.
+_FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--seed", "dataset": "--dataset",
+          "model": "--model", "out": "--out", "shard_size": "--shard-size", "resume and overwrite":
+          "--resume and --overwrite", "reproduction": "NAME"}
+
+
+class _UsageError(Exception):
+    """An argparse error (unknown flag, wrong type): reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the usage and exit; we report one line instead
+        raise _UsageError(f"{message}; see `{self.prog} --help`")
+
+
+def _flagged(message: str) -> str:
+    """Name the command-line flag where the library names its parameter (``n_models must ...`` -> ``--models``)."""
+    for name, flag in _FLAGS.items():
+        if message.startswith(name + " ") or message.startswith(name + ":"):
+            return flag + message[len(name):]
+    return message
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="memlens", description="Measure how much machine-learning models memorize their "
+                                                 "training data, and show why.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    audit = sub.add_parser("audit", help="train a population, measure memorization and influence, write a report",
+                           description="Train a population of models on random subsets, estimate Feldman-Zhang "
+                                       "memorization and influence, and write population/, examples.csv, "
+                                       "pairs.csv, summary.json and report.html into --out.")
+    audit.add_argument("--dataset", default=None,
+                       help="dataset name: digits (default), fashion-mnist, mnist-5k, breast-cancer, wine, iris, "
+                            "caravan")
+    audit.add_argument("--data", metavar="FILE.npz", default=None,
+                       help="your own data: an .npz with arrays X_train, y_train, X_test, y_test (optional: "
+                            "image_shape, class_names)")
+    audit.add_argument("--model", default="logreg", help="logreg (default) or mlp")
+    audit.add_argument("--models", type=int, default=256, metavar="K", help="number of models (default 256)")
+    audit.add_argument("--subset-ratio", type=float, default=0.7, metavar="R",
+                       help="fraction of the training set each model trains on (default 0.7)")
+    audit.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    audit.add_argument("--out", default="runs/audit", metavar="DIR", help="run directory (default runs/audit)")
+    audit.add_argument("--shard-size", type=int, default=32, metavar="N", help="models per shard file (default 32)")
+    group = audit.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --out")
+    group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    audit.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    rep = sub.add_parser("reproduce", help="reproduce a figure or table of a seed paper",
+                         description="Reproduce a figure or table of a seed paper (`memlens list` shows them).")
+    rep.add_argument("name", metavar="NAME")
+    rep.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/NAME)")
+    rep.add_argument("--quick", action="store_true", help="a small, fast version")
+    rep.add_argument("--seed", type=int, default=0, metavar="S")
+
+    sub.add_parser("list", help="list the reproductions", description="List the reproductions.")
+    return parser
+
+
+def load_npz_dataset(path):
+    """A :class:`~memlens.data.Dataset` from an ``.npz`` of X_train, y_train, X_test, y_test (validated)."""
+    import numpy as np
+
+    from .data import from_arrays
+
+    path = Path(path)
+    if not path.is_file():
+        raise MemlensInputError(f"--data must be an existing .npz file; got {str(path)!r}, which does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
+        raise MemlensInputError(f"--data must be an .npz file written by numpy.savez; could not read "
+                                f"{str(path)!r} ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in arrays]
+    if missing:
+        raise MemlensInputError(f"--data {str(path)!r} lacks array(s) {', '.join(missing)}; save it with "
+                                "numpy.savez(FILE, X_train=..., y_train=..., X_test=..., y_test=...)")
+    image_shape = arrays.get("image_shape")
+    class_names = arrays.get("class_names")
+    try:
+        return from_arrays(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
+                           name=path.stem, image_shape=None if image_shape is None else image_shape.tolist(),
+                           class_names=None if class_names is None else class_names.tolist())
+    except MemlensInputError as exc:
+        raise MemlensInputError(f"--data {str(path)!r}: {exc}") from None
+
+
+def _audit(args) -> int:
+    from .audit import run_audit
+
+    if args.data is not None and args.dataset is not None:
+        raise MemlensInputError(f"--dataset and --data exclude each other; got --dataset {args.dataset!r} and "
+                                f"--data {args.data!r}: pass one of them")
+    dataset = load_npz_dataset(args.data) if args.data is not None else (args.dataset or "digits")
+    result = run_audit(dataset=dataset, model=args.model, n_models=args.models, subset_ratio=args.subset_ratio,
+                       seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                       shard_size=args.shard_size, progress=not args.no_progress)
+    s = result.summary
+    print(f"{s['dataset']}: {s['n_models']} {s['model']} models, train accuracy {100 * s['train_accuracy']:.1f}%, "
+          f"test accuracy {100 * s['test_accuracy']:.1f}%; {s['n_memorized']} examples with memorization >= "
+          f"{s['mem_threshold']:g}, {s['n_pairs']} high-influence pairs; {s['runtime_seconds']:.1f} s")
+    print(f"report: {result.out / 'report.html'}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .experiments import get_experiment
+
+    module = get_experiment(args.name)
+    from ._random import check_seed
+
+    check_seed(args.seed)
+    out = Path(args.out) if args.out is not None else Path("runs") / args.name
+    if out.exists() and not out.is_dir():
+        raise MemlensInputError(f"--out must be a folder; got {str(out)!r}, which is a file")
+    results = module.run(out, quick=args.quick, seed=args.seed)
+    print(f"{args.name}: wrote {out} ({len(results)} results in results.json)")
+    return 0
+
+
+def _list(args) -> int:
+    from .experiments import list_experiments
+
+    items = list_experiments()
+    width = max((len(n) for n, _ in items), default=0)
+    for name, desc in items:
+        print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, MemlensWarning):
+        print(f"memlens: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"memlens: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    handler = {"audit": _audit, "reproduce": _reproduce, "list": _list}[args.command]
+    old = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return handler(args)
+    except MemlensInputError as exc:
+        print(f"memlens: error: {_one_line(_flagged(str(exc)))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memlens: interrupted; finished shards are kept: continue with --resume", file=sys.stderr)
+        return 130
+    finally:
+        warnings.showwarning = old
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", text).strip()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
