@@ -4,3 +4,10 @@ from .long_tail import make_long_tail_mixture, sample_long_tail, tau, zipf_prior
 
 __all__ = [*globals().get("__all__", []), "long_tail", "make_long_tail_mixture", "sample_long_tail", "tau",
            "zipf_prior"]
+
+from . import next_symbol  # noqa: E402
+from .next_symbol import (NextSymbolData, NextSymbolSample, NextSymbolTask, NoiseRecovery,  # noqa: E402
+                          make_next_symbol_data, make_next_symbol_task, noise_recovery)
+
+__all__ = [*globals().get("__all__", []), "next_symbol", "NextSymbolData", "NextSymbolSample", "NextSymbolTask",
+           "NoiseRecovery", "make_next_symbol_data", "make_next_symbol_task", "noise_recovery"]
