@@ -1,0 +1,148 @@
+"""Model configurations for population training: plain frozen dataclasses, JSON round-trippable.
+
+``make_model_config("logreg", C=0.1)`` builds one by name; ``config.to_dict()`` goes into a run's manifest
+and ``make_model_config(**config.to_dict())`` rebuilds it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass
+
+from .._validation import MemlensInputError, check_float, check_int
+
+__all__ = ["LogisticConfig", "MLPConfig", "MODEL_CONFIGS", "make_model_config"]
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise MemlensInputError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LogisticConfig:
+    """Multinomial L2-regularized logistic regression, exactly scikit-learn's objective.
+
+    Each model ``k`` minimizes ``C * sum_{i in S_k} CE_i + 0.5 * ||W_k||^2`` (intercepts unpenalized), the
+    objective of ``sklearn.linear_model.LogisticRegression(C=C)``; with two classes, sklearn's binary
+    parametrization (one weight vector) is used, so the optimum is the same as sklearn's.
+
+    Attributes
+    ----------
+    C : float > 0
+        Inverse regularization strength (scikit-learn's ``C``).
+    max_iter : int >= 1
+        Maximum number of L-BFGS iterations per model.
+    tol : float > 0
+        Convergence threshold on the largest absolute entry of the gradient of the normalized objective
+        ``mean_{i in S_k} CE_i + ||W_k||^2 / (2 C |S_k|)`` (the quantity scikit-learn's ``tol`` bounds for the
+        ``lbfgs`` solver). Memorization scores need tight convergence (spec/performance.md §2.3).
+    standardize : bool
+        Z-score the features with the mean and standard deviation of the *full* training split (constant
+        features are left centred, with scale 1).
+    """
+
+    C: float = 1.0
+    max_iter: int = 1000
+    tol: float = 1e-6
+    standardize: bool = True
+
+    name = "logreg"
+
+    def __post_init__(self):
+        object.__setattr__(self, "C", check_float("C", self.C, min_value=0.0, min_inclusive=False,
+                                                  hint="(it is the inverse regularization strength)"))
+        object.__setattr__(self, "max_iter", check_int("max_iter", self.max_iter, min_value=1))
+        object.__setattr__(self, "tol", check_float("tol", self.tol, min_value=0.0, min_inclusive=False))
+        object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
+
+    def to_dict(self) -> dict:
+        """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """A ReLU multilayer perceptron trained by minibatch SGD with momentum.
+
+    Attributes
+    ----------
+    hidden : tuple of int
+        Widths of the hidden layers, e.g. ``(128,)`` or ``(512, 256)``; ``()`` gives softmax regression.
+    epochs : int >= 1
+        Passes over each model's own training subset.
+    batch_size : int >= 1
+        Minibatch size; the last minibatch of an epoch holds the remainder (no example is dropped).
+    lr : float > 0
+        Learning rate.
+    momentum : float in [0, 1)
+        Heavy-ball momentum, as ``torch.optim.SGD`` (no dampening, no Nesterov).
+    weight_decay : float >= 0
+        L2 coefficient added to the gradient of every parameter, as ``torch.optim.SGD``.
+    standardize : bool
+        Z-score the features with the full training split's statistics.
+    """
+
+    hidden: tuple = (128,)
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    standardize: bool = True
+
+    name = "mlp"
+
+    def __post_init__(self):
+        hidden = self.hidden
+        if isinstance(hidden, (numbers.Integral,)) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        if not isinstance(hidden, (tuple, list)):
+            raise MemlensInputError(f"hidden must be a tuple of layer widths such as (128,) or (512, 256); "
+                                    f"got {hidden!r}")
+        hidden = tuple(check_int(f"hidden[{j}]", h, min_value=1) for j, h in enumerate(hidden))
+        object.__setattr__(self, "hidden", hidden)
+        object.__setattr__(self, "epochs", check_int("epochs", self.epochs, min_value=1))
+        object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, min_value=1))
+        object.__setattr__(self, "lr", check_float("lr", self.lr, min_value=0.0, min_inclusive=False))
+        object.__setattr__(self, "momentum", check_float("momentum", self.momentum, min_value=0.0,
+                                                         max_value=1.0, max_inclusive=False))
+        object.__setattr__(self, "weight_decay", check_float("weight_decay", self.weight_decay, min_value=0.0))
+        object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
+
+    def to_dict(self) -> dict:
+        """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return {"name": self.name, **d}
+
+
+MODEL_CONFIGS = {"logreg": LogisticConfig, "mlp": MLPConfig}
+
+
+def make_model_config(name: str, **overrides):
+    """A model configuration by name, with fields overridden.
+
+    Parameters
+    ----------
+    name : {"logreg", "mlp"}
+    **overrides
+        Fields of :class:`LogisticConfig` or :class:`MLPConfig`.
+
+    Examples
+    --------
+    >>> make_model_config("logreg", C=0.1).C
+    0.1
+    >>> make_model_config("mlp", hidden=(64, 32)).hidden
+    (64, 32)
+    """
+    if not isinstance(name, str) or name not in MODEL_CONFIGS:
+        raise MemlensInputError(f"model must be one of {', '.join(MODEL_CONFIGS)}; got {name!r}")
+    cls = MODEL_CONFIGS[name]
+    fields = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise MemlensInputError(f"unknown field(s) {', '.join(unknown)} for model {name!r}; "
+                                f"valid fields: {', '.join(fields)}")
+    return cls(**overrides)

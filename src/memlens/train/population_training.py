@@ -1,0 +1,266 @@
+"""``train_population``: one model per mask row, trained a block of models at a time, into a Population.
+
+Models are trained in blocks of ``block_size`` rows; every model of a block advances in one vectorized pass
+(stacked parameters, shared data, membership as a per-example weight; DESIGN.md "Performance principles").
+Model ``k`` of a run (global index ``model_offset + k``) gets the seed
+``memlens._random.model_seeds(seed, n, start=model_offset)[k]``, so its result does not depend on how the
+rows are cut into shards or blocks, or on the number of processes: a run may train shards of rows with
+``model_offset`` and concatenate them (:meth:`Population.concat`). For logistic regression, "the same" means
+up to floating-point rounding and the convergence tolerance (a shared GEMM rounds differently for different
+block widths); for the MLP each model's arithmetic is its own slice of the batched products.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._random import check_seed, model_seeds
+from .._threads import limit_threads
+from .._validation import MemlensInputError, check_int, check_masks
+from ..population import Population, signals_from_logits
+from .configs import LogisticConfig, MLPConfig, make_model_config
+from .sklearn_backend import check_sklearn_classifier, fit_predict_block, is_sklearn_classifier
+
+__all__ = ["train_population", "standardized_features", "DEFAULT_BLOCK_SIZE"]
+
+#: Models per vectorized pass when ``block_size`` is None.
+DEFAULT_BLOCK_SIZE = {"logreg": 64, "mlp": 64, "sklearn": 16}
+_SIGNAL_ROWS = 4096
+
+
+def standardized_features(dataset, *, standardize: bool = True, dtype=np.float64):
+    """``(X_train, X_test)`` z-scored with the mean and standard deviation of the *full* training split.
+
+    Every model of a population sees the same preprocessing, fixed before any subset is drawn (it is
+    public, data-independent of membership up to these two statistics). Constant features get scale 1.
+    The scikit-learn reference path fits on exactly these arrays.
+    """
+    Xtr = np.asarray(dataset.X_train, dtype=np.float64)
+    Xte = np.asarray(dataset.X_test, dtype=np.float64)
+    if standardize:
+        mu = Xtr.mean(0)
+        sd = Xtr.std(0)
+        sd[sd <= 1e-12 * max(1.0, float(np.abs(mu).max(initial=0.0)))] = 1.0
+        Xtr = (Xtr - mu) / sd
+        Xte = (Xte - mu) / sd
+    return Xtr.astype(dtype, copy=False), Xte.astype(dtype, copy=False)
+
+
+def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
+    """Standard signals ``(k, n)`` of ``logits_fn(X_rows) -> (k, rows, C)``, row chunk by row chunk."""
+    out = {name: np.empty((k, X.shape[0]), dtype=np.float32) for name in ("logit", "loss", "correct")}
+    for r0 in range(0, X.shape[0], _SIGNAL_ROWS):
+        sig = signals_from_logits(logits_fn(X[r0:r0 + _SIGNAL_ROWS]), y[r0:r0 + _SIGNAL_ROWS])
+        for name, arr in sig.items():
+            out[name][:, r0:r0 + arr.shape[1]] = arr
+    return out
+
+
+def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds) -> dict:
+    """Train the models of one block (rows of ``masks``) and return their signals and diagnostics."""
+    from .torch_logreg import fit_logistic
+    from .torch_mlp import fit_mlp
+
+    with limit_threads(1):
+        if kind == "logreg":
+            fit = fit_logistic(Xtr, ytr, masks.astype(np.float64), n_classes=n_classes, C=model.C, tol=model.tol,
+                               max_iter=model.max_iter)
+            logits = fit.logits
+            diag = {"n_iter": fit.n_iter, "grad_norm": fit.grad_norm, "converged": fit.converged}
+        elif kind == "mlp":
+            fit = fit_mlp(Xtr, ytr, masks, seeds=seeds, n_classes=n_classes, hidden=model.hidden,
+                          epochs=model.epochs, batch_size=model.batch_size, lr=model.lr, momentum=model.momentum,
+                          weight_decay=model.weight_decay)
+            logits = fit.logits
+            diag = {"n_iter": fit.n_steps, "final_loss": fit.final_loss}
+        else:
+            res = fit_predict_block(model, Xtr, ytr, Xte, yte, masks, seeds, n_classes)
+            return {"train": res["train"], "test": res["test"],
+                    "diag": {"n_iter": res["n_iter"], "converged": ~res["not_converged"]}}
+        k = masks.shape[0]
+        return {"train": _signals_in_chunks(logits, Xtr, ytr, k), "test": _signals_in_chunks(logits, Xte, yte, k),
+                "diag": diag}
+
+
+def _resolve_model(model, backend: str):
+    """``(kind, model, config)``: kind is ``logreg``, ``mlp`` or ``sklearn``; model the config or estimator to
+    train; config the memlens configuration it came from (None for a user's estimator)."""
+    if backend not in ("torch", "sklearn"):
+        raise MemlensInputError(f"backend must be 'torch' or 'sklearn'; got {backend!r}")
+    if isinstance(model, str):
+        model = make_model_config(model)
+    if isinstance(model, LogisticConfig):
+        if backend == "torch":
+            return "logreg", model, model
+        from sklearn.linear_model import LogisticRegression
+
+        return "sklearn", LogisticRegression(C=model.C, tol=model.tol, max_iter=model.max_iter), model
+    if isinstance(model, MLPConfig):
+        if backend == "torch":
+            return "mlp", model, model
+        raise MemlensInputError("model 'mlp' has no scikit-learn equivalent with the same training procedure; use "
+                                "backend='torch', or pass a configured sklearn.neural_network.MLPClassifier")
+    if is_sklearn_classifier(model):
+        if backend != "sklearn":
+            raise MemlensInputError(f"model is a scikit-learn estimator ({type(model).__name__}); pass "
+                                    "backend='sklearn' to train it, or use model='logreg'/'mlp' for the torch backend")
+        return "sklearn", check_sklearn_classifier(model), None
+    raise MemlensInputError(f"model must be 'logreg', 'mlp', a LogisticConfig/MLPConfig, or (backend='sklearn') a "
+                            f"scikit-learn classifier; got {model!r}")
+
+
+def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "torch", model_offset: int = 0,
+                     progress=None, n_jobs: int = 1, block_size: int | None = None) -> Population:
+    """Train one model per mask row and collect the per-example signals of every model.
+
+    Parameters
+    ----------
+    dataset : memlens.data.Dataset
+    model : str, LogisticConfig, MLPConfig or scikit-learn classifier
+        ``"logreg"`` (multinomial L2 logistic regression, exactly scikit-learn's objective, tightly
+        converged), ``"mlp"`` (ReLU MLP, SGD with momentum), a configuration from
+        :func:`make_model_config`, or, with ``backend="sklearn"``, any classifier with ``fit`` and
+        ``predict_proba`` (cloned per model and fitted on the raw features: put preprocessing in a Pipeline).
+    masks : array of bool, shape (n_models, n_train)
+        ``masks[k, i]`` is True when training example ``i`` is in model ``k``'s training set; every row needs
+        at least one True.
+    seed : int
+        Run seed. Model ``k`` uses ``model_seeds(seed, n_models, start=model_offset)[k]`` (its initialization
+        and minibatch order; scikit-learn's ``random_state`` where the estimator has one).
+    backend : {"torch", "sklearn"}
+        ``torch``: vectorized many-model training. ``sklearn``: one scikit-learn fit per model (the reference).
+    model_offset : int
+        Global index of the first row, when ``masks`` is a shard of a larger run.
+    progress : callable, optional
+        ``progress(n_models_done)`` is called with the cumulative number of finished models of this call
+        each time a block finishes.
+    n_jobs : int
+        Processes (joblib/loky, one BLAS thread each) over which blocks are spread; -1 for one per CPU.
+    block_size : int, optional
+        Models per vectorized pass (default :data:`DEFAULT_BLOCK_SIZE`); it changes speed and memory only.
+
+    Returns
+    -------
+    Population
+        Masks, seeds, signals ``logit``, ``loss``, ``correct`` of shape ``(n_models, n)`` on splits ``train``
+        and ``test``, labels, and provenance (dataset name and fingerprint, backend, model configuration,
+        memlens version, standardization, convergence diagnostics).
+
+    Notes
+    -----
+    Features are standardized (``config.standardize``, default True) with the statistics of the *full*
+    training split (:func:`standardized_features`), so every model sees the same fixed preprocessing. The
+    weight-0 invariant "masking an example OUT equals deleting it" holds given that preprocessing (deleting
+    a row from the dataset also changes the statistics: compare with ``standardize=False``).
+    """
+    from .. import __version__
+    from ..data import Dataset
+
+    if not isinstance(dataset, Dataset):
+        raise MemlensInputError(f"dataset must be a memlens.data.Dataset (from load_dataset(...) or from_arrays(...)); "
+                                f"got {type(dataset).__name__}")
+    kind, model, config = _resolve_model(model, backend)
+    masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1)
+    empty = np.flatnonzero(~masks.any(1))
+    if empty.size:
+        raise MemlensInputError(f"every mask row needs at least one training example (True); rows "
+                                f"{empty[:5].tolist()} are all False")
+    seed = check_seed(seed)
+    if not isinstance(seed, int):
+        raise MemlensInputError(f"seed must be an integer (per-model seeds must be reproducible from the run's "
+                                f"manifest); got {type(seed).__name__}")
+    model_offset = check_int("model_offset", model_offset, min_value=0)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or not (n_jobs >= 1 or n_jobs == -1):
+        raise MemlensInputError(f"n_jobs must be a positive integer or -1 (one process per CPU); got {n_jobs!r}")
+    if block_size is not None:
+        block_size = check_int("block_size", block_size, min_value=1)
+    if progress is not None and not callable(progress):
+        raise MemlensInputError(f"progress must be a callable progress(n_models_done) or None; got {progress!r}")
+    n_classes = dataset.n_classes
+    ytr = np.asarray(dataset.y_train, dtype=np.int64)
+    yte = np.asarray(dataset.y_test, dtype=np.int64)
+    if kind == "sklearn":
+        few = [k for k in range(masks.shape[0]) if np.unique(ytr[masks[k]]).size < 2]
+        if few:
+            raise MemlensInputError(f"mask rows {few[:5]} contain a single class; scikit-learn classifiers need at "
+                                    "least 2 classes in every training subset (use larger subsets)")
+
+    n_models = masks.shape[0]
+    seeds = model_seeds(seed, n_models, start=model_offset)
+    # memlens configurations fit standardized features (the sklearn reference too); a user's estimator fits raw.
+    standardize = config is not None and config.standardize
+    Xtr, Xte = standardized_features(dataset, standardize=standardize,
+                                     dtype=np.float32 if kind == "mlp" else np.float64)
+
+    n_workers = _n_workers(n_jobs)
+    bs = block_size or DEFAULT_BLOCK_SIZE[kind]
+    if n_workers > 1:
+        bs = min(bs, -(-n_models // n_workers))
+    blocks = [(b, min(b + bs, n_models)) for b in range(0, n_models, bs)]
+    args = [(kind, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b]) for a, b in blocks]
+    if n_workers == 1:
+        results = _collect((_train_block(*a) for a in args), blocks, progress)
+    else:
+        from joblib import Parallel, delayed, parallel_config
+
+        with parallel_config(backend="loky", inner_max_num_threads=1):
+            gen = Parallel(n_jobs=n_workers, return_as="generator")(delayed(_train_block)(*a) for a in args)
+            results = _collect(gen, blocks, progress)
+
+    signals = {split: {name: np.concatenate([r[split][name] for r in results])
+                       for name in ("logit", "loss", "correct")} for split in ("train", "test")}
+    diag = {key: np.concatenate([r["diag"][key] for r in results]) for key in results[0]["diag"]}
+    provenance = {
+        "dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint(),
+        "backend": backend,
+        "model": _model_dict(kind, model, config),
+        "memlens_version": __version__,
+        "seed": seed,
+        "model_offset": model_offset,
+        "n_models": n_models,
+        "standardize": standardize,
+        "standardization": "z-score with the full training split's mean and std" if standardize else "none",
+        "convergence": _convergence_summary(kind, model, diag),
+    }
+    return Population(masks=masks, signals=signals, seeds=seeds,
+                      labels={"train": ytr, "test": yte}, provenance=provenance)
+
+
+def _collect(it, blocks, progress) -> list:
+    results, done = [], 0
+    for (a, b), res in zip(blocks, it):
+        results.append(res)
+        done += b - a
+        if progress is not None:
+            progress(done)
+    return results
+
+
+def _n_workers(n_jobs: int) -> int:
+    if n_jobs == -1:
+        import os
+
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return int(n_jobs)
+
+
+def _model_dict(kind: str, model, config) -> dict:
+    if config is not None:
+        return config.to_dict() if kind != "sklearn" else {**config.to_dict(), "estimator": type(model).__name__}
+    params = {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+              for k, v in model.get_params(deep=False).items()}
+    return {"name": "sklearn", "estimator": f"{type(model).__module__}.{type(model).__name__}", "params": params}
+
+
+def _convergence_summary(kind: str, model, diag: dict) -> dict:
+    n_iter = diag["n_iter"]
+    out = {"n_iter_max": int(n_iter.max()), "n_iter_mean": float(n_iter.mean())}
+    if kind == "logreg":
+        out.update(tol=model.tol, max_grad_norm=float(np.max(diag["grad_norm"])),
+                   n_not_converged=int((~diag["converged"]).sum()))
+    elif kind == "mlp":
+        out.update(unit="SGD steps", final_loss_mean=float(np.mean(diag["final_loss"])),
+                   final_loss_max=float(np.max(diag["final_loss"])))
+    else:
+        out["n_not_converged"] = int((~diag["converged"]).sum())
+    return out

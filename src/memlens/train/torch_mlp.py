@@ -1,0 +1,174 @@
+"""Many small ReLU MLPs at once: stacked parameters, ``torch.baddbmm``, minibatch SGD with momentum.
+
+Model ``k`` has its own parameters (the leading axis of every weight tensor), its own initialization and its
+own minibatch order, both drawn from its own seed; one optimizer step advances every model of the block with
+batched matrix products (spec/performance.md §2.4: 8-14x over a Python loop of models on this CPU).
+
+The minibatches of model ``k`` in an epoch are consecutive slices of ``in_idx[rng.permutation(len(in_idx))]``,
+``in_idx`` being the (sorted) indices of its IN examples. A model therefore depends on its training subset only
+through the examples themselves: training on a dataset from which example ``i`` was deleted and masking ``i``
+OUT give the same model (the weight-0 invariant of DESIGN.md is exact here, not approximate). Models with
+fewer IN examples finish their epoch in fewer steps and are left untouched (no update, no momentum decay) in
+the remaining steps of the block's epoch; the last minibatch of an epoch holds the remainder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._validation import MemlensInputError, check_array, check_float, check_int, check_labels, check_masks
+
+__all__ = ["MLPFit", "fit_mlp", "mlp_logits", "init_mlp"]
+
+_EVAL_ROWS = 2048
+
+
+@dataclass(frozen=True, eq=False)
+class MLPFit:
+    """Stacked parameters of ``K`` MLPs.
+
+    Attributes
+    ----------
+    weights : tuple of ndarray, shapes (K, fan_in, fan_out)
+        One per layer, input layer first; the last maps to the ``n_classes`` logits.
+    biases : tuple of ndarray, shapes (K, fan_out)
+    n_steps : ndarray of int, shape (K,)
+        SGD steps each model took (``epochs * ceil(n_in_k / batch_size)``).
+    final_loss : ndarray, shape (K,)
+        Mean training cross-entropy of each model's last epoch (running average over its minibatches).
+    """
+
+    weights: tuple
+    biases: tuple
+    n_steps: np.ndarray
+    final_loss: np.ndarray
+
+    def logits(self, X) -> np.ndarray:
+        """Class scores ``(K, n, n_classes)`` of rows ``X (n, n_features)``."""
+        return mlp_logits(self.weights, self.biases, X)
+
+
+def init_mlp(rng: np.random.Generator, sizes) -> tuple[list, list]:
+    """One model's initial parameters from its own generator: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+    The bound is that of ``torch.nn.Linear``'s default initialization, for weights and biases alike.
+    """
+    Ws, bs = [], []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / np.sqrt(fan_in)
+        Ws.append(rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(np.float32))
+        bs.append(rng.uniform(-bound, bound, size=fan_out).astype(np.float32))
+    return Ws, bs
+
+
+def _forward(Ws, bs, H: torch.Tensor) -> torch.Tensor:
+    """``H (K, rows, fan_in)`` -> logits ``(K, rows, n_classes)``; ReLU between layers."""
+    for j, (W, b) in enumerate(zip(Ws, bs)):
+        H = torch.baddbmm(b.unsqueeze(1), H, W)
+        if j < len(Ws) - 1:
+            H = torch.relu(H)
+    return H
+
+
+def mlp_logits(weights, biases, X) -> np.ndarray:
+    """Class scores ``(K, n, n_classes)`` of stacked MLPs on rows ``X (n, n_features)``, in row chunks."""
+    Ws = [torch.as_tensor(np.asarray(W), dtype=torch.float32) for W in weights]
+    bs = [torch.as_tensor(np.asarray(b), dtype=torch.float32) for b in biases]
+    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    K = Ws[0].shape[0]
+    out = np.empty((K, Xt.shape[0], Ws[-1].shape[2]), dtype=np.float32)
+    with torch.no_grad():
+        for r0 in range(0, Xt.shape[0], _EVAL_ROWS):
+            Xr = Xt[r0:r0 + _EVAL_ROWS]
+            out[:, r0:r0 + Xr.shape[0]] = _forward(Ws, bs, Xr.unsqueeze(0).expand(K, -1, -1)).numpy()
+    return out
+
+
+def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), epochs: int = 20,
+            batch_size: int = 64, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0) -> MLPFit:
+    """Train ``K`` MLPs, model ``k`` on the rows where ``masks[k]`` is True, all in one vectorized loop.
+
+    Parameters
+    ----------
+    X : array, shape (n, d)
+        Features (already standardized if wanted).
+    y : array of int, shape (n,)
+    masks : array of bool, shape (K, n)
+    seeds : array of int, shape (K,)
+        Model ``k``'s initialization and minibatch order come from ``numpy.random.default_rng(seeds[k])``
+        (initialization first, then one permutation per epoch).
+    n_classes : int, optional
+        Defaults to ``y.max() + 1``.
+    hidden, epochs, batch_size, lr, momentum, weight_decay
+        As :class:`~memlens.train.MLPConfig`: SGD as ``torch.optim.SGD(lr, momentum, weight_decay)`` on the mean
+        cross-entropy of each minibatch.
+
+    Returns
+    -------
+    MLPFit
+    """
+    X = check_array("X", X, ndim=2, dtype=np.float32, min_rows=1)
+    y = check_labels("y", y, n_rows=X.shape[0])
+    masks = check_masks("masks", masks, n_examples=X.shape[0])
+    n_classes = int(y.max()) + 1 if n_classes is None else check_int("n_classes", n_classes, min_value=2)
+    seeds = np.asarray(seeds, dtype=np.int64)
+    if seeds.shape != (masks.shape[0],):
+        raise MemlensInputError(f"seeds must have shape ({masks.shape[0]},) (one per model); got {seeds.shape}")
+    epochs = check_int("epochs", epochs, min_value=1)
+    batch_size = check_int("batch_size", batch_size, min_value=1)
+    lr = check_float("lr", lr, min_value=0.0, min_inclusive=False)
+    momentum = check_float("momentum", momentum, min_value=0.0, max_value=1.0, max_inclusive=False)
+    weight_decay = check_float("weight_decay", weight_decay, min_value=0.0)
+    K, (n, d) = masks.shape[0], X.shape
+    counts = masks.sum(1)
+    if np.any(counts == 0):
+        raise MemlensInputError(f"every model needs at least one training example; model row(s) "
+                                f"{np.flatnonzero(counts == 0)[:5].tolist()} have none")
+
+    sizes = [d, *[int(h) for h in hidden], n_classes]
+    rngs = [np.random.default_rng(int(s)) for s in seeds]
+    inits = [init_mlp(rng, sizes) for rng in rngs]
+    Ws = [torch.tensor(np.stack([w[j] for w, _ in inits])).requires_grad_() for j in range(len(sizes) - 1)]
+    bs = [torch.tensor(np.stack([b[j] for _, b in inits])).requires_grad_() for j in range(len(sizes) - 1)]
+    params = Ws + bs
+    bufs = [torch.zeros_like(p) for p in params]
+    in_idx = [np.flatnonzero(m) for m in masks]
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    steps = int(-(-counts.max() // batch_size))
+    cnt_t = torch.as_tensor(counts)
+    loss_sum = torch.zeros(K)
+
+    for _ in range(epochs):
+        order = np.zeros((K, steps * batch_size), dtype=np.int64)
+        for k in range(K):
+            order[k, :counts[k]] = in_idx[k][rngs[k].permutation(counts[k])]
+        order_t = torch.as_tensor(order).view(K, steps, batch_size)
+        loss_sum.zero_()
+        for s in range(steps):
+            lo = s * batch_size
+            nb = torch.clamp(cnt_t - lo, min=0, max=batch_size)                # (K,) examples in this batch
+            valid = (torch.arange(batch_size).unsqueeze(0) < nb.unsqueeze(1)).float()  # (K, B)
+            idx = order_t[:, s]                                                 # (K, B); padding = row 0
+            Z = _forward(Ws, bs, Xt[idx])                                        # (K, B, C)
+            ce = torch.nn.functional.cross_entropy(Z.reshape(-1, n_classes), yt[idx].reshape(-1),
+                                                   reduction="none").view(K, batch_size)
+            per_model = (ce * valid).sum(1) / torch.clamp(nb, min=1)
+            grads = torch.autograd.grad(per_model.sum(), params)
+            with torch.no_grad():
+                loss_sum += per_model.detach()
+                act = (nb > 0).float()
+                for p, g, buf in zip(params, grads, bufs):
+                    a = act.view(-1, *([1] * (p.dim() - 1)))
+                    if weight_decay:
+                        g = g + weight_decay * p
+                    if momentum:
+                        buf.copy_(torch.where(a > 0, momentum * buf + g, buf))
+                        g = buf
+                    p.sub_(lr * a * g)
+    n_batches = -(-counts // batch_size)
+    return MLPFit(weights=tuple(W.detach().numpy().copy() for W in Ws),
+                  biases=tuple(b.detach().numpy().copy() for b in bs),
+                  n_steps=(epochs * n_batches).astype(np.int64),
+                  final_loss=(loss_sum.numpy() / n_batches).astype(np.float64))
