@@ -132,7 +132,12 @@ def _audit(args) -> int:
 def _reproduce(args) -> int:
     from .experiments import get_experiment
 
-    module = get_experiment(args.name)
+    try:
+        module = get_experiment(args.name)
+    except ImportError as exc:
+        print(f"memlens: error: reproduction {args.name!r} is unavailable in this installation ({exc}); "
+              "`memlens list` shows which ones are", file=sys.stderr)
+        return 1
     from ._random import check_seed
 
     check_seed(args.seed)

@@ -53,7 +53,7 @@ def _num(x, digits: int = 3) -> str:
 
 
 def _table(header, rows) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
     body = []
     for row in rows:
         cells = []
@@ -62,7 +62,7 @@ def _table(header, rows) -> str:
             text = _num(v) if numeric else html.escape(str(v))
             cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<table>{head}{''.join(body)}</table>"
 
 
 def _label(dataset, y) -> str:
@@ -196,7 +196,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         "Why”, Algorithm 1): for each training example, the accuracy on it of the models that trained on it minus "
         "the accuracy of the models that did not. 0 means the example is predicted as well without it (typical); "
         "near 1 means the models get it right only when they saw it (atypical or mislabeled).</p>",
-        "<h2>Summary</h2>", _table(["", ""], _summary_rows(s)),
+        "<h2>Summary</h2>", _table(None, _summary_rows(s)),
         "<h2>Memorization histogram</h2>",
         _img(figures.memorization_histogram(mem.scores, threshold=s["mem_threshold"]), "memorization histogram"),
         f"<h2>The {n_show} most memorized training examples</h2>",
