@@ -24,3 +24,7 @@ __all__ = [
     "memorization_from_arrays",
     "worst_case_stderr",
 ]
+
+from .loo import LOOMemorizationResult, loo_memorization  # noqa: E402
+
+__all__ = [*globals().get("__all__", []), "LOOMemorizationResult", "loo_memorization"]

@@ -16,3 +16,10 @@ from .torch_mlp import MLPFit, fit_mlp, mlp_logits  # noqa: E402
 __all__ = [*globals().get("__all__", []), "DEFAULT_BLOCK_SIZE", "MODEL_CONFIGS", "LogisticConfig", "LogisticFit",
            "MLPConfig", "MLPFit", "fit_logistic", "fit_mlp", "logistic_logits", "make_model_config", "mlp_logits",
            "standardized_features", "train_population"]
+
+from .closed_form import (LOOResult, brute_force_loo, closed_form_loo, closed_form_population,  # noqa: E402
+                          kernel_ridge_loo, logistic_alo, ridge_loo, score_signals, subset_refit_scores)
+
+__all__ = [*globals().get("__all__", []), "LOOResult", "brute_force_loo", "closed_form_loo",
+           "closed_form_population", "kernel_ridge_loo", "logistic_alo", "ridge_loo", "score_signals",
+           "subset_refit_scores"]
