@@ -226,6 +226,8 @@ def test_all_targets_accepts_a_callable_and_a_subset_of_targets(oracle):
     res = attack_all_targets(oracle, attack, targets=[0, 5])
     assert list(res.targets) == [0, 5]
     assert res.aggregate.mean_auc == 1.0
+    lean = attack_all_targets(oracle, "lira", targets=[1, 2], keep_details=False)
+    assert lean.results[0].details == {} and lean.aggregate.n_targets == 2
 
 
 def test_explicit_references_equal_a_sub_population():
@@ -272,6 +274,10 @@ def test_target_out_of_range_is_a_clear_error(oracle):
         rmia(oracle, target=0, z_split="canary")
     with pytest.raises(MemlensInputError, match="signal"):
         lira(oracle, target=0, signal="nope")
+    broken = oracle.signal("train", "logit").copy()
+    broken[2, 7] = np.nan
+    with pytest.raises(MemlensInputError, match="NaN or infinite"):
+        lira(Population(oracle.masks, {"train": {"logit": broken}}), target=0)
 
 
 def test_examples_without_out_models_are_nan_with_a_warning():

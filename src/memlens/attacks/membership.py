@@ -8,9 +8,9 @@ score is **higher = more likely a member** of the target's training set.
 =====================  ==================================================================================
 attack                 score of example x for target model θ
 =====================  ==================================================================================
-``loss_attack``        ``−ℓ_θ(x)`` (Yeom et al. 2018, the loss-threshold adversary, §3.2 / Alg. 1)
+``loss_attack``        ``−ℓ_θ(x)`` (Yeom et al. 2018, CSF: the adversary that thresholds the loss)
 ``calibrated_loss``    ``−(ℓ_θ(x) − mean_OUT ℓ(x))``: difficulty calibration with OUT reference models
-                       (Watson et al. 2022, ICLR, Eq. 2 with the mean over reference models trained without x)
+                       (Watson et al. 2022, ICLR, with the mean over reference models trained without x)
 ``lira``               Carlini et al. 2022 (S&P), likelihood-ratio attack on the stable logit φ; online:
                        ``log N(φ; μ_in, σ_in²) − log N(φ; μ_out, σ_out²)``; offline: ``−log P[Z > φ]``,
                        ``Z ~ N(μ_out, σ_out²)``
@@ -132,7 +132,7 @@ class AttackResult:
         return self.roc().advantage
 
     def bootstrap(self, *, fprs=DEFAULT_FPRS, n_boot: int = 1000, level: float = 0.95, seed=0) -> BootstrapResult:
-        """Stratified percentile-bootstrap CIs of the AUC and TPR@FPR (:func:`~memlens.evaluation.bootstrap_metrics`)."""
+        """Stratified percentile-bootstrap CIs of AUC and TPR@FPR (:func:`memlens.evaluation.bootstrap_metrics`)."""
         d = self.defined
         return bootstrap_metrics(self.scores[d], self.labels[d], fprs=fprs, n_boot=n_boot, level=level, seed=seed)
 
@@ -225,7 +225,13 @@ def _sign(signal: str) -> float:
 
 
 def _values(pop, signal: str, split: str = "train") -> np.ndarray:
-    return np.asarray(pop.signal(split, signal), dtype=np.float64)
+    values = np.asarray(pop.signal(split, signal), dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise MemlensInputError(f"signal {signal!r} of split {split!r} contains {bad} NaN or infinite value(s); "
+                                "every model needs a finite signal on every example (recompute the signals, e.g. "
+                                "with memlens.population.signals_from_logits)")
+    return values
 
 
 def _chunks(targets: np.ndarray, n_examples: int):
@@ -335,7 +341,7 @@ def _loss_batch(pop, targets, *, signal="loss", references=None):
 
 
 def loss_attack(pop, *, target: int, signal: str = "loss") -> AttackResult:
-    """The loss-threshold attack of Yeom et al. 2018 (CSF, §3.2): member iff ``ℓ_θ(x) <= τ``.
+    """The loss-threshold attack of Yeom et al. 2018 (CSF): member iff ``ℓ_θ(x) <= τ``.
 
     Parameters
     ----------
@@ -387,7 +393,7 @@ def calibrated_loss_attack(pop, *, target: int, signal: str = "loss", references
     """Difficulty-calibrated loss attack: the target's loss minus the mean loss of OUT reference models.
 
     Watson, Guo, Cormode & Sablayrolles 2022 (ICLR), "On the importance of difficulty calibration in membership
-    inference attacks", Eq. 2: ``s_cal(x) = s(x) − E_ref[s(x)]`` with the expectation over reference models that
+    inference attacks": ``s_cal(x) = s(x) − E_ref[s(x)]``, here with the expectation over reference models that
     did not train on x (the offline calibration also used by Ye et al. 2022, Attack R).
 
     Parameters
@@ -715,7 +721,7 @@ def shadow_attack(pop, *, target: int, features=None, classifier=None, by_class:
                   max_train: int = 50_000, seed=0, references=None) -> AttackResult:
     """Shokri-style shadow-model attack: a classifier learns membership from the reference models' signals.
 
-    Shokri, Stronati, Song & Shmatikov 2017 (S&P), §IV: every reference (shadow) model gives one labelled row per
+    Shokri, Stronati, Song & Shmatikov 2017 (S&P), shadow training: every reference model gives one labelled row per
     example, ``(signals of model k on x, x ∈ train_k)``; an attack classifier is trained on these rows (one per
     class of x when ``by_class``, as in the paper) and applied to the target model's signals. Here the
     features are the population's per-example signals (the paper used the full prediction vector).
@@ -817,7 +823,7 @@ ATTACKS: dict[str, Callable[..., AttackResult]] = {
 
 
 def attack_all_targets(pop, attack, *, targets=None, fprs=DEFAULT_FPRS, level: float = 0.95,
-                       **kwargs) -> AllTargetsResult:
+                       keep_details: bool = True, **kwargs) -> AllTargetsResult:
     """Attack every target model of a population in turn (leave-one-model-out) and aggregate.
 
     For the built-in ``loss``, ``calibrated_loss``, ``lira`` (mean estimator) and ``rmia`` the per-example IN/OUT
@@ -835,6 +841,8 @@ def attack_all_targets(pop, attack, *, targets=None, fprs=DEFAULT_FPRS, level: f
         FPRs of the aggregate's TPR (default 0.1% and 1%).
     level : float
         Confidence level of the aggregate's intervals.
+    keep_details : bool
+        Keep each result's per-example ``details`` (LiRA's μ, σ, ...); False saves memory on large populations.
     **kwargs
         Passed to the attack (``online=False``, ``fix_variance=True``, ``gamma=2`` ...).
 
@@ -877,5 +885,7 @@ def attack_all_targets(pop, attack, *, targets=None, fprs=DEFAULT_FPRS, level: f
                 raise MemlensInputError(f"attack must return an AttackResult; got {type(r).__name__}")
     else:
         raise MemlensInputError(f"attack must be a name in {sorted(ATTACKS)} or a callable; got {attack!r}")
+    if not keep_details:
+        results = tuple(AttackResult(r.name, r.scores, r.labels, r.target, r.params, {}) for r in results)
     agg = aggregate(results, fprs=fprs, level=level, targets=targets)
     return AllTargetsResult(results, agg)

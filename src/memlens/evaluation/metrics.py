@@ -135,7 +135,7 @@ class RocCurve:
 
     @property
     def advantage(self) -> float:
-        """Membership advantage ``max(TPR − FPR)`` over thresholds (Yeom et al. 2018, Def. 4)."""
+        """Membership advantage ``max(TPR − FPR)`` over thresholds (Yeom et al. 2018)."""
         if self.n_pos == 0 or self.n_neg == 0:
             return float("nan")
         return float(np.max(self.tpr - self.fpr))
@@ -561,9 +561,9 @@ def aggregate(results: Sequence, *, fprs=DEFAULT_FPRS, level: float = 0.95, name
         warn(f"{undefined} of {len(results)} target(s) have no members or no non-members among their defined "
              "scores; their metrics are NaN and left out of the mean", stacklevel=3)
     if low_res:
-        warn(f"for {len(low_res)} target(s) (as few as {min(low_res)} non-members) an FPR in {[float(f) for f in fprs]} is below "
-             "the per-target resolution 1/n_negatives: their TPR is the TPR at zero false positives; the pooled "
-             "ROC resolves lower FPRs", stacklevel=3)
+        warn(f"for {len(low_res)} target(s) (as few as {min(low_res)} non-members) an FPR in "
+             f"{[float(f) for f in fprs]} is below the per-target resolution 1/n_negatives: their TPR is the TPR "
+             "at zero false positives; the pooled ROC resolves lower FPRs", stacklevel=3)
     if len(results) < 2:
         warn("a confidence interval over targets needs at least two target models; the interval is NaN",
              stacklevel=3)
