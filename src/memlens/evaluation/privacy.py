@@ -9,7 +9,8 @@ seeds.md §4.3 row 14). An attack that beats these inequalities with statistical
   differentially private machine learning: how private is private SGD?"): from the counts
   of true and false positives of a thresholded attack, Clopper–Pearson bounds give ``TPR_low`` and ``FPR_high``
   and ``ε_LB = ln((TPR_low − δ) / FPR_high)``; the complementary bound
-  ``ln((1 − FPR_high − δ) / (1 − TPR_low))`` is also taken (their code flips to this test when ``TPR_low + FPR_high > 1``, citing their Appendix A).
+  ``ln((1 − FPR_high − δ) / (1 − TPR_low))`` is also taken (their code flips to this test when
+  ``TPR_low + FPR_high > 1``, citing their Appendix A).
   Their code counts ``score > threshold``; here "member" means ``score >= threshold``.
 * :func:`one_run_audit`: **one training run** (Steinke, Nasr & Jagielski 2023, NeurIPS, "Privacy auditing with
   one (1) training run", arXiv:2305.08846): m canaries are each included independently with probability 1/2; the
