@@ -10,8 +10,8 @@ Three model families whose leave-one-out (LOO) models need no retraining (DESIGN
         ŷ₋ᵢ = (ŷᵢ − hᵢᵢ yᵢ) / (1 − hᵢᵢ),      β₋ᵢ = β̂ − A⁻¹ x̃ᵢ (yᵢ − ŷᵢ)ᵀ / (1 − hᵢᵢ).
 
 ``kernel-ridge``
-    ``min_a ‖Y − K a‖²_K-ridge``, i.e. ``a = (K + αI)⁻¹ Y`` without intercept (as ``sklearn.kernel_ridge.KernelRidge``),
-    RBF or linear kernel. Exact LOO (Rifkin & Lippert 2007, "Notes on regularized least squares", §4; Cawley &
+    ``min_f Σᵢ ‖yᵢ − f(xᵢ)‖² + alpha ‖f‖²_H`` in the kernel's RKHS, solved by ``f = Σᵢ aᵢ k(xᵢ, ·)`` with
+    ``a = (K + alpha I)⁻¹ Y``, no intercept (as ``sklearn.kernel_ridge.KernelRidge``), RBF or linear kernel. Exact LOO (Rifkin & Lippert 2007, "Notes on regularized least squares", §4; Cawley &
     Talbot 2004): with ``G = (K + αI)⁻¹`` and ``a = G Y`` the LOO residual is ``rᵢ = aᵢ / Gᵢᵢ``, so
     ``ŷ₋ᵢ = yᵢ − aᵢ / Gᵢᵢ``, and the LOO model is ``a₋ᵢ = a − G[:, i] aᵢ / Gᵢᵢ``.
 
@@ -177,13 +177,20 @@ def _spd_inverse(A: np.ndarray, what: str) -> np.ndarray:
     return upper + np.triu(inv, 1).T
 
 
-def _margin(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``score_y − max_{c≠y} score_c``, shape ``scores.shape[:-1]``."""
-    idx = np.broadcast_to(y[..., None], scores.shape[:-1] + (1,))
-    s_y = np.take_along_axis(scores, idx, axis=-1)[..., 0]
-    others = scores.copy()
-    np.put_along_axis(others, idx, -np.inf, axis=-1)
-    return s_y - others.max(axis=-1)
+def _kernel_ridge_inverse(Z: np.ndarray, K: np.ndarray, alpha: float, kernel: str) -> np.ndarray:
+    """``G = (K + alpha I)⁻¹``, shape (n, n). For the linear kernel with d < n, by Woodbury through the d×d
+    primal system, ``G = (I − Z (ZᵀZ + alpha I)⁻¹ Zᵀ) / alpha`` (O(n² d) instead of O(n³))."""
+    n, d = Z.shape
+    if kernel == "linear" and d < n:
+        S = Z.T @ Z
+        S[np.arange(d), np.arange(d)] += alpha
+        Q = Z @ _spd_inverse(S, "Z'Z + alpha I")
+        G = -(Q @ Z.T)
+        G[np.arange(n), np.arange(n)] += 1.0
+        return G / alpha
+    Kr = K.copy()
+    Kr[np.arange(n), np.arange(n)] += alpha
+    return _spd_inverse(Kr, "K + alpha I")
 
 
 def score_signals(scores, y, *, probabilistic: bool, dtype=np.float32) -> dict[str, np.ndarray]:
@@ -215,23 +222,45 @@ def score_signals(scores, y, *, probabilistic: bool, dtype=np.float32) -> dict[s
     if z.ndim != 3 or z.shape[1] != y.shape[0]:
         raise MemlensInputError(f"scores must have shape (n_models, n_examples={y.shape[0]}, n_classes); "
                                 f"got {z.shape}")
-    bad = ~np.all(np.isfinite(z), axis=2)
-    z = np.where(bad[..., None], 0.0, z)
-    idx = np.broadcast_to(y[None, :, None], z.shape[:2] + (1,))
-    z_y = np.take_along_axis(z, idx, axis=2)[..., 0]
-    others = z.copy()
-    np.put_along_axis(others, idx, -np.inf, axis=2)
-    omax = others.max(axis=2)
-    out = {"margin": z_y - omax, "correct": (z.argmax(axis=2) == y[None, :]).astype(np.float64)}
+    return _signals_classfirst(np.ascontiguousarray(np.moveaxis(z, 2, 0)), y, probabilistic, dtype)
+
+
+def _signals_classfirst(zt: np.ndarray, y: np.ndarray, probabilistic: bool, dtype=np.float32) -> dict:
+    """:func:`score_signals` on class-first scores ``(n_classes, n_models, n_examples)`` (contiguous per class).
+
+    One pass over the classes with elementwise operations: much faster than reductions over a short last axis.
+    ``correct`` follows ``argmax`` (the first maximal class wins ties).
+    """
+    C = zt.shape[0]
+    bad = ~np.isfinite(zt).all(axis=0)
+    if bad.any():
+        zt = np.where(bad[None], 0.0, zt)
+    z_y = np.zeros(zt.shape[1:])
+    omax = np.full(zt.shape[1:], -np.inf)
+    best = np.full(zt.shape[1:], -np.inf)
+    best_c = np.zeros(zt.shape[1:], dtype=np.int64)
+    for c in range(C):
+        is_y = (y == c)[None, :]
+        zc = zt[c]
+        np.copyto(z_y, zc, where=is_y)
+        np.maximum(omax, np.where(is_y, -np.inf, zc), out=omax)
+        up = zc > best
+        np.copyto(best, zc, where=up)
+        best_c[up] = c
+    out = {"margin": z_y - omax, "correct": (best_c == y[None, :]).astype(np.float64)}
     if probabilistic:
-        lse_others = omax + np.log(np.exp(others - omax[..., None]).sum(axis=2))
-        zmax = np.maximum(z_y, omax)
-        lse = zmax + np.log(np.exp(z - zmax[..., None]).sum(axis=2))
+        acc = np.zeros(zt.shape[1:])
+        for c in range(C):
+            acc += np.where((y == c)[None, :], 0.0, np.exp(zt[c] - omax))
+        lse_others = omax + np.log(acc)
         out["logit"] = z_y - lse_others
-        out["loss"] = lse - z_y
+        out["loss"] = np.logaddexp(z_y, lse_others) - z_y
     else:
         out["logit"] = out["margin"]
-        out["loss"] = 0.5 * ((z - _onehot(y, z.shape[2])[None]) ** 2).sum(axis=2)
+        sq = np.zeros(zt.shape[1:])
+        for c in range(C):
+            sq += (zt[c] - (y == c)[None, :]) ** 2
+        out["loss"] = 0.5 * sq
     out = {k: out[k].astype(dtype) for k in ("logit", "loss", "correct", "margin")}
     if bad.any():
         for v in out.values():
@@ -570,7 +599,8 @@ def kernel_ridge_loo(X, y, *, alpha: float = 1.0, kernel: str = "rbf", gamma: fl
 
     Fits ``a = (K + alpha I)⁻¹ Y`` (no intercept; ``sklearn.kernel_ridge.KernelRidge(alpha, kernel, gamma)``)
     and uses the identity ``rᵢ = aᵢ / [(K + alpha I)⁻¹]ᵢᵢ`` for the LOO residual (Rifkin & Lippert 2007, §4;
-    performance.md §1.6), so ``ŷ₋ᵢ = yᵢ − aᵢ / Gᵢᵢ``. Cost: one n×n inverse.
+    performance.md §1.6), so ``ŷ₋ᵢ = yᵢ − aᵢ / Gᵢᵢ``. Cost: one n×n inverse (O(n³)); for the linear kernel with
+    d < n, O(n² d) through the d×d primal system.
 
     Parameters
     ----------
@@ -594,11 +624,8 @@ def kernel_ridge_loo(X, y, *, alpha: float = 1.0, kernel: str = "rbf", gamma: fl
     Z = (X - mean) / scale
     gamma = _resolve_gamma(Z, kernel, gamma)
     Y = _onehot(y, n_classes)
-    n = Z.shape[0]
     K = _kernel(Z, Z, kernel, gamma)
-    Kr = K.copy()
-    Kr[np.arange(n), np.arange(n)] += alpha
-    G = _spd_inverse(Kr, "K + alpha I")
+    G = _kernel_ridge_inverse(Z, K, alpha, kernel)
     a = G @ Y
     F = K @ a
     g = np.diag(G).copy()
@@ -944,12 +971,12 @@ def _ridge_subset_coefs(Xa, Y, masks, alpha):
     return out, counts
 
 
-def _kernel_subset_coefs(K, Y, masks, alpha):
+def _kernel_subset_coefs(Z, K, Y, masks, alpha, kernel):
     """Exact dual coefficients ``(K_models, n, C)`` (zero on left-out rows) for every mask row."""
     n = K.shape[0]
     Kr = K.copy()
     Kr[np.arange(n), np.arange(n)] += alpha
-    G = _spd_inverse(Kr, "K + alpha I")
+    G = _kernel_ridge_inverse(Z, K, alpha, kernel)
     a = G @ Y
     out = np.zeros((masks.shape[0], n, Y.shape[1]))
     counts = {"full": 0, "woodbury": 0, "direct": 0}
@@ -998,12 +1025,16 @@ def _check_subset_inputs(X, y, masks, model, alpha, kernel, gamma, standardize, 
 
 
 def _subset_scores(Z, y, masks, model, alpha, kernel, gamma, n_classes, evals):
+    """Class-first scores ``(n_classes, n_models, m)`` of every mask row's exact refit on each eval set."""
     Y = _onehot(y, n_classes)
     if model == "ridge":
         coefs, counts = _ridge_subset_coefs(_augment(Z), Y, masks, alpha)
-        return [np.einsum("md,kdc->kmc", _augment(E), coefs, optimize=True) for E in evals], counts
-    coefs, counts = _kernel_subset_coefs(_kernel(Z, Z, kernel, gamma), Y, masks, alpha)
-    return [np.einsum("mn,knc->kmc", _kernel(E, Z, kernel, gamma), coefs, optimize=True) for E in evals], counts
+        designs = [_augment(E) for E in evals]
+    else:
+        coefs, counts = _kernel_subset_coefs(Z, _kernel(Z, Z, kernel, gamma), Y, masks, alpha, kernel)
+        designs = [_kernel(E, Z, kernel, gamma) for E in evals]
+    # one GEMM per class: (n_models, F) @ (F, m)
+    return [np.stack([coefs[:, :, c] @ Phi.T for c in range(n_classes)]) for Phi in designs], counts
 
 
 def subset_refit_scores(X, y, masks, *, model: str = "ridge", alpha: float = 1.0, kernel: str = "rbf",
@@ -1038,7 +1069,7 @@ def subset_refit_scores(X, y, masks, *, model: str = "ridge", alpha: float = 1.0
     Z, y, masks, alpha, kernel, gamma, n_classes, evals = _check_subset_inputs(
         X, y, masks, model, alpha, kernel, gamma, standardize, n_classes, [("X_eval", X_eval)])
     (scores,), _ = _subset_scores(Z, y, masks, model, alpha, kernel, gamma, n_classes, evals)
-    return scores
+    return np.moveaxis(scores, 0, 2)
 
 
 def closed_form_population(dataset, *, masks, model: str = "ridge", alpha: float = 1.0, kernel: str = "rbf",
@@ -1087,7 +1118,7 @@ def closed_form_population(dataset, *, masks, model: str = "ridge", alpha: float
         block = masks[start:start + block_size]
         scores, counts = _subset_scores(Z, y, block, model, alpha, kernel, gamma, n_classes, evals)
         for s, sc, yy in zip(names, scores, labels):
-            parts[s].append(score_signals(sc, yy, probabilistic=False))
+            parts[s].append(_signals_classfirst(sc, yy, probabilistic=False))
         for k, v in counts.items():
             totals[k] = totals.get(k, 0) + v
         if progress is not None:
