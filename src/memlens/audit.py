@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ._random import check_seed
-from ._validation import MemlensInputError, check_array, check_fraction, check_int, check_labels
+from ._validation import MemlensInputError, check_array, check_fraction, check_int, check_labels, warn
 from .population import Population
 from .runs import RunDir, check_writable, package_versions
 
@@ -244,7 +244,13 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     trained = _train_missing(run, ds, model=model, seed=seed, backend=backend, progress=progress,
                              on_shard=on_shard)
     t_train = time.perf_counter() - t0
-    pop = run.load_population()
+    shards = run.load_shards()
+    pop = Population.concat(shards)
+    trainer = _trainer_provenance([p.provenance for p in shards])
+    pop = Population(pop.masks, pop.signals, pop.seeds, dict(pop.labels), trainer)
+    if trainer.get("n_not_converged"):
+        warn(f"{trainer['n_not_converged']} of {n_models} models did not reach the trainer's convergence "
+             "tolerance; their scores are less reliable (raise max_iter in the model config)")
     pop.save(out / "population")
 
     # ---- measure
@@ -269,7 +275,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
         "n_shards": run.n_shards, "shards_trained": len(trained), "shards_reused": run.n_shards - len(trained),
         "training_seconds": t_train, "runtime_seconds": None,
         "run_id": run.run_id, "versions": package_versions(),
-        "provenance": dict(pop.provenance),
+        "trainer": trainer,
     }
 
     # ---- write results
@@ -282,6 +288,22 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     summary["runtime_seconds"] = time.perf_counter() - t0
     run.write_json("summary.json", summary)
     return AuditResult(out, summary, ds, pop, mem, infl, pairs, tuple(trained))
+
+
+def _trainer_provenance(provs: list) -> dict:
+    """The shards' provenance merged: shared fields once, convergence diagnostics per shard and in total."""
+    provs = [dict(p) for p in provs]
+    if not provs:
+        return {}
+    merged = {k: v for k, v in provs[0].items()
+              if k not in ("model_offset", "n_models", "convergence") and all(p.get(k) == v for p in provs)}
+    conv = [p.get("convergence") for p in provs]
+    if all(isinstance(c, Mapping) for c in conv):
+        merged["convergence_by_shard"] = conv
+        not_conv = [c.get("n_not_converged") for c in conv]
+        if all(isinstance(n, (int, np.integer)) for n in not_conv):
+            merged["n_not_converged"] = int(sum(not_conv))
+    return merged
 
 
 def _train_missing(run: RunDir, ds, *, model, seed, backend, progress, on_shard) -> list[int]:

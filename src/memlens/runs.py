@@ -407,13 +407,20 @@ class RunDir:
                                     f"({self.shard_path(k).name}); continue the run with --resume to retrain it")
         return pop
 
-    def load_population(self) -> Population:
-        """All shards concatenated along the model axis (raises if any is missing or damaged)."""
+    def load_shards(self) -> list[Population]:
+        """Every shard, in model order (raises if any is missing or damaged)."""
         missing = self.missing_shards()
         if missing:
             raise MemlensInputError(f"run {str(self.path)!r} has {len(missing)} of {self.n_shards} shards missing or "
                                     f"damaged (first: {missing[0]}); continue it with --resume")
-        return Population.concat([self.load_shard(k) for k in range(self.n_shards)])
+        return [self.load_shard(k) for k in range(self.n_shards)]
+
+    def load_population(self) -> Population:
+        """All shards concatenated along the model axis (raises if any is missing or damaged).
+
+        The result keeps the provenance of shard 0; :meth:`load_shards` gives every shard's.
+        """
+        return Population.concat(self.load_shards())
 
     # ------------------------------------------------------------------ results
     def write_text(self, name: str, text: str) -> Path:

@@ -90,8 +90,13 @@ def _summary_rows(s: Mapping[str, Any]):
     if s.get("n_undefined"):
         rows.append(("examples without a score (no IN or no OUT model)", f"{s['n_undefined']:,}"))
     if s.get("runtime_seconds") is not None:
-        rows.append(("runtime", f"{s['runtime_seconds']:.1f} s ({s.get('shards_trained', '?')} shards trained, "
-                                f"{s.get('shards_reused', 0)} reused)"))
+        train_s = s.get("training_seconds")
+        rows.append(("runtime", (f"training {train_s:.1f} s, " if train_s is not None else "")
+                     + f"{s.get('shards_trained', '?')} shards trained, {s.get('shards_reused', 0)} reused "
+                     "(full runtime in summary.json)"))
+    trainer = s.get("trainer") or {}
+    if "n_not_converged" in trainer:
+        rows.append(("models not converged to the trainer's tolerance", f"{trainer['n_not_converged']:,}"))
     versions = s.get("versions", {})
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
     rows.append(("run id", str(s.get("run_id", ""))[:16]))
