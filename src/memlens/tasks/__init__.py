@@ -11,3 +11,10 @@ from .next_symbol import (NextSymbolData, NextSymbolSample, NextSymbolTask, Nois
 
 __all__ = [*globals().get("__all__", []), "next_symbol", "NextSymbolData", "NextSymbolSample", "NextSymbolTask",
            "NoiseRecovery", "make_next_symbol_data", "make_next_symbol_task", "noise_recovery"]
+
+from . import clusters  # noqa: E402
+from .clusters import (ClusterInstance, ClusterLabelingData, calibrated_rho, find_singletons,  # noqa: E402
+                       make_cluster_instance, make_cluster_labeling)
+
+__all__ = [*globals().get("__all__", []), "clusters", "ClusterInstance", "ClusterLabelingData", "calibrated_rho",
+           "find_singletons", "make_cluster_instance", "make_cluster_labeling"]
