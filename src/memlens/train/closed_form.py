@@ -988,8 +988,8 @@ def _kernel_subset_coefs(Z, K, Y, masks, alpha, kernel):
             counts["full"] += 1
         elif ko < n - ko:
             # a_S = a − G[:, O] G_OO⁻¹ a_O (block inverse of G)
-            GOO = G[np.ix_(out_idx, out_idx)]
-            out[k] = a - G[:, out_idx] @ sla.cho_solve(sla.cho_factor(GOO), a[out_idx])
+            GO = G[out_idx]  # rows O (contiguous gather); G is symmetric, so G[:, O] = GOᵀ
+            out[k] = a - GO.T @ sla.cho_solve(sla.cho_factor(GO[:, out_idx]), a[out_idx])
             out[k, out_idx] = 0.0
             counts["woodbury"] += 1
         else:
