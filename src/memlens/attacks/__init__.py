@@ -7,3 +7,8 @@ from .membership import (ATTACKS, AllTargetsResult, AttackResult, attack_all_tar
 __all__ = [*globals().get("__all__", []), "ATTACKS", "AllTargetsResult", "AttackResult", "attack_all_targets",
            "calibrated_loss_attack", "lira", "loss_attack", "rmia", "shadow_attack", "load_external",
            "population_from_logits", "population_from_signals"]
+
+from .reconstruction import ReconstructionResult, coordinate_ascent, log_prob_scorer, sign_attack  # noqa: E402
+
+__all__ = [*globals().get("__all__", []), "ReconstructionResult", "coordinate_ascent", "log_prob_scorer",
+           "sign_attack"]

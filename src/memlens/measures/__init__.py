@@ -28,3 +28,8 @@ __all__ = [
 from .loo import LOOMemorizationResult, loo_memorization  # noqa: E402
 
 __all__ = [*globals().get("__all__", []), "LOOMemorizationResult", "loo_memorization"]
+
+from .information import InformationBound, binary_entropy, fano_bits, information_lower_bound  # noqa: E402
+
+__all__ = [*globals().get("__all__", []), "InformationBound", "binary_entropy", "fano_bits",
+           "information_lower_bound"]
