@@ -85,7 +85,7 @@ __all__ = [
     "make_long_tail_mixture",
 ]
 
-_MODELS = ("prior", "permuted")
+_MODELS = ("prior", "permuted", "fixed")
 _ELL_CHUNK = 64  # rows of (ell, N) evaluated at once in the log-space moments
 
 
@@ -512,6 +512,8 @@ def sample_distribution(frequencies, *, seed=0, model: str = "prior") -> np.ndar
     ``model="prior"``: Feldman's ``D ~ D_π^X`` — each point draws ``p_x`` uniformly (with replacement) from the
     list ``π``, then ``D = p / Σ p``. ``model="permuted"``: ``D`` is a uniformly random permutation of
     ``π / Σ π``, so ``π̄^N`` is exactly uniform over the list (the approximation of :func:`tau`).
+    ``model="fixed"``: ``D = π / Σ π`` itself (point ``i`` keeps frequency ``π_i``, e.g. to follow the groups of
+    :func:`mixture_prior`); with i.i.d. uniform labels this has the same statistics as ``"permuted"``.
 
     Returns ndarray of float64, shape (N,), summing to 1.
     """
@@ -519,6 +521,8 @@ def sample_distribution(frequencies, *, seed=0, model: str = "prior") -> np.ndar
     if model not in _MODELS:
         raise MemlensInputError(f"model must be one of {_MODELS}; got {model!r}")
     rng = as_generator(seed)
+    if model == "fixed":
+        return pi
     if model == "permuted":
         return rng.permutation(pi)
     p = pi[rng.integers(0, pi.shape[0], size=pi.shape[0])]
@@ -861,6 +865,8 @@ class LongTailMixture:
     centers : float32 (N, d)
     counts : int64 (N,)
         Training examples per subpopulation.
+    exponent : float
+        Zipf exponent of the frequency prior (``zipf_prior(N, exponent=...)`` is the prior ``π``).
     """
 
     dataset: object
@@ -870,6 +876,7 @@ class LongTailMixture:
     subpopulation_labels: np.ndarray
     centers: np.ndarray
     counts: np.ndarray
+    exponent: float = 1.0
 
     @property
     def train_counts(self) -> np.ndarray:
@@ -928,4 +935,4 @@ def make_long_tail_mixture(*, n_train: int = 1000, n_subpopulations: int = 500, 
                  description="Zipf mixture of Gaussian subpopulations with random labels (Feldman 2020, Sec. 3)")
     return LongTailMixture(dataset=ds, train_subpopulation=sub_tr, test_subpopulation=sub_te, frequencies=D,
                            subpopulation_labels=labels, centers=centers.astype(np.float32),
-                           counts=np.bincount(sub_tr, minlength=N).astype(np.int64))
+                           counts=np.bincount(sub_tr, minlength=N).astype(np.int64), exponent=exponent)
