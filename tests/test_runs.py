@@ -187,6 +187,11 @@ def test_resume_accepts_same_and_says_what_differs(setup):
     before = _hashes(path)
     again = RunDir.open_for_resume(path, dict(CONFIG), ds, masks, shard_size=4)
     assert again.run_id == run.run_id and again.missing_shards() == [1, 2]
+    assert _hashes(path) == before
+    stale = path / "population" / "shards" / ".shard-00001.npz.abc123.tmp"  # a write cut short by a kill
+    stale.write_bytes(b"half")
+    RunDir.open_for_resume(path, dict(CONFIG), ds, masks, shard_size=4)
+    assert not stale.exists()
     with pytest.raises(MemlensInputError, match=r"config differs \(seed is 0 in the run, 1 now\)"):
         RunDir.open_for_resume(path, {**CONFIG, "seed": 1}, ds, masks, shard_size=4)
     with pytest.raises(MemlensInputError, match=r"model is 'logreg' in the run, 'mlp' now"):

@@ -5,3 +5,8 @@ from .population import Population
 __version__ = "0.1.0"
 
 __all__ = ["MemlensInputError", "MemlensWarning", "Population", "__version__"]
+
+from .audit import AuditResult, run_audit  # noqa: E402
+from .runs import RunDir  # noqa: E402
+
+__all__ += ["AuditResult", "run_audit", "RunDir"]

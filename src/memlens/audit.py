@@ -241,9 +241,10 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
         run = RunDir.create(out, config, ds, masks, shard_size=shard_size, overwrite=overwrite)
 
     # ---- train the missing shards, each written as soon as it is done
+    t_start = time.perf_counter()
     trained = _train_missing(run, ds, model=model, seed=seed, backend=backend, progress=progress,
                              on_shard=on_shard)
-    t_train = time.perf_counter() - t0
+    t_train = time.perf_counter() - t_start
     shards = run.load_shards()
     pop = Population.concat(shards)
     trainer = _trainer_provenance([p.provenance for p in shards])

@@ -305,6 +305,8 @@ class RunDir:
             np.save(buf, masks, allow_pickle=False)
             atomic_write_bytes(path / MASKS, buf.getvalue())
         (path / SHARDS).mkdir(parents=True, exist_ok=True)
+        for stale in (path / SHARDS).glob(".shard-*.tmp"):  # temporary files of writes cut short by a kill
+            stale.unlink(missing_ok=True)
         return cls(path, manifest, masks)
 
     @staticmethod
