@@ -199,8 +199,10 @@ class _KronPreconditioner:
         self.V, self.den = self.V[mask], self.den[mask]
 
     def __call__(self, Q):
-        T = torch.matmul(self.U.T, Q) @ self.V
-        return torch.matmul(self.U, (T / self.den) @ self.V.transpose(1, 2))
+        k, dp, n_out = Q.shape
+        T = (self.U.T @ Q.transpose(0, 1).reshape(dp, k * n_out)).view(dp, k, n_out).transpose(0, 1) @ self.V
+        T = ((T / self.den) @ self.V.transpose(1, 2)).transpose(0, 1).reshape(dp, k * n_out)
+        return (self.U @ T).view(dp, k, n_out).transpose(0, 1)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -231,9 +233,12 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
     it = torch.zeros(K, dtype=torch.int64)
     budget = torch.as_tensor(max_iter, dtype=torch.int64).expand(K).clone()
     H0 = None
+    eps_f = 1e3 * torch.finfo(dtype).eps
 
     def retire(done: torch.Tensor, converged: torch.Tensor):
         nonlocal ids, W, f, G, S, Yh, rho, gamma, it, budget
+        if not bool(done.any()):
+            return
         gid = ids[done]
         W_out[gid] = W[done]
         f_out[gid] = f[done]
@@ -285,7 +290,13 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
         for _ in range(_MAX_BACKTRACK):
             Wt = W[pending] + t[pending].view(-1, 1, 1) * D[pending]
             ft, Gt = obj(Wt, ids[pending])
-            acc = (ft <= f[pending] + _ARMIJO_C1 * t[pending] * gd[pending]) & torch.isfinite(ft)
+            f0, gd0 = f[pending], gd[pending]
+            acc = ft <= f0 + _ARMIJO_C1 * t[pending] * gd0
+            # Near the optimum the decrease falls below the rounding of F: accept on the approximate Armijo
+            # condition of Hager & Zhang (2005), phi'(t) <= (2 c1 - 1) phi'(0), while F is unchanged to rounding.
+            flat = ft <= f0 + eps_f * f0.abs()
+            acc |= flat & (_dot(Gt, D[pending]) <= (2.0 * _ARMIJO_C1 - 1.0) * gd0)
+            acc &= torch.isfinite(ft)
             sel = pending[acc]
             W_new[sel], f_new[sel], G_new[sel] = Wt[acc], ft[acc], Gt[acc]
             ok[sel] = True
@@ -303,6 +314,7 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
 
         s = W_new - W
         yv = G_new - G
+        stalled |= ok & (s.abs().amax((1, 2)) == 0)    # a step too small to change W: no progress possible
         sy = _dot(s, yv)
         valid = ok & (sy > 0)
         safe_sy = torch.where(valid, sy, torch.ones_like(sy))

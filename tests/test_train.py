@@ -1,0 +1,273 @@
+"""Population training: exact objectives, the weight-0 invariant, reproducibility, sklearn agreement."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from memlens import MemlensInputError, Population
+from memlens.data import from_arrays, load_dataset, make_masks
+from memlens.measures import memorization
+from memlens.train import (LogisticConfig, MLPConfig, fit_logistic, fit_mlp, make_model_config,
+                           standardized_features, train_population)
+from memlens.train.torch_mlp import init_mlp
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    """400 training and 100 test digits: fast, still 10 classes."""
+    return digits.subset(train_index=np.arange(400), test_index=np.arange(100))
+
+
+def _sk_logreg(X, y, C, tol=1e-10):
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return LogisticRegression(C=C, tol=tol, max_iter=10000).fit(X, y)
+
+
+# ---------------------------------------------------------------------------------------------- configs
+def test_make_model_config_round_trip_and_errors():
+    cfg = make_model_config("logreg", C=0.1, tol=1e-7)
+    assert cfg == LogisticConfig(C=0.1, tol=1e-7)
+    assert make_model_config(**cfg.to_dict()) == cfg
+    mlp = make_model_config("mlp", hidden=[64, 32], epochs=3)
+    assert mlp.hidden == (64, 32) and isinstance(mlp, MLPConfig)
+    assert make_model_config(**mlp.to_dict()) == mlp
+    assert mlp.to_dict()["hidden"] == [64, 32]
+    with pytest.raises(MemlensInputError, match="model must be one of"):
+        make_model_config("resnet")
+    with pytest.raises(MemlensInputError, match="unknown field.*lr.*valid fields"):
+        make_model_config("logreg", lr=0.1)
+    with pytest.raises(MemlensInputError, match="C must be > 0"):
+        LogisticConfig(C=0)
+    with pytest.raises(MemlensInputError, match="momentum"):
+        MLPConfig(momentum=1.0)
+    with pytest.raises(MemlensInputError, match=r"hidden\[1\]"):
+        MLPConfig(hidden=(8, 0))
+
+
+# ---------------------------------------------------------------------------------------------- logistic regression
+@pytest.mark.parametrize("name,C", [("wine", 1.0), ("breast-cancer", 10.0), ("iris", 0.5)])
+def test_torch_logreg_matches_sklearn_per_model(name, C):
+    ds = load_dataset(name)
+    X, _ = standardized_features(ds)
+    masks = make_masks(4, ds.n_train, p=0.7, seed=3)
+    fit = fit_logistic(X, ds.y_train, masks.astype(float), n_classes=ds.n_classes, C=C, tol=1e-9)
+    assert fit.converged.all() and fit.grad_norm.max() <= 1e-9
+    Z = fit.logits(X)
+    P = np.exp(Z - Z.max(2, keepdims=True))
+    P /= P.sum(2, keepdims=True)
+    for k in range(4):
+        ref = _sk_logreg(X[masks[k]], ds.y_train[masks[k]], C)
+        # Same parametrization as sklearn (binary: one weight vector): the coefficients themselves agree.
+        np.testing.assert_allclose(fit.coef[k].T, ref.coef_, atol=2e-5 * max(1.0, np.abs(ref.coef_).max()))
+        np.testing.assert_allclose(P[k], ref.predict_proba(X), atol=1e-5)
+
+
+def test_logreg_objective_is_sklearns_minimum():
+    """At the returned parameters the gradient of C*sum CE + 0.5||W||^2 vanishes (checked with autograd)."""
+    ds = load_dataset("wine")
+    X, _ = standardized_features(ds)
+    w = np.random.default_rng(0).integers(0, 3, size=(2, ds.n_train)).astype(float)  # integer sample weights
+    fit = fit_logistic(X, ds.y_train, w, C=2.0, tol=1e-10)
+    for k in range(2):
+        W = torch.tensor(fit.coef[k], requires_grad=True)
+        b = torch.tensor(fit.intercept[k], requires_grad=True)
+        Z = torch.as_tensor(X) @ W + b
+        ce = torch.nn.functional.cross_entropy(Z, torch.as_tensor(ds.y_train), reduction="none")
+        F = 2.0 * (torch.as_tensor(w[k]) * ce).sum() + 0.5 * (W * W).sum()
+        gW, gb = torch.autograd.grad(F, (W, b))
+        # The normalized gradient (divided by C * n_k) is below tol; the raw one by C * n_k * tol.
+        assert gW.abs().max() <= 2.0 * w[k].sum() * 1e-10 * 1.01
+        assert gb.abs().max() <= 2.0 * w[k].sum() * 1e-10 * 1.01
+
+
+def test_logreg_weight_zero_equals_removal(small):
+    """Masking example i OUT of every model equals deleting it from the dataset (fixed preprocessing)."""
+    cfg = make_model_config("logreg", standardize=False, tol=1e-9)
+    masks = make_masks(5, small.n_train, p=0.7, seed=1)
+    i = 17
+    masks[:, i] = False
+    keep = np.setdiff1d(np.arange(small.n_train), [i])
+    full = train_population(small, model=cfg, masks=masks, seed=4)
+    removed = train_population(small.subset(train_index=keep), model=cfg, masks=masks[:, keep], seed=4)
+    for name in ("logit", "loss"):
+        np.testing.assert_allclose(full.signal("train", name)[:, keep], removed.signal("train", name), atol=1e-5)
+        np.testing.assert_allclose(full.signal("test", name), removed.signal("test", name), atol=1e-5)
+    np.testing.assert_array_equal(full.signal("test", "correct"), removed.signal("test", "correct"))
+
+
+def test_memorization_agrees_with_tight_sklearn_on_digits(digits):
+    """FZ memorization from the batched solver vs sklearn LogisticRegression(tol=1e-8, max_iter=10000)."""
+    masks = make_masks(64, digits.n_train, p=0.7, seed=11)
+    pop = train_population(digits, model="logreg", masks=masks, seed=0)
+    ref = train_population(digits, model=make_model_config("logreg", tol=1e-8, max_iter=10000), masks=masks,
+                           seed=0, backend="sklearn")
+    conv = pop.provenance["convergence"]
+    assert conv["n_not_converged"] == 0 and conv["max_grad_norm"] <= 1e-6
+    m, m_ref = memorization(pop).scores, memorization(ref).scores
+    r = np.corrcoef(m, m_ref)[0, 1]
+    assert r >= 0.99, r
+    # Per-model predictions agree on (almost) every example: the score differences come from few flips.
+    agree = (pop.signal("train", "correct") == ref.signal("train", "correct")).mean()
+    assert agree >= 0.9995, agree
+
+
+# ---------------------------------------------------------------------------------------------- MLP
+def test_mlp_matches_sequential_torch_sgd():
+    """The batched trainer equals, model by model, a plain torch.optim.SGD loop on the same minibatches."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=60)
+    masks = rng.random((3, 60)) < np.array([[0.3], [0.6], [0.9]])         # unequal IN counts
+    seeds = np.array([5, 6, 7])
+    kw = dict(hidden=(8, 4), epochs=3, batch_size=7, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    fit = fit_mlp(X, y, masks, seeds=seeds, n_classes=3, **kw)
+    for k in range(3):
+        g = np.random.default_rng(seeds[k])
+        Ws, bs = init_mlp(g, [5, 8, 4, 3])
+        params = [torch.tensor(a, requires_grad=True) for a in Ws + bs]
+        opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-3)
+        in_idx = np.flatnonzero(masks[k])
+        for _ in range(3):
+            order = in_idx[g.permutation(len(in_idx))]
+            for s in range(0, len(order), 7):
+                b = order[s:s + 7]
+                h = torch.as_tensor(X[b])
+                for j in range(3):
+                    h = h @ params[j] + params[3 + j]
+                    h = torch.relu(h) if j < 2 else h
+                loss = torch.nn.functional.cross_entropy(h, torch.as_tensor(y[b]))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        for j in range(3):
+            np.testing.assert_allclose(fit.weights[j][k], params[j].detach().numpy(), atol=1e-5)
+            np.testing.assert_allclose(fit.biases[j][k], params[3 + j].detach().numpy(), atol=1e-5)
+    assert fit.n_steps.tolist() == [3 * -(-int(c) // 7) for c in masks.sum(1)]
+
+
+def test_mlp_weight_zero_equals_removal(small):
+    cfg = make_model_config("mlp", hidden=(32,), epochs=3, standardize=False)
+    masks = make_masks(6, small.n_train, p=0.6, seed=2)
+    i = 5
+    masks[:, i] = False
+    masks[0, :50] = False                                               # unequal IN counts across models
+    keep = np.setdiff1d(np.arange(small.n_train), [i])
+    full = train_population(small, model=cfg, masks=masks, seed=9)
+    removed = train_population(small.subset(train_index=keep), model=cfg, masks=masks[:, keep], seed=9)
+    np.testing.assert_allclose(full.signal("train", "logit")[:, keep], removed.signal("train", "logit"), atol=1e-5)
+    np.testing.assert_allclose(full.signal("test", "loss"), removed.signal("test", "loss"), atol=1e-5)
+    np.testing.assert_array_equal(full.signal("test", "correct"), removed.signal("test", "correct"))
+
+
+def test_mlp_learns_and_memorizes(small):
+    masks = make_masks(16, small.n_train, p=0.7, seed=0)
+    pop = train_population(small, model=make_model_config("mlp", hidden=(64,), epochs=10), masks=masks, seed=0)
+    correct = pop.signal("train", "correct")
+    assert correct[masks].mean() > 0.99                     # fits its own subset
+    assert 0.85 < correct[~masks].mean() < correct[masks].mean()
+    assert pop.signal("test", "correct").mean() > 0.85
+    assert np.nanmean(memorization(pop).scores) > 0.0
+
+
+# ---------------------------------------------------------------------------------------------- reproducibility
+@pytest.mark.parametrize("model", [LogisticConfig(tol=1e-9), MLPConfig(hidden=(16,), epochs=2)])
+def test_same_seed_same_population_and_shards_concatenate(small, model):
+    """Model k's result depends on its global index only (logistic regression: up to the tolerance)."""
+    masks = make_masks(10, small.n_train, p=0.7, seed=5)
+    full = train_population(small, model=model, masks=masks, seed=3, block_size=4)
+    again = train_population(small, model=model, masks=masks, seed=3, block_size=4)
+    for split in ("train", "test"):
+        for name in ("logit", "loss", "correct"):
+            np.testing.assert_array_equal(full.signal(split, name), again.signal(split, name))
+    shards = [train_population(small, model=model, masks=masks[a:b], seed=3, model_offset=a, block_size=3)
+              for a, b in [(0, 3), (3, 7), (7, 10)]]
+    cat = Population.concat(shards)
+    np.testing.assert_array_equal(cat.seeds, full.seeds)
+    np.testing.assert_array_equal(cat.masks, full.masks)
+    for split in ("train", "test"):
+        np.testing.assert_allclose(cat.signal(split, "logit"), full.signal(split, "logit"), atol=1e-4)
+        np.testing.assert_array_equal(cat.signal(split, "correct"), full.signal(split, "correct"))
+    if isinstance(model, MLPConfig):
+        other = train_population(small, model=model, masks=masks, seed=4, block_size=4)
+        assert not np.array_equal(other.signal("train", "logit"), full.signal("train", "logit"))
+
+
+def test_progress_and_provenance(small):
+    calls = []
+    masks = make_masks(7, small.n_train, p=0.7, seed=0)
+    pop = train_population(small, masks=masks, seed=1, block_size=3, progress=calls.append)
+    assert calls == [3, 6, 7]
+    prov = pop.provenance
+    assert prov["dataset"] == "digits" and prov["dataset_fingerprint"] == small.fingerprint()
+    assert prov["backend"] == "torch" and prov["model"]["name"] == "logreg" and prov["standardize"] is True
+    assert prov["convergence"]["n_not_converged"] == 0
+    assert set(pop.labels) == {"train", "test"}
+    assert pop.signal("test", "logit").shape == (7, small.n_test)
+
+
+# ---------------------------------------------------------------------------------------------- sklearn backend
+def test_sklearn_backend_estimators_and_missing_classes():
+    from sklearn.naive_bayes import GaussianNB
+
+    ds = load_dataset("iris")
+    masks = make_masks(4, ds.n_train, p=0.7, seed=0)
+    masks[0, ds.y_train == 2] = False                                # model 0 never sees class 2
+    pop = train_population(ds, model=GaussianNB(), masks=masks, backend="sklearn")
+    corr = pop.signal("train", "correct")
+    assert corr[0, ds.y_train == 2].sum() == 0                       # probability 0 for the absent class
+    assert corr[1:].mean() > 0.9
+    assert pop.provenance["model"]["estimator"].endswith("GaussianNB")
+    # Direct check of one model against a hand fit on the IN rows.
+    ref = GaussianNB().fit(ds.X_train[masks[1]], ds.y_train[masks[1]]).predict_proba(ds.X_test)
+    p_y = ref[np.arange(ds.n_test), ds.y_test]
+    np.testing.assert_allclose(pop.signal("test", "loss")[1], -np.log(np.clip(p_y, 1e-12, 1)), rtol=1e-5, atol=1e-5)
+
+
+def test_sklearn_logreg_backend_equals_torch(small):
+    masks = make_masks(3, small.n_train, p=0.7, seed=8)
+    cfg = make_model_config("logreg", tol=1e-9, C=0.5)
+    a = train_population(small, model=cfg, masks=masks)
+    b = train_population(small, model=cfg, masks=masks, backend="sklearn")
+    assert b.provenance["standardize"] is True
+    np.testing.assert_allclose(a.signal("test", "loss"), b.signal("test", "loss"), atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+def test_bad_inputs_raise(small):
+    from sklearn.naive_bayes import GaussianNB
+
+    ok = make_masks(3, small.n_train, p=0.5, seed=0)
+    bad = [
+        (dict(masks=ok[:, :-1]), "one column per training example"),
+        (dict(masks=np.zeros((2, small.n_train), bool)), "at least one training example"),
+        (dict(masks=ok, backend="jax"), "backend must be"),
+        (dict(masks=ok, model="svm"), "model must be one of"),
+        (dict(masks=ok, model=GaussianNB()), "backend='sklearn'"),
+        (dict(masks=ok, model="mlp", backend="sklearn"), "no scikit-learn equivalent"),
+        (dict(masks=ok, seed=np.random.default_rng(0)), "seed must be an integer"),
+        (dict(masks=ok, seed=-1), "seed must be"),
+        (dict(masks=ok, n_jobs=0), "n_jobs"),
+        (dict(masks=ok, block_size=0), "block_size must be >= 1"),
+        (dict(masks=ok, model_offset=-2), "model_offset must be >= 0"),
+        (dict(masks=ok, progress=5), "progress must be a callable"),
+    ]
+    for kwargs, msg in bad:
+        with pytest.raises(MemlensInputError, match=msg):
+            train_population(small, **kwargs)
+    with pytest.raises(MemlensInputError, match="memlens.data.Dataset"):
+        train_population((small.X_train, small.y_train), masks=ok)
+    one_class = from_arrays(np.arange(8.0)[:, None], [0, 0, 0, 0, 1, 1, 1, 1])
+    with pytest.raises(MemlensInputError, match="single class"):
+        train_population(one_class, model=GaussianNB(), masks=np.repeat([[1, 1, 1, 0, 0, 0, 0, 0]], 2, 0).astype(bool),
+                         backend="sklearn")
+    with pytest.raises(MemlensInputError, match="weights must be >= 0"):
+        fit_logistic(np.ones((4, 2)), [0, 1, 0, 1], -np.ones((1, 4)))
