@@ -220,6 +220,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     if not isinstance(out, (str, Path)) or str(out) == "":
         raise MemlensInputError(f"out must be a folder path; got {out!r}")
     out = Path(out)
+    if backend not in ("torch", "sklearn"):
+        raise MemlensInputError(f"backend must be 'torch' or 'sklearn'; got {backend!r}")
     model_config = _model_config(model)
     ds = _check_dataset(dataset)
     n_in = int(round(subset_ratio * ds.n_train))
