@@ -103,3 +103,13 @@ def test_population_rejects_mismatched_shapes_and_corrupt_files(tmp_path):
     f.write_bytes(b"not a zip")
     with pytest.raises(MemlensInputError, match="corrupted or truncated"):
         Population.load(tmp_path)
+
+
+def test_population_file_with_damaged_zip_structure_is_a_clear_error(tmp_path):
+    pop = Population(make_masks(3, 4, seed=0), {"train": {"x": np.zeros((3, 4))}})
+    pop.save(tmp_path)
+    raw = bytearray((tmp_path / "population.npz").read_bytes())
+    raw[-10:] = b"\x00" * 10  # break the zip's end-of-central-directory record
+    (tmp_path / "population.npz").write_bytes(bytes(raw))
+    with pytest.raises(MemlensInputError, match="corrupted or truncated"):
+        Population.load(tmp_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,7 +241,7 @@ class Population:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             raise MemlensInputError(f"could not read population file {path}: {exc}; it is corrupted or "
                                     "truncated: delete it (a resumed run retrains it)") from None
         prov = {}
