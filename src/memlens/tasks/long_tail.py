@@ -321,7 +321,7 @@ def opt_error(frequencies, *, n: int, n_classes: int) -> float:
 def tail_weight(frequencies, *, n: int, low: float | None = None, high: float | None = None) -> float:
     """``weight(π̄^N, [β1, β2])``: expected total mass of points with frequency in ``[β1, β2]``.
 
-    Defaults ``β1 = 1/(3n)``, ``β2 = 2/n`` (Feldman 2020, Lemma 2.6 as recalled: the tail lemma).
+    Defaults ``β1 = 1/(3n)``, ``β2 = 2/n``, the interval of the tail lemma (Feldman 2020, Sec. 2; spec §2.1).
     """
     n = _check_n(n)
     alpha = _alpha(frequencies)
