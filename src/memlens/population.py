@@ -244,6 +244,9 @@ class Population:
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             raise MemlensInputError(f"could not read population file {path}: {exc}; it is corrupted or "
                                     "truncated: delete it (a resumed run retrains it)") from None
+        if "masks" not in arrays:
+            raise MemlensInputError(f"population file {path} has no 'masks' array: it is corrupted or truncated, "
+                                    "or not a memlens population; delete it (a resumed run retrains it)")
         prov = {}
         if "provenance.json" in arrays:
             prov = json.loads(arrays.pop("provenance.json").tobytes().decode())
