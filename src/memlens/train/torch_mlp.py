@@ -86,6 +86,53 @@ def mlp_logits(weights, biases, X) -> np.ndarray:
     return out
 
 
+def _loss_grads(Ws, bs, Xb, yb, valid, nb):
+    """Gradients of each model's mean minibatch cross-entropy (manual backward through the ReLU layers).
+
+    ``Xb (K, B, d)``, ``yb (K, B)``, ``valid (K, B)`` bool (padding rows are False), ``nb (K,)`` batch sizes.
+    Returns the gradients (weights first, then biases) and the per-model mean losses.
+    """
+    acts = [Xb]
+    pre = []
+    H = Xb
+    for j, (W, b) in enumerate(zip(Ws, bs)):
+        A = torch.baddbmm(b.unsqueeze(1), H, W)
+        pre.append(A)
+        H = torch.relu(A) if j < len(Ws) - 1 else A
+        acts.append(H)
+    Z = acts[-1]                                                         # (K, B, C)
+    scale = (valid.to(Z.dtype) / torch.clamp(nb, min=1).to(Z.dtype).unsqueeze(1)).unsqueeze(2)  # (K, B, 1)
+    logp = torch.log_softmax(Z, dim=2)
+    ce = -(logp.gather(2, yb.unsqueeze(2)) * scale).sum((1, 2))
+    dA = logp.exp_()
+    dA.scatter_add_(2, yb.unsqueeze(2), torch.full_like(scale, -1.0)).mul_(scale)
+    gW, gb = [None] * len(Ws), [None] * len(Ws)
+    for j in range(len(Ws) - 1, -1, -1):
+        gW[j] = torch.bmm(acts[j].transpose(1, 2), dA)
+        gb[j] = dA.sum(1)
+        if j:
+            dA = torch.bmm(dA, Ws[j].transpose(1, 2)).mul_(pre[j - 1] > 0)
+    return gW + gb, ce.double()
+
+
+def _sgd_step(params, grads, bufs, active, *, lr, momentum, weight_decay):
+    """``torch.optim.SGD`` (heavy ball, coupled weight decay) on the models where ``active``; others untouched."""
+    all_active = bool(active.all())
+    for p, g, buf in zip(params, grads, bufs):
+        if weight_decay:
+            g = g.add_(p, alpha=weight_decay)
+        if not all_active:
+            g = g.mul_(active.view(-1, *([1] * (p.dim() - 1))).to(g.dtype))
+        if momentum:
+            if all_active:
+                g = buf.mul_(momentum).add_(g)
+            else:
+                a = active.view(-1, *([1] * (p.dim() - 1)))
+                buf.copy_(torch.where(a, buf * momentum + g, buf))
+                g = buf * a
+        p.sub_(g, alpha=lr)
+
+
 def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), epochs: int = 20,
             batch_size: int = 64, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0) -> MLPFit:
     """Train ``K`` MLPs, model ``k`` on the rows where ``masks[k]`` is True, all in one vectorized loop.
@@ -130,45 +177,33 @@ def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), 
     sizes = [d, *[int(h) for h in hidden], n_classes]
     rngs = [np.random.default_rng(int(s)) for s in seeds]
     inits = [init_mlp(rng, sizes) for rng in rngs]
-    Ws = [torch.tensor(np.stack([w[j] for w, _ in inits])).requires_grad_() for j in range(len(sizes) - 1)]
-    bs = [torch.tensor(np.stack([b[j] for _, b in inits])).requires_grad_() for j in range(len(sizes) - 1)]
+    n_layers = len(sizes) - 1
+    Ws = [torch.tensor(np.stack([w[j] for w, _ in inits])) for j in range(n_layers)]
+    bs = [torch.tensor(np.stack([b[j] for _, b in inits])) for j in range(n_layers)]
     params = Ws + bs
     bufs = [torch.zeros_like(p) for p in params]
     in_idx = [np.flatnonzero(m) for m in masks]
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
     steps = int(-(-counts.max() // batch_size))
     cnt_t = torch.as_tensor(counts)
-    loss_sum = torch.zeros(K)
+    loss_sum = torch.zeros(K, dtype=torch.float64)
+    arange_b = torch.arange(batch_size)
 
-    for _ in range(epochs):
-        order = np.zeros((K, steps * batch_size), dtype=np.int64)
-        for k in range(K):
-            order[k, :counts[k]] = in_idx[k][rngs[k].permutation(counts[k])]
-        order_t = torch.as_tensor(order).view(K, steps, batch_size)
-        loss_sum.zero_()
-        for s in range(steps):
-            lo = s * batch_size
-            nb = torch.clamp(cnt_t - lo, min=0, max=batch_size)                # (K,) examples in this batch
-            valid = (torch.arange(batch_size).unsqueeze(0) < nb.unsqueeze(1)).float()  # (K, B)
-            idx = order_t[:, s]                                                 # (K, B); padding = row 0
-            Z = _forward(Ws, bs, Xt[idx])                                        # (K, B, C)
-            ce = torch.nn.functional.cross_entropy(Z.reshape(-1, n_classes), yt[idx].reshape(-1),
-                                                   reduction="none").view(K, batch_size)
-            per_model = (ce * valid).sum(1) / torch.clamp(nb, min=1)
-            grads = torch.autograd.grad(per_model.sum(), params)
-            with torch.no_grad():
-                loss_sum += per_model.detach()
-                act = (nb > 0).float()
-                for p, g, buf in zip(params, grads, bufs):
-                    a = act.view(-1, *([1] * (p.dim() - 1)))
-                    if weight_decay:
-                        g = g + weight_decay * p
-                    if momentum:
-                        buf.copy_(torch.where(a > 0, momentum * buf + g, buf))
-                        g = buf
-                    p.sub_(lr * a * g)
+    with torch.no_grad():
+        for _ in range(epochs):
+            order = np.zeros((K, steps * batch_size), dtype=np.int64)
+            for k in range(K):
+                order[k, :counts[k]] = in_idx[k][rngs[k].permutation(counts[k])]
+            order_t = torch.as_tensor(order).view(K, steps, batch_size)
+            loss_sum.zero_()
+            for s in range(steps):
+                nb = torch.clamp(cnt_t - s * batch_size, min=0, max=batch_size)     # (K,) examples in the batch
+                idx = order_t[:, s]                                                  # (K, B); padding = row 0
+                grads, ce = _loss_grads(Ws, bs, Xt[idx], yt[idx], arange_b < nb.unsqueeze(1), nb)
+                loss_sum += ce
+                _sgd_step(params, grads, bufs, nb > 0, lr=lr, momentum=momentum, weight_decay=weight_decay)
     n_batches = -(-counts // batch_size)
-    return MLPFit(weights=tuple(W.detach().numpy().copy() for W in Ws),
-                  biases=tuple(b.detach().numpy().copy() for b in bs),
+    return MLPFit(weights=tuple(W.numpy().copy() for W in Ws),
+                  biases=tuple(b.numpy().copy() for b in bs),
                   n_steps=(epochs * n_batches).astype(np.int64),
                   final_loss=(loss_sum.numpy() / n_batches).astype(np.float64))
