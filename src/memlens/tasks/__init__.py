@@ -18,3 +18,10 @@ from .clusters import (ClusterInstance, ClusterLabelingData, calibrated_rho, fin
 
 __all__ = [*globals().get("__all__", []), "clusters", "ClusterInstance", "ClusterLabelingData", "calibrated_rho",
            "find_singletons", "make_cluster_instance", "make_cluster_labeling"]
+
+from . import sdpi  # noqa: E402
+from .sdpi import (BooleanClustering, GaussianClustering, SparseHypercube, fkl_lower_bound,  # noqa: E402
+                   mixture_lower_bound, sdpi_constant, sdpi_constants, tradeoff_curve)
+
+__all__ = [*globals().get("__all__", []), "sdpi", "BooleanClustering", "GaussianClustering", "SparseHypercube",
+           "fkl_lower_bound", "mixture_lower_bound", "sdpi_constant", "sdpi_constants", "tradeoff_curve"]
