@@ -289,3 +289,18 @@ def test_quick_reproduction_runs_and_writes_its_files(tmp_path):
     assert hist[0]["singletons_greedy"]["bits_lower_bound"] < hist[-1]["singletons_greedy"]["bits_lower_bound"]
     assert "brown-next-symbol" in (tmp_path / "README.md").read_text()
     assert res["summary"]["largest_width"] == brown_next_symbol.SETTINGS["quick"]["widths"][-1]
+
+
+def test_binary_case_agrees_with_the_cluster_information_bound():
+    info = pytest.importorskip("memlens.measures.information")
+    rng = np.random.default_rng(9)
+    n, m = 40, 30
+    refs = rng.integers(2, size=(n, m))
+    task = NextSymbolTask(references=refs, next_symbols=np.zeros(n, dtype=np.int64), frequencies=np.full(n, 1 / n),
+                          alphabet_size=2, noise=1.0)
+    sample = sample_sequences(task, subpopulations=np.arange(n), seed=10)
+    flips = rng.random((n, m)) < 0.08
+    rec = noise_recovery(np.where(flips, 1 - sample.prefixes, sample.prefixes), sample, task)
+    bound = info.information_lower_bound(rec.errors)
+    assert rec.bits_pooled() == pytest.approx(bound.pooled_bits())
+    np.testing.assert_allclose(rec.symbol_error, bound.error_rate)

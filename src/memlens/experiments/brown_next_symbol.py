@@ -1,4 +1,4 @@
-"""Reproduction ``brown-next-symbol``: next-symbol prediction forces a small language model to store its singletons' noise.
+"""Reproduction ``brown-next-symbol``: next-symbol prediction makes a small language model store its singletons' noise.
 
 Brown, Bun, Feldman, Smith & Talwar (STOC 2021, arXiv:2012.06421), spec §1.3: on next-symbol prediction an accurate
 learner memorizes almost all of its singletons, ``I(X_S; M | P) = (1 − o(1)) H(X_S | P)``, including the noise that
@@ -31,11 +31,11 @@ DESCRIPTION = ("Brown et al. next-symbol prediction: singleton vs frequent accur
                "the bits of singleton noise it memorizes, over training time and model size")
 
 SETTINGS = {
-    "full": dict(n=256, alphabet_size=8, prefix_length=24, noise=0.2, prior="zipf", exponent=1.0, n_test=400,
-                 frequent_min=3, prompt_length=8, widths=(16, 32, 64), depth=2, n_heads=4, steps=1000,
+    "full": dict(n=256, alphabet_size=8, prefix_length=24, noise=0.1, prior="zipf", exponent=1.0, n_test=400,
+                 frequent_min=3, prompt_length=8, widths=(16, 32, 64), depth=2, n_heads=4, dropout=0.1, steps=1000,
                  eval_every=100, batch_size=64, lr=3e-3, warmup_steps=50, max_control=200),
-    "quick": dict(n=96, alphabet_size=8, prefix_length=16, noise=0.2, prior="zipf", exponent=1.0, n_test=150,
-                  frequent_min=3, prompt_length=6, widths=(16, 48), depth=2, n_heads=4, steps=320,
+    "quick": dict(n=96, alphabet_size=8, prefix_length=16, noise=0.1, prior="zipf", exponent=1.0, n_test=150,
+                  frequent_min=3, prompt_length=6, widths=(16, 48), depth=2, n_heads=4, dropout=0.1, steps=320,
                   eval_every=40, batch_size=48, lr=4e-3, warmup_steps=20, max_control=100),
 }
 
@@ -94,7 +94,7 @@ def _get(entry: dict, key: str, field: str | None = None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _figures(out, runs: dict, data, cfg: dict, entropy: dict) -> list[str]:
+def _figures(out, runs: dict, cfg: dict, entropy: dict) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,38 +103,48 @@ def _figures(out, runs: dict, data, cfg: dict, entropy: dict) -> list[str]:
     colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(runs)))
     names = []
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for (width, res), c in zip(runs.items(), colors):
         hist = res["history"]
         steps = [h["step"] for h in hist]
-        label = f"width {width} ({res['n_parameters'] / 1e3:.0f}k params)"
-        axes[0].plot(steps, [_get(h, "acc_singles") for h in hist], "-", color=c, label=f"{label}: singletons")
-        axes[0].plot(steps, [_get(h, "acc_frequent") for h in hist], "--", color=c, label=f"{label}: frequent")
-        axes[1].plot(steps, [_get(h, "singletons_greedy", "bits_lower_bound") for h in hist], "-", color=c,
-                     label=f"{label}: greedy continuation")
-        axes[1].plot(steps, [_get(h, "singletons_teacher_forced", "bits_lower_bound") for h in hist], "--",
-                     color=c, label=f"{label}: teacher forced")
-        axes[2].plot(steps, [_get(h, "singletons_greedy", "noise_recall") for h in hist], "-", color=c,
-                     label=f"{label}: singletons (trained copy)")
-        axes[2].plot(steps, [_get(h, "frequent_greedy", "noise_recall") for h in hist], "--", color=c,
-                     label=f"{label}: frequent (trained copy)")
-        axes[2].plot(steps, [_get(h, "fresh_singles_greedy", "noise_recall") for h in hist], ":", color=c,
-                     label=f"{label}: fresh copy (control)")
+        axes[0].plot(steps, [_get(h, "acc_singles") for h in hist], "-", color=c)
+        axes[0].plot(steps, [_get(h, "acc_frequent") for h in hist], "--", color=c)
+        axes[1].plot(steps, [_get(h, "singletons_greedy", "bits_lower_bound") for h in hist], "-", color=c)
+        axes[1].plot(steps, [_get(h, "singletons_teacher_forced", "bits_lower_bound") for h in hist], "--", color=c)
+        axes[2].plot(steps, [_get(h, "singletons_greedy", "noise_recall") for h in hist], "-", color=c)
+        axes[2].plot(steps, [_get(h, "frequent_greedy", "noise_recall") for h in hist], "--", color=c)
+        axes[2].plot(steps, [_get(h, "fresh_singles_greedy", "noise_recall") for h in hist], ":", color=c)
+    width_keys = [Line2D([], [], color=c, lw=2, label=f"width {w} ({runs[w]['n_parameters'] / 1e3:.0f}k params)")
+                  for w, c in zip(runs, colors)]
+
+    def key(style, label, color="0.3"):
+        return Line2D([], [], color=color, ls=style, label=label)
+
     chance = 1.0 / cfg["alphabet_size"]
-    axes[0].axhline(chance, color="grey", lw=1, ls=":", label=f"chance 1/A = {chance:.3f}")
+    axes[0].axhline(chance, color="grey", lw=1, ls=":")
     axes[0].set(xlabel="training steps", ylabel="next-symbol accuracy on fresh copies",
-                title="Accuracy: singleton vs frequent subpopulations", ylim=(-0.02, 1.02))
-    axes[1].axhline(entropy["greedy"], color="black", lw=1, ls="-",
-                    label=f"H(continued symbols | P) = {entropy['greedy']:.1f} bits")
-    axes[1].axhline(entropy["full"], color="black", lw=1, ls="--",
-                    label=f"H(whole copy | P) = {entropy['full']:.1f} bits")
+                title="Accuracy: singleton vs frequent subpopulations", ylim=(-0.02, 1.3))
+    axes[0].legend(handles=[key("-", "singleton subpopulations"), key("--", "frequent subpopulations"),
+                            key(":", f"chance 1/A = {chance:.3f}", "grey")], fontsize=7, loc="upper right")
+    axes[1].axhline(entropy["greedy"], color="black", lw=1, ls="-")
+    axes[1].axhline(entropy["full"], color="black", lw=1, ls="--")
     axes[1].set(xlabel="training steps", ylabel="bits per singleton (lower bound on I(X_i; M | P))",
-                title="Memorized information per singleton")
+                title="Memorized information per singleton", ylim=(-0.5, 1.5 * entropy["full"]))
+    axes[1].legend(handles=[
+        key("-", "greedy continuation of the copy"), key("--", "teacher-forced prediction"),
+        key("-", f"H(continued symbols | P) = {entropy['greedy']:.1f} bits", "black"),
+        key("--", f"H(whole copy | P) = {entropy['full']:.1f} bits", "black")], fontsize=7, loc="upper right")
     axes[2].set(xlabel="training steps", ylabel="fraction of noise symbols reproduced",
-                title="Noise reproduced by greedy continuation", ylim=(-0.02, 1.02))
+                title="Noise reproduced by greedy continuation", ylim=(-0.02, 1.35))
+    axes[2].legend(handles=[key("-", "singletons (trained copy)"),
+                                         key("--", "frequent subpopulations (trained copy)"),
+                                         key(":", "fresh copy of a singleton subpop. (control)")],
+                   fontsize=7, loc="upper right")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    fig.legend(handles=width_keys, loc="lower center", ncol=len(width_keys), fontsize=8, bbox_to_anchor=(0.5, -0.06))
     fig.suptitle("Brown et al. next-symbol prediction (interpretation): noisy copies of Zipf subpopulations, "
                  f"n={cfg['n']}, A={cfg['alphabet_size']}, L={cfg['prefix_length']}, noise={cfg['noise']}")
     names.append(str(save_figure(fig, out, "training_curves").name))
@@ -192,13 +202,15 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
                                  seed=np.random.default_rng(data_seed))
     task, train = data.task, data.train
     h = symbol_entropy_bits(alphabet_size=task.alphabet_size, noise=task.noise)
-    entropy = {"per_symbol": h, "full": h * task.prefix_length, "greedy": h * (task.prefix_length - cfg["prompt_length"])}
+    entropy = {"per_symbol": h, "full": h * task.prefix_length,
+               "greedy": h * (task.prefix_length - cfg["prompt_length"])}
     tokens = train.tokens(bos=task.alphabet_size)
     runs = {}
     with limit_threads(1):
         for width, mseed in zip(cfg["widths"], model_seeds):
             config = AutoregressiveConfig(vocab_size=task.alphabet_size + 1, context_length=tokens.shape[1],
-                                          width=width, depth=cfg["depth"], n_heads=cfg["n_heads"])
+                                          width=width, depth=cfg["depth"], n_heads=cfg["n_heads"],
+                                          dropout=cfg["dropout"])
             res = train_autoregressive(
                 tokens, config=config, steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                 lr_schedule="cosine", warmup_steps=cfg["warmup_steps"], seed=np.random.default_rng(mseed),
@@ -208,7 +220,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
             runs[width] = {"config": config.to_dict(), "n_parameters": res.n_parameters, "seconds": res.seconds,
                            "history": list(res.history), "final": res.history[-1],
                            "accuracy_by_count": _accuracy_by_count(res.model, data)}
-    figures = _figures(out, runs, data, cfg, entropy)
+    figures = _figures(out, runs, cfg, entropy)
     largest = runs[cfg["widths"][-1]]["final"]
     results = {
         "name": NAME,
@@ -286,7 +298,8 @@ Singletons: {d['n_singletons']} (expected {d['expected_singletons']:.1f}). Each 
 H(X_i | P) = {e['full']:.1f} bits ({e['per_symbol']:.3f} bits per symbol) of noise given the task.
 
 Models: causal transformers, depth {cfg['depth']}, widths {', '.join(map(str, cfg['widths']))}, trained as language
-models (Adam, lr {cfg['lr']}, cosine schedule, {cfg['steps']} steps, batch {cfg['batch_size']}, seed {res['seed']}).
+models (Adam, lr {cfg['lr']}, cosine schedule, dropout {cfg['dropout']}, {cfg['steps']} steps, batch
+{cfg['batch_size']}, seed {res['seed']}).
 Memorization is measured on each singleton's training copy: greedy continuation from its first
 {cfg['prompt_length']} symbols (extraction of the remaining {cfg['prefix_length'] - cfg['prompt_length']}), and
 teacher-forced argmax predictions of all {cfg['prefix_length']} symbols. The lower bound on I(X_i; M | P) is spec
