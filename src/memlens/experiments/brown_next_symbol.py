@@ -304,7 +304,9 @@ Memorization is measured on each singleton's training copy: greedy continuation 
 {cfg['prompt_length']} symbols (extraction of the remaining {cfg['prefix_length'] - cfg['prompt_length']}), and
 teacher-forced argmax predictions of all {cfg['prefix_length']} symbols. The lower bound on I(X_i; M | P) is spec
 §1.6's h2 bound generalized by Fano: Σ_k max(0, H − h2(ē_k) − ē_k log2(A − 1)) over positions k, ē_k pooled over
-singletons; it is 0 for a model that knows the reference but none of the noise. Control: the same greedy
+singletons; it is 0 for a model that knows the reference but none of the noise. Teacher forcing also counts the
+first symbols, which no model can predict before the copy is identified, so its fraction stays below 1. Control: the
+same greedy
 measurement on fresh copies of the singleton subpopulations, whose noise no model saw.
 
 ## Final numbers
