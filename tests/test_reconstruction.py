@@ -180,6 +180,20 @@ def test_converged_ascent_is_a_local_maximum(selection):
         assert score(x[None], [g])[0] == pytest.approx(res.scores[t])
 
 
+def test_minus_infinity_scores_are_ties_not_votes():
+    d = 6
+    # probability 0 (log p = -inf) unless x_0 = +1: only coordinate 0 carries a vote
+    score = lambda X: np.where(X[:, 0] > 0, X[:, 1:].sum(axis=1), -np.inf)  # noqa: E731
+    res = sign_attack(score, d=d, repeats=5, seed=0)
+    assert res.reconstruction[0, 0] == 1 and np.all(res.reconstruction[0, 1:] == 1)
+    res = coordinate_ascent(score, d=d, start=-np.ones(d), seed=0)
+    assert res.scores[0] == d - 1 and np.all(res.reconstruction[0] == 1)
+    # nothing ever improves on probability 0: the ascent stays at its start after one epoch
+    res = coordinate_ascent(lambda X: np.full(len(X), -np.inf), d=d, start=-np.ones(d), seed=0)
+    assert res.scores[0] == -np.inf and np.all(res.reconstruction[0] == -1) and res.converged[0]
+    assert res.n_queries[0] == 1 + d
+
+
 def test_queries_respect_batch_size_and_results_do_not_depend_on_it():
     d = 16
     score = _tiny_net(d, 2, seed=7)
@@ -232,6 +246,8 @@ def test_attacks_reject_bad_input():
         coordinate_ascent(good, d=d, selection="best-first")
     with pytest.raises(MemlensInputError, match="start"):
         coordinate_ascent(good, d=d, start=np.zeros(d))
+    with pytest.raises(MemlensInputError, match="start"):
+        coordinate_ascent(good, d=d, start=np.ones(d + 1))
     with pytest.raises(MemlensInputError, match="goals"):
         coordinate_ascent(lambda X, g: X.sum(1), d=d, goals=[0.5])
     with pytest.raises(MemlensInputError, match="NaN"):

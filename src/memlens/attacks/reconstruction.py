@@ -222,7 +222,8 @@ def sign_attack(score, *, d: int, goals=None, repeats: int = 5, adversary: str =
         up[rows, coord] = 1.0
         down[rows, coord] = -1.0
         s = scorer(np.concatenate([up, down]), np.concatenate([target, target]))
-        vote = np.sign(s[: idx.size] - s[idx.size:]).astype(np.int64)
+        s_up, s_down = s[: idx.size], s[idx.size:]
+        vote = (s_up > s_down).astype(np.int64) - (s_up < s_down)  # 0 on a tie, also -inf vs -inf
         np.add.at(votes, (target, coord), vote)
     recon = np.sign(votes).astype(np.int8)
     ties = recon == 0
@@ -287,7 +288,9 @@ def coordinate_ascent(score, *, d: int, goals=None, start="random", max_epochs: 
         x = _uniform_signs(rng, (n_targets, d))
     else:
         x = check_array("start", start, dtype=np.float32)
-        x = np.broadcast_to(np.atleast_2d(x), (n_targets, d)).copy() if x.ndim == 1 else x.copy()
+        if x.shape == (d,):
+            x = np.broadcast_to(x, (n_targets, d))
+        x = x.copy()
         if x.shape != (n_targets, d) or not np.all(np.abs(x) == 1):
             raise MemlensInputError(f"start must hold ±1 values with shape ({d},) or ({n_targets}, {d}); "
                                     f"got shape {x.shape}")

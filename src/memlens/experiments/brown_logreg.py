@@ -271,6 +271,13 @@ The bits-memorized bound is ``I(X_i; M | P) ≥ m_i (1 − h2(ē_i))`` on the fr
 observed error rate; the conservative version (Clopper–Pearson upper limit of the error rate) gives
 {bits['bits_per_target_conservative']:.1f} bits per singleton.
 
+Differences from the authors' code (`gavinrbrown1/training-data-memorization`): the data come from numpy's
+Generator seeded with `seed` (the authors seed the global RNG with 123), so the instance differs while n, N, d
+and rho are the same; many singletons are attacked and averaged with a confidence interval instead of the
+first 3; the models output logits and the attack reads log p(goal) computed without float32 rounding to 0;
+in the sign attack an exact tie abstains (the authors count it as a vote for -1); errors are recorded by the
+number of updates applied.
+
 Time: {timings['total']:.0f} s in all (training {timings['training']:.0f} s, attacks {timings['attacks']:.0f} s), one
 BLAS thread. Files: `results.json` (every number, per-checkpoint history), the figure.
 """
