@@ -158,13 +158,16 @@ class _Objective:
         G = G * inv_n + Wp * (inv_n / self.C)
         return f, G
 
-    def preconditioner(self, W: torch.Tensor, idx: torch.Tensor) -> "_KronPreconditioner":
-        """Kronecker-factored inverse-Hessian approximation at ``W`` for models ``idx`` (see module docstring)."""
+    def preconditioner(self, W: torch.Tensor, idx: torch.Tensor, sigma=None) -> "_KronPreconditioner":
+        """Kronecker-factored inverse-Hessian approximation at ``W`` for models ``idx`` (see module docstring).
+
+        ``sigma``: the eigendecomposition ``(e, U)`` of a previous ``Sigma`` to reuse (``Sigma`` costs
+        ``n d^2``, more than an evaluation when ``d`` exceeds ``n_classes * k``); ``A_k`` is always recomputed.
+        """
         k, dp, n_out = W.shape
         wts, n_k = self.weights[:, idx], self.n_k[idx]
         Wm = W.permute(1, 2, 0).reshape(dp, n_out * k)
-        C = self.n_classes
-        Sig = torch.zeros(dp, dp, dtype=W.dtype)
+        Sig = torch.zeros(dp, dp, dtype=W.dtype) if sigma is None else None
         A = torch.zeros(k, n_out, n_out, dtype=W.dtype)
         mass = torch.zeros((), dtype=W.dtype)
         starts, rows = self._chunks(k)
@@ -179,19 +182,22 @@ class _Objective:
             else:
                 Pw = P * wr.unsqueeze(1)
                 A += torch.diag_embed(Pw.sum(0).T) - torch.einsum("nck,nek->kce", Pw, P)
-                c = (Pw * (1.0 - P)).sum(1).mean(1)                          # mean_k w_ik tr(B_ik)
-            Sig.addmm_(Xr.T * c, Xr)
-            mass += c.sum()
-        Sig /= torch.clamp(mass, min=torch.finfo(W.dtype).tiny)
+                c = (Pw * (1.0 - P)).sum(1).mean(1) if Sig is not None else None  # mean_k w_ik tr(B_ik)
+            if Sig is not None:
+                Sig.addmm_(Xr.T * c, Xr)
+                mass += c.sum()
+        if Sig is not None:
+            sigma = torch.linalg.eigh(Sig / torch.clamp(mass, min=torch.finfo(W.dtype).tiny))
         A /= n_k.view(k, 1, 1)
-        return _KronPreconditioner(Sig, A, 1.0 / (self.C * n_k))
+        return _KronPreconditioner(sigma, A, 1.0 / (self.C * n_k))
 
 
 class _KronPreconditioner:
     """``H0 Q = U [(U^T Q V_k) / (e_Sigma e_A,k^T + lambda_k)] V_k^T``: the inverse of ``Sigma (x) A_k + lambda_k I``."""
 
-    def __init__(self, Sig, A, lam):
-        es, self.U = torch.linalg.eigh(Sig)
+    def __init__(self, sigma, A, lam):
+        self.sigma = sigma
+        es, self.U = sigma
         ea, self.V = torch.linalg.eigh(A)
         self.den = es.clamp(min=0).view(1, -1, 1) * ea.clamp(min=0).unsqueeze(1) + lam.view(-1, 1, 1)
 
@@ -253,10 +259,14 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
 
     gmax = G.abs().amax((1, 2))
     retire((gmax <= tol) | (budget <= 0), gmax <= tol)
-    n_step = 0
+    n_step = sigma_step = 0
     while ids.numel():
         if n_step % _REFRESH == 0:
-            H0 = obj.preconditioner(W, ids)
+            # Sigma is refreshed less often when it costs more than ~10% of the evaluations in between.
+            k_act = ids.numel()
+            renew = H0 is None or n_step - sigma_step >= _REFRESH * max(1.0, dp / (2.0 * obj.n_classes * k_act))
+            H0 = obj.preconditioner(W, ids, sigma=None if renew else H0.sigma)
+            sigma_step = n_step if renew else sigma_step
         n_step += 1
         # Two-loop recursion (newest pair first), vectorized over the active models.
         q = -G
