@@ -173,8 +173,8 @@ def test_mlp_learns_and_memorizes(small):
     pop = train_population(small, model=make_model_config("mlp", hidden=(64,), epochs=10), masks=masks, seed=0)
     correct = pop.signal("train", "correct")
     assert correct[masks].mean() > 0.97                     # (nearly) fits its own subset
-    assert 0.85 < correct[~masks].mean() < correct[masks].mean()
-    assert pop.signal("test", "correct").mean() > 0.85
+    assert 0.8 < correct[~masks].mean() < correct[masks].mean() - 0.05
+    assert pop.signal("test", "correct").mean() > 0.8               # chance is 0.1
     assert np.nanmean(memorization(pop).scores) > 0.0
 
 
