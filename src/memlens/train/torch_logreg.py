@@ -19,8 +19,12 @@ Every model keeps its own curvature pairs and takes its own Armijo backtracking 
 (``max |grad F_k| <= tol``) leave the active set. The initial inverse Hessian of the recursion is a
 Kronecker-factored approximation of each model's Hessian, ``H_k ~ Sigma (x) A_k + lambda_k I`` with
 ``Sigma`` the curvature-weighted feature second moment (shared by the block), ``A_k = mean_{i in S_k}
-(diag p_i - p_i p_i^T)`` and ``lambda_k = 1 / (C n_k)``; it is refreshed every few iterations and cuts the
-iteration count by about 1.5-2.5x over plain L-BFGS (more for weak regularization). Iterations run in
+(diag p_i - p_i p_i^T)`` and ``lambda_k = 1 / (C n_k)`` (a Kronecker factorization in the spirit of K-FAC,
+Martens & Grosse 2015). As ``Sigma`` is shared, a model's iterates depend slightly on its block mates; its
+solution does not, up to ``tol``. The preconditioner is refreshed every few iterations and cuts the
+iteration count 1.1-2.7x against the same L-BFGS without it (measured at tol 1e-6: digits 80 -> 51 at
+C = 1, breast-cancer 89 -> 33 at C = 100; scikit-learn's L-BFGS-B needs 3,359 iterations where this solver
+needs ~600 on a 10,000-image Fashion-MNIST subset). Iterations run in
 float32 until ``max |grad F_k| <= 1e-4`` and in float64 after that: memorization scores need tight
 convergence (spec/performance.md §2.3), which float32 cannot certify.
 """
@@ -239,7 +243,7 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
     it = torch.zeros(K, dtype=torch.int64)
     budget = torch.as_tensor(max_iter, dtype=torch.int64).expand(K).clone()
     H0 = None
-    eps_f = 1e3 * torch.finfo(dtype).eps
+    eps_f = min(1e3 * torch.finfo(dtype).eps, 1e-6)     # relative rounding level of F (float64: 2e-13)
 
     def retire(done: torch.Tensor, converged: torch.Tensor):
         nonlocal ids, W, f, G, S, Yh, rho, gamma, it, budget
