@@ -243,6 +243,10 @@ def _readme(name: str, title: str, cfg: dict, data_info: dict, final: dict, timi
             what: str) -> str:
     r_all, r_free = final["recovery_error_all_bits"], final["recovery_error_free_bits"]
     bits = final["bits_memorized_per_singleton"]
+    ci_all = f"{r_all['mean']:.4f} [{r_all['ci_low']:.4f}, {r_all['ci_high']:.4f}]"
+    ci_free = f"{r_free['mean']:.4f} [{r_free['ci_low']:.4f}, {r_free['ci_high']:.4f}]"
+    ci_bits = (f"{bits['bits_per_target']:.1f} [{bits['ci_low']:.1f}, {bits['ci_high']:.1f}] of "
+               f"{bits['entropy_bits_per_target']:.1f} free bits")
     return f"""# {name}: {title}
 
 Reproduction of Brown, Bun, Feldman, Smith, Talwar, "When is Memorization of Irrelevant Training Data
@@ -259,12 +263,12 @@ rho = {data_info['rho']:.5f} (about {data_info['mean_fixed_coordinates']:.1f} fi
 | quantity (final model, {final['updates']} updates) | measured | paper |
 |---|---|---|
 | recovered fraction of singleton bits | {1 - r_all['mean']:.4f} | {PAPER_RECOVERED} |
-| recovery error, all bits (95% CI, {final['n_singletons_attacked']} singletons) | {r_all['mean']:.4f} [{r_all['ci_low']:.4f}, {r_all['ci_high']:.4f}] | < 0.03 |
-| recovery error, free bits (95% CI) | {r_free['mean']:.4f} [{r_free['ci_low']:.4f}, {r_free['ci_high']:.4f}] | |
+| recovery error, all bits (95% CI, {final['n_singletons_attacked']} singletons) | {ci_all} | < 0.03 |
+| recovery error, free bits (95% CI) | {ci_free} | |
 | recovery error knowing only the cluster | {final['recovery_error_knowing_only_the_cluster']:.4f} | |
 | singleton test accuracy | {final['singleton_accuracy']:.3f} | rises with memorization |
 | represented test accuracy | {final['represented_accuracy']:.3f} | |
-| bits memorized per singleton, lower bound (95% CI) | {bits['bits_per_target']:.1f} [{bits['ci_low']:.1f}, {bits['ci_high']:.1f}] of {bits['entropy_bits_per_target']:.1f} free bits | |
+| bits memorized per singleton, lower bound (95% CI) | {ci_bits} | |
 
 Target (≥ 97% of singleton bits recovered): **{"met" if final['target_met'] else "NOT met"}**.
 The bits-memorized bound is ``I(X_i; M | P) ≥ m_i (1 − h2(ē_i))`` on the free coordinates (spec §1.6), with the
@@ -335,6 +339,9 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, n_attack: int | None = N
     """
     cfg = _config(QUICK if quick else FULL, n_attack=n_attack, n_attack_final=n_attack_final)
 
+    final_targets = ("every singleton" if cfg["n_attack_final"] is None
+                     else f"{cfg['n_attack_final']} singletons")
+
     def build_model(data, gen):
         return _linear(data.d, data.n_clusters, gen)  # logits; the loss applies the log-softmax
 
@@ -346,6 +353,4 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, n_attack: int | None = N
                     f"{cfg['momentum']}), {cfg['steps']} updates, singletons upsampled x{cfg['upsample']}. "
                     f"Attack: uninformed sign attack, {cfg['repeats']} repeats, black box on the goal label's "
                     f"log-probability, on {cfg['n_attack']} singletons every {cfg['attack_every']} updates "
-                    "(the paper: 3) and on "
-                    f"{'every singleton' if cfg['n_attack_final'] is None else str(cfg['n_attack_final']) + ' singletons'}"
-                    " of the final model."))
+                    f"(the paper: 3) and on {final_targets} of the final model."))

@@ -15,7 +15,8 @@ of a point is the id of its cluster, so the task is ``N``-way classification.
   ``(1 + ρ)/2``. Every coordinate is noisy, with ``h2((1 − ρ)/2)`` bits of entropy given ``P``.
 
 Training points draw their cluster uniformly from ``[N]``. A *singleton* is a training point whose cluster
-appears exactly once; with ``N = n`` about ``(1 − 1/n)^{n−1} ≈ e^{−1} ≈ 0.368`` of the clusters are singletons.
+appears exactly once; with ``N = n`` about ``(1 − 1/n)^{n−1} ≈ e^{−1} ≈ 0.368`` of the clusters are
+singletons.
 Three test sets measure accuracy (each of size ``n_test``): ``test`` (i.i.d. from the mixture),
 ``represented`` (cluster uniform over clusters with at least one training point) and ``singles`` (cluster
 uniform over singleton clusters).
