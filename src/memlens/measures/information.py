@@ -32,20 +32,21 @@ from .._validation import MemlensInputError, check_array, check_float, warn
 __all__ = ["InformationBound", "binary_entropy", "information_lower_bound", "fano_bits"]
 
 
-def binary_entropy(p) -> np.ndarray:
-    """``h2(p) = −p log2 p − (1 − p) log2(1 − p)`` in bits, elementwise, with ``h2(0) = h2(1) = 0``.
+def binary_entropy(p, *, base: float = 2.0) -> np.ndarray:
+    """Binary entropy ``h(p) = −p log p − (1 − p) log(1 − p)``, elementwise, with ``h(0) = h(1) = 0``.
 
     Parameters
     ----------
     p : array_like of float in [0, 1]
+    base : float
+        Logarithm base: 2 (default) gives bits, ``math.e`` gives nats.
     """
+    from scipy.special import xlogy
+
     p = np.asarray(p, dtype=np.float64)
     if np.any((p < 0) | (p > 1)) or np.any(np.isnan(p)):
         raise MemlensInputError("p must hold probabilities in [0, 1]; got values outside that range")
-    q = np.clip(p, 1e-300, 1.0)
-    r = np.clip(1.0 - p, 1e-300, 1.0)
-    h = -(p * np.log2(q) + (1.0 - p) * np.log2(r))
-    return np.where((p == 0) | (p == 1), 0.0, h)
+    return -(xlogy(p, p) + xlogy(1.0 - p, 1.0 - p)) / np.log(base)
 
 
 def _mean_ci(values, *, confidence: float = 0.95) -> tuple[float, float, float]:

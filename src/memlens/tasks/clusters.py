@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._random import as_generator
+from ..measures.information import binary_entropy
 from .._validation import MemlensInputError, check_float, check_int, check_labels, warn
 
 __all__ = [
@@ -87,12 +88,6 @@ def calibrated_rho(n: int, d: int, *, a: float = 50000.0, singleton_fraction: fl
     return rho
 
 
-def _binary_entropy_scalar(p: float) -> float:
-    if p <= 0.0 or p >= 1.0:
-        return 0.0
-    return float(-p * math.log2(p) - (1 - p) * math.log2(1 - p))
-
-
 @dataclass(frozen=True, eq=False)
 class ClusterInstance:
     """One problem instance ``P``: the ground truth of every cluster.
@@ -145,7 +140,7 @@ class ClusterInstance:
         labels = check_labels("labels", np.atleast_1d(labels), n_classes=self.n_clusters)
         if self.variant == "subcube":
             return (~self.fixed[labels]).astype(np.float64)
-        return np.full((labels.shape[0], self.d), _binary_entropy_scalar((1.0 - self.rho) / 2.0))
+        return np.full((labels.shape[0], self.d), float(binary_entropy((1.0 - self.rho) / 2.0)))
 
     def sample(self, labels, *, seed=0) -> np.ndarray:
         """Fresh samples from the given clusters.

@@ -46,6 +46,7 @@ from typing import Mapping
 import numpy as np
 
 from .._random import as_generator
+from ..measures.information import binary_entropy
 from .._validation import MemlensInputError, check_array, check_float, check_int, warn
 
 __all__ = [
@@ -355,14 +356,6 @@ def expected_singletons(frequencies, *, n: int) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 # Information: entropy of the noise, Fano / h2 bound on memorized bits
 # ---------------------------------------------------------------------------------------------------------------
-
-def binary_entropy(p) -> np.ndarray | float:
-    """``h2(p) = −p log2 p − (1−p) log2(1−p)`` in bits, with ``h2(0) = h2(1) = 0``."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -(np.where(p > 0, p * np.log2(p), 0.0) + np.where(p < 1, (1 - p) * np.log2(1 - p), 0.0))
-    return float(h) if h.ndim == 0 else h
-
 
 def symbol_entropy_bits(*, alphabet_size: int, noise: float) -> float:
     """Entropy in bits of one symbol of a noisy copy given the task: the reference symbol with probability

@@ -61,9 +61,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize, stats
-from scipy.special import expit, log_expit, xlog1py, xlogy
+from scipy.special import expit, log_expit, xlogy
 
 from .._random import as_generator
+from ..measures.information import binary_entropy as _binary_entropy
 from .._validation import MemlensInputError, check_array, check_float, check_int, warn
 
 __all__ = [
@@ -101,8 +102,7 @@ LN2 = math.log(2.0)
 
 def binary_entropy(p):
     """Binary entropy ``h(p) = −p ln p − (1 − p) ln(1 − p)`` in nats (``h(0) = h(1) = 0``); array in, array out."""
-    p = np.asarray(p, dtype=np.float64)
-    return -(xlogy(p, p) + xlog1py(1.0 - p, -p))
+    return _binary_entropy(p, base=np.e)
 
 
 def _entropy_increment(eta, delta):
