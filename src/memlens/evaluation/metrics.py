@@ -35,6 +35,7 @@ __all__ = [
     "ConfidenceInterval",
     "BootstrapResult",
     "AggregateResult",
+    "mean_ci",
     "roc",
     "roc_auc",
     "tpr_at_fpr",
@@ -470,17 +471,22 @@ class AggregateResult:
         }
 
 
-def _t_interval(values: np.ndarray, level: float) -> tuple[float, np.ndarray]:
+def mean_ci(values, *, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t confidence interval ``(mean, low, high)`` of independent values.
+
+    Non-finite values are dropped; with fewer than 2 values the interval is ``(NaN, NaN)``.
+    """
     from scipy import stats
 
-    v = values[np.isfinite(values)]
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
     if v.size == 0:
-        return float("nan"), np.array([np.nan, np.nan])
+        return float("nan"), float("nan"), float("nan")
     mean = float(v.mean())
     if v.size < 2:
-        return mean, np.array([np.nan, np.nan])
-    half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
-    return mean, np.array([mean - half, mean + half])
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return mean, mean - half, mean + half
 
 
 def _scores_labels_of(item) -> tuple[np.ndarray, np.ndarray]:
@@ -567,11 +573,13 @@ def aggregate(results: Sequence, *, fprs=DEFAULT_FPRS, level: float = 0.95, name
     if len(results) < 2:
         warn("a confidence interval over targets needs at least two target models; the interval is NaN",
              stacklevel=3)
-    mean_auc, auc_ci = _t_interval(aucs, level)
+    mean_auc, *auc_ci = mean_ci(aucs, level=level)
+    auc_ci = np.array(auc_ci)
     mean_tpr = np.empty(fprs.size)
     tpr_ci = np.empty((fprs.size, 2))
     for j in range(fprs.size):
-        mean_tpr[j], tpr_ci[j] = _t_interval(tprs[:, j], level)
+        mean_tpr[j], *ci = mean_ci(tprs[:, j], level=level)
+        tpr_ci[j] = ci
     pooled_s = np.concatenate(all_s)
     pooled_l = np.concatenate(all_l).astype(bool)
     n_pos = int(pooled_l.sum())

@@ -22,7 +22,7 @@ from .._random import check_seed
 from .._threads import limit_threads
 from .._validation import check_int
 from ..attacks.reconstruction import coordinate_ascent, log_prob_scorer, sign_attack
-from ..measures.information import _mean_ci as mean_ci
+from ..evaluation.metrics import mean_ci
 from ..measures.information import information_lower_bound
 from ..tasks.clusters import make_cluster_labeling
 from ._common import prepare_out_dir, save_figure, write_readme, write_results
@@ -142,7 +142,7 @@ def _train_and_attack(model, X, y, data, cfg: dict, *, kind: str, lr_at, rng_tar
             t_attack += time.perf_counter() - tic
             hist["attack_updates"].append(t)
             for key, vals in (("recovery_error", a["all"]), ("recovery_error_free", a["free_rate"])):
-                mean, lo, hi = mean_ci(vals, confidence=CONFIDENCE)
+                mean, lo, hi = mean_ci(vals, level=CONFIDENCE)
                 hist[key].append(mean)
                 hist[f"{key}_ci"].append([lo, hi])
         if t == cfg["steps"]:
@@ -169,7 +169,7 @@ def _final(kind: str, model, data, cfg: dict, rng_targets, rng_attack) -> tuple[
     bound = information_lower_bound(a["errors"], free=a["free"], confidence=CONFIDENCE)
 
     def ci(vals):
-        mean, lo, hi = mean_ci(vals, confidence=CONFIDENCE)
+        mean, lo, hi = mean_ci(vals, level=CONFIDENCE)
         return {"mean": mean, "ci_low": lo, "ci_high": hi, "confidence": CONFIDENCE}
 
     rec_all = ci(a["all"])

@@ -54,21 +54,17 @@ def _mean_ci(values, *, confidence: float = 0.95) -> tuple[float, float, float]:
 
     NaN values are dropped; with fewer than 2 values the interval is ``(NaN, NaN)`` (and a warning).
     """
-    from scipy import stats
+    from ..evaluation.metrics import mean_ci
 
     confidence = check_float("confidence", confidence, min_value=0.0, max_value=1.0, min_inclusive=False,
                              max_inclusive=False)
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
+    n_finite = int(np.isfinite(v).sum())
+    if n_finite == 0:
         warn("no finite value to average; the mean and its interval are NaN")
-        return float("nan"), float("nan"), float("nan")
-    mean = float(v.mean())
-    if v.size < 2:
+    elif n_finite < 2:
         warn("a confidence interval needs at least 2 values; it is NaN")
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return mean, mean - half, mean + half
+    return mean_ci(v, level=confidence)
 
 
 def fano_bits(error_probabilities, *, free=None, bit_entropy=1.0) -> np.ndarray:
