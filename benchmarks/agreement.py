@@ -106,7 +106,8 @@ def main(argv=None) -> dict:
     print(f"worker start-up (once per session, not in the rows): {startup:.1f} s")
     print(f"load average before/after each run: {[(r['load_before'], r['load_after']) for r in rows]}")
     result = {"dataset": "digits", "n_models": args.models, "p": args.p, "C": args.C, "seed": args.seed,
-              "jobs": args.jobs, "worker_startup_s": startup, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+              "jobs": args.jobs, "worker_startup_s": startup, "cpu_count": os.cpu_count(),
+              "platform": platform.platform(),
               "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -6,8 +6,9 @@ Model ``k`` of a run (global index ``model_offset + k``) gets the seed
 ``memlens._random.model_seeds(seed, n, start=model_offset)[k]``, so its result does not depend on how the
 rows are cut into shards or blocks, or on the number of processes: a run may train shards of rows with
 ``model_offset`` and concatenate them (:meth:`Population.concat`). For logistic regression, "the same" means
-up to floating-point rounding and the convergence tolerance (a shared GEMM rounds differently for different
-block widths); for the MLP each model's arithmetic is its own slice of the batched products.
+up to the convergence tolerance (the shared GEMMs round differently for different block widths and the
+preconditioner is shared by a block, so the iterates differ slightly; the optimum does not). For the MLP each
+model's arithmetic is its own slice of the batched products: shards reproduce a full run bit for bit here.
 """
 from __future__ import annotations
 
@@ -30,9 +31,14 @@ _SIGNAL_ROWS = 4096
 def standardized_features(dataset, *, standardize: bool = True, dtype=np.float64):
     """``(X_train, X_test)`` z-scored with the mean and standard deviation of the *full* training split.
 
-    Every model of a population sees the same preprocessing, fixed before any subset is drawn (it is
-    public, data-independent of membership up to these two statistics). Constant features get scale 1.
-    The scikit-learn reference path fits on exactly these arrays.
+    Every model of a population sees the same preprocessing, fixed before any subset is drawn; the two
+    statistics are the only way an OUT example reaches a model. Constant features get scale 1. The
+    scikit-learn reference path fits on exactly these arrays.
+
+    Returns
+    -------
+    X_train : ndarray, shape (n_train, n_features)
+    X_test : ndarray, shape (n_test, n_features)
     """
     Xtr = np.asarray(dataset.X_train, dtype=np.float64)
     Xte = np.asarray(dataset.X_test, dtype=np.float64)

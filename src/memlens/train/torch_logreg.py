@@ -197,7 +197,7 @@ class _Objective:
 
 
 class _KronPreconditioner:
-    """``H0 Q = U [(U^T Q V_k) / (e_Sigma e_A,k^T + lambda_k)] V_k^T``: the inverse of ``Sigma (x) A_k + lambda_k I``."""
+    """The inverse of ``Sigma (x) A_k + lambda_k I``: ``H0 Q = U [(U^T Q V_k) / (e_S e_A,k^T + lambda_k)] V_k^T``."""
 
     def __init__(self, sigma, A, lam):
         self.sigma = sigma
