@@ -1,25 +1,24 @@
-"""memlens.train."""
+"""Training: many models in one vectorized pass (logistic regression, MLP), the sklearn reference path,
+closed-form leave-one-out, and a small autoregressive model."""
+from . import autoregressive
+from .autoregressive import (
+    AutoregressiveConfig, AutoregressiveModel, AutoregressiveRun, greedy_continue, make_autoregressive_model,
+    sequence_signals, train_autoregressive,
+)
+from .configs import MODEL_CONFIGS, LogisticConfig, make_model_config, MLPConfig
+from .population_training import DEFAULT_BLOCK_SIZE, standardized_features, train_population
+from .torch_logreg import fit_logistic, logistic_logits, LogisticFit
+from .torch_mlp import fit_mlp, mlp_logits, MLPFit
+from .closed_form import (
+    brute_force_loo, closed_form_loo, closed_form_population, kernel_ridge_loo, logistic_alo, LOOResult,
+    ridge_loo, score_signals, subset_refit_scores,
+)
 
-from . import autoregressive  # noqa: E402
-from .autoregressive import (AutoregressiveConfig, AutoregressiveModel, AutoregressiveRun,  # noqa: E402
-                             greedy_continue, make_autoregressive_model, sequence_signals, train_autoregressive)
-
-__all__ = [*globals().get("__all__", []), "autoregressive", "AutoregressiveConfig", "AutoregressiveModel",
-           "AutoregressiveRun", "greedy_continue", "make_autoregressive_model", "sequence_signals",
-           "train_autoregressive"]
-
-from .configs import MODEL_CONFIGS, LogisticConfig, MLPConfig, make_model_config  # noqa: E402
-from .population_training import DEFAULT_BLOCK_SIZE, standardized_features, train_population  # noqa: E402
-from .torch_logreg import LogisticFit, fit_logistic, logistic_logits  # noqa: E402
-from .torch_mlp import MLPFit, fit_mlp, mlp_logits  # noqa: E402
-
-__all__ = [*globals().get("__all__", []), "DEFAULT_BLOCK_SIZE", "MODEL_CONFIGS", "LogisticConfig", "LogisticFit",
-           "MLPConfig", "MLPFit", "fit_logistic", "fit_mlp", "logistic_logits", "make_model_config", "mlp_logits",
-           "standardized_features", "train_population"]
-
-from .closed_form import (LOOResult, brute_force_loo, closed_form_loo, closed_form_population,  # noqa: E402
-                          kernel_ridge_loo, logistic_alo, ridge_loo, score_signals, subset_refit_scores)
-
-__all__ = [*globals().get("__all__", []), "LOOResult", "brute_force_loo", "closed_form_loo",
-           "closed_form_population", "kernel_ridge_loo", "logistic_alo", "ridge_loo", "score_signals",
-           "subset_refit_scores"]
+__all__ = [
+    "autoregressive", "AutoregressiveConfig", "AutoregressiveModel", "AutoregressiveRun", "greedy_continue",
+    "make_autoregressive_model", "sequence_signals", "train_autoregressive", "MODEL_CONFIGS", "LogisticConfig",
+    "make_model_config", "MLPConfig", "DEFAULT_BLOCK_SIZE", "standardized_features", "train_population",
+    "fit_logistic", "logistic_logits", "LogisticFit", "fit_mlp", "mlp_logits", "MLPFit", "brute_force_loo",
+    "closed_form_loo", "closed_form_population", "kernel_ridge_loo", "logistic_alo", "LOOResult", "ridge_loo",
+    "score_signals", "subset_refit_scores",
+]
