@@ -1,0 +1,96 @@
+"""End-to-end Feldman–Zhang memorization + influence on full Fashion-MNIST (60,000 train x 10,000 test).
+
+Run by ``benchmarks/run.py`` in a child process so that its peak resident memory is its own:
+
+    python benchmarks/fmnist_e2e.py --model logreg --models 8 --jobs 2 --out out.json
+
+Phases, each timed: load + standardize, population training (``train_population``, ``--jobs`` processes of
+one BLAS thread), memorization (``correct`` signal) and influence on the test split. ``--epochs`` shortens
+the MLP (the caller extrapolates linearly in epochs and says so). ``--influence-models`` additionally times
+memorization + influence on a population of that many models built from the trained models' signals tiled
+along the model axis with fresh random masks: the timing of those two measures depends only on the array
+shapes, so this times them at the full model count without training it (their scores are not used).
+Prints one JSON object and writes it to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+
+def _peak_rss_gib() -> float:
+    """Peak resident set size of this process and of its waited-for children (loky workers), GiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return own / 2**20, kids / 2**20
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("logreg", "mlp"), required=True)
+    ap.add_argument("--models", type=int, required=True)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: the MLPConfig default)")
+    ap.add_argument("--influence-models", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+
+    from memlens.data import load_dataset, make_masks
+    from memlens.measures import influence, memorization
+    from memlens.population import Population
+    from memlens.train import make_model_config, train_population
+
+    out = {"model": args.model, "n_models": args.models, "jobs": args.jobs}
+    t0 = time.perf_counter()
+    ds = load_dataset("fashion-mnist")
+    out["load_s"] = time.perf_counter() - t0
+    out["n_train"], out["n_test"], out["n_features"] = ds.n_train, int(ds.X_test.shape[0]), int(ds.X_train.shape[1])
+    cfg = make_model_config("mlp", **({} if args.epochs is None else {"epochs": args.epochs})) \
+        if args.model == "mlp" else make_model_config("logreg")
+    out["config"] = cfg.to_dict()
+    masks = make_masks(args.models, ds.n_train, p=0.7, seed=args.seed)
+    t0 = time.perf_counter()
+    pop = train_population(ds, model=cfg, masks=masks, seed=args.seed, n_jobs=args.jobs,
+                           block_size=-(-args.models // args.jobs))
+    out["train_s"] = time.perf_counter() - t0
+    out["convergence"] = dict(pop.provenance["convergence"])
+    out["test_accuracy"] = float(pop.signal("test", "correct").mean())
+    t0 = time.perf_counter()
+    mem = memorization(pop)
+    out["memorization_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    infl = influence(pop)
+    out["influence_s"] = time.perf_counter() - t0
+    out["mem_mean"] = float(np.nanmean(mem.scores))
+    out["influence_pairs"] = infl.n_pairs
+    if args.influence_models > args.models:
+        k = args.influence_models
+        reps = -(-k // args.models)
+        sig = {s: {n: np.tile(v, (reps, 1))[:k] for n, v in pop.signals[s].items()} for s in pop.signals}
+        big = Population(masks=make_masks(k, ds.n_train, p=0.7, seed=args.seed + 1), signals=sig,
+                         labels=pop.labels, provenance={"note": "timing only: tiled signals"})
+        t0 = time.perf_counter()
+        memorization(big)
+        out["memorization_full_k_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        influence(big)
+        out["influence_full_k_s"] = time.perf_counter() - t0
+        out["influence_full_k"] = k
+    out["peak_rss_gib_main"], out["peak_rss_gib_workers"] = _peak_rss_gib()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()
