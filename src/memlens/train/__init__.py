@@ -22,3 +22,7 @@ __all__ = [
     "closed_form_loo", "closed_form_population", "kernel_ridge_loo", "logistic_alo", "LOOResult", "ridge_loo",
     "score_signals", "subset_refit_scores",
 ]
+from .dp import accountant_epsilon, ACCOUNTANTS, clipped_grad_sum, dp_plan, DPConfig, fit_dp_sgd, noise_multiplier_for
+
+__all__ += ["accountant_epsilon", "ACCOUNTANTS", "clipped_grad_sum", "dp_plan", "DPConfig", "fit_dp_sgd",
+            "noise_multiplier_for"]

@@ -61,13 +61,25 @@ def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
     return out
 
 
-def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds) -> dict:
+def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None) -> dict:
     """Train the models of one block (rows of ``masks``) and return their signals and diagnostics."""
+    from .dp import fit_dp_sgd
     from .torch_logreg import fit_logistic
     from .torch_mlp import fit_mlp
 
     with limit_threads(1):
-        if kind == "logreg":
+        if dp_run is not None:
+            # logreg: softmax regression from zeros, L2 penalty 1 / (C n_max) (the normalized objective's);
+            # mlp: the configured architecture and weight decay. Optimizer settings come from the DPConfig.
+            logreg = kind == "logreg"
+            fit = fit_dp_sgd(Xtr, ytr, masks, seeds=seeds, n_classes=n_classes, hidden=() if logreg else model.hidden,
+                             steps=dp_run["steps"], sample_rate=dp_run["sample_rate"],
+                             noise_multiplier=dp_run["noise_multiplier"], max_grad_norm=dp_run["max_grad_norm"],
+                             lr=dp_run["lr"], momentum=dp_run["momentum"], normalizer=dp_run["normalizer"],
+                             weight_decay=dp_run["weight_decay"], init="zeros" if logreg else "uniform")
+            logits = fit.logits
+            diag = {"n_iter": fit.n_steps, "final_loss": fit.final_loss}
+        elif kind == "logreg":
             fit = fit_logistic(Xtr, ytr, masks.astype(np.float64), n_classes=n_classes, C=model.C, tol=model.tol,
                                max_iter=model.max_iter)
             logits = fit.logits
@@ -115,7 +127,7 @@ def _resolve_model(model, backend: str):
 
 
 def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "torch", model_offset: int = 0,
-                     progress=None, n_jobs: int = 1, block_size: int | None = None) -> Population:
+                     progress=None, n_jobs: int = 1, block_size: int | None = None, dp=None) -> Population:
     """Train one model per mask row and collect the per-example signals of every model.
 
     Parameters
@@ -143,6 +155,14 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         Processes (joblib/loky, one BLAS thread each) over which blocks are spread; -1 for one per CPU.
     block_size : int, optional
         Models per vectorized pass (default :data:`DEFAULT_BLOCK_SIZE`); it changes speed and memory only.
+    dp : DPConfig, optional
+        Train by DP-SGD (:mod:`memlens.train.dp`) with noise calibrated by Opacus's accountant for
+        ``(dp.epsilon, dp.delta)`` instead of the non-private optimizer (torch backend, ``logreg`` or ``mlp``).
+        ``logreg`` becomes multinomial softmax regression from zero weights with L2 coefficient
+        ``1 / (C n_max)``; ``mlp`` keeps its architecture and weight decay. Epochs, batch size, learning rate and
+        momentum come from ``dp``. All models share one sampling rate ``q = dp.batch_size / n_max`` (``n_max``:
+        the largest IN count among ``masks``' rows), one noise multiplier and one number of steps, so the
+        guarantee holds for every model; ``provenance["dp"]`` records δ, σ, q, steps and the accountant's ε.
 
     Returns
     -------
@@ -190,6 +210,17 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
             raise MemlensInputError(f"mask rows {few[:5]} contain a single class; scikit-learn classifiers need at "
                                     "least 2 classes in every training subset (use larger subsets)")
 
+    dp_run = None
+    if dp is not None:
+        from .dp import dp_plan
+
+        if kind == "sklearn":
+            raise MemlensInputError("dp (DP-SGD) needs backend='torch' and model 'logreg' or 'mlp'; got "
+                                    f"backend={backend!r}, model={type(model).__name__}")
+        dp_run = dp_plan(dp, n_max=int(masks.sum(1).max()), n_train=dataset.n_train)
+        dp_run["weight_decay"] = (1.0 / (model.C * dp_run["n_max"])) if kind == "logreg" else model.weight_decay
+        dp_run["model_family"] = "softmax regression (zero init)" if kind == "logreg" else "mlp"
+
     n_models = masks.shape[0]
     seeds = model_seeds(seed, n_models, start=model_offset)
     # memlens configurations fit standardized features (the sklearn reference too); a user's estimator fits raw.
@@ -202,7 +233,7 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     if n_workers > 1:
         bs = min(bs, -(-n_models // n_workers))
     blocks = [(b, min(b + bs, n_models)) for b in range(0, n_models, bs)]
-    args = [(kind, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b]) for a, b in blocks]
+    args = [(kind, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run) for a, b in blocks]
     if n_workers == 1:
         results = _collect((_train_block(*a) for a in args), blocks, progress)
     else:
@@ -226,8 +257,10 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         "n_models": n_models,
         "standardize": standardize,
         "standardization": "z-score with the full training split's mean and std" if standardize else "none",
-        "convergence": _convergence_summary(kind, model, diag),
+        "convergence": _convergence_summary("mlp" if dp_run is not None else kind, model, diag),
     }
+    if dp_run is not None:
+        provenance["dp"] = dp_run
     return Population(masks=masks, signals=signals, seeds=seeds,
                       labels={"train": ytr, "test": yte}, provenance=provenance)
 
