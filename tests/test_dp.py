@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from memlens import MemlensInputError
+from memlens import MemlensInputError, MemlensWarning
 from memlens.attacks import attack_all_targets
 from memlens.data import load_dataset, make_masks
 from memlens.evaluation import empirical_epsilon, one_run_audit
@@ -220,6 +220,9 @@ def test_dp_plan_and_config_validation():
         DPConfig(epsilon=1.0, delta=1.5)
     with pytest.raises(MemlensInputError, match="DPConfig"):
         dp_plan({"epsilon": 1.0}, n_max=10, n_train=10)
+    with pytest.warns(MemlensWarning, match="sampling rate set to 1"):
+        full = dp_plan(DPConfig(epsilon=1.0, batch_size=500, epochs=4), n_max=100, n_train=100)
+    assert full["sample_rate"] == 1.0 and full["steps"] == 4
 
 
 # ------------------------------------------------------------------------------------ populations
@@ -233,6 +236,7 @@ def test_train_population_dp_provenance_and_reproducibility(digits):
     q = 30 / masks.sum(1).max()                              # one rate for all: the largest IN count
     assert rec["sample_rate"] == pytest.approx(q) and rec["steps"] == int(np.ceil(3 / q))
     assert rec["epsilon_accountant"] <= 4.0 and rec["noise_multiplier"] > 0
+    assert rec["preprocessing"].startswith("z-score")
     assert pop.signals["train"]["loss"].shape == (6, 300)
     again = train_population(small, model="mlp", masks=masks, seed=5, dp=dp, block_size=4)
     np.testing.assert_allclose(pop.signals["test"]["logit"], again.signals["test"]["logit"], rtol=1e-4, atol=1e-4)

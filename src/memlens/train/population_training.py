@@ -163,6 +163,8 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         momentum come from ``dp``. All models share one sampling rate ``q = dp.batch_size / n_max`` (``n_max``:
         the largest IN count among ``masks``' rows), one noise multiplier and one number of steps, so the
         guarantee holds for every model; ``provenance["dp"]`` records δ, σ, q, steps and the accountant's ε.
+        The guarantee covers training on the given features: the default standardization uses statistics of
+        the full training split, outside it (use a config with ``standardize=False`` for end-to-end DP).
 
     Returns
     -------
@@ -220,6 +222,8 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         dp_run = dp_plan(dp, n_max=int(masks.sum(1).max()), n_train=dataset.n_train)
         dp_run["weight_decay"] = (1.0 / (model.C * dp_run["n_max"])) if kind == "logreg" else model.weight_decay
         dp_run["model_family"] = "softmax regression (zero init)" if kind == "logreg" else "mlp"
+        dp_run["preprocessing"] = ("z-score with full-split statistics: not covered by the DP guarantee"
+                                   if config.standardize else "none: the guarantee covers the whole pipeline")
 
     n_models = masks.shape[0]
     seeds = model_seeds(seed, n_models, start=model_offset)
