@@ -62,7 +62,9 @@ def test_audit_writes_every_output(finished, data_file):
     mem = memorization(pop)
     with open(out / "examples.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["index", "label", "memorization", "stderr", "n_in", "n_out"]
+    # the default audit also runs the membership attacks (tests/test_audit_attacks.py checks their columns)
+    assert list(rows[0]) == ["index", "label", "memorization", "stderr", "n_in", "n_out", "lira_online", "in_target",
+                             "lira_online_in"]
     assert len(rows) == 240
     got = np.array([float(r["memorization"]) for r in rows])
     np.testing.assert_allclose(got, mem.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
@@ -88,7 +90,9 @@ def test_audit_writes_every_output(finished, data_file):
         assert r["train_label"] == r["test_label"]
     page = (out / "report.html").read_text()
     pngs = re.findall(r'src="data:image/png;base64,', page)
-    assert len(pngs) == 4 and not re.search(r'(src|href)="(?!data:)', page)
+    # histogram, most, least, pairs; ROC curves, exposure scatter and (when there are any) the exposed examples
+    assert len(pngs) == 4 + 2 + (1 if s["attacks"]["n_exposed"] else 0)
+    assert not re.search(r'(src|href)="(?!data:)', page)
 
 
 class _Killed(Exception):

@@ -9,6 +9,12 @@ trained on random subsets of ``subset_ratio · n_train`` training examples, and 
 
 High-influence pairs use the paper's thresholds (mem >= 0.25, infl >= 0.15, same label; §3).
 
+By default the same population is also attacked (:func:`audit_attacks`): LiRA online and offline (Carlini et al.
+2022), RMIA (Zarifzadeh et al. 2024) and the loss attack (Yeom et al. 2018) against up to ``attack_targets``
+target models in turn, each with all other models as references; the audited ε lower bound of Jagielski et al.
+(2020) is computed from the pooled scores and, for a DP-SGD population (``dp_epsilon``), put beside the
+accountant's ε.
+
 The population is trained shard by shard into a run directory (:mod:`memlens.runs`): every shard is written
 atomically as soon as it is trained, so a killed run continues with ``resume=True`` without retraining finished
 shards, and a run directory whose config or data differ is refused.
@@ -31,7 +37,8 @@ from ._validation import MemlensInputError, check_array, check_fraction, check_i
 from .population import Population
 from .runs import RunDir, check_writable, package_versions
 
-__all__ = ["AuditResult", "run_audit", "MODELS", "MEM_THRESHOLD", "INFL_THRESHOLD", "audit_masks",
+__all__ = ["AuditResult", "AuditAttacks", "run_audit", "audit_attacks", "MODELS", "MEM_THRESHOLD",
+           "INFL_THRESHOLD", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS", "LIRA_FIXED_VARIANCE_BELOW", "audit_masks",
            "population_accuracy"]
 
 #: Model names the audit accepts (``memlens.train.make_model_config``).
@@ -41,6 +48,20 @@ MEM_THRESHOLD = 0.25
 INFL_THRESHOLD = 0.15
 #: Number of most-influenced test examples kept per training example.
 TOP_K = 4
+#: The attacks of the audit: (name in summary.json, attack of :func:`memlens.attacks.attack_all_targets`, kwargs).
+ATTACK_SUITE = (
+    ("lira-online", "lira", {"online": True}),
+    ("lira-offline", "lira", {"online": False}),
+    ("rmia", "rmia", {"online": True}),
+    ("loss", "loss", {}),
+)
+#: Target models attacked by default (the first rows of the population).
+DEFAULT_ATTACK_TARGETS = 16
+#: LiRA uses one global variance when it has fewer reference models than this (Carlini et al. 2022, §VI-A:
+#: per-example variances need many shadow models; with few, a fixed variance does better).
+LIRA_FIXED_VARIANCE_BELOW = 64
+#: Confidence of the audited ε lower bound (Clopper–Pearson, error probability 1 − 0.95).
+EPSILON_CONFIDENCE = 0.95
 #: Seed-sequence entry separating the mask stream from the per-model seeds (``model_seeds(seed, ...)``).
 _MASK_STREAM = 0x6D61736B  # "mask"
 
@@ -66,6 +87,8 @@ class AuditResult:
     pairs : memlens.measures.HighInfluencePairs
     shards_trained : tuple of int
         Shards trained by this call (the others were reused from an interrupted run).
+    attacks : AuditAttacks or None
+        The membership attacks on the population (None with ``attacks=False``).
     """
 
     out: Path
@@ -76,6 +99,65 @@ class AuditResult:
     influence: Any
     pairs: Any
     shards_trained: tuple = field(default=())
+    attacks: Any = None
+
+
+@dataclass(frozen=True, eq=False)
+class AuditAttacks:
+    """Membership attacks on an audit's population, with the per-example LiRA exposure and the audited ε.
+
+    Attributes
+    ----------
+    results : mapping of str to memlens.attacks.AllTargetsResult
+        One entry per attack of :data:`ATTACK_SUITE` (``lira-online``, ``lira-offline``, ``rmia``, ``loss``):
+        every target's scores (higher = more likely a member) and the aggregate over targets.
+    targets : ndarray of int, shape (n_targets,)
+        The attacked model rows (the first ``n_targets`` rows; each uses every other model as a reference).
+    pooled_roc : mapping of str to memlens.evaluation.RocCurve
+        The ROC of each attack's scores pooled over all targets (Carlini et al. 2022 pool their targets).
+    lira_online : ndarray, shape (n_train,)
+        Online LiRA score of every training example against the first target model ``targets[0]``
+        (the ``lira_online`` column of ``examples.csv``; NaN where undefined).
+    in_target : ndarray of bool, shape (n_train,)
+        Whether the example is in the training set of ``targets[0]``.
+    lira_online_in : ndarray, shape (n_train,)
+        Exposure: the mean online LiRA score of the example over the attacked targets that trained on it (how
+        strongly LiRA flags it when it is a member); NaN when no attacked target trained on it.
+    exposure_threshold : float
+        The pooled online-LiRA threshold at 1% FPR: a member scoring at least this is flagged at 1% FPR.
+    exposed : ndarray of int
+        Training examples that are both highly memorized (memorization >= :data:`MEM_THRESHOLD`) and highly
+        exposed (``lira_online_in >= exposure_threshold``), most exposed first.
+    epsilon : mapping of str to memlens.evaluation.EpsilonLowerBound
+        Audited ε lower bound per attack from its pooled scores (Jagielski et al. 2020).
+    privacy : memlens.evaluation.PrivacyAudit
+        The lower bounds beside the accountant's ε (None for a non-private population).
+    """
+
+    results: Mapping[str, Any]
+    targets: np.ndarray
+    pooled_roc: Mapping[str, Any]
+    lira_online: np.ndarray
+    in_target: np.ndarray
+    lira_online_in: np.ndarray
+    exposure_threshold: float
+    exposed: np.ndarray
+    epsilon: Mapping[str, Any]
+    privacy: Any
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple = field(default=())
+
+    def table(self) -> dict:
+        """``summary.json``'s attack table: per attack, mean AUC and TPR at 0.1% / 1% FPR with their confidence
+        intervals over targets, the pooled values, and the audited ε lower bound."""
+        out = {}
+        for key, res in self.results.items():
+            agg = res.aggregate.to_dict()
+            first = res.results[0].params
+            agg["params"] = {k: v for k, v in first.items() if isinstance(v, (str, int, float, bool, type(None)))}
+            agg["epsilon_lower_bound"] = self.epsilon[key].epsilon
+            out[key] = agg
+        return out
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -136,14 +218,25 @@ def _fmt(x) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.6g}"
 
 
-def examples_csv(mem, labels) -> str:
-    """``examples.csv``: index, label, memorization, stderr, n_in, n_out (one row per training example)."""
+def examples_csv(mem, labels, attacks=None) -> str:
+    """``examples.csv``: index, label, memorization, stderr, n_in, n_out (one row per training example).
+
+    With ``attacks`` (an :class:`AuditAttacks`) three columns follow: ``lira_online``, the online LiRA score
+    against the first target model (``summary.json``'s ``attacks.targets[0]``); ``in_target``, 1 if the example
+    is in that model's training set; ``lira_online_in``, the mean online LiRA score over the attacked targets
+    that trained on the example (its exposure as a member).
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["index", "label", "memorization", "stderr", "n_in", "n_out"])
+    header = ["index", "label", "memorization", "stderr", "n_in", "n_out"]
+    if attacks is not None:
+        header += ["lira_online", "in_target", "lira_online_in"]
+    w.writerow(header)
     for i in range(mem.scores.shape[0]):
-        w.writerow([i, int(labels[i]), _fmt(mem.scores[i]), _fmt(mem.stderr[i]), int(mem.n_in[i]),
-                    int(mem.n_out[i])])
+        row = [i, int(labels[i]), _fmt(mem.scores[i]), _fmt(mem.stderr[i]), int(mem.n_in[i]), int(mem.n_out[i])]
+        if attacks is not None:
+            row += [_fmt(attacks.lira_online[i]), int(attacks.in_target[i]), _fmt(attacks.lira_online_in[i])]
+        w.writerow(row)
     return buf.getvalue()
 
 
@@ -159,11 +252,148 @@ def pairs_csv(pairs) -> str:
     return buf.getvalue()
 
 
+
+# ---------------------------------------------------------------------------------------------- attacks
+def _dp_provenance(pop: Population) -> dict | None:
+    """The DP-SGD record of a population (``provenance["dp"]``), or None for a non-private one."""
+    dp = (pop.provenance or {}).get("dp")
+    return dict(dp) if isinstance(dp, Mapping) else None
+
+
+def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFAULT_ATTACK_TARGETS,
+                  level: float = 0.95, delta: float = 0.0, accountant_epsilon: float | None = None) -> AuditAttacks:
+    """Run the audit's membership attacks on a population and measure each example's exposure.
+
+    Every attack of :data:`ATTACK_SUITE` attacks the first ``min(n_targets, n_models)`` models in turn, each with
+    all other models of the population as references (:func:`memlens.attacks.attack_all_targets`). LiRA uses
+    one global variance (``fix_variance=True``) when there are fewer than :data:`LIRA_FIXED_VARIANCE_BELOW`
+    reference models, per-example variances otherwise.
+
+    Parameters
+    ----------
+    pop : Population
+        Train-split signals ``logit`` and ``loss``; a ``test`` split (RMIA's population samples z).
+    memorization_scores : array, shape (n_train,)
+        Feldman–Zhang memorization, higher = more memorized (selects the highly memorized examples).
+    n_targets : int >= 1
+        Number of target models (capped at ``n_models``).
+    level : float
+        Confidence level of the intervals over targets.
+    delta : float in [0, 1)
+        δ of the audited ε lower bound (the DP run's δ; 0 for a non-private population).
+    accountant_epsilon : float, optional
+        The accountant's ε of a DP-SGD population, reported beside the audited lower bounds.
+
+    Returns
+    -------
+    AuditAttacks
+
+    Notes
+    -----
+    The audited ε is :func:`memlens.evaluation.empirical_epsilon` (Jagielski, Ullman & Oprea 2020) on each attack's
+    scores pooled over targets: a lower bound at confidence ``EPSILON_CONFIDENCE`` (Clopper–Pearson), with the
+    threshold chosen on the same data and the examples of one model counted as separate trials, both of which
+    make it optimistic; it is a heuristic audit, not a proof.
+    """
+    import warnings
+
+    from ._validation import MemlensWarning
+    from .attacks import attack_all_targets
+    from .evaluation import empirical_epsilon, privacy_audit, roc
+
+    n_targets = check_int("attack_targets", n_targets, min_value=1)
+    n_models = pop.masks.shape[0]
+    targets = np.arange(min(n_targets, n_models), dtype=np.int64)
+    n_ref = n_models - 1
+    fixed = n_ref < LIRA_FIXED_VARIANCE_BELOW
+    results, pooled, eps = {}, {}, {}
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MemlensWarning)
+        for key, attack, kwargs in ATTACK_SUITE:
+            kw = dict(kwargs)
+            if attack == "lira":
+                kw["fix_variance"] = fixed
+            res = attack_all_targets(pop, attack, targets=targets, level=level, keep_details=False, **kw)
+            results[key] = res
+            sc, lab = res.scores.ravel(), res.labels.ravel()
+            ok = np.isfinite(sc)
+            pooled[key] = roc(sc[ok], lab[ok])
+            eps[key] = empirical_epsilon(sc[ok], lab[ok], delta=delta, alpha=1 - EPSILON_CONFIDENCE)
+    for w in caught:
+        msg = str(w.message)
+        if not issubclass(w.category, MemlensWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif "resolution" in msg or "confidence interval over targets" in msg:
+            if msg not in notes:
+                notes.append(msg)           # expected with few targets or non-members; said in the report
+        else:
+            warn(msg)
+            notes.append(msg)
+    lira_res = results["lira-online"]
+    scores = lira_res.scores                      # (n_targets, n_train)
+    labels = lira_res.labels
+    with np.errstate(invalid="ignore"):
+        member = labels & np.isfinite(scores)
+        count = member.sum(axis=0)
+        lira_in = np.where(count > 0, np.where(member, scores, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+    curve = pooled["lira-online"]
+    ok = curve.fpr <= 0.01 + 1e-12
+    threshold = float(curve.thresholds[np.flatnonzero(ok)[-1]]) if np.any(ok) and curve.n_neg else math.nan
+    mem_scores = np.asarray(memorization_scores, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        both = np.flatnonzero((mem_scores >= MEM_THRESHOLD) & (lira_in >= threshold))
+    exposed = both[np.argsort(-lira_in[both], kind="stable")]
+    privacy = None
+    if accountant_epsilon is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemlensWarning)   # a violation is reported in the summary
+            privacy = privacy_audit(eps, accountant_epsilon=accountant_epsilon, delta=delta)
+    settings = {"n_targets": int(targets.size), "targets": targets.tolist(), "n_reference_models": int(n_ref),
+                "references": "every other model of the population (leave-one-model-out)",
+                "lira_fix_variance": bool(fixed), "level": level,
+                "lira_online_column": f"online LiRA score against target model {int(targets[0])}",
+                "lira_online_in_column": "mean online LiRA score over the attacked targets that trained on the "
+                                         "example",
+                "exposure_threshold": threshold,
+                "exposure_rule": "lira_online_in >= pooled online-LiRA threshold at 1% FPR"}
+    return AuditAttacks(results, targets, pooled, scores[0].copy(), labels[0].copy(), lira_in, threshold, exposed,
+                        eps, privacy, settings, tuple(notes))
+
+
+def _privacy_summary(att: AuditAttacks, *, dp: dict | None, delta: float) -> dict:
+    """``summary.json``'s ``privacy``: the accountant's ε (DP runs) beside the audited ε lower bounds."""
+    by_attack = {k: e.to_dict() for k, e in att.epsilon.items()}
+    best_key = max(att.epsilon, key=lambda k: att.epsilon[k].epsilon)
+    out = {
+        "dp": dp is not None,
+        "accountant_epsilon": None if dp is None else dp.get("epsilon_accountant"),
+        "target_epsilon": None if dp is None else dp.get("epsilon"),
+        "delta": delta,
+        "accountant": None if dp is None else dp.get("accountant"),
+        "audited_epsilon_lower_bound": att.epsilon[best_key].epsilon,
+        "audited_by": best_key,
+        "confidence": EPSILON_CONFIDENCE,
+        "method": "Jagielski et al. 2020: Clopper-Pearson bounds on TPR and FPR of the best threshold of each "
+                  "attack's scores pooled over target models",
+        "caveat": "a lower bound on epsilon at 95% confidence per attack; the threshold and the attack are chosen "
+                  "on the same data and the examples of one model are not independent trials, so the bound is "
+                  "optimistic (a heuristic audit)",
+        "by_attack": by_attack,
+    }
+    if att.privacy is not None:
+        out["consistent"] = att.privacy.consistent
+        out["violations"] = list(att.privacy.violations)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- the audit
 def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, subset_ratio: float = 0.7,
               seed: int = 0, out="runs/audit", resume: bool = False, overwrite: bool = False,
               shard_size: int = 32, progress: bool = True, backend: str = "torch",
-              on_shard: Callable[[int, int, int], None] | None = None) -> AuditResult:
+              on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
+              attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
+              dp_delta: float | None = None) -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
     Every input is validated before any work starts; a refused start writes nothing and leaves an existing run
@@ -198,6 +428,18 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
         Training backend of :func:`memlens.train.train_population`.
     on_shard : callable, optional
         ``on_shard(k, n_done, n_shards)`` after shard ``k`` is written (``n_done`` shards done in total).
+    attacks : bool
+        Run the membership attacks of :func:`audit_attacks` (LiRA online and offline, RMIA, loss) and the ε
+        audit; they add the ``attacks`` and ``privacy`` tables to ``summary.json``, three LiRA columns to
+        ``examples.csv`` and ROC curves, a memorization-vs-exposure scatter and the exposed examples to
+        ``report.html``. They read the trained population only (not part of the run's identity).
+    attack_targets : int >= 1
+        Number of target models attacked in turn (the first rows; capped at ``n_models``).
+    dp_epsilon : float > 0, optional
+        Train by DP-SGD (:class:`memlens.train.DPConfig`) with noise calibrated for this ε; part of the run's
+        config and identity. The report shows the accountant's ε beside the audited lower bound.
+    dp_delta : float in (0, 1), optional
+        δ of the DP guarantee (default of ``DPConfig``: ``1 / (10 n_train)``); needs ``dp_epsilon``.
 
     Returns
     -------
@@ -222,6 +464,10 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     out = Path(out)
     if backend not in ("torch", "sklearn"):
         raise MemlensInputError(f"backend must be 'torch' or 'sklearn'; got {backend!r}")
+    attacks = bool(attacks)
+    attack_targets = check_int("attack_targets", attack_targets, min_value=1,
+                               hint="(the number of target models to attack)")
+    dp = _dp_config(dp_epsilon, dp_delta)
     model_config = _model_config(model)
     ds = _check_dataset(dataset)
     n_in = int(round(subset_ratio * ds.n_train))
@@ -236,6 +482,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     config = {"dataset": ds.name, "model": model, "model_config": model_config, "backend": backend,
               "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
               "masks": "uniform subsets of round(subset_ratio * n_train), SeedSequence([seed, 'mask'])"}
+    if dp is not None:   # only DP runs carry the key, so non-private runs keep their identity
+        config["dp"] = dp.to_dict()
     masks = audit_masks(n_models, ds.n_train, subset_ratio=subset_ratio, seed=seed)
     if resume:
         run = RunDir.open_for_resume(out, config, ds, masks, shard_size=shard_size)
@@ -245,11 +493,14 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     # ---- train the missing shards, each written as soon as it is done
     t_start = time.perf_counter()
     trained = _train_missing(run, ds, model=model, seed=seed, backend=backend, progress=progress,
-                             on_shard=on_shard)
+                             on_shard=on_shard, dp=dp)
     t_train = time.perf_counter() - t_start
     shards = run.load_shards()
     pop = Population.concat(shards)
     trainer = _trainer_provenance([p.provenance for p in shards])
+    dp_record = _dp_record([p.provenance for p in shards]) if dp is not None else None
+    if dp_record is not None:
+        trainer["dp"] = dp_record
     pop = Population(pop.masks, pop.signals, pop.seeds, dict(pop.labels), trainer)
     if trainer.get("n_not_converged"):
         warn(f"{trainer['n_not_converged']} of {n_models} models did not reach the trainer's convergence "
@@ -279,18 +530,33 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
         "training_seconds": t_train, "runtime_seconds": None,
         "run_id": run.run_id, "versions": package_versions(),
         "trainer": trainer,
+        "dp": dp_record,
     }
+    att = None
+    if attacks:
+        t_att = time.perf_counter()
+        delta = float(dp_record.get("delta") or 0.0) if dp_record else 0.0
+        acc_eps = dp_record.get("epsilon_accountant") if dp_record else None
+        acc_eps = float(acc_eps) if acc_eps is not None and math.isfinite(float(acc_eps)) else None
+        att = audit_attacks(pop, memorization_scores=mem.scores, n_targets=attack_targets, delta=delta,
+                            accountant_epsilon=acc_eps)
+        summary["attacks"] = {**att.settings, "fprs": [1e-3, 1e-2], "table": att.table(),
+                              "n_exposed": int(att.exposed.size), "exposed": att.exposed.tolist(),
+                              "notes": list(att.notes)}
+        summary["privacy"] = _privacy_summary(att, dp=dp_record, delta=delta)
+        summary["attack_seconds"] = time.perf_counter() - t_att
 
     # ---- write results
-    run.write_text("examples.csv", examples_csv(mem, ds.y_train))
+    run.write_text("examples.csv", examples_csv(mem, ds.y_train, att))
     run.write_text("pairs.csv", pairs_csv(pairs))
     from .report.html import write_report
 
     summary["runtime_seconds"] = time.perf_counter() - t0
-    write_report(out / "report.html", summary=summary, dataset=ds, memorization=mem, influence=infl, pairs=pairs)
+    write_report(out / "report.html", summary=summary, dataset=ds, memorization=mem, influence=infl, pairs=pairs,
+                 attacks=att)
     summary["runtime_seconds"] = time.perf_counter() - t0
     run.write_json("summary.json", summary)
-    return AuditResult(out, summary, ds, pop, mem, infl, pairs, tuple(trained))
+    return AuditResult(out, summary, ds, pop, mem, infl, pairs, tuple(trained), att)
 
 
 def _trainer_provenance(provs: list) -> dict:
@@ -309,7 +575,42 @@ def _trainer_provenance(provs: list) -> dict:
     return merged
 
 
-def _train_missing(run: RunDir, ds, *, model, seed, backend, progress, on_shard) -> list[int]:
+def _dp_config(dp_epsilon, dp_delta):
+    """A :class:`memlens.train.DPConfig` from the audit's DP arguments (None without ``dp_epsilon``)."""
+    if dp_epsilon is None:
+        if dp_delta is not None:
+            raise MemlensInputError(f"dp_delta needs dp_epsilon; got dp_delta={dp_delta} alone: pass --dp-epsilon "
+                                    "as well (e.g. --dp-epsilon 8)")
+        return None
+    from ._validation import check_float
+
+    eps = check_float("dp_epsilon", dp_epsilon, min_value=0.0, min_inclusive=False,
+                      hint="(the DP-SGD privacy budget, e.g. 1 or 8)")
+    delta = None
+    if dp_delta is not None:
+        delta = check_float("dp_delta", dp_delta, min_value=0.0, max_value=1.0, min_inclusive=False,
+                            max_inclusive=False, hint="(δ of (ε, δ)-DP, usually below 1/n_train)")
+    from . import train as _train
+
+    if not hasattr(_train, "DPConfig"):
+        raise MemlensInputError("dp_epsilon needs DP-SGD training (memlens.train.DPConfig), which this "
+                                "installation lacks; update memlens or run without --dp-epsilon")
+    return _train.DPConfig(epsilon=eps, delta=delta)
+
+
+def _dp_record(provs: list) -> dict | None:
+    """The shards' ``provenance["dp"]`` merged: the largest accountant ε over shards (the guarantee of all)."""
+    recs = [dict(p["dp"]) for p in provs if isinstance(p, Mapping) and isinstance(p.get("dp"), Mapping)]
+    if not recs:
+        return None
+    out = dict(recs[0])
+    eps = [r.get("epsilon_accountant") for r in recs]
+    if all(isinstance(e, (int, float)) for e in eps):
+        out["epsilon_accountant"] = float(max(eps))
+    return out
+
+
+def _train_missing(run: RunDir, ds, *, model, seed, backend, progress, on_shard, dp=None) -> list[int]:
     """Train every missing or damaged shard of ``run``; return their indices."""
     from . import train as _train  # looked up at call time, so tests can count training calls
     from tqdm.auto import tqdm
@@ -328,8 +629,9 @@ def _train_missing(run: RunDir, ds, *, model, seed, backend, progress, on_shard)
                 bar.n = base + min(int(n_done), stop - start)
                 bar.refresh()
 
+            extra = {} if dp is None else {"dp": dp}
             pop = _train.train_population(ds, model=model, masks=run.masks[start:stop], seed=seed, backend=backend,
-                                          model_offset=start, progress=tick if progress else None)
+                                          model_offset=start, progress=tick if progress else None, **extra)
             run.write_shard(k, pop)
             trained.append(k)
             bar.n = base + (stop - start)

@@ -2,6 +2,7 @@
 
     memlens audit [--dataset digits | --data FILE.npz] [--model logreg|mlp] [--models K] [--subset-ratio R]
                   [--seed S] [--out DIR] [--resume | --overwrite] [--no-progress]
+                  [--attack-targets N | --no-attacks] [--dp-epsilon E [--dp-delta D]]
     memlens reproduce NAME [--out DIR] [--quick] [--seed S]
     memlens list
 
@@ -23,7 +24,8 @@ __all__ = ["main", "build_parser", "load_npz_dataset"]
 #: Library parameter name -> command-line flag, for error messages.
 _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--seed", "dataset": "--dataset",
           "model": "--model", "out": "--out", "shard_size": "--shard-size", "resume and overwrite":
-          "--resume and --overwrite", "reproduction": "NAME"}
+          "--resume and --overwrite", "reproduction": "NAME", "attack_targets": "--attack-targets",
+          "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta"}
 
 
 class _UsageError(Exception):
@@ -70,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     audit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    attacks = audit.add_mutually_exclusive_group()
+    attacks.add_argument("--attack-targets", type=int, default=16, metavar="N",
+                         help="membership attacks (LiRA online/offline, RMIA, loss) against the first N models, each "
+                              "with all other models as references (default 16)")
+    attacks.add_argument("--no-attacks", action="store_true",
+                         help="skip the membership attacks, ROC curves and ε audit")
+    audit.add_argument("--dp-epsilon", type=float, default=None, metavar="E",
+                       help="train with DP-SGD, noise calibrated by Opacus's accountant for (E, D)-DP")
+    audit.add_argument("--dp-delta", type=float, default=None, metavar="D",
+                       help="δ of the DP guarantee, in (0, 1) (default 1/(10 n_train)); needs --dp-epsilon")
 
     rep = sub.add_parser("reproduce", help="reproduce a figure or table of a seed paper",
                          description="Reproduce a figure or table of a seed paper (`memlens list` shows them).")
@@ -120,11 +132,21 @@ def _audit(args) -> int:
     dataset = load_npz_dataset(args.data) if args.data is not None else (args.dataset or "digits")
     result = run_audit(dataset=dataset, model=args.model, n_models=args.models, subset_ratio=args.subset_ratio,
                        seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
-                       shard_size=args.shard_size, progress=not args.no_progress)
+                       shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
+                       attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta)
     s = result.summary
     print(f"{s['dataset']}: {s['n_models']} {s['model']} models, train accuracy {100 * s['train_accuracy']:.1f}%, "
           f"test accuracy {100 * s['test_accuracy']:.1f}%; {s['n_memorized']} examples with memorization >= "
           f"{s['mem_threshold']:g}, {s['n_pairs']} high-influence pairs; {s['runtime_seconds']:.1f} s")
+    if "attacks" in s:
+        t = s["attacks"]["table"]
+        p = s["privacy"]
+        lira = t["lira-online"]
+        print(f"LiRA (online, {s['attacks']['n_targets']} targets): AUC {lira['auc']['mean']:.3f}, TPR at 0.1% FPR "
+              f"{100 * lira['tpr']['0.001']['pooled']:.2f}% (pooled); audited epsilon >= "
+              f"{p['audited_epsilon_lower_bound']:.2f} ({100 * p['confidence']:.0f}% confidence)"
+              + (f", accountant's epsilon {p['accountant_epsilon']:.2f}" if p.get("accountant_epsilon") is not None
+                 else ""))
     print(f"report: {result.out / 'report.html'}")
     return 0
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import MemlensInputError
+from ..evaluation.metrics import tpr_at_fpr_from_roc
 
-__all__ = ["memorization_histogram", "image_grid", "pair_figure"]
+__all__ = ["memorization_histogram", "image_grid", "pair_figure", "roc_curves", "exposure_scatter"]
 
 
 def _figure(width: float, height: float):
@@ -190,3 +191,115 @@ def pair_figure(train_images, test_images, *, image_shape, train_captions=None, 
             if drawn and test_captions is not None:
                 canvas.caption(xs[c + 1] + w / 2, y0 + h + 0.03 / ipp, str(test_captions[r][c]))
     return canvas.done()
+
+
+def roc_curves(curves, *, title: str | None = None, fprs=(1e-3, 1e-2)):
+    """ROC curves of membership attacks on log–log axes, with the diagonal of a random guess.
+
+    Parameters
+    ----------
+    curves : mapping of str to RocCurve
+        One curve per attack (e.g. each attack's scores pooled over target models); a curve needs ``fpr``,
+        ``tpr``, ``auc``, ``n_neg`` and ``tpr_at``.
+    title : str, optional
+    fprs : sequence of float
+        FPRs marked by dotted vertical lines (0.1% and 1%, where Carlini et al. 2022 read attacks).
+
+    Notes
+    -----
+    Log axes show the low-FPR region where attacks differ (Carlini et al. 2022, §III); points with FPR or TPR of
+    0 cannot be drawn there, so the x axis starts at the finest resolution ``1/n_neg`` among the curves.
+    """
+    fig = _figure(6.4, 5.2)
+    ax = fig.add_subplot()
+    n_neg = max([int(getattr(c, "n_neg", 0)) for c in curves.values()] + [1])
+    lo = 1.0 / max(n_neg, 1)
+    colors = ["#c44e52", "#dd8452", "#4c72b0", "#55a868", "#8172b3", "#937860"]
+    for k, (name, c) in enumerate(curves.items()):
+        fpr = np.asarray(c.fpr, dtype=np.float64)
+        tpr = np.asarray(c.tpr, dtype=np.float64)
+        fpr, tpr = _thin_roc(fpr, tpr, lo)
+        keep = (fpr > 0) & (tpr > 0)
+        # the rule of memlens.evaluation (largest TPR at FPR <= f); below the resolution it is the TPR at 0 FP
+        at = [tpr_at_fpr_from_roc(c.fpr, c.tpr, fprs[0])] if fprs else [np.nan]
+        label = f"{name}: AUC {c.auc:.3f}" + (f", TPR@{100 * fprs[0]:g}% {100 * float(at[0]):.2f}%" if fprs else "")
+        ax.plot(fpr[keep], tpr[keep], color=colors[k % len(colors)], linewidth=1.6, label=label)
+    grid = np.logspace(np.log10(lo), 0, 50)
+    ax.plot(grid, grid, color="#888888", linestyle="--", linewidth=1.0, label="random guess (TPR = FPR)")
+    for f in fprs:
+        if f >= lo:
+            ax.axvline(f, color="#bbbbbb", linestyle=":", linewidth=1.0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, 1.0)
+    ax.set_ylim(lo, 1.0)
+    ax.set_xlabel("false-positive rate (non-members flagged)")
+    ax.set_ylabel("true-positive rate (members flagged)")
+    ax.legend(loc="lower right", frameon=False, fontsize=8.5)
+    ax.set_title(title or "Membership attacks: ROC on log–log axes")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def _thin_roc(fpr: np.ndarray, tpr: np.ndarray, lo: float, n_grid: int = 600):
+    """The ROC points to draw on log axes: for each of ``n_grid`` log-spaced FPRs, the last point at or below it
+    and the first point above it (the curve's steps stay exact at the grid's resolution; drawing tens of
+    thousands of points would only slow the PNG down)."""
+    if fpr.size <= 2 * n_grid:
+        return fpr, tpr
+    grid = np.logspace(np.log10(max(lo, 1e-12)), 0.0, n_grid)
+    below = np.clip(np.searchsorted(fpr, grid, side="right") - 1, 0, fpr.size - 1)
+    idx = np.unique(np.concatenate([[0, fpr.size - 1], below, np.minimum(below + 1, fpr.size - 1)]))
+    return fpr[idx], tpr[idx]
+
+
+def exposure_scatter(memorization, exposure, *, mem_threshold: float = 0.25, exposure_threshold=None,
+                     highlight=None, title: str | None = None):
+    """Scatter of per-example memorization (x) against a membership attack's exposure score (y).
+
+    Parameters
+    ----------
+    memorization : array, shape (n_examples,), or a MemorizationResult
+        Higher = more memorized.
+    exposure : array, shape (n_examples,)
+        Attack score of each example, higher = more exposed (e.g. the mean online LiRA score over the target
+        models that trained on it). Drawn on a symmetric-log axis (LiRA's log-likelihood ratios span decades).
+    mem_threshold : float
+        Vertical line (Feldman & Zhang's 0.25).
+    exposure_threshold : float, optional
+        Horizontal line (e.g. the attack's threshold at 1% FPR).
+    highlight : array of int, optional
+        Examples drawn in red (e.g. highly memorized and highly exposed).
+    """
+    mem = np.asarray(getattr(memorization, "scores", memorization), dtype=np.float64).ravel()
+    exp = np.asarray(exposure, dtype=np.float64).ravel()
+    if mem.shape != exp.shape:
+        raise MemlensInputError(f"memorization and exposure must have the same shape; got {mem.shape} and "
+                                f"{exp.shape}")
+    ok = np.isfinite(mem) & np.isfinite(exp)
+    fig = _figure(6.4, 4.6)
+    ax = fig.add_subplot()
+    ax.scatter(mem[ok], exp[ok], s=7, color="#4c72b0", alpha=0.45, linewidths=0,
+               label=f"{int(ok.sum()):,} training examples")
+    if highlight is not None and len(highlight):
+        h = np.asarray(highlight, dtype=np.int64)
+        h = h[ok[h]]
+        ax.scatter(mem[h], exp[h], s=14, color="#c44e52", linewidths=0,
+                   label=f"{h.size} highly memorized and highly exposed")
+    ax.axvline(mem_threshold, color="#888888", linestyle="--", linewidth=1.0)
+    if exposure_threshold is not None and np.isfinite(exposure_threshold):
+        ax.axhline(exposure_threshold, color="#888888", linestyle=":", linewidth=1.0)
+    if ok.sum() >= 3:
+        from scipy.stats import spearmanr
+
+        rho = spearmanr(mem[ok], exp[ok]).statistic
+        ax.plot([], [], " ", label=f"Spearman ρ = {rho:.2f}")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel("memorization estimate (Feldman–Zhang)")
+    ax.set_ylabel("exposure: mean online LiRA score as a member")
+    ax.legend(loc="upper left", frameon=False, fontsize=8.5)
+    ax.set_title(title or "Memorization vs membership-attack exposure")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig

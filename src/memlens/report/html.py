@@ -2,7 +2,10 @@
 
 Sections: a summary table, the memorization histogram, the most and least memorized training examples (image
 grids for image datasets, tables for tabular ones), and the high-influence pairs (each memorized training
-example beside the test examples it influences most, Feldman & Zhang 2020, §3 and Figs. 4–6).
+example beside the test examples it influences most, Feldman & Zhang 2020, §3 and Figs. 4–6). With the audit's
+membership attacks: their ROC curves on log–log axes and the table of AUC and TPR at 0.1% / 1% FPR, the audited ε
+lower bound (beside the accountant's ε for DP-SGD runs), memorization against LiRA exposure, and the examples that
+are both highly memorized and highly exposed.
 """
 from __future__ import annotations
 
@@ -97,6 +100,11 @@ def _summary_rows(s: Mapping[str, Any]):
     trainer = s.get("trainer") or {}
     if "n_not_converged" in trainer:
         rows.append(("models not converged to the trainer's tolerance", f"{trainer['n_not_converged']:,}"))
+    dp = s.get("dp")
+    if dp:
+        rows.append(("training", f"DP-SGD, target ε = {_num(dp.get('epsilon'), 2)}, δ = {dp.get('delta', 0):.3g}, "
+                                 f"noise multiplier {_num(dp.get('noise_multiplier'), 3)}, accountant "
+                                 f"{dp.get('accountant', '?')}: ε = {_num(dp.get('epsilon_accountant'), 3)}"))
     versions = s.get("versions", {})
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
     rows.append(("run id", str(s.get("run_id", ""))[:16]))
@@ -163,8 +171,128 @@ def _pairs_section(dataset, mem, infl, pairs, *, max_rows: int) -> str:
     return "\n".join(parts)
 
 
+def _ci(entry) -> str:
+    mean, ci = entry.get("mean"), entry.get("ci") or [None, None]
+    if mean is None or not math.isfinite(float(mean)):
+        return "–"
+    lo, hi = ci
+    if lo is None or hi is None or not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+        return f"{100 * float(mean):.2f}%"
+    return f"{100 * float(mean):.2f}% [{100 * float(lo):.2f}, {100 * float(hi):.2f}]"
+
+
+def _auc_ci(entry) -> str:
+    mean, (lo, hi) = entry.get("mean"), entry.get("ci") or [None, None]
+    if mean is None or not math.isfinite(float(mean)):
+        return "–"
+    if lo is None or hi is None or not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+        return f"{float(mean):.3f}"
+    return f"{float(mean):.3f} [{float(lo):.3f}, {float(hi):.3f}]"
+
+
+def _pct(x) -> str:
+    return "–" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.2f}%"
+
+
+def _attack_section(s: Mapping[str, Any], attacks) -> str:
+    a = s["attacks"]
+    level = a.get("level", 0.95)
+    rows = []
+    for name, t in a["table"].items():
+        tpr = t["tpr"]
+        rows.append([name, _auc_ci(t["auc"]), _ci(tpr.get("0.001", {})), _ci(tpr.get("0.01", {})),
+                     _pct(tpr.get("0.001", {}).get("pooled")), _pct(tpr.get("0.01", {}).get("pooled")),
+                     _num(t.get("epsilon_lower_bound"), 2)])
+    header = ["attack", f"AUC, mean [{100 * level:.0f}% CI]", "TPR @ 0.1% FPR, mean [CI]", "TPR @ 1% FPR, mean [CI]",
+              "TPR @ 0.1% pooled", "TPR @ 1% pooled", "audited ε ≥"]
+    lira = "one global variance" if a.get("lira_fix_variance") else "per-example variances"
+    parts = [
+        "<h2>Membership attacks</h2>",
+        f'<p class="note">Each attack scores every training example for {a["n_targets"]} target model(s) in turn '
+        f'(rows {", ".join(str(t) for t in a["targets"][:8])}{"…" if a["n_targets"] > 8 else ""}), each with the '
+        f'other {a["n_reference_models"]} models of the population as reference models. LiRA online and offline '
+        f"(Carlini et al. 2022, stable logit, {lira}), RMIA (Zarifzadeh et al. 2024, online, test split as population "
+        "samples), loss (Yeom et al. 2018). Mean over targets with a Student-t interval; “pooled” uses all targets' "
+        "scores in one ROC, whose finer FPR resolution resolves 0.1%.</p>",
+        '<table class="tpr">' + _table(header, rows)[len("<table>"):],
+    ]
+    notes = [n for n in a.get("notes", []) if "resolution" in n]
+    n_pooled_neg = min((t.get("n_pooled_neg") or 0 for t in a["table"].values()), default=0)
+    if notes:
+        pooled = ("the pooled column is the reliable one." if n_pooled_neg >= 1000 else
+                  f"the pooled ROC too has only {n_pooled_neg:,} non-members, so its TPR at 0.1% FPR is also the TPR "
+                  "at zero false positives (attack more targets with --attack-targets).")
+        parts.append('<p class="note">Per target, 0.1% FPR is below the ROC’s resolution (fewer than 1,000 '
+                     "non-members per model): there the per-target TPR is the TPR at zero false positives; "
+                     f"{pooled}</p>")
+    if attacks is not None:
+        parts.append(_img(figures.roc_curves(attacks.pooled_roc, title=f"Membership attacks on {s['dataset']}: "
+                                             f"ROC pooled over {a['n_targets']} target models"), "ROC curves"))
+    return "\n".join(parts)
+
+
+def _privacy_section(s: Mapping[str, Any]) -> str:
+    p = s.get("privacy")
+    if not p:
+        return ""
+    conf = f"{100 * p['confidence']:.0f}%"
+    rows = []
+    if p.get("dp"):
+        rows.append(("accountant's ε (upper bound, Opacus " + str(p.get("accountant") or "") + ")",
+                     f"{_num(p.get('accountant_epsilon'), 3)} at δ = {p['delta']:.3g} (target ε "
+                     f"{_num(p.get('target_epsilon'), 2)})"))
+    else:
+        rows.append(("accountant's ε", "none: the models were trained without differential privacy "
+                                      "(--dp-epsilon E trains them with DP-SGD)"))
+    rows.append((f"audited ε lower bound ({conf} confidence)",
+                 f"{_num(p['audited_epsilon_lower_bound'], 3)} (best attack: {p['audited_by']}, δ = {p['delta']:.3g})"))
+    if p.get("dp"):
+        rows.append(("consistent (audited ≤ accountant)", "yes" if p.get("consistent") else
+                     f"no: {', '.join(p.get('violations', []))}"))
+    return ("<h2>Privacy: audited ε</h2>"
+            '<p class="note">The audited ε is a <b>lower bound</b> (Jagielski, Ullman &amp; Oprea 2020): for the best '
+            "threshold of each attack's pooled scores, Clopper–Pearson bounds on TPR and FPR give "
+            f"ε ≥ ln((TPR<sub>low</sub> − δ) / FPR<sub>high</sub>) with {conf} confidence. The threshold is chosen "
+            "on the same data and examples of one model are not independent trials, so it is a heuristic audit. "
+            "The accountant's ε is an upper bound; an audited value above it would reveal a privacy bug.</p>"
+            + _table(None, rows))
+
+
+def _exposure_section(s, dataset, mem, attacks, *, n_show: int = 24) -> str:
+    a = s["attacks"]
+    exposed = np.asarray(attacks.exposed, dtype=np.int64)
+    parts = [
+        "<h2>Memorization and exposure</h2>",
+        '<p class="note">Exposure of an example: its mean online LiRA score over the attacked target models that '
+        "trained on it (how strongly the attack flags it when it is a member). Highly exposed: exposure at least the "
+        f"pooled online-LiRA threshold at 1% FPR ({_num(attacks.exposure_threshold, 2)}). <code>examples.csv</code> "
+        f"holds this as <code>lira_online_in</code>, and <code>lira_online</code>: the online LiRA score against "
+        f"target model {int(attacks.targets[0])} (<code>in_target</code> says whether it trained on the example).</p>",
+        _img(figures.exposure_scatter(mem.scores, attacks.lira_online_in, mem_threshold=s["mem_threshold"],
+                                      exposure_threshold=attacks.exposure_threshold, highlight=exposed),
+             "memorization vs LiRA exposure"),
+        f"<h3>{exposed.size:,} examples both highly memorized (≥ {s['mem_threshold']:g}) and highly exposed</h3>",
+    ]
+    shown = exposed[:n_show]
+    if shown.size == 0:
+        parts.append("<p>None.</p>")
+        return "\n".join(parts)
+    if dataset.image_shape is not None:
+        caps = [f"#{i} y={_label(dataset, dataset.y_train[i])}\nmem {_num(mem.scores[i], 2)} "
+                f"LiRA {_num(attacks.lira_online_in[i], 1)}" for i in shown]
+        parts.append(_img(figures.image_grid(dataset.X_train[shown], image_shape=dataset.image_shape, captions=caps,
+                                             n_cols=8), "highly memorized and highly exposed examples"))
+    rows = [[int(i), _label(dataset, dataset.y_train[i]), float(mem.scores[i]), float(attacks.lira_online_in[i])]
+            for i in shown]
+    parts.append(_table(["index", "label", "memorization", "exposure (mean LiRA as member)"], rows))
+    if exposed.size > shown.size:
+        parts.append(f'<p class="note">Most exposed {shown.size} of {exposed.size:,}; all are listed in '
+                     "<code>summary.json</code> (<code>attacks.exposed</code>).</p>")
+    return "\n".join(parts)
+
+
 def render_report(*, summary: Mapping[str, Any], dataset, memorization, influence, pairs, n_show: int = 24,
-                  max_pair_rows: int = 12) -> str:
+                  max_pair_rows: int = 12, attacks=None) -> str:
     """The HTML text of the audit report.
 
     Parameters
@@ -182,6 +310,9 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         How many most and least memorized examples to show.
     max_pair_rows : int
         How many training examples the pair figure shows.
+    attacks : memlens.audit.AuditAttacks, optional
+        With ``summary["attacks"]``: the membership-attack, privacy and exposure sections (pooled ROC curves,
+        ``exposed`` examples, ``lira_online_in``). Without it the page has none of them.
     """
     s = summary
     mem = memorization
@@ -216,6 +347,9 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         _example_section(dataset, mem, bottom, "Least memorized", "least memorized training examples"),
         "<h2>High-influence pairs</h2>",
         _pairs_section(dataset, mem, influence, pairs, max_rows=max_pair_rows),
+        _attack_section(s, attacks) if s.get("attacks") else "",
+        _privacy_section(s) if s.get("attacks") else "",
+        _exposure_section(s, dataset, mem, attacks) if attacks is not None and s.get("attacks") else "",
         '<p class="note">Files beside this page: <code>examples.csv</code> (every training example), '
         "<code>pairs.csv</code>, <code>summary.json</code>, <code>population/</code> (per-model signals, "
         "readable with <code>memlens.Population.load</code>).</p>",
