@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 __all__ = ["MemlensInputError", "MemlensWarning", "Population", "__version__"]
 
-from .audit import AuditResult, run_audit  # noqa: E402
+from .audit import AuditAttacks, AuditResult, audit_attacks, run_audit  # noqa: E402
 from .runs import RunDir  # noqa: E402
 
-__all__ += ["AuditResult", "run_audit", "RunDir"]
+__all__ += ["AuditResult", "run_audit", "RunDir", "AuditAttacks", "audit_attacks"]
