@@ -272,3 +272,22 @@ def test_dp_flags_enter_config_and_report(data_file, finished, tmp_path, capsys)
     assert "accountant’s ε" in page or "accountant's ε" in page
     assert f"{acc:.3f}" in page
     assert math.isfinite(s["attacks"]["table"]["lira-online"]["auc"]["mean"])
+
+
+def test_two_models_leave_attacks_undefined_not_fatal(data_file, tmp_path, capsys):
+    """One reference model: online LiRA and RMIA have no IN and OUT references; NaN with warnings, no failure."""
+    out = tmp_path / "two"
+    assert main(["audit", "--data", str(data_file), "--models", "2", "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "memlens: warning: lira-online: no target has defined scores" in err and "Traceback" not in err
+    s = json.loads((out / "summary.json").read_text())
+    t = s["attacks"]["table"]
+    assert t["lira-online"]["auc"]["mean"] is None and t["rmia"]["auc"]["mean"] is None
+    assert s["privacy"]["by_attack"]["lira-online"] is None
+    # the loss attack needs no reference model: defined, and equal to a direct call
+    from memlens.attacks import loss_attack
+
+    pop = Population.load(out / "population")
+    assert t["loss"]["auc"]["per_target"][0] == pytest.approx(loss_attack(pop, target=0).auc)
+    assert s["privacy"]["audited_epsilon_lower_bound"] is not None
+    assert 'alt="ROC curves"' in (out / "report.html").read_text()

@@ -128,8 +128,9 @@ class AuditAttacks:
     exposed : ndarray of int
         Training examples that are both highly memorized (memorization >= :data:`MEM_THRESHOLD`) and highly
         exposed (``lira_online_in >= exposure_threshold``), most exposed first.
-    epsilon : mapping of str to memlens.evaluation.EpsilonLowerBound
-        Audited ε lower bound per attack from its pooled scores (Jagielski et al. 2020).
+    epsilon : mapping of str to memlens.evaluation.EpsilonLowerBound or None
+        Audited ε lower bound per attack from its pooled scores (Jagielski et al. 2020); None where the attack has
+        no defined scores for members and non-members (too few reference models).
     privacy : memlens.evaluation.PrivacyAudit
         The lower bounds beside the accountant's ε (None for a non-private population).
     """
@@ -155,7 +156,7 @@ class AuditAttacks:
             agg = res.aggregate.to_dict()
             first = res.results[0].params
             agg["params"] = {k: v for k, v in first.items() if isinstance(v, (str, int, float, bool, type(None)))}
-            agg["epsilon_lower_bound"] = self.epsilon[key].epsilon
+            agg["epsilon_lower_bound"] = math.nan if self.epsilon[key] is None else self.epsilon[key].epsilon
             out[key] = agg
         return out
 
@@ -299,7 +300,7 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
 
     from ._validation import MemlensWarning
     from .attacks import attack_all_targets
-    from .evaluation import empirical_epsilon, privacy_audit, roc
+    from .evaluation import RocCurve, empirical_epsilon, privacy_audit, roc
 
     n_targets = check_int("attack_targets", n_targets, min_value=1)
     n_models = pop.masks.shape[0]
@@ -318,8 +319,15 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
             results[key] = res
             sc, lab = res.scores.ravel(), res.labels.ravel()
             ok = np.isfinite(sc)
-            pooled[key] = roc(sc[ok], lab[ok])
-            eps[key] = empirical_epsilon(sc[ok], lab[ok], delta=delta, alpha=1 - EPSILON_CONFIDENCE)
+            if lab[ok].any() and not lab[ok].all():
+                pooled[key] = roc(sc[ok], lab[ok])
+                eps[key] = empirical_epsilon(sc[ok], lab[ok], delta=delta, alpha=1 - EPSILON_CONFIDENCE)
+            else:   # too few reference models: no defined score for members and non-members alike
+                nan = np.array([np.nan])
+                pooled[key] = RocCurve(nan, nan, nan, int(lab[ok].sum()), int((~lab[ok]).sum()))
+                eps[key] = None
+                warnings.warn(f"{key}: no target has defined scores for both members and non-members, so its ROC "
+                              "and audited epsilon are undefined (NaN); train more models", MemlensWarning)
     for w in caught:
         msg = str(w.message)
         if not issubclass(w.category, MemlensWarning):
@@ -345,10 +353,11 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
         both = np.flatnonzero((mem_scores >= MEM_THRESHOLD) & (lira_in >= threshold))
     exposed = both[np.argsort(-lira_in[both], kind="stable")]
     privacy = None
-    if accountant_epsilon is not None:
+    defined = {k: e for k, e in eps.items() if e is not None}
+    if accountant_epsilon is not None and defined:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MemlensWarning)   # a violation is reported in the summary
-            privacy = privacy_audit(eps, accountant_epsilon=accountant_epsilon, delta=delta)
+            privacy = privacy_audit(defined, accountant_epsilon=accountant_epsilon, delta=delta)
     settings = {"n_targets": int(targets.size), "targets": targets.tolist(), "n_reference_models": int(n_ref),
                 "references": "every other model of the population (leave-one-model-out)",
                 "lira_fix_variance": bool(fixed), "level": level,
@@ -363,15 +372,16 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
 
 def _privacy_summary(att: AuditAttacks, *, dp: dict | None, delta: float) -> dict:
     """``summary.json``'s ``privacy``: the accountant's ε (DP runs) beside the audited ε lower bounds."""
-    by_attack = {k: e.to_dict() for k, e in att.epsilon.items()}
-    best_key = max(att.epsilon, key=lambda k: att.epsilon[k].epsilon)
+    by_attack = {k: None if e is None else e.to_dict() for k, e in att.epsilon.items()}
+    defined = [k for k, e in att.epsilon.items() if e is not None]
+    best_key = max(defined, key=lambda k: att.epsilon[k].epsilon) if defined else None
     out = {
         "dp": dp is not None,
         "accountant_epsilon": None if dp is None else dp.get("epsilon_accountant"),
         "target_epsilon": None if dp is None else dp.get("epsilon"),
         "delta": delta,
         "accountant": None if dp is None else dp.get("accountant"),
-        "audited_epsilon_lower_bound": att.epsilon[best_key].epsilon,
+        "audited_epsilon_lower_bound": att.epsilon[best_key].epsilon if best_key else math.nan,
         "audited_by": best_key,
         "confidence": EPSILON_CONFIDENCE,
         "method": "Jagielski et al. 2020: Clopper-Pearson bounds on TPR and FPR of the best threshold of each "
