@@ -122,7 +122,9 @@ class AuditAttacks:
         Whether the example is in the training set of ``targets[0]``.
     lira_online_in : ndarray, shape (n_train,)
         Exposure: the mean online LiRA score of the example over the attacked targets that trained on it (how
-        strongly LiRA flags it when it is a member); NaN when no attacked target trained on it.
+        strongly LiRA flags it when it is a member); NaN when no attacked target trained on it. The mean over
+        *all* targets is not used: the OUT targets' large negative log-likelihood ratios dominate it (on digits,
+        256 logreg models, its Spearman correlation with memorization is −0.29, against +0.55 for this one).
     exposure_threshold : float
         The pooled online-LiRA threshold at 1% FPR: a member scoring at least this is flagged at 1% FPR.
     exposed : ndarray of int

@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="train a population, measure memorization and influence, write a report",
                            description="Train a population of models on random subsets, estimate Feldman-Zhang "
-                                       "memorization and influence, and write population/, examples.csv, "
-                                       "pairs.csv, summary.json and report.html into --out.")
+                                       "memorization and influence, attack the population with LiRA, RMIA and the "
+                                       "loss attack (unless --no-attacks), audit epsilon, and write population/, "
+                                       "examples.csv, pairs.csv, summary.json and report.html into --out.")
     audit.add_argument("--dataset", default=None,
                        help="dataset name: digits (default), fashion-mnist, mnist-5k, breast-cancer, wine, iris, "
                             "caravan")

@@ -212,7 +212,8 @@ def _attack_section(s: Mapping[str, Any], attacks) -> str:
         f'(rows {", ".join(str(t) for t in a["targets"][:8])}{"…" if a["n_targets"] > 8 else ""}), each with the '
         f'other {a["n_reference_models"]} models of the population as reference models. LiRA online and offline '
         f"(Carlini et al. 2022, stable logit, {lira}), RMIA (Zarifzadeh et al. 2024, online, test split as population "
-        "samples), loss (Yeom et al. 2018). Mean over targets with a Student-t interval; “pooled” uses all targets' "
+        "samples), loss (Yeom et al. 2018). Mean over targets with a Student-t interval; “pooled” uses all "
+        "targets' "
         "scores in one ROC, whose finer FPR resolution resolves 0.1%.</p>",
         '<table class="tpr">' + _table(header, rows)[len("<table>"):],
     ]
@@ -245,14 +246,16 @@ def _privacy_section(s: Mapping[str, Any]) -> str:
         rows.append(("accountant's ε", "none: the models were trained without differential privacy "
                                       "(--dp-epsilon E trains them with DP-SGD)"))
     rows.append((f"audited ε lower bound ({conf} confidence)",
-                 f"{_num(p['audited_epsilon_lower_bound'], 3)} (best attack: {p['audited_by']}, δ = {p['delta']:.3g})"))
+                 f"{_num(p['audited_epsilon_lower_bound'], 3)} (best attack: {p['audited_by']}, "
+                 f"δ = {p['delta']:.3g})"))
     if p.get("dp"):
         rows.append(("consistent (audited ≤ accountant)", "yes" if p.get("consistent") else
                      f"no: {', '.join(p.get('violations', []))}"))
     return ("<h2>Privacy: audited ε</h2>"
             '<p class="note">The audited ε is a <b>lower bound</b> (Jagielski, Ullman &amp; Oprea 2020): for the best '
             "threshold of each attack's pooled scores, Clopper–Pearson bounds on TPR and FPR give "
-            f"ε ≥ ln((TPR<sub>low</sub> − δ) / FPR<sub>high</sub>) with {conf} confidence. The threshold is chosen "
+            f"ε ≥ ln((TPR<sub>low</sub> − δ) / FPR<sub>high</sub>) with {conf} confidence. The threshold is "
+            "chosen "
             "on the same data and examples of one model are not independent trials, so it is a heuristic audit. "
             "The accountant's ε is an upper bound; an audited value above it would reveal a privacy bug.</p>"
             + _table(None, rows))
