@@ -72,3 +72,18 @@ def test_quick_run_results(quick):
     best = max(r["auc"]["pooled"] for r in d["settings"]["non-private"]["rows"] if r["auc"])
     assert best > 0.6
     assert "| LiRA online | 2 |" in md and "TPR@0.1%" in md
+
+
+def test_from_json_merges_runs(quick, tmp_path):
+    res, _ = quick
+    a, b = dict(res), dict(res)
+    b["datasets"] = {"digits-copy": {**res["datasets"]["digits"], "dataset": "digits-copy"}}
+    for name, r in (("a.json", a), ("b.json", b)):
+        (tmp_path / name).write_text(json.dumps(r))
+    mod = _module()
+    merged = mod.main(["--from-json", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path)])
+    assert list(merged["datasets"]) == ["digits", "digits-copy"]
+    assert merged["total_s"] == pytest.approx(2 * res["total_s"])
+    assert json.loads((tmp_path / "attacks.json").read_text())["datasets"]["digits-copy"]["n_targets"] == \
+        res["datasets"]["digits"]["n_targets"]
+    assert "**digits-copy**" in (tmp_path / "attacks.md").read_text()
