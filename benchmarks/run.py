@@ -176,7 +176,7 @@ def gemm_fraction(quick: bool, peak: dict) -> list[dict]:
             flop = fc.flop
             note = f"{'first ' + str(max_iter) + ' iterations' if max_iter else 'to tol 1e-6'}; eval + preconditioner GEMMs"
         else:
-            cfg = make_model_config("mlp", epochs=5 if name.startswith("fashion") else 20)
+            cfg = make_model_config("mlp", epochs=2 if name.startswith("fashion") else 20)
             load0 = _load()
             t0 = time.perf_counter()
             pop = train_population(ds, model=cfg, masks=masks, block_size=k)
@@ -350,13 +350,15 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def fmnist_run(model: str, k: int, out_dir: Path, *, epochs=None, influence_models=0, jobs=2,
+def fmnist_run(model: str, k: int, out_dir: Path, *, epochs=None, influence_models=0, jobs=2, rows=None,
                timeout=3000) -> dict:
     out = out_dir / f"fmnist_{model}.json"
     cmd = [sys.executable, str(Path(__file__).parent / "fmnist_e2e.py"), "--model", model, "--models", str(k),
            "--jobs", str(jobs), "--out", str(out), "--influence-models", str(influence_models)]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
+    if rows is not None:
+        cmd += ["--train-rows", str(rows)]
     load0 = _load()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -384,15 +386,17 @@ def fmnist_run(model: str, k: int, out_dir: Path, *, epochs=None, influence_mode
     return res
 
 
-def fmnist_rows(out_dir: Path, *, lr_k: int, mlp_k: int, mlp_epochs: int) -> dict:
-    lr = fmnist_run("logreg", lr_k, out_dir, influence_models=512)
+def fmnist_rows(out_dir: Path, *, lr_k: int, lr_rows: int, mlp_k: int, mlp_epochs: int) -> dict:
+    lr = fmnist_run("logreg", lr_k, out_dir, influence_models=512, rows=lr_rows)
     if "error" not in lr:
-        scale = 512 / lr_k
+        scale_n = 60_000 / lr["n_train"]
+        scale = 512 / lr_k * scale_n
         lr["extrapolated_K"] = 512
         lr["extrapolated_s"] = (lr["load_s"] + lr["train_s"] * scale + lr["memorization_full_k_s"]
                                 + lr["influence_full_k_s"])
-        lr["extrapolation"] = (f"training time x {scale:g} (linear in K, same per-model cost as the measured "
-                               f"{lr_k} models); memorization + influence timed at K = 512 on tiled signals")
+        lr["extrapolation"] = (f"training time x {512 / lr_k:g} (K, linear) x {scale_n:g} (rows {lr['n_train']} -> "
+                               "60,000, linear per iteration; a lower bound, as the iteration count grows with n); "
+                               "memorization + influence timed at K = 512 on the full 60,000 x 10,000 shape")
     mlp = fmnist_run("mlp", mlp_k, out_dir, epochs=mlp_epochs, influence_models=256)
     if "error" not in mlp:
         full_epochs = make_model_config("mlp").epochs
@@ -402,7 +406,7 @@ def fmnist_rows(out_dir: Path, *, lr_k: int, mlp_k: int, mlp_epochs: int) -> dic
         mlp["extrapolated_s"] = (mlp["load_s"] + mlp["train_s"] * scale + mlp["memorization_full_k_s"]
                                  + mlp["influence_full_k_s"])
         mlp["extrapolation"] = (f"training time x {256 / mlp_k:g} (K) x {full_epochs / mlp_epochs:g} (epochs), "
-                                "linear; memorization + influence timed at K = 256 on tiled signals")
+                                "linear; memorization + influence timed at K = 256 on the full shape")
     return {"logreg": lr, "mlp": mlp}
 
 
@@ -512,8 +516,11 @@ def markdown(res: dict) -> str:
         L.append("Not run in `--quick` mode.\n")
     else:
         L.append("Feldman–Zhang memorization (train) + influence (test) from `train_population` (2 processes × 1 "
-                 "thread). Each run is a child process; peak memory is the largest resident size of its process "
-                 "tree (polled every 0.5 s).\n")
+                 "thread), including worker start-up. The full sizes (512 logistic models, 256 MLPs of 20 epochs on "
+                 "60,000 rows) do not fit one benchmark run on this machine, so smaller runs are measured and the "
+                 "training time is **extrapolated** as stated per row; memorization + influence are timed at the "
+                 "full K and full 60,000 × 10,000 shape. Each run is a child process; peak memory is the largest "
+                 "resident size of its process tree (polled every 0.5 s), at the measured size.\n")
         L.append("| model | K measured | train s | test acc | iters / steps | mem + infl s (at full K) | "
                  "peak RSS GiB | full-size estimate | how extrapolated | load |")
         L.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -523,12 +530,21 @@ def markdown(res: dict) -> str:
                 L.append(f"| {key} | {r['n_models']} | — | — | — | — | — | — | failed: {r['error']} | — |")
                 continue
             c = r["convergence"]
-            L.append(f"| {key} | {r['n_models']}{' (' + str(r['config']['epochs']) + ' epochs)' if key == 'mlp' else ''}"
+            L.append(f"| {key} | {r['n_models']} on {r['n_train']} rows"
+                     f"{' (' + str(r['config']['epochs']) + ' epochs)' if key == 'mlp' else ''}"
                      f" | {r['train_s']:.0f} | {r['test_accuracy']:.4f} | {c['n_iter_mean']:.0f} | "
                      f"{r['memorization_full_k_s'] + r['influence_full_k_s']:.1f} (K={r['influence_full_k']}) | "
                      f"{r['peak_rss_tree_gib']:.2f} | **{r['extrapolated_s'] / 60:.0f} min** for K="
                      f"{r['extrapolated_K']} | {r['extrapolation']} | {r['load_before']:.2f}/{r['load_after']:.2f} |")
-        L.append("")
+        est = fmnist_block_estimate(res)
+        if est is not None:
+            L.append(f"The logistic row's linear extrapolation starts from blocks of {fm['logreg']['n_models'] // 2} "
+                     "models per process, which use the GEMMs poorly. A second estimate uses the 64-model block of "
+                     "table (d) (same 10,000 rows): its time per iteration x the iteration count measured here x "
+                     f"512/64 blocks / 2 processes x 6 (rows), plus memorization + influence: **{est / 60:.0f} min**. "
+                     "It assumes 2 processes scale linearly and that every iteration costs what the first 60 "
+                     "(float32) iterations cost, while the final float64 iterations cost more, and the iteration "
+                     "count grows with n: it is optimistic, the linear row pessimistic.\n")
 
     L.append("## Targets (issue 5)\n")
     L.append("| target | measured | verdict |")
@@ -541,6 +557,23 @@ def markdown(res: dict) -> str:
         L.extend(f"- {n}" for n in res["notes"])
         L.append("")
     return "\n".join(L)
+
+
+def fmnist_block_estimate(res: dict):
+    """Second estimate of the full Fashion-MNIST logistic run (K = 512, 2 processes, blocks of 64), or None.
+
+    Seconds per iteration of a 64-model block on 10,000 rows (table (d)) x the iteration count of run (e) x
+    512 / 64 blocks / 2 processes x 60,000 / 10,000 rows, plus memorization + influence at full shape.
+    """
+    lr = (res.get("fmnist") or {}).get("logreg", {})
+    d = [r for r in res.get("gemm_fraction", []) if r.get("model") == "logreg"
+         and str(r.get("dataset", "")).startswith("fashion")]
+    if "error" in lr or not lr or not d:
+        return None
+    per_iter = d[0]["seconds"] / 60.0
+    iters = lr["convergence"]["n_iter_mean"]
+    return (per_iter * iters * (512 / d[0]["n_models"]) / 2 * (60_000 / 10_000) + lr["load_s"]
+            + lr["memorization_full_k_s"] + lr["influence_full_k_s"])
 
 
 def targets(res: dict) -> list[dict]:
@@ -570,8 +603,15 @@ def targets(res: dict) -> list[dict]:
             if "error" in r:
                 out.append({"target": f"Fashion-MNIST {key} K={k}", "measured": r["error"], "verdict": "not measured"})
                 continue
+            if key == "logreg" and fmnist_block_estimate(res) is not None:
+                est = fmnist_block_estimate(res)
+                out.append({"target": f"full Fashion-MNIST FZ, logreg K=512 ≤ {lim / 60:.0f} min (estimate from "
+                                      "64-model blocks)",
+                            "measured": f"{est / 60:.0f} min (block-64 iteration time x iterations, see (e))",
+                            "verdict": _verdict(est, lim, higher=False)})
             out.append({"target": f"full Fashion-MNIST FZ, {key} K={k} ≤ {lim / 60:.0f} min (estimate)",
-                        "measured": f"{r['extrapolated_s'] / 60:.0f} min (extrapolated from K={r['n_models']})",
+                        "measured": f"{r['extrapolated_s'] / 60:.0f} min (extrapolated from K={r['n_models']} "
+                                            f"on {r['n_train']} rows)",
                         "verdict": _verdict(r["extrapolated_s"], lim, higher=False)})
             out.append({"target": f"Fashion-MNIST {key} memory < 8 GiB",
                         "measured": f"{r['peak_rss_tree_gib']:.2f} GiB at K={r['n_models']}",
@@ -586,11 +626,23 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="small sizes, < 2 minutes, no Fashion-MNIST")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     ap.add_argument("--no-markdown", action="store_true", help="write JSON only")
+    ap.add_argument("--render", type=Path, default=None, metavar="RESULTS_JSON",
+                    help="measure nothing: rewrite the markdown (and targets) from an existing results.json")
     ap.add_argument("--fmnist-logreg-models", type=int, default=8)
+    ap.add_argument("--fmnist-logreg-rows", type=int, default=10_000,
+                    help="training rows for the Fashion-MNIST logistic run (60000 = full size)")
     ap.add_argument("--fmnist-mlp-models", type=int, default=8)
     ap.add_argument("--fmnist-mlp-epochs", type=int, default=1)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.render is not None:
+        res = json.loads(args.render.read_text())
+        res["targets"], res["notes"] = targets(res), NOTES
+        args.render.write_text(json.dumps(res, indent=2, default=float))
+        md_path = ROOT / "BENCHMARKS.md" if not res["quick"] else args.out / "BENCHMARKS.md"
+        md_path.write_text(markdown(res))
+        print(f"rewrote {md_path} from {args.render}")
+        return res
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     res = {"quick": args.quick, "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
@@ -602,6 +654,7 @@ def main(argv=None) -> dict:
              ("gemm_fraction", lambda: gemm_fraction(args.quick, res["gemm_peak"]))]
     if not args.quick:
         steps.append(("fmnist", lambda: fmnist_rows(args.out, lr_k=args.fmnist_logreg_models,
+                                                      lr_rows=args.fmnist_logreg_rows,
                                                       mlp_k=args.fmnist_mlp_models,
                                                       mlp_epochs=args.fmnist_mlp_epochs)))
     for name, fn in steps:
@@ -624,7 +677,36 @@ def main(argv=None) -> dict:
 
 
 #: Explanations that go under the target table (kept here so that they are regenerated with the numbers).
-NOTES = []
+NOTES = [
+    "**Logistic regression vs scikit-learn.** Both sides converge to the same tolerance, so the ratio is "
+    "iterations x cost per iteration. memlens needs fewer iterations than scikit-learn's L-BFGS-B (the "
+    "Kronecker preconditioner; see the iteration columns), but one iteration of the batched solver costs more "
+    "per model than its GEMMs: on digits (65 features, 10 classes) the two shared GEMMs are small and the "
+    "softmax/exp and element-wise passes over the (rows x classes x models) intermediate, the line search and "
+    "the per-model L-BFGS bookkeeping dominate (table (d): ~10% of the GEMM peak). Reaching 10x needs "
+    "roughly 2x fewer such passes per iteration (fusing softmax with the GEMMs, fewer line-search "
+    "evaluations); the float64 certification phase is required for r >= 0.99 (spec/performance.md §2.3).",
+    "**MLP vs per-model loop.** The loop baseline here is an efficient 1-thread torch loop (same model, "
+    "`nn.Linear` + `optim.SGD`), faster than the 2.3 models/s loop in spec/performance.md §2.4, so the ratio is "
+    "smaller. The batched trainer runs at about a quarter of the 1-thread GEMM peak (table (d)); 10x over "
+    "this loop would need about half of the peak on 64x128x10 products, which are too small to reach it.",
+    "**Closed-form LOO.** Ridge is a single hat-matrix computation and clears 1000x. Kernel ridge costs one "
+    "n x n inverse against n refits each costing one (n-1) x (n-1) solve, so its ratio grows like n/3 and is "
+    "below 1000x at n ~ 1350. Logistic ALO builds and factors the (d+1)C x (d+1)C multinomial Hessian, while "
+    "the refits are warm-started from the full fit (brute_force_loo), which makes each refit cheap; the ratio "
+    "is still hundreds-fold, with identical LOO-correctness flags on the sample.",
+    "**GEMM fraction.** Counted FLOPs are GEMM FLOPs only, against the 1-thread peak measured in the same run. "
+    "Logistic regression on digits is bound by exp/softmax and memory passes, not by GEMM; the Fashion-MNIST "
+    "shapes (784 features) are more GEMM-heavy. Timings here share the CPU with other processes (load column).",
+    "**Fashion-MNIST.** Full-size runs (512 logistic models to tol 1e-6 on 60,000 rows; 256 MLPs x 20 epochs) "
+    "take hours on 2 cores, far beyond one benchmark run; the table measures smaller runs and extrapolates "
+    "linearly, which is a lower bound for logistic regression (the iteration count grows with n). The memory "
+    "column is measured at the smaller size; the influence step at full K is measured at full shape. The MLP "
+    "run's peak memory comes from the influence step on its 8-model population, not from training: with so few "
+    "models the estimate's noise exceeds the 0.15 pair threshold for tens of millions of (train, test) pairs, "
+    "and every such pair is kept (see `influence_pairs` in results.json); with hundreds of models far fewer "
+    "pairs pass the threshold.",
+]
 
 
 if __name__ == "__main__":
