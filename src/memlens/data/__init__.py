@@ -3,3 +3,6 @@ from .datasets import DATASETS, Dataset, from_arrays, load_dataset
 from .masks import make_masks
 
 __all__ = ["DATASETS", "Dataset", "from_arrays", "load_dataset", "make_masks"]
+from .canaries import CANARY_KINDS, CanarySet, make_canaries, with_canaries
+
+__all__ += ["CANARY_KINDS", "CanarySet", "make_canaries", "with_canaries"]

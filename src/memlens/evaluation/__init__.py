@@ -14,3 +14,6 @@ __all__ = [
     "clopper_pearson", "empirical_epsilon", "epsilon_from_counts", "EpsilonLowerBound", "one_run_audit",
     "one_run_epsilon", "one_run_p_value", "OneRunAudit", "privacy_audit", "PrivacyAudit",
 ]
+from .canary_audit import CanaryAudit, canary_masks, one_run_canary_audit
+
+__all__ += ["CanaryAudit", "canary_masks", "one_run_canary_audit"]
