@@ -683,12 +683,13 @@ NOTES = [
     "Kronecker preconditioner; see the iteration columns), but one iteration of the batched solver costs more "
     "per model than its GEMMs: on digits (65 features, 10 classes) the two shared GEMMs are small and the "
     "softmax/exp and element-wise passes over the (rows x classes x models) intermediate, the line search and "
-    "the per-model L-BFGS bookkeeping dominate (table (d): ~10% of the GEMM peak). Reaching 10x needs "
+    "the per-model L-BFGS bookkeeping dominate (table (d): a small fraction of the GEMM peak). Reaching 10x needs "
     "roughly 2x fewer such passes per iteration (fusing softmax with the GEMMs, fewer line-search "
-    "evaluations); the float64 certification phase is required for r >= 0.99 (spec/performance.md §2.3).",
+    "evaluations). The solver iterates in float32 down to max |grad| <= 1e-6 and only certifies in float64 "
+    "(a few evaluations), which keeps r >= 0.99 against the tight reference (spec/performance.md §2.3).",
     "**MLP vs per-model loop.** The loop baseline here is an efficient 1-thread torch loop (same model, "
     "`nn.Linear` + `optim.SGD`), faster than the 2.3 models/s loop in spec/performance.md §2.4, so the ratio is "
-    "smaller. The batched trainer runs at about a quarter of the 1-thread GEMM peak (table (d)); 10x over "
+    "smaller. The batched trainer runs at about a third of the 1-thread GEMM peak (table (d)); 10x over "
     "this loop would need about half of the peak on 64x128x10 products, which are too small to reach it.",
     "**Closed-form LOO.** Ridge is a single hat-matrix computation and clears 1000x. Kernel ridge costs one "
     "n x n inverse against n refits each costing one (n-1) x (n-1) solve, so its ratio grows like n/3 and is "
