@@ -177,3 +177,20 @@ def test_bad_inputs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         memorization(pop)  # well-defined population: no warning
+
+
+def test_pair_columns_restrict_collected_pairs_but_not_top_k():
+    rng = np.random.default_rng(11)
+    masks = make_masks(12, 30, p=0.5, seed=12)
+    values = (rng.random((12, 20)) < 0.5).astype(float)
+    full = influence_from_arrays(masks, values, top_k=3, threshold=0.1)
+    cols = np.zeros(30, dtype=bool)
+    cols[::3] = True
+    part = influence_from_arrays(masks, values, top_k=3, threshold=0.1, pair_columns=cols)
+    np.testing.assert_array_equal(part.top_value, full.top_value)
+    keep = cols[full.pair_train]
+    assert part.n_pairs == int(keep.sum()) and part.n_pairs < full.n_pairs
+    assert set(zip(part.pair_train.tolist(), part.pair_eval.tolist())) == \
+        set(zip(full.pair_train[keep].tolist(), full.pair_eval[keep].tolist()))
+    with pytest.raises(MemlensInputError, match="pair_columns must be a boolean array"):
+        influence_from_arrays(masks, values, pair_columns=np.ones(29, dtype=bool))

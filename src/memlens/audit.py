@@ -523,7 +523,9 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     from .measures import high_influence_pairs, influence, memorization
 
     mem = memorization(pop, signal="correct")
-    infl = influence(pop, signal="correct", split="test", top_k=TOP_K, threshold=INFL_THRESHOLD)
+    # Thresholded pairs are only needed for memorized training examples (high_influence_pairs keeps no others).
+    infl = influence(pop, signal="correct", split="test", top_k=TOP_K, threshold=INFL_THRESHOLD,
+                     pair_columns=np.nan_to_num(mem.scores, nan=-np.inf) >= MEM_THRESHOLD)
     pairs = high_influence_pairs(mem, infl, train_labels=ds.y_train, test_labels=ds.y_test,
                                  mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD)
     train_acc, test_acc = population_accuracy(pop)

@@ -203,7 +203,7 @@ class InfluenceResult:
 
 
 def influence_from_arrays(masks, values, *, signal: str = "correct", split: str = "test", top_k: int = 4,
-                          threshold: float | None = 0.15, return_matrix: bool = False,
+                          threshold: float | None = 0.15, pair_columns=None, return_matrix: bool = False,
                           chunk_size: int = 1024, higher_is_better: bool | None = None) -> InfluenceResult:
     """Subsampled influence ``infl(i, j)`` of training example ``i`` on evaluation example ``j``.
 
@@ -220,6 +220,10 @@ def influence_from_arrays(masks, values, *, signal: str = "correct", split: str 
         How many most-influenced evaluation examples to keep per training example.
     threshold : float or None
         Keep every pair with influence >= threshold (None: keep none).
+    pair_columns : array of bool, shape (n_train,), optional
+        Collect thresholded pairs only for these training examples (e.g. ``mem.scores >= 0.25``, all that
+        :func:`high_influence_pairs` needs). With few models many pairs pass a threshold by chance, and keeping
+        them all can take gigabytes; the top-k lists are computed for every training example regardless.
     return_matrix : bool
         Also return the full ``(n_eval, n_train)`` matrix (memory ``8 n_eval n_train`` bytes).
 
@@ -239,6 +243,11 @@ def influence_from_arrays(masks, values, *, signal: str = "correct", split: str 
     top_k = check_int("top_k", top_k, min_value=0)
     top_k = min(top_k, n_eval)
     chunk_size = check_int("chunk_size", chunk_size, min_value=1)
+    if pair_columns is not None:
+        pair_columns = np.asarray(pair_columns)
+        if pair_columns.shape != (n_train,) or pair_columns.dtype != bool:
+            raise MemlensInputError(f"pair_columns must be a boolean array of shape ({n_train},) (one entry per "
+                                    f"training example); got dtype {pair_columns.dtype}, shape {pair_columns.shape}")
     # 0/1 signals sum exactly in float32 (n_models < 2**24); continuous ones in float64.
     binary = np.all((values == 0) | (values == 1))
     dtype = np.float32 if binary and n_models < 2**24 else np.float64
@@ -273,7 +282,10 @@ def influence_from_arrays(masks, values, *, signal: str = "correct", split: str 
             top_index[start:stop][ok] = idx[ok]
             top_value[start:stop][ok] = val[ok]
         if threshold is not None:
-            jj, ii = np.nonzero(np.nan_to_num(block, nan=-np.inf) >= threshold)
+            above = np.nan_to_num(block, nan=-np.inf) >= threshold
+            if pair_columns is not None:
+                above &= pair_columns[start:stop]
+            jj, ii = np.nonzero(above)
             pairs_i.append(ii + start)
             pairs_j.append(jj)
             pairs_v.append(block[jj, ii])
@@ -289,14 +301,15 @@ def influence_from_arrays(masks, values, *, signal: str = "correct", split: str 
 
 
 def influence(pop, *, signal: str = "correct", split: str = "test", top_k: int = 4,
-              threshold: float | None = 0.15, return_matrix: bool = False, chunk_size: int = 1024,
-              higher_is_better: bool | None = None) -> InfluenceResult:
+              threshold: float | None = 0.15, pair_columns=None, return_matrix: bool = False,
+              chunk_size: int = 1024, higher_is_better: bool | None = None) -> InfluenceResult:
     """Feldman–Zhang influence of each training example on each example of ``split`` of a Population.
 
     See :func:`influence_from_arrays`. With ``split="train"`` the diagonal ``infl(i, i)`` equals ``mem(i)``.
     """
     return influence_from_arrays(pop.masks, pop.signal(split, signal), signal=signal, split=split, top_k=top_k,
-                                 threshold=threshold, return_matrix=return_matrix, chunk_size=chunk_size,
+                                 threshold=threshold, pair_columns=pair_columns, return_matrix=return_matrix,
+                                 chunk_size=chunk_size,
                                  higher_is_better=higher_is_better)
 
 
