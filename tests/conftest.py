@@ -6,3 +6,19 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    """A small digits problem as a ``memlens audit --data`` file: 240 training and 80 test images."""
+    from memlens.data import load_dataset
+
+    d = load_dataset("digits")
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    np.savez(path, X_train=d.X_train[:240], y_train=d.y_train[:240], X_test=d.X_test[:80], y_test=d.y_test[:80],
+             image_shape=np.array([8, 8]))
+    return path

@@ -43,18 +43,6 @@ def _pngs(page: str) -> int:
     return len(re.findall(r'src="data:image/png;base64,', page))
 
 
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    """240 training and 80 test digits as a --data file."""
-    from memlens.data import load_dataset
-
-    d = load_dataset("digits")
-    path = tmp_path_factory.mktemp("data") / "small.npz"
-    np.savez(path, X_train=d.X_train[:240], y_train=d.y_train[:240], X_test=d.X_test[:80], y_test=d.y_test[:80],
-             image_shape=np.array([8, 8]))
-    return path
-
-
 def _args(data_file, out, *extra):
     return ["audit", "--data", str(data_file), "--models", str(N_MODELS), "--shard-size", str(SHARD),
             "--out", str(out), "--no-progress", *extra]

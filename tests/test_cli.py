@@ -26,16 +26,6 @@ def _hashes(path: Path) -> dict:
             for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    """A small digits problem as a --data file: 240 training and 80 test images."""
-    d = load_dataset("digits")
-    path = tmp_path_factory.mktemp("data") / "small.npz"
-    np.savez(path, X_train=d.X_train[:240], y_train=d.y_train[:240], X_test=d.X_test[:80], y_test=d.y_test[:80],
-             image_shape=np.array([8, 8]))
-    return path
-
-
 def _args(data_file, out, *extra):
     return ["audit", "--data", str(data_file), "--models", str(N_MODELS), "--shard-size", str(SHARD),
             "--out", str(out), "--no-progress", *extra]

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._validation import MemlensInputError, check_array, check_float, check_int, check_labels, check_masks, warn
-from .torch_mlp import MLPFit, init_mlp
+from .._validation import MemlensInputError, check_float, check_int, warn
+from .torch_mlp import MLPFit, check_stacked_inputs, init_mlp
 
 __all__ = ["DPConfig", "ACCOUNTANTS", "noise_multiplier_for", "accountant_epsilon", "dp_plan", "clipped_grad_sum",
            "fit_dp_sgd"]
@@ -264,13 +264,7 @@ def fit_dp_sgd(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(), s
         ``n_steps`` (all equal to ``steps``); ``final_loss``: mean cross-entropy over the sampled examples of
         the last ``ceil(1 / q)`` steps.
     """
-    X = check_array("X", X, ndim=2, dtype=np.float32, min_rows=1)
-    y = check_labels("y", y, n_rows=X.shape[0])
-    masks = check_masks("masks", masks, n_examples=X.shape[0])
-    n_classes = int(y.max()) + 1 if n_classes is None else check_int("n_classes", n_classes, min_value=2)
-    seeds = np.asarray(seeds, dtype=np.int64)
-    if seeds.shape != (masks.shape[0],):
-        raise MemlensInputError(f"seeds must have shape ({masks.shape[0]},) (one per model); got {seeds.shape}")
+    X, y, masks, seeds, n_classes = check_stacked_inputs(X, y, masks, seeds, n_classes)
     steps = check_int("steps", steps, min_value=1)
     q = check_float("sample_rate", sample_rate, min_value=0.0, max_value=1.0, min_inclusive=False)
     sigma = check_float("noise_multiplier", noise_multiplier, min_value=0.0)

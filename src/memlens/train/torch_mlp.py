@@ -133,6 +133,19 @@ def _sgd_step(params, grads, bufs, active, *, lr, momentum, weight_decay):
         p.sub_(g, alpha=lr)
 
 
+
+def check_stacked_inputs(X, y, masks, seeds, n_classes=None):
+    """Validate the inputs shared by the stacked-model trainers: features ``(n, d)``, labels ``(n,)``, masks
+    ``(n_models, n)``, one seed per model; returns them converted, with ``n_classes`` (default ``y.max() + 1``)."""
+    X = check_array("X", X, ndim=2, dtype=np.float32, min_rows=1)
+    y = check_labels("y", y, n_rows=X.shape[0])
+    masks = check_masks("masks", masks, n_examples=X.shape[0])
+    n_classes = int(y.max()) + 1 if n_classes is None else check_int("n_classes", n_classes, min_value=2)
+    seeds = np.asarray(seeds, dtype=np.int64)
+    if seeds.shape != (masks.shape[0],):
+        raise MemlensInputError(f"seeds must have shape ({masks.shape[0]},) (one per model); got {seeds.shape}")
+    return X, y, masks, seeds, n_classes
+
 def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), epochs: int = 20,
             batch_size: int = 64, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0) -> MLPFit:
     """Train ``K`` MLPs, model ``k`` on the rows where ``masks[k]`` is True, all in one vectorized loop.
@@ -156,13 +169,7 @@ def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), 
     -------
     MLPFit
     """
-    X = check_array("X", X, ndim=2, dtype=np.float32, min_rows=1)
-    y = check_labels("y", y, n_rows=X.shape[0])
-    masks = check_masks("masks", masks, n_examples=X.shape[0])
-    n_classes = int(y.max()) + 1 if n_classes is None else check_int("n_classes", n_classes, min_value=2)
-    seeds = np.asarray(seeds, dtype=np.int64)
-    if seeds.shape != (masks.shape[0],):
-        raise MemlensInputError(f"seeds must have shape ({masks.shape[0]},) (one per model); got {seeds.shape}")
+    X, y, masks, seeds, n_classes = check_stacked_inputs(X, y, masks, seeds, n_classes)
     epochs = check_int("epochs", epochs, min_value=1)
     batch_size = check_int("batch_size", batch_size, min_value=1)
     lr = check_float("lr", lr, min_value=0.0, min_inclusive=False)
