@@ -11,7 +11,7 @@ import numpy as np
 
 from ._validation import MemlensInputError
 
-__all__ = ["as_generator", "model_seeds", "check_seed"]
+__all__ = ["as_generator", "model_seeds", "check_seed", "check_int_seed"]
 
 
 def check_seed(seed, name: str = "seed"):
@@ -22,6 +22,14 @@ def check_seed(seed, name: str = "seed"):
         raise MemlensInputError(
             f"{name} must be a non-negative integer or a numpy.random.Generator; got {seed!r}")
     return int(seed)
+
+
+def check_int_seed(seed, *, why: str, name: str = "seed") -> int:
+    """An int seed >= 0 where a Generator will not do (``why`` says what the integer is needed for)."""
+    seed = check_seed(seed, name)
+    if not isinstance(seed, int):
+        raise MemlensInputError(f"{name} must be an integer >= 0 ({why}); got {type(seed).__name__}")
+    return seed
 
 
 def as_generator(seed) -> np.random.Generator:

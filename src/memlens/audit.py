@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ._random import check_seed
+from ._random import check_int_seed
 from ._validation import MemlensInputError, check_array, check_fraction, check_int, check_labels, warn
 from .population import Population
 from .runs import RunDir, check_writable, package_versions
@@ -463,10 +463,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
                          hint="to have both IN and OUT models for every example")
     subset_ratio = check_fraction("subset_ratio", subset_ratio,
                                   hint="(the fraction of the training set each model trains on)")
-    seed = check_seed(seed)
-    if not isinstance(seed, int):
-        raise MemlensInputError(f"seed must be a non-negative integer (it is recorded in the run's manifest); "
-                                f"got {type(seed).__name__}")
+    seed = check_int_seed(seed, why="it is recorded in the run's manifest")
     shard_size = check_int("shard_size", shard_size, min_value=1)
     if resume and overwrite:
         raise MemlensInputError("resume and overwrite exclude each other; got both: pass --resume to continue "

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._random import check_seed
+from .._random import check_int_seed
 from .._validation import MemlensInputError, check_float, check_int
 from .privacy import OneRunAudit, _check_delta, one_run_audit
 
@@ -163,10 +163,7 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
     if not isinstance(dataset, Dataset):
         raise MemlensInputError(f"dataset must be a memlens.data.Dataset (from load_dataset(...) or "
                                 f"from_arrays(...)); got {type(dataset).__name__}")
-    seed = check_seed(seed)
-    if not isinstance(seed, int):
-        raise MemlensInputError(f"seed must be a non-negative integer (the training seeds derive from it); got "
-                                f"{type(seed).__name__}")
+    seed = check_int_seed(seed, why="the training seeds derive from it")
     n_models = check_int("n_models", n_models, min_value=1)
     beta = check_float("beta", beta, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False)
     if delta is not None:

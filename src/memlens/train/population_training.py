@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._random import check_seed, model_seeds
+from .._random import check_int_seed, model_seeds
 from .._threads import limit_threads
 from .._validation import MemlensInputError, check_int, check_masks
 from ..population import Population, signals_from_logits
@@ -192,10 +192,7 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     if empty.size:
         raise MemlensInputError(f"every mask row needs at least one training example (True); rows "
                                 f"{empty[:5].tolist()} are all False")
-    seed = check_seed(seed)
-    if not isinstance(seed, int):
-        raise MemlensInputError(f"seed must be an integer (per-model seeds must be reproducible from the run's "
-                                f"manifest); got {type(seed).__name__}")
+    seed = check_int_seed(seed, why="per-model seeds must be reproducible from the run's manifest")
     model_offset = check_int("model_offset", model_offset, min_value=0)
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or not (n_jobs >= 1 or n_jobs == -1):
         raise MemlensInputError(f"n_jobs must be a positive integer or -1 (one process per CPU); got {n_jobs!r}")
