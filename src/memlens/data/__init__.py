@@ -6,3 +6,6 @@ __all__ = ["DATASETS", "Dataset", "from_arrays", "load_dataset", "make_masks"]
 from .canaries import CANARY_KINDS, CanarySet, make_canaries, with_canaries
 
 __all__ += ["CANARY_KINDS", "CanarySet", "make_canaries", "with_canaries"]
+from .text import BOS, EOS, VOCAB_SIZE, decode_tokens, encode_texts
+
+__all__ += ["BOS", "EOS", "VOCAB_SIZE", "decode_tokens", "encode_texts"]
