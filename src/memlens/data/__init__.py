@@ -9,3 +9,6 @@ __all__ += ["CANARY_KINDS", "CanarySet", "make_canaries", "with_canaries"]
 from .text import BOS, EOS, VOCAB_SIZE, decode_tokens, encode_texts
 
 __all__ += ["BOS", "EOS", "VOCAB_SIZE", "decode_tokens", "encode_texts"]
+from .text import TextDataset, load_text_dataset, text_dataset_from_texts
+
+__all__ += ["TextDataset", "load_text_dataset", "text_dataset_from_texts"]
