@@ -26,3 +26,6 @@ from .dp import accountant_epsilon, ACCOUNTANTS, clipped_grad_sum, dp_plan, DPCo
 
 __all__ += ["accountant_epsilon", "ACCOUNTANTS", "clipped_grad_sum", "dp_plan", "DPConfig", "fit_dp_sgd",
             "noise_multiplier_for"]
+from .configs import CLOSED_FORM_CONFIGS, KernelRidgeConfig, RidgeConfig
+
+__all__ += ["CLOSED_FORM_CONFIGS", "KernelRidgeConfig", "RidgeConfig"]

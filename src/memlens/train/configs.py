@@ -146,3 +146,77 @@ def make_model_config(name: str, **overrides):
         raise MemlensInputError(f"unknown field(s) {', '.join(unknown)} for model {name!r}; "
                                 f"valid fields: {', '.join(fields)}")
     return cls(**overrides)
+
+
+@dataclass(frozen=True)
+class RidgeConfig:
+    """Ridge least-squares classification on one-hot targets, fitted in closed form (exact subset refits).
+
+    Each model minimizes ``‖Y_S − X̃_S β‖² + alpha ‖β_w‖²`` over its subset ``S`` (intercept unpenalized, the
+    minimizer of ``sklearn.linear_model.Ridge(alpha)``); see :func:`memlens.train.closed_form_population`.
+
+    Attributes
+    ----------
+    alpha : float > 0
+        Ridge penalty.
+    standardize : bool
+        Z-score the features with the full training split's statistics.
+    """
+
+    alpha: float = 1.0
+    standardize: bool = True
+
+    name = "ridge"
+
+    def __post_init__(self):
+        object.__setattr__(self, "alpha", check_float("alpha", self.alpha, min_value=0.0, min_inclusive=False,
+                                                      hint="(the ridge penalty)"))
+        object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
+
+    def to_dict(self) -> dict:
+        """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class KernelRidgeConfig:
+    """Kernel ridge classification on one-hot targets (no intercept, as ``sklearn.kernel_ridge.KernelRidge``),
+    fitted in closed form (exact subset refits, :func:`memlens.train.closed_form_population`).
+
+    Attributes
+    ----------
+    alpha : float > 0
+        Ridge penalty.
+    kernel : {"rbf", "linear"}
+    gamma : float > 0 or None
+        RBF width ``exp(−gamma ‖x − x'‖²)``; None: ``1 / (d · Var(Z))`` of the standardized full training split.
+    standardize : bool
+        Z-score the features with the full training split's statistics.
+    """
+
+    alpha: float = 1.0
+    kernel: str = "rbf"
+    gamma: float | None = None
+    standardize: bool = True
+
+    name = "kernel-ridge"
+
+    def __post_init__(self):
+        object.__setattr__(self, "alpha", check_float("alpha", self.alpha, min_value=0.0, min_inclusive=False,
+                                                      hint="(the ridge penalty)"))
+        if self.kernel not in ("rbf", "linear"):
+            raise MemlensInputError(f"kernel must be 'rbf' or 'linear'; got {self.kernel!r}")
+        if self.gamma is not None:
+            object.__setattr__(self, "gamma", check_float("gamma", self.gamma, min_value=0.0, min_inclusive=False,
+                                                          hint="(the RBF width), or None for the default"))
+        object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
+
+    def to_dict(self) -> dict:
+        """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+
+#: Models fitted in closed form rather than trained iteratively.
+CLOSED_FORM_CONFIGS = {"ridge": RidgeConfig, "kernel-ridge": KernelRidgeConfig}
+MODEL_CONFIGS.update(CLOSED_FORM_CONFIGS)
+__all__ += ["RidgeConfig", "KernelRidgeConfig", "CLOSED_FORM_CONFIGS"]

@@ -18,7 +18,7 @@ from .._random import check_int_seed, model_seeds
 from .._threads import limit_threads
 from .._validation import MemlensInputError, check_int, check_masks
 from ..population import Population, signals_from_logits
-from .configs import LogisticConfig, MLPConfig, make_model_config
+from .configs import KernelRidgeConfig, LogisticConfig, MLPConfig, RidgeConfig, make_model_config
 from .sklearn_backend import check_sklearn_classifier, fit_predict_block, is_sklearn_classifier
 
 __all__ = ["train_population", "standardized_features", "DEFAULT_BLOCK_SIZE"]
@@ -112,6 +112,11 @@ def _resolve_model(model, backend: str):
         from sklearn.linear_model import LogisticRegression
 
         return "sklearn", LogisticRegression(C=model.C, tol=model.tol, max_iter=model.max_iter), model
+    if isinstance(model, (RidgeConfig, KernelRidgeConfig)):
+        if backend != "torch":
+            raise MemlensInputError(f"model {model.name!r} is fitted in closed form (exact subset refits); "
+                                    f"backend={backend!r} does not apply: use backend='torch' (the default)")
+        return model.name, model, model
     if isinstance(model, MLPConfig):
         if backend == "torch":
             return "mlp", model, model
@@ -138,6 +143,10 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         converged), ``"mlp"`` (ReLU MLP, SGD with momentum), a configuration from
         :func:`make_model_config`, or, with ``backend="sklearn"``, any classifier with ``fit`` and
         ``predict_proba`` (cloned per model and fitted on the raw features: put preprocessing in a Pipeline).
+        ``"ridge"`` / ``"kernel-ridge"`` (or a ``RidgeConfig`` / ``KernelRidgeConfig``) are not trained but
+        fitted exactly in closed form on every mask row (:func:`memlens.train.closed_form_population`): their
+        signals ``logit`` (the score margin), ``loss`` (squared error) and ``correct`` follow
+        :func:`memlens.train.score_signals`, plus ``margin``.
     masks : array of bool, shape (n_models, n_train)
         ``masks[k, i]`` is True when training example ``i`` is in model ``k``'s training set; every row needs
         at least one True.
@@ -200,6 +209,12 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         block_size = check_int("block_size", block_size, min_value=1)
     if progress is not None and not callable(progress):
         raise MemlensInputError(f"progress must be a callable progress(n_models_done) or None; got {progress!r}")
+    if kind in ("ridge", "kernel-ridge"):
+        if dp is not None:
+            raise MemlensInputError(f"dp (DP-SGD) trains models by noisy gradient descent; model {kind!r} is fitted "
+                                    "in closed form: use model 'logreg' or 'mlp' with dp, or drop dp")
+        return _closed_form_population(dataset, model, masks, seed=seed, model_offset=model_offset,
+                                       progress=progress, block_size=block_size, version=__version__)
     n_classes = dataset.n_classes
     ytr = np.asarray(dataset.y_train, dtype=np.int64)
     yte = np.asarray(dataset.y_test, dtype=np.int64)
@@ -264,6 +279,42 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         provenance["dp"] = dp_run
     return Population(masks=masks, signals=signals, seeds=seeds,
                       labels={"train": ytr, "test": yte}, provenance=provenance)
+
+
+def _closed_form_population(dataset, config, masks, *, seed: int, model_offset: int, progress, block_size,
+                            version: str) -> Population:
+    """Ridge / kernel-ridge populations: exact refits on every mask row by :func:`closed_form_population`.
+
+    The models are deterministic; the seeds recorded are the run's per-model seeds all the same, so shards of a
+    closed-form run carry the same identity fields as trained ones.
+    """
+    from .closed_form import closed_form_population
+
+    extra = {"kernel": config.kernel, "gamma": config.gamma} if isinstance(config, KernelRidgeConfig) else {}
+    pop = closed_form_population(dataset, masks=masks, model=config.name, alpha=config.alpha,
+                                 standardize=config.standardize, model_offset=model_offset, block_size=block_size,
+                                 progress=progress, **extra)
+    prov = pop.provenance
+    params = dict(prov.get("params", {}))
+    provenance = {
+        "dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint(),
+        "backend": "closed-form",
+        "model": config.to_dict(),
+        "memlens_version": version,
+        "seed": seed,
+        "model_offset": model_offset,
+        "n_models": int(masks.shape[0]),
+        "standardize": config.standardize,
+        "standardization": ("z-score with the full training split's mean and std" if config.standardize
+                            else "none"),
+        "fit": "exact closed-form subset refits (Woodbury / rank-k downdate, no iterations)",
+        "params": params,   # resolved values (the RBF gamma when the config leaves it None)
+        "convergence": {"exact": True, "routes": dict(prov.get("routes", {}))},
+    }
+    seeds = model_seeds(seed, masks.shape[0], start=model_offset)
+    return Population(masks=pop.masks, signals=pop.signals, seeds=seeds, labels=dict(pop.labels),
+                      provenance=provenance)
 
 
 def _collect(it, blocks, progress) -> list:
