@@ -12,3 +12,6 @@ __all__ += ["BOS", "EOS", "VOCAB_SIZE", "decode_tokens", "encode_texts"]
 from .text import TextDataset, load_text_dataset, text_dataset_from_texts
 
 __all__ += ["TextDataset", "load_text_dataset", "text_dataset_from_texts"]
+from .text_canaries import CanaryFormat, TextCanarySet, insert_text_canaries, make_text_canaries
+
+__all__ += ["CanaryFormat", "TextCanarySet", "insert_text_canaries", "make_text_canaries"]

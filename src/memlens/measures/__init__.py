@@ -12,3 +12,10 @@ __all__ = [
     "loo_memorization", "LOOMemorizationResult", "binary_entropy", "fano_bits", "information_lower_bound",
     "InformationBound",
 ]
+from .exposure import (
+    canary_exposure, exposure_by_rank, exposure_extrapolated, ExposureResult, secret_log_perplexity,
+    space_log_perplexity,
+)
+
+__all__ += ["canary_exposure", "exposure_by_rank", "exposure_extrapolated", "ExposureResult",
+            "secret_log_perplexity", "space_log_perplexity"]
