@@ -40,9 +40,15 @@ from .runs import RunDir, check_writable, package_versions
 __all__ = ["AuditResult", "AuditAttacks", "run_audit", "audit_attacks", "MODELS", "MEM_THRESHOLD",
            "INFL_THRESHOLD", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS", "LIRA_FIXED_VARIANCE_BELOW", "audit_masks",
            "population_accuracy"]
+__all__ += ["AuditLOO", "audit_loo", "LOO_MODELS"]
 
-#: Model names the audit accepts (``memlens.train.make_model_config``).
-MODELS = ("logreg", "mlp")
+#: Model names the audit accepts (``memlens.train.make_model_config``); ridge and kernel ridge are fitted in
+#: closed form (exact subset refits) instead of trained.
+MODELS = ("logreg", "mlp", "ridge", "kernel-ridge")
+#: Models with a leave-one-out memorization (``loo=True``): exact for ridge / kernel ridge, approximate (one
+#: Newton step, ALO) for logistic regression.
+LOO_MODELS = ("ridge", "kernel-ridge", "logreg")
+_CLOSED_FORM = ("ridge", "kernel-ridge")
 #: Feldman & Zhang (2020, §3) thresholds: memorized examples and high-influence pairs.
 MEM_THRESHOLD = 0.25
 INFL_THRESHOLD = 0.15
@@ -89,6 +95,8 @@ class AuditResult:
         Shards trained by this call (the others were reused from an interrupted run).
     attacks : AuditAttacks or None
         The membership attacks on the population (None with ``attacks=False``).
+    loo : AuditLOO or None
+        Leave-one-out memorization beside the subset estimate (``loo=True``; None otherwise).
     """
 
     out: Path
@@ -100,6 +108,7 @@ class AuditResult:
     pairs: Any
     shards_trained: tuple = field(default=())
     attacks: Any = None
+    loo: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,24 +230,33 @@ def _fmt(x) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.6g}"
 
 
-def examples_csv(mem, labels, attacks=None) -> str:
+def examples_csv(mem, labels, attacks=None, loo=None) -> str:
     """``examples.csv``: index, label, memorization, stderr, n_in, n_out (one row per training example).
 
     With ``attacks`` (an :class:`AuditAttacks`) three columns follow: ``lira_online``, the online LiRA score
     against the first target model (``summary.json``'s ``attacks.targets[0]``); ``in_target``, 1 if the example
     is in that model's training set; ``lira_online_in``, the mean online LiRA score over the attacked targets
     that trained on the example (its exposure as a member).
+
+    With ``loo`` (an :class:`AuditLOO`) four columns follow: ``loo_memorization`` (Feldman 2020, Def. 4.1 at
+    leave-one-out, in {−1, 0, 1}), ``loo_margin_memorization`` (full-fit margin minus leave-one-out margin),
+    ``loo_margin`` and ``loo_loss`` (margin and loss on the example of the model trained without it).
     """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     header = ["index", "label", "memorization", "stderr", "n_in", "n_out"]
     if attacks is not None:
         header += ["lira_online", "in_target", "lira_online_in"]
+    if loo is not None:
+        header += ["loo_memorization", "loo_margin_memorization", "loo_margin", "loo_loss"]
     w.writerow(header)
     for i in range(mem.scores.shape[0]):
         row = [i, int(labels[i]), _fmt(mem.scores[i]), _fmt(mem.stderr[i]), int(mem.n_in[i]), int(mem.n_out[i])]
         if attacks is not None:
             row += [_fmt(attacks.lira_online[i]), int(attacks.in_target[i]), _fmt(attacks.lira_online_in[i])]
+        if loo is not None:
+            row += [_fmt(loo.memorization.scores[i]), _fmt(loo.margin_memorization.scores[i]),
+                    _fmt(loo.loo_margin[i]), _fmt(loo.loo_loss[i])]
         w.writerow(row)
     return buf.getvalue()
 
@@ -399,13 +417,174 @@ def _privacy_summary(att: AuditAttacks, *, dp: dict | None, delta: float) -> dic
     return out
 
 
+# ---------------------------------------------------------------------------------------------- leave-one-out
+@dataclass(frozen=True, eq=False)
+class AuditLOO:
+    """Leave-one-out memorization of every training example, beside the audit's subset (Feldman–Zhang) estimate.
+
+    Attributes
+    ----------
+    result : memlens.train.LOOResult
+        Full-fit and leave-one-out class scores of every training example (:func:`memlens.train.closed_form_loo`).
+    memorization : memlens.measures.LOOMemorizationResult
+        Feldman (2020, Def. 4.1) at leave-one-out: correctness of the full fit on ``x_i`` minus correctness of
+        the fit without ``i``, shape (n_train,), values in {−1, 0, 1}, higher = more memorized (the
+        ``loo_memorization`` column of ``examples.csv``).
+    margin_memorization : memlens.measures.LOOMemorizationResult
+        The graded version: score margin ``f_y − max_{c≠y} f_c`` of the full fit minus that of the fit without
+        ``i`` (``loo_margin_memorization``).
+    loo_margin, loo_loss : ndarray, shape (n_train,)
+        Margin and loss (cross-entropy for logreg, squared error for ridge / kernel ridge) on ``x_i`` of the model
+        trained without ``i``; a negative margin means that model misclassifies ``x_i``.
+    ranking : ndarray of int, shape (n_train,)
+        Training examples from most to least leave-one-out-memorized (by ``memorization``, ties broken by
+        ``margin_memorization``; undefined last).
+    seconds : float
+        Wall time of the leave-one-out computation (one fit and the closed form / ALO for all n).
+    summary : mapping
+        ``summary.json``'s ``loo`` block.
+    """
+
+    result: Any
+    memorization: Any
+    margin_memorization: Any
+    loo_margin: np.ndarray
+    loo_loss: np.ndarray
+    ranking: np.ndarray
+    seconds: float
+    summary: Mapping[str, Any]
+
+
+def _correlations(a, b) -> dict:
+    """Pearson and Spearman r of two score vectors over the entries finite in both (NaN when either is constant)."""
+    from scipy.stats import rankdata
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    out = {"pearson": math.nan, "spearman": math.nan, "n": int(ok.sum())}
+    if ok.sum() < 3:
+        return out
+    a, b = a[ok], b[ok]
+
+    def r(x, y):
+        x, y = x - x.mean(), y - y.mean()
+        den = math.sqrt(float(x @ x) * float(y @ y))
+        return float(x @ y) / den if den > 0 else math.nan
+
+    out["pearson"] = r(a, b)
+    out["spearman"] = r(rankdata(a), rankdata(b))
+    return out
+
+
+def _check_loo(loo, model: str, dp) -> bool:
+    """``loo`` as a bool, refused for models without a leave-one-out closed form or approximation."""
+    if not isinstance(loo, (bool, np.bool_)):
+        raise MemlensInputError(f"loo must be True or False; got {loo!r}")
+    loo = bool(loo)
+    if loo and model not in LOO_MODELS:
+        raise MemlensInputError(f"loo (leave-one-out memorization) needs a model with a closed-form or approximate "
+                                f"leave-one-out: {', '.join(LOO_MODELS)} (exact for ridge and kernel-ridge, one "
+                                f"Newton step for logreg); got model {model!r}: use --model ridge, kernel-ridge or "
+                                "logreg, or drop --loo")
+    if loo and dp is not None:
+        raise MemlensInputError("loo (leave-one-out memorization) holds for the deterministic, exactly optimized "
+                                "model; DP-SGD models are noisy and not at the optimum: drop --loo or --dp-epsilon")
+    return loo
+
+
+def audit_loo(dataset, *, model: str, model_config: Mapping[str, Any], subset_memorization,
+              mem_threshold: float = MEM_THRESHOLD, n_top: int = 24) -> AuditLOO:
+    """Leave-one-out memorization of every training example, and its agreement with the subset estimate.
+
+    Feldman (2020), "Does learning require memorization?", Def. 4.1, at ``S \\ i`` for every ``i``, from one fit:
+    exactly for ridge and kernel ridge (PRESS / hat-matrix identities), approximately for L2 logistic regression
+    (one Newton step from the full fit, Rad & Maleki 2020); see :func:`memlens.train.closed_form_loo` and
+    :func:`memlens.measures.loo_memorization`. The model is the audit's, with its configuration (``alpha``,
+    ``kernel``, ``gamma``, ``C``, ``standardize``) fitted on the whole training split.
+
+    Parameters
+    ----------
+    dataset : memlens.data.Dataset
+    model : {"ridge", "kernel-ridge", "logreg"}
+    model_config : mapping
+        The audit's model configuration (``make_model_config(model).to_dict()``).
+    subset_memorization : memlens.measures.MemorizationResult
+        The audit's Feldman–Zhang estimate, shape (n_train,), compared with the leave-one-out scores.
+    mem_threshold : float
+        Memorized = score >= this, for both estimators.
+    n_top : int
+        How many most leave-one-out-memorized examples ``summary["most_memorized"]`` lists.
+
+    Returns
+    -------
+    AuditLOO
+    """
+    from .measures import loo_memorization
+    from .train import closed_form_loo
+
+    if model not in LOO_MODELS:
+        raise MemlensInputError(f"model must be one of {', '.join(LOO_MODELS)} for leave-one-out memorization; "
+                                f"got {model!r}")
+    cfg = dict(model_config)
+    kw = {"standardize": bool(cfg.get("standardize", True))}
+    if model == "logreg":
+        kw["C"] = float(cfg["C"])
+    else:
+        kw["alpha"] = float(cfg["alpha"])
+    if model == "kernel-ridge":
+        kw.update(kernel=cfg.get("kernel", "rbf"), gamma=cfg.get("gamma"))
+    t0 = time.perf_counter()
+    res = closed_form_loo(dataset, model=model, **kw)
+    mem = loo_memorization(res, signal="correct")
+    mem_margin = loo_memorization(res, signal="margin")
+    sig = res.signals("loo")
+    seconds = time.perf_counter() - t0
+    scores = mem.scores
+    key_a = np.nan_to_num(scores, nan=-np.inf)
+    key_b = np.nan_to_num(mem_margin.scores, nan=-np.inf)
+    ranking = np.lexsort((np.arange(scores.size), -key_b, -key_a))
+    fz = np.asarray(subset_memorization.scores, dtype=np.float64)
+    loo_memo = np.nan_to_num(scores, nan=-np.inf) >= mem_threshold
+    fz_memo = np.nan_to_num(fz, nan=-np.inf) >= mem_threshold
+    exact = bool(res.exact)
+    summary = {
+        "model": model,
+        "method": "exact" if exact else "approximate",
+        "method_detail": res.method,
+        "params": {k: (v if isinstance(v, (str, int, float, bool, type(None))) else repr(v))
+                   for k, v in res.params.items()},
+        "seconds": seconds,
+        "definition": "Feldman 2020, Def. 4.1 at leave-one-out: correct(full fit, x_i) - correct(fit without i, "
+                      "x_i), for every training example",
+        "full_fit_train_accuracy": res.train_accuracy,
+        "loo_accuracy": res.loo_accuracy,
+        "full_fit_test_accuracy": res.test_accuracy,
+        "n_memorized_loo": int(loo_memo.sum()),
+        "n_memorized_subset": int(fz_memo.sum()),
+        "n_memorized_both": int((loo_memo & fz_memo).sum()),
+        "n_negative_loo": int(np.sum(np.nan_to_num(scores) < 0)),
+        "n_undefined_loo": int((~np.isfinite(scores)).sum()),
+        "mem_threshold": mem_threshold,
+        "agreement": {"loo_memorization_vs_subset": _correlations(scores, fz),
+                      "loo_margin_memorization_vs_subset": _correlations(mem_margin.scores, fz)},
+        "most_memorized": ranking[:n_top].tolist(),
+    }
+    if not exact:
+        summary["approximation"] = ("one Newton step from the full fit with the Hessian downdated by "
+                                    "Sherman-Morrison-Woodbury (ALO, Rad & Maleki 2020); error grows when the "
+                                    "example's share of the Hessian is large")
+    return AuditLOO(res, mem, mem_margin, sig["margin"], sig["loss"], ranking, seconds, summary)
+
+
 # ---------------------------------------------------------------------------------------------- the audit
 def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, subset_ratio: float = 0.7,
               seed: int = 0, out="runs/audit", resume: bool = False, overwrite: bool = False,
               shard_size: int = 32, progress: bool = True, backend: str = "torch",
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
-              dp_delta: float | None = None) -> AuditResult:
+              dp_delta: float | None = None, loo: bool = False, executor="local", ray_address: str | None = None,
+              ray_num_cpus: int | None = None) -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
     Every input is validated before any work starts; a refused start writes nothing and leaves an existing run
@@ -416,8 +595,11 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     dataset : str or memlens.data.Dataset
         A name from :data:`memlens.data.DATASETS` or arrays wrapped by :func:`memlens.data.from_arrays`
         (it needs a test split).
-    model : {"logreg", "mlp"}
-        Trainer configuration from :func:`memlens.train.make_model_config` (defaults of that module).
+    model : {"logreg", "mlp", "ridge", "kernel-ridge"}
+        Trainer configuration from :func:`memlens.train.make_model_config` (defaults of that module). ``ridge``
+        and ``kernel-ridge`` (least-squares classification on one-hot targets) are fitted exactly on every subset
+        in closed form (:func:`memlens.train.closed_form_population`) instead of trained, through the same
+        sharded run directory.
     n_models : int, >= 2
         Population size ``t``. The estimator's standard error is at most
         ``0.5 sqrt(1/(p t) + 1/((1 − p) t))`` (Feldman & Zhang 2020, §2): 0.07 for t = 256, p = 0.7.
@@ -452,6 +634,22 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
         config and identity. The report shows the accountant's ε beside the audited lower bound.
     dp_delta : float in (0, 1), optional
         δ of the DP guarantee (default of ``DPConfig``: ``1 / (10 n_train)``); needs ``dp_epsilon``.
+    loo : bool
+        Also compute Feldman's leave-one-out memorization of every training example (:func:`audit_loo`): exact
+        for ridge and kernel ridge, approximate (one Newton step) for logreg; refused for mlp and DP-SGD. It
+        adds four ``loo_*`` columns to ``examples.csv``, a ``loo`` block to ``summary.json`` (method, time,
+        agreement with the subset estimate) and a section to ``report.html``. It reads the dataset and the
+        model configuration only (not part of the run's identity).
+    executor : {"local", "ray"} or memlens.executors.Executor
+        Where the shards are trained (:mod:`memlens.executors`): ``"local"`` in this process, one after the other;
+        ``"ray"`` as Ray tasks, each shard written to ``out`` as soon as its task completes. Not part of the run's
+        identity: the results are identical, and a run started on one executor resumes on the other. (The CLI's
+        ``--backend local|ray`` sets this; ``backend`` here is the training backend.)
+    ray_address : str, optional
+        With ``executor="ray"``: the address of a running Ray cluster (``HOST:PORT``, ``ray://HOST:PORT`` or
+        ``"auto"``); without it a local Ray instance is started for the run.
+    ray_num_cpus : int, optional
+        With ``executor="ray"`` and no ``ray_address``: CPUs of the local Ray instance (default all).
 
     Returns
     -------
@@ -477,7 +675,17 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     attack_targets = check_int("attack_targets", attack_targets, min_value=1,
                                hint="(the number of target models to attack)")
     dp = _dp_config(dp_epsilon, dp_delta)
+    from .executors import make_executor
+
+    executor = make_executor(executor, ray_address=ray_address, ray_num_cpus=ray_num_cpus)
     model_config = _model_config(model)
+    if model in _CLOSED_FORM and dp is not None:
+        raise MemlensInputError(f"dp_epsilon (DP-SGD) trains by noisy gradient descent; model {model!r} is fitted in "
+                                "closed form: use --model logreg or mlp with --dp-epsilon, or drop --dp-epsilon")
+    if model in _CLOSED_FORM and backend != "torch":
+        raise MemlensInputError(f"backend must be 'torch' (the default) for model {model!r}, which is fitted in "
+                                f"closed form; got backend={backend!r}")
+    loo = _check_loo(loo, model, dp)
     ds = _check_dataset(dataset)
     n_in = int(round(subset_ratio * ds.n_train))
     if not 1 <= n_in <= ds.n_train - 1:
@@ -502,7 +710,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     # ---- train the missing shards, each written as soon as it is done
     t_start = time.perf_counter()
     trained = _train_missing(run, ds, model=model, seed=seed, backend=backend, progress=progress,
-                             on_shard=on_shard, dp=dp)
+                             on_shard=on_shard, dp=dp, executor=executor)
     t_train = time.perf_counter() - t_start
     shards = run.load_shards()
     pop = Population.concat(shards)
@@ -538,7 +746,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
         "mean_memorization": float(np.mean(mem.scores[finite])) if finite.any() else math.nan,
         "n_pairs": len(pairs), "n_pairs_unique_test": pairs.n_unique_test,
         "n_shards": run.n_shards, "shards_trained": len(trained), "shards_reused": run.n_shards - len(trained),
-        "training_seconds": t_train, "runtime_seconds": None,
+        "training_seconds": t_train, "runtime_seconds": None, "executor": executor.name,
         "run_id": run.run_id, "versions": package_versions(),
         "trainer": trainer,
         "dp": dp_record,
@@ -557,17 +765,22 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
         summary["privacy"] = _privacy_summary(att, dp=dp_record, delta=delta)
         summary["attack_seconds"] = time.perf_counter() - t_att
 
+    loo_res = None
+    if loo:
+        loo_res = audit_loo(ds, model=model, model_config=model_config, subset_memorization=mem)
+        summary["loo"] = dict(loo_res.summary)
+
     # ---- write results
-    run.write_text("examples.csv", examples_csv(mem, ds.y_train, att))
+    run.write_text("examples.csv", examples_csv(mem, ds.y_train, att, loo_res))
     run.write_text("pairs.csv", pairs_csv(pairs))
     from .report.html import write_report
 
     summary["runtime_seconds"] = time.perf_counter() - t0
     write_report(out / "report.html", summary=summary, dataset=ds, memorization=mem, influence=infl, pairs=pairs,
-                 attacks=att)
+                 attacks=att, loo=loo_res)
     summary["runtime_seconds"] = time.perf_counter() - t0
     run.write_json("summary.json", summary)
-    return AuditResult(out, summary, ds, pop, mem, infl, pairs, tuple(trained), att)
+    return AuditResult(out, summary, ds, pop, mem, infl, pairs, tuple(trained), att, loo_res)
 
 
 def _trainer_provenance(provs: list) -> dict:
@@ -621,34 +834,55 @@ def _dp_record(provs: list) -> dict | None:
     return out
 
 
-def _train_missing(run: RunDir, ds, *, model, seed, backend, progress, on_shard, dp=None) -> list[int]:
-    """Train every missing or damaged shard of ``run``; return their indices."""
+def _train_shard(dataset, *, model, masks, seed, backend, model_offset, dp=None, progress=None) -> Population:
+    """Train the models of one shard (rows ``model_offset ...`` of the run): the function every executor runs."""
     from . import train as _train  # looked up at call time, so tests can count training calls
+
+    extra = {} if dp is None else {"dp": dp}
+    return _train.train_population(dataset, model=model, masks=masks, seed=seed, backend=backend,
+                                   model_offset=model_offset, progress=progress, **extra)
+
+
+def _train_missing(run: RunDir, ds, *, model, seed, backend, progress, on_shard, dp=None,
+                   executor=None) -> list[int]:
+    """Train every missing or damaged shard of ``run`` on ``executor`` (:mod:`memlens.executors`; default local),
+    writing each shard as soon as it is done; return their indices in ascending order."""
     from tqdm.auto import tqdm
 
+    from .executors import LocalExecutor
+
+    executor = LocalExecutor() if executor is None else executor
     missing = run.missing_shards()
     done_models = run.n_models - sum(stop - start for start, stop in map(run.shard_rows, missing))
     bar = tqdm(total=run.n_models, initial=done_models, unit="model", desc=f"training {model} on {ds.name}",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     trained = []
-    try:
-        for k in missing:
-            start, stop = run.shard_rows(k)
-            base = bar.n
+    base = {"n": bar.n}
 
-            def tick(n_done, base=base, stop=stop, start=start):
-                bar.n = base + min(int(n_done), stop - start)
+    def job(k):
+        start, stop = run.shard_rows(k)
+        kwargs = {"model": model, "masks": run.masks[start:stop], "seed": seed, "backend": backend,
+                  "model_offset": start, "dp": dp}
+        if progress and executor.in_process:  # per-model progress when the shard runs in this process
+            def tick(n_done, stop=stop, start=start):
+                bar.n = base["n"] + min(int(n_done), stop - start)
                 bar.refresh()
 
-            extra = {} if dp is None else {"dp": dp}
-            pop = _train.train_population(ds, model=model, masks=run.masks[start:stop], seed=seed, backend=backend,
-                                          model_offset=start, progress=tick if progress else None, **extra)
-            run.write_shard(k, pop)
-            trained.append(k)
-            bar.n = base + (stop - start)
-            bar.refresh()
-            if on_shard is not None:
-                on_shard(k, run.n_shards - len(missing) + len(trained), run.n_shards)
+            kwargs["progress"] = tick
+        return k, kwargs
+
+    def write(k, pop):
+        start, stop = run.shard_rows(k)
+        run.write_shard(k, pop)
+        trained.append(k)
+        base["n"] += stop - start
+        bar.n = base["n"]
+        bar.refresh()
+        if on_shard is not None:
+            on_shard(k, run.n_shards - len(missing) + len(trained), run.n_shards)
+
+    try:
+        executor.map(_train_shard, (job(k) for k in missing), shared={"dataset": ds}, on_result=write)
     finally:
         bar.close()
-    return trained
+    return sorted(trained)

@@ -1,7 +1,9 @@
 """The ``memlens`` command line: a thin layer over the library.
 
-    memlens audit [--dataset digits | --data FILE.npz] [--model logreg|mlp] [--models K] [--subset-ratio R]
+    memlens audit [--dataset digits | --data FILE.npz] [--model logreg|mlp|ridge|kernel-ridge] [--loo]
+                  [--models K] [--subset-ratio R]
                   [--seed S] [--out DIR] [--resume | --overwrite] [--no-progress]
+                  [--backend local|ray [--ray-address ADDR | --ray-num-cpus N]]
                   [--attack-targets N | --no-attacks] [--dp-epsilon E [--dp-delta D]]
     memlens reproduce NAME [--out DIR] [--quick] [--seed S]
     memlens list
@@ -25,7 +27,8 @@ __all__ = ["main", "build_parser", "load_npz_dataset"]
 _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--seed", "dataset": "--dataset",
           "model": "--model", "out": "--out", "shard_size": "--shard-size", "resume and overwrite":
           "--resume and --overwrite", "reproduction": "NAME", "attack_targets": "--attack-targets",
-          "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta"}
+          "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo",
+          "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus"}
 
 
 class _UsageError(Exception):
@@ -62,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--data", metavar="FILE.npz", default=None,
                        help="your own data: an .npz with arrays X_train, y_train, X_test, y_test (optional: "
                             "image_shape, class_names)")
-    audit.add_argument("--model", default="logreg", help="logreg (default) or mlp")
+    audit.add_argument("--model", default="logreg",
+                       help="logreg (default), mlp, ridge or kernel-ridge (ridge and kernel-ridge: exact closed-form "
+                            "refits on every subset instead of training)")
+    audit.add_argument("--loo", action="store_true",
+                       help="also compute leave-one-out memorization of every training example (exact for ridge and "
+                            "kernel-ridge, one Newton step for logreg) and compare it with the subset estimate")
     audit.add_argument("--models", type=int, default=256, metavar="K", help="number of models (default 256)")
     audit.add_argument("--subset-ratio", type=float, default=0.7, metavar="R",
                        help="fraction of the training set each model trains on (default 0.7)")
@@ -73,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     audit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    audit.add_argument("--backend", default="local", metavar="local|ray",
+                       help="where the shards of models are trained: local (default, in this process) or ray (as Ray "
+                            "tasks, each shard written to --out as it completes; needs pip install 'memlens[ray]')")
+    audit.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="with --backend ray: address of a running Ray cluster (HOST:PORT, ray://HOST:PORT or "
+                            "auto); without it a local Ray instance is started")
+    audit.add_argument("--ray-num-cpus", type=int, default=None, metavar="N",
+                       help="with --backend ray and no --ray-address: CPUs of the local Ray instance (default all)")
     attacks = audit.add_mutually_exclusive_group()
     attacks.add_argument("--attack-targets", type=int, default=16, metavar="N",
                          help="membership attacks (LiRA online/offline, RMIA, loss) against the first N models, each "
@@ -134,7 +150,9 @@ def _audit(args) -> int:
     result = run_audit(dataset=dataset, model=args.model, n_models=args.models, subset_ratio=args.subset_ratio,
                        seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
                        shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
-                       attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta)
+                       attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
+                       loo=args.loo, executor=args.backend, ray_address=args.ray_address,
+                       ray_num_cpus=args.ray_num_cpus)
     s = result.summary
     print(f"{s['dataset']}: {s['n_models']} {s['model']} models, train accuracy {100 * s['train_accuracy']:.1f}%, "
           f"test accuracy {100 * s['test_accuracy']:.1f}%; {s['n_memorized']} examples with memorization >= "
@@ -148,6 +166,12 @@ def _audit(args) -> int:
               f"{p['audited_epsilon_lower_bound']:.2f} ({100 * p['confidence']:.0f}% confidence)"
               + (f", accountant's epsilon {p['accountant_epsilon']:.2f}" if p.get("accountant_epsilon") is not None
                  else ""))
+    if "loo" in s:
+        b = s["loo"]
+        a = b["agreement"]["loo_memorization_vs_subset"]
+        print(f"leave-one-out ({b['method']}, {b['seconds']:.2f} s): {b['n_memorized_loo']} examples memorized at "
+              f"leave-one-out vs {b['n_memorized_subset']} by the subset estimate ({b['n_memorized_both']} both); "
+              f"Pearson r {a['pearson']:.2f}, Spearman {a['spearman']:.2f}")
     print(f"report: {result.out / 'report.html'}")
     return 0
 

@@ -303,3 +303,58 @@ def exposure_scatter(memorization, exposure, *, mem_threshold: float = 0.25, exp
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def loo_scatter(subset_memorization, loo_margin_memorization, *, loo_memorized=None, mem_threshold: float = 0.25,
+                title: str | None = None):
+    """Scatter of the subset (Feldman–Zhang) memorization estimate (x) against leave-one-out memorization (y).
+
+    Parameters
+    ----------
+    subset_memorization : array, shape (n_examples,), or a MemorizationResult
+        Feldman–Zhang estimate over models trained on random subsets, higher = more memorized.
+    loo_margin_memorization : array, shape (n_examples,), or a MemorizationResult
+        Leave-one-out memorization graded by the margin: the full fit's margin on the example minus that of the
+        fit without it (higher = more memorized). Symmetric-log axis.
+    loo_memorized : array of bool, shape (n_examples,), optional
+        Examples memorized at leave-one-out (correct only with the example), drawn in red.
+    mem_threshold : float
+        Vertical line (Feldman & Zhang's 0.25).
+    """
+    x = np.asarray(getattr(subset_memorization, "scores", subset_memorization), dtype=np.float64).ravel()
+    y = np.asarray(getattr(loo_margin_memorization, "scores", loo_margin_memorization), dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise MemlensInputError(f"subset_memorization and loo_margin_memorization must have the same shape; got "
+                                f"{x.shape} and {y.shape}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    red = np.zeros(x.shape, dtype=bool) if loo_memorized is None else np.asarray(loo_memorized, dtype=bool).ravel()
+    if red.shape != x.shape:
+        raise MemlensInputError(f"loo_memorized must have shape {x.shape}; got {red.shape}")
+    fig = _figure(6.4, 4.6)
+    ax = fig.add_subplot()
+    blue = ok & ~red
+    ax.scatter(x[blue], y[blue], s=7, color="#4c72b0", alpha=0.45, linewidths=0,
+               label=f"{int(blue.sum()):,} training examples")
+    if (ok & red).any():
+        ax.scatter(x[ok & red], y[ok & red], s=14, color="#c44e52", linewidths=0,
+                   label=f"{int((ok & red).sum())} correct only when trained on (leave-one-out)")
+    ax.axvline(mem_threshold, color="#888888", linestyle="--", linewidth=1.0)
+    ax.axhline(0.0, color="#888888", linestyle=":", linewidth=1.0)
+    if ok.sum() >= 3:
+        from scipy.stats import spearmanr
+
+        rho = spearmanr(x[ok], y[ok]).statistic
+        ax.plot([], [], " ", label=f"Spearman ρ = {rho:.2f}")
+    # linear within the typical size of the scores, logarithmic beyond: the bulk and the tail both stay visible
+    typical = float(np.median(np.abs(y[ok]))) if ok.any() else 1.0
+    ax.set_yscale("symlog", linthresh=max(1e-4, typical) if np.isfinite(typical) else 1.0)
+    ax.set_xlabel("memorization, subset estimate (Feldman–Zhang)")
+    ax.set_ylabel("leave-one-out memorization (margin with − without)")
+    ax.legend(loc="upper left", frameon=False, fontsize=8.5)
+    ax.set_title(title or "Leave-one-out vs subset memorization")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["loo_scatter"]

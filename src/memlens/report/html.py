@@ -5,7 +5,8 @@ grids for image datasets, tables for tabular ones), and the high-influence pairs
 example beside the test examples it influences most, Feldman & Zhang 2020, §3 and Figs. 4–6). With the audit's
 membership attacks: their ROC curves on log–log axes and the table of AUC and TPR at 0.1% / 1% FPR, the audited ε
 lower bound (beside the accountant's ε for DP-SGD runs), memorization against LiRA exposure, and the examples that
-are both highly memorized and highly exposed.
+are both highly memorized and highly exposed. With the audit's leave-one-out option: leave-one-out memorization
+(Feldman 2020, Def. 4.1) beside the subset estimate, and the most leave-one-out-memorized examples.
 """
 from __future__ import annotations
 
@@ -294,8 +295,72 @@ def _exposure_section(s, dataset, mem, attacks, *, n_show: int = 24) -> str:
     return "\n".join(parts)
 
 
+def _loo_section(s: Mapping[str, Any], dataset, mem, loo, *, n_show: int = 24) -> str:
+    b = s["loo"]
+    exact = b.get("method") == "exact"
+    agree = b.get("agreement", {})
+    a_c = agree.get("loo_memorization_vs_subset", {})
+    a_m = agree.get("loo_margin_memorization_vs_subset", {})
+    how = ("exactly, from one fit, by the hat-matrix (PRESS) identity" if exact else
+           "approximately, from one fit, by one Newton step on each leave-one-out objective with the Hessian "
+           "downdated by Sherman–Morrison–Woodbury (ALO, Rad &amp; Maleki 2020)")
+    thr = b.get("mem_threshold", s["mem_threshold"])
+    rows = [
+        ("method", f"{'exact' if exact else 'approximate'} ({html.escape(str(b.get('method_detail', '')))})"),
+        ("time (one fit + all n leave-one-out models)", f"{b['seconds']:.3f} s"),
+        ("full fit: train / leave-one-out / test accuracy",
+         f"{_pct(b.get('full_fit_train_accuracy'))} / {_pct(b.get('loo_accuracy'))} / "
+         f"{_pct(b.get('full_fit_test_accuracy'))}"),
+        (f"memorized (≥ {thr:g}): leave-one-out / subset estimate / both",
+         f"{b['n_memorized_loo']:,} / {b['n_memorized_subset']:,} / {b['n_memorized_both']:,}"),
+        ("agreement with the subset estimate, Pearson r / Spearman ρ",
+         f"leave-one-out correctness: {_num(a_c.get('pearson'), 3)} / {_num(a_c.get('spearman'), 3)}; "
+         f"margin: {_num(a_m.get('pearson'), 3)} / {_num(a_m.get('spearman'), 3)}"),
+    ]
+    if b.get("n_negative_loo"):
+        rows.append(("examples correct only without themselves (score −1)", f"{b['n_negative_loo']:,}"))
+    if b.get("n_undefined_loo"):
+        rows.append(("examples without a leave-one-out model (leverage 1)", f"{b['n_undefined_loo']:,}"))
+    parts = [
+        "<h2>Leave-one-out memorization</h2>",
+        '<p class="note">Leave-one-out memorization (Feldman 2020, “Does learning require memorization?”, Def. 4.1) '
+        "compares the model trained on the whole training set with the model trained on all of it except the "
+        f"example, computed here {how}: 1 when the example is classified correctly only because it is in the "
+        "training set, 0 when it is predicted as well without it. The subset estimate above (Feldman &amp; Zhang "
+        f"2020) instead averages over models trained on random {100 * s['subset_ratio']:.0f}% subsets: it measures "
+        "memorization at a smaller training set and over the randomness of the subset, so an example whose "
+        "near-duplicate is in the training set scores 0 at leave-one-out (the duplicate still teaches its label) "
+        "but can score high in the subset estimate when subsets miss both. The vertical axis grades "
+        "leave-one-out memorization by the score margin (the full fit's margin on the example minus that of the "
+        "fit without it); <code>examples.csv</code> holds <code>loo_memorization</code>, "
+        "<code>loo_margin_memorization</code>, <code>loo_margin</code> and <code>loo_loss</code>.</p>",
+        _table(None, rows),
+    ]
+    if loo is not None:
+        parts.append(_img(figures.loo_scatter(mem.scores, loo.margin_memorization.scores,
+                                              loo_memorized=np.nan_to_num(loo.memorization.scores) >= thr,
+                                              mem_threshold=s["mem_threshold"]),
+                          "leave-one-out vs subset memorization"))
+        shown = np.asarray(loo.ranking[:n_show], dtype=np.int64)
+        shown = shown[np.isfinite(loo.memorization.scores[shown])]
+        parts.append(f"<h3>The {shown.size} most leave-one-out-memorized training examples</h3>")
+        parts.append('<p class="note">Ranked by leave-one-out memorization, ties by the margin version. Captions: '
+                     "index, label, leave-one-out memorization (margin version) and the subset estimate.</p>")
+        if dataset.image_shape is not None and shown.size:
+            caps = [f"#{i} y={_label(dataset, dataset.y_train[i])}\nloo {_num(loo.memorization.scores[i], 0)} "
+                    f"({_num(loo.margin_memorization.scores[i], 2)})\nsubset {_num(mem.scores[i], 2)}" for i in shown]
+            parts.append(_img(figures.image_grid(dataset.X_train[shown], image_shape=dataset.image_shape,
+                                                 captions=caps, n_cols=8), "most leave-one-out-memorized examples"))
+        rows = [[int(i), _label(dataset, dataset.y_train[i]), float(loo.memorization.scores[i]),
+                 float(loo.margin_memorization.scores[i]), float(loo.loo_margin[i]), float(mem.scores[i])]
+                for i in shown]
+        parts.append(_table(["index", "label", "leave-one-out memorization", "margin version",
+                             "margin without the example", "subset estimate"], rows))
+    return "\n".join(parts)
+
+
 def render_report(*, summary: Mapping[str, Any], dataset, memorization, influence, pairs, n_show: int = 24,
-                  max_pair_rows: int = 12, attacks=None) -> str:
+                  max_pair_rows: int = 12, attacks=None, loo=None) -> str:
     """The HTML text of the audit report.
 
     Parameters
@@ -316,6 +381,9 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
     attacks : memlens.audit.AuditAttacks, optional
         With ``summary["attacks"]``: the membership-attack, privacy and exposure sections (pooled ROC curves,
         ``exposed`` examples, ``lira_online_in``). Without it the page has none of them.
+    loo : memlens.audit.AuditLOO, optional
+        With ``summary["loo"]``: the leave-one-out section (its table from the summary; the scatter against the
+        subset estimate and the most leave-one-out-memorized examples from ``loo``).
     """
     s = summary
     mem = memorization
@@ -353,6 +421,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         _attack_section(s, attacks) if s.get("attacks") else "",
         _privacy_section(s) if s.get("attacks") else "",
         _exposure_section(s, dataset, mem, attacks) if attacks is not None and s.get("attacks") else "",
+        _loo_section(s, dataset, mem, loo, n_show=n_show) if s.get("loo") else "",
         '<p class="note">Files beside this page: <code>examples.csv</code> (every training example), '
         "<code>pairs.csv</code>, <code>summary.json</code>, <code>population/</code> (per-model signals, "
         "readable with <code>memlens.Population.load</code>).</p>",
