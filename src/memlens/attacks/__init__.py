@@ -12,3 +12,14 @@ __all__ = [
     "attack_all_targets", "AttackResult", "calibrated_loss_attack", "lira", "loss_attack", "rmia",
     "shadow_attack", "coordinate_ascent", "log_prob_scorer", "ReconstructionResult", "sign_attack",
 ]
+from .extraction import (
+    approximate_memorization, canary_extraction, CanaryExtractionResult, ContinuationResult, continuations,
+    discoverable_memorization, edit_similarity, generate_samples, ranking_attack, RankingScores, sample_continue,
+    verbatim_matches, zlib_entropy,
+)
+
+__all__ += [
+    "approximate_memorization", "canary_extraction", "CanaryExtractionResult", "ContinuationResult",
+    "continuations", "discoverable_memorization", "edit_similarity", "generate_samples", "ranking_attack",
+    "RankingScores", "sample_continue", "verbatim_matches", "zlib_entropy",
+]

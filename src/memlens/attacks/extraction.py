@@ -1,0 +1,577 @@
+"""Training-data extraction from byte-level language models.
+
+* **Discoverable memorization** (Carlini, Ippolito, Jagielski, Lee, Tramèr & Zhang 2023, "Quantifying
+  memorization across neural language models", §2): a training document ``[p ‖ s]`` with a ``k``-token prefix
+  ``p`` is memorized when greedy decoding from ``p`` reproduces the suffix ``s`` exactly
+  (:func:`discoverable_memorization`).
+* **Approximate memorization** (Ippolito et al. 2023, "Preventing verbatim memorization in language models gives
+  a false sense of privacy"): the generation is close to the suffix, here by normalized edit similarity
+  ``1 − Levenshtein(g, s) / max(|g|, |s|) >= threshold`` (the paper thresholds BLEU at 0.75; edit similarity
+  on bytes is the tokenizer-free analogue) (:func:`approximate_memorization`).
+* **Canary extraction** (Carlini et al. 2019, "The Secret Sharer", §8): greedy decoding from a canary's prefix
+  reproduces its secret (:func:`canary_extraction`).
+* **The extraction attack** of Carlini et al. 2021 ("Extracting training data from large language models", §5):
+  generate many samples (:func:`generate_samples`), rank them by membership metrics (:func:`ranking_attack`:
+  perplexity, zlib entropy ratio, lowercase ratio, ratio to a smaller reference model), and verify the top ones
+  against the training data (:func:`verbatim_matches`).
+
+Tokens are those of :mod:`memlens.data.text`: a document is ``[BOS] + utf8 bytes + [EOS]``; prefix and suffix
+lengths count bytes (tokens after BOS), and the suffix may end with the document's EOS. Every score is "higher =
+more likely memorized"; per-document flags are float arrays with 1.0 / 0.0, NaN (with a warning) where a
+document is too short to be tested, so they stack into :class:`memlens.Population` signals.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._random import as_generator
+from .._validation import MemlensInputError, check_float, check_int, warn
+from ..data.text import BOS, EOS, decode_tokens, encode_texts
+from ..data.text_canaries import TextCanarySet
+from ..train.autoregressive import AutoregressiveModel, greedy_continue, sequence_signals
+
+__all__ = ["sample_continue", "generate_samples", "ContinuationResult", "continuations",
+           "discoverable_memorization", "approximate_memorization", "edit_similarity", "CanaryExtractionResult",
+           "canary_extraction", "zlib_entropy", "RankingScores", "ranking_attack", "verbatim_matches"]
+
+
+def _check_model(model, name: str = "model") -> AutoregressiveModel:
+    if not isinstance(model, AutoregressiveModel):
+        raise MemlensInputError(f"{name} must be a memlens.train.autoregressive.AutoregressiveModel; got "
+                                f"{type(model).__name__}")
+    if model.config.vocab_size < EOS + 1:
+        raise MemlensInputError(f"{name} must read byte-level tokens (vocab_size >= {EOS + 1}); got "
+                                f"vocab_size={model.config.vocab_size}")
+    return model
+
+
+def _texts(texts, name: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        raise MemlensInputError(f"{name} must be a sequence of strings, not one string (wrap it in a list)")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise MemlensInputError(f"{name}[{i}] must be a str; got {type(t).__name__}")
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# decoding
+# ---------------------------------------------------------------------------------------------------------------
+
+def sample_continue(model: AutoregressiveModel, prompts, n_new: int, *, temperature: float = 1.0,
+                    top_k: int | None = None, seed=0, batch_size: int = 512) -> np.ndarray:
+    """Sampled continuation of equal-length prompts.
+
+    Parameters
+    ----------
+    prompts : array of int, shape (n, c), c >= 1
+    n_new : int
+        Tokens to generate (the transformer reads at most its last ``context_length`` tokens).
+    temperature : float
+        Softmax temperature; 0 decodes greedily (:func:`memlens.train.autoregressive.greedy_continue`).
+    top_k : int, optional
+        Sample among the ``top_k`` most likely tokens only (Carlini et al. 2021 use top-40).
+    seed : int or numpy.random.Generator
+        The torch global RNG is left untouched.
+
+    Returns
+    -------
+    ndarray of int64, shape (n, n_new)
+    """
+    model = _check_model(model)
+    temperature = check_float("temperature", temperature, min_value=0.0)
+    if temperature == 0.0:
+        return greedy_continue(model, prompts, n_new, batch_size=batch_size)
+    x = np.asarray(prompts)
+    if x.ndim != 2 or x.shape[1] < 1 or (x.size and not np.issubdtype(x.dtype, np.integer)):
+        raise MemlensInputError(f"prompts must be a 2-d integer array (n, c) with c >= 1; got shape {x.shape}")
+    if x.size and (x.min() < 0 or x.max() >= model.config.vocab_size):
+        raise MemlensInputError(f"prompts must lie in [0, {model.config.vocab_size}); got range "
+                                f"[{x.min()}, {x.max()}]")
+    n_new = check_int("n_new", n_new, min_value=0)
+    batch_size = check_int("batch_size", batch_size, min_value=1)
+    if top_k is not None:
+        top_k = check_int("top_k", top_k, min_value=1, max_value=model.config.vocab_size)
+    gen = torch.Generator().manual_seed(int(as_generator(seed).integers(2**62)))
+    ctx = model.config.context_length if model.config.arch == "transformer" else None
+    out = np.empty((x.shape[0], n_new), dtype=np.int64)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for lo in range(0, x.shape[0], batch_size):
+                seq = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size], dtype=np.int64))
+                for _ in range(n_new):
+                    window = seq if ctx is None else seq[:, -ctx:]
+                    logits = model(window)[:, -1].double() / temperature
+                    if top_k is not None and top_k < logits.shape[-1]:
+                        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+                        logits = logits.masked_fill(logits < kth, -math.inf)
+                    nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen)
+                    seq = torch.cat([seq, nxt], dim=1)
+                out[lo:lo + batch_size] = seq[:, x.shape[1]:].numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def generate_samples(model: AutoregressiveModel, n: int, *, max_new: int = 64, prompt: str = "",
+                     temperature: float = 1.0, top_k: int | None = None, seed=0,
+                     batch_size: int = 256) -> list[str]:
+    """Unconditional (or prompted) samples, as in the generation step of Carlini et al. 2021 (§5.1).
+
+    Parameters
+    ----------
+    n : int
+        Samples.
+    max_new : int
+        Tokens generated after ``BOS + prompt``; a sample ends at its first EOS.
+    prompt : str
+        Text every sample starts with (default: none, the model's own document distribution).
+    temperature, top_k, seed : see :func:`sample_continue` (temperature 0 gives ``n`` identical greedy samples).
+
+    Returns
+    -------
+    list of str, length n
+        ``prompt`` followed by the generated text.
+    """
+    model = _check_model(model)
+    n = check_int("n", n, min_value=0)
+    max_new = check_int("max_new", max_new, min_value=1)
+    if not isinstance(prompt, str):
+        raise MemlensInputError(f"prompt must be a str; got {type(prompt).__name__}")
+    head = np.array([BOS] + list(prompt.encode("utf-8")), dtype=np.int64)
+    prompts = np.broadcast_to(head, (n, head.size))
+    new = sample_continue(model, prompts, max_new, temperature=temperature, top_k=top_k, seed=seed,
+                          batch_size=batch_size)
+    return [prompt + t for t in decode_tokens(new)] if n else []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# discoverable and approximate memorization
+# ---------------------------------------------------------------------------------------------------------------
+
+def _levenshtein(a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: np.ndarray) -> np.ndarray:
+    """Edit distances of ``n`` pairs at once: rows of ``a`` (n, A) cut at ``la`` against rows of ``b`` cut at ``lb``.
+
+    The dynamic programme runs over the padded arrays (one numpy step per cell, vectorized over pairs); the
+    distance of a pair is read at its own ``(la, lb)`` cell, which depends only on the two rows' prefixes.
+    """
+    n, A = a.shape
+    B = b.shape[1]
+    prev = np.broadcast_to(np.arange(B + 1), (n, B + 1)).astype(np.int64)
+    out = np.where(la == 0, lb, 0).astype(np.int64)
+    for i in range(1, A + 1):
+        cur = np.empty_like(prev)
+        cur[:, 0] = i
+        sub = prev[:, :-1] + (a[:, i - 1:i] != b)
+        dele = prev[:, 1:] + 1
+        best = np.minimum(sub, dele)
+        for j in range(1, B + 1):
+            cur[:, j] = np.minimum(best[:, j - 1], cur[:, j - 1] + 1)
+        hit = la == i
+        out[hit] = cur[hit, lb[hit]]
+        prev = cur
+    return out
+
+
+def edit_similarity(generated, target) -> np.ndarray:
+    """Normalized edit similarity ``1 − Levenshtein(g, t) / max(|g|, |t|)`` of paired sequences (1 when both are
+    empty).
+
+    Parameters
+    ----------
+    generated, target : sequences of str, or of integer sequences (token rows), same length n
+        Strings are compared by character.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,), in [0, 1]; higher = closer.
+    """
+    if isinstance(generated, str) or isinstance(target, str):
+        raise MemlensInputError("generated and target must be sequences of strings or of token sequences (wrap a "
+                                "single string in a list)")
+    g, t = list(generated), list(target)
+    if len(g) != len(t):
+        raise MemlensInputError(f"generated and target must pair up; got {len(g)} and {len(t)} sequences")
+    if not g:
+        return np.zeros(0, dtype=np.float64)
+
+    def rows(seqs, pad):
+        seqs = [[ord(c) for c in s] if isinstance(s, str) else [int(v) for v in np.asarray(s).reshape(-1)]
+                for s in seqs]
+        lens = np.array([len(s) for s in seqs], dtype=np.int64)
+        arr = np.full((len(seqs), max(1, int(lens.max()))), pad, dtype=np.int64)
+        for i, s in enumerate(seqs):
+            arr[i, :len(s)] = s
+        return arr, lens
+
+    a, la = rows(g, -1)
+    b, lb = rows(t, -2)
+    dist = _levenshtein(a, la, b, lb)
+    denom = np.maximum(np.maximum(la, lb), 1)
+    return 1.0 - dist / denom
+
+
+@dataclass(frozen=True, eq=False)
+class ContinuationResult:
+    """Generations from each document's prefix beside its true suffix.
+
+    Attributes
+    ----------
+    generated : ndarray of int64, shape (n, suffix_len)
+        Generated tokens (−1 rows for documents too short to test).
+    target : ndarray of int64, shape (n, suffix_len)
+        The true suffix tokens (bytes, possibly ending with EOS; −1 rows where not eligible).
+    eligible : ndarray of bool, shape (n,)
+        Documents with at least ``prefix_len + suffix_len`` tokens after BOS (EOS included).
+    prefix_len, suffix_len : int
+    method : {"greedy", "sample"}
+    """
+
+    generated: np.ndarray
+    target: np.ndarray
+    eligible: np.ndarray
+    prefix_len: int
+    suffix_len: int
+    method: str
+
+    def _masked(self, values) -> np.ndarray:
+        return np.where(self.eligible, values, np.nan)
+
+    @property
+    def exact(self) -> np.ndarray:
+        """``(n,)`` 1.0 where the generation reproduces the suffix exactly (discoverable memorization), NaN where
+        not eligible."""
+        return self._masked(np.all(self.generated == self.target, axis=1).astype(np.float64))
+
+    @property
+    def token_match(self) -> np.ndarray:
+        """``(n,)`` fraction of suffix positions generated correctly."""
+        return self._masked(np.mean(self.generated == self.target, axis=1) if self.suffix_len else 1.0)
+
+    @property
+    def matched_prefix(self) -> np.ndarray:
+        """``(n,)`` number of leading suffix tokens reproduced before the first error."""
+        ok = np.cumprod(self.generated == self.target, axis=1)
+        return self._masked(ok.sum(axis=1).astype(np.float64))
+
+    @property
+    def similarity(self) -> np.ndarray:
+        """``(n,)`` normalized edit similarity of generation and suffix (tokens, EOS counted as a token)."""
+        sim = np.full(self.eligible.shape, np.nan)
+        idx = np.flatnonzero(self.eligible)
+        if idx.size:
+            sim[idx] = edit_similarity(list(self.generated[idx]), list(self.target[idx]))
+        return sim
+
+    def texts(self) -> tuple[list[str], list[str]]:
+        """Decoded ``(generated, target)`` strings (empty where not eligible)."""
+        return decode_tokens(np.maximum(self.generated, 0)), decode_tokens(np.maximum(self.target, 0))
+
+
+def continuations(model: AutoregressiveModel, texts, *, prefix_len: int = 32, suffix_len: int = 32,
+                  method: str = "greedy", temperature: float = 1.0, top_k: int | None = None, seed=0,
+                  batch_size: int = 512) -> ContinuationResult:
+    """Decode ``suffix_len`` tokens from ``BOS + the first prefix_len bytes`` of each document.
+
+    Parameters
+    ----------
+    model : AutoregressiveModel
+    texts : sequence of str, length n
+    prefix_len : int
+        Bytes of the document given as the prompt (after BOS; ``k`` of Carlini et al. 2023).
+    suffix_len : int
+        Tokens to reproduce (bytes, the last one may be the document's EOS).
+    method : {"greedy", "sample"}
+        Greedy decoding (the definition of discoverable memorization) or sampling (``temperature``, ``top_k``,
+        ``seed``, see :func:`sample_continue`).
+
+    Returns
+    -------
+    ContinuationResult
+    """
+    model = _check_model(model)
+    texts = _texts(texts)
+    prefix_len = check_int("prefix_len", prefix_len, min_value=0)
+    suffix_len = check_int("suffix_len", suffix_len, min_value=1)
+    if method not in ("greedy", "sample"):
+        raise MemlensInputError(f"method must be 'greedy' or 'sample'; got {method!r}")
+    n, span = len(texts), 1 + prefix_len + suffix_len
+    generated = np.full((n, suffix_len), -1, dtype=np.int64)
+    target = np.full((n, suffix_len), -1, dtype=np.int64)
+    eligible = np.zeros(n, dtype=bool)
+    if n:
+        tokens, lengths = encode_texts(texts)
+        eligible = lengths >= span
+        if not eligible.all():
+            warn(f"{int((~eligible).sum())} of {n} document(s) have fewer than prefix_len + suffix_len = "
+                 f"{prefix_len + suffix_len} tokens (bytes and EOS): their memorization flags are NaN")
+        idx = np.flatnonzero(eligible)
+        if idx.size:
+            if tokens.shape[1] < span:
+                tokens = np.pad(tokens, ((0, 0), (0, span - tokens.shape[1])), constant_values=EOS)
+            prompts = tokens[idx, :1 + prefix_len]
+            target[idx] = tokens[idx, 1 + prefix_len:span]
+            if method == "greedy":
+                generated[idx] = greedy_continue(model, prompts, suffix_len, batch_size=batch_size)
+            else:
+                generated[idx] = sample_continue(model, prompts, suffix_len, temperature=temperature, top_k=top_k,
+                                                 seed=seed, batch_size=batch_size)
+    return ContinuationResult(generated=generated, target=target, eligible=eligible, prefix_len=prefix_len,
+                              suffix_len=suffix_len, method=method)
+
+
+def discoverable_memorization(model: AutoregressiveModel, texts, *, prefix_len: int = 32, suffix_len: int = 32,
+                              method: str = "greedy", **decode) -> np.ndarray:
+    """Discoverable (exact) memorization of each document (Carlini et al. 2023, §2).
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+        1.0 where decoding from ``BOS + prefix`` (``prefix_len`` bytes) reproduces the next ``suffix_len`` tokens
+        exactly, 0.0 where not, NaN (with a warning) for documents shorter than ``prefix_len + suffix_len``.
+        ``decode`` passes ``temperature``, ``top_k``, ``seed``, ``batch_size`` to :func:`continuations`.
+    """
+    return continuations(model, texts, prefix_len=prefix_len, suffix_len=suffix_len, method=method,
+                         **decode).exact
+
+
+def approximate_memorization(model: AutoregressiveModel, texts, *, prefix_len: int = 32, suffix_len: int = 32,
+                             threshold: float = 0.75, method: str = "greedy", **decode) -> np.ndarray:
+    """Approximate memorization: the continuation's normalized edit similarity to the true suffix is at least
+    ``threshold`` (Ippolito et al. 2023 use BLEU >= 0.75; this is the byte-level edit-similarity analogue).
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+        1.0 / 0.0, NaN for documents too short (see :func:`discoverable_memorization`). Exact memorization
+        implies approximate memorization at every threshold <= 1.
+    """
+    threshold = check_float("threshold", threshold, min_value=0.0, max_value=1.0)
+    sim = continuations(model, texts, prefix_len=prefix_len, suffix_len=suffix_len, method=method,
+                        **decode).similarity
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(sim), np.nan, (sim >= threshold).astype(np.float64))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# canaries
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class CanaryExtractionResult:
+    """Greedy extraction of canary secrets from their format's prefix.
+
+    Attributes
+    ----------
+    extracted : ndarray of bool, shape (n_canaries,)
+        The greedy continuation of ``BOS + prefix`` starts with the canary's secret.
+    guesses : tuple of str, length n_canaries
+        The first ``length`` characters the model wrote after the prefix (canaries sharing a prefix share the
+        guess: greedy decoding extracts at most one secret per prefix).
+    correct_symbols : ndarray of int64, shape (n_canaries,)
+        Leading secret symbols the guess gets right.
+    secrets : tuple of str
+    repetitions : ndarray of int64, shape (n_canaries,)
+    """
+
+    extracted: np.ndarray
+    guesses: tuple
+    correct_symbols: np.ndarray
+    secrets: tuple
+    repetitions: np.ndarray
+
+    @property
+    def rate(self) -> float:
+        """Fraction of canaries extracted."""
+        return float(self.extracted.mean()) if self.extracted.size else float("nan")
+
+
+def canary_extraction(model: AutoregressiveModel, canaries: TextCanarySet, *,
+                      batch_size: int = 512) -> CanaryExtractionResult:
+    """Does greedy decoding from a canary's prefix reproduce its secret? (Carlini et al. 2019, §8; the
+    discoverable-memorization test with the format's prefix as the prompt.)
+
+    Parameters
+    ----------
+    model : AutoregressiveModel
+    canaries : TextCanarySet
+
+    Returns
+    -------
+    CanaryExtractionResult
+    """
+    model = _check_model(model)
+    if not isinstance(canaries, TextCanarySet):
+        raise MemlensInputError(f"canaries must be a TextCanarySet (make_text_canaries); got "
+                                f"{type(canaries).__name__}")
+    fmt = canaries.format
+    secret_bytes = [s.encode("utf-8") for s in canaries.secrets]
+    n_new = max(len(b) for b in secret_bytes)
+    prompt = np.array([[BOS] + list(fmt.prefix.encode("utf-8"))], dtype=np.int64)
+    gen = greedy_continue(model, prompt, n_new, batch_size=batch_size)[0]
+    guess = decode_tokens(gen[None, :])[0][:fmt.length]
+    extracted = np.array([bytes(gen[:len(b)].clip(0, 255).astype(np.uint8)) == b and np.all(gen[:len(b)] < 256)
+                          for b in secret_bytes], dtype=bool)
+    correct = np.array([next((i for i, (c, d) in enumerate(zip(guess, s)) if c != d), min(len(guess), len(s)))
+                        for s in canaries.secrets], dtype=np.int64)
+    return CanaryExtractionResult(extracted=extracted, guesses=(guess,) * canaries.n_canaries,
+                                  correct_symbols=correct, secrets=canaries.secrets,
+                                  repetitions=canaries.repetitions)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ranking attack (Carlini et al. 2021)
+# ---------------------------------------------------------------------------------------------------------------
+
+def zlib_entropy(texts) -> np.ndarray:
+    """``(n,)`` zlib entropy of each text: bytes of ``zlib.compress(text.encode("utf-8"))`` (default level), the
+    compressibility reference of Carlini et al. 2021 (§5.2)."""
+    return np.array([len(zlib.compress(t.encode("utf-8"))) for t in _texts(texts)], dtype=np.float64)
+
+
+def _log_perplexity(model: AutoregressiveModel, texts: list[str], include_eos: bool, batch_size: int) -> np.ndarray:
+    """Mean negative log-likelihood per predicted token (nats), i.e. ``log perplexity``, of each text."""
+    tokens, lengths = encode_texts(texts)
+    if not include_eos:
+        keep = lengths > 2
+        tokens, lengths = tokens, np.where(keep, lengths - 1, 2)
+    sig = sequence_signals(model, tokens, lengths=lengths, batch_size=batch_size)
+    return sig["loss"]
+
+
+@dataclass(frozen=True, eq=False)
+class RankingScores:
+    """Membership metrics of generated samples (Carlini et al. 2021, §5.2); every score: higher = more likely
+    memorized.
+
+    Attributes
+    ----------
+    samples : tuple of str
+    log_perplexity : ndarray, shape (n,)
+        Mean token cross-entropy (nats) of each sample under the model: ``log PPL``.
+    zlib_entropy : ndarray, shape (n,)
+        Compressed size in bytes.
+    lowercase_log_perplexity : ndarray, shape (n,)
+        ``log PPL`` of the lower-cased sample.
+    reference_log_perplexity : ndarray, shape (n,) or None
+        ``log PPL`` under the smaller reference model.
+    scores : dict of str to ndarray (n,)
+        ``"perplexity"``: ``−log PPL``; ``"zlib"``: ``zlib / log PPL``; ``"lowercase"``:
+        ``log PPL(lower) / log PPL``; ``"reference"``: ``log PPL_ref / log PPL`` (when a reference is given).
+    """
+
+    samples: tuple
+    log_perplexity: np.ndarray
+    zlib_entropy: np.ndarray
+    lowercase_log_perplexity: np.ndarray
+    reference_log_perplexity: np.ndarray | None
+    scores: dict
+
+    def top(self, metric: str, k: int = 10) -> np.ndarray:
+        """Indices of the ``k`` samples with the highest score under ``metric`` (best first)."""
+        if metric not in self.scores:
+            raise MemlensInputError(f"metric must be one of {sorted(self.scores)}; got {metric!r}")
+        k = check_int("k", k, min_value=0)
+        s = np.nan_to_num(self.scores[metric], nan=-np.inf)
+        return np.argsort(-s, kind="stable")[:k]
+
+
+def ranking_attack(model: AutoregressiveModel, samples, *, reference_model: AutoregressiveModel | None = None,
+                   include_eos: bool = True, batch_size: int = 256) -> RankingScores:
+    """Score samples by the membership metrics of Carlini et al. 2021 (§5.2) to find memorized text.
+
+    Parameters
+    ----------
+    model : AutoregressiveModel
+        The attacked model.
+    samples : sequence of str, length n
+        Candidate texts (e.g. :func:`generate_samples`), each fitting in the model's context with BOS and EOS.
+    reference_model : AutoregressiveModel, optional
+        A smaller (or otherwise less memorizing) model of the same text distribution; adds the ``"reference"``
+        ratio.
+    include_eos : bool
+        Count the end-of-document token in the perplexity (a sample that is a whole training document ends
+        where it ended in training).
+
+    Returns
+    -------
+    RankingScores
+        Ratios use ``max(log PPL, 1e-12)`` in the denominator, so a perfectly predicted sample scores highest
+        instead of dividing by zero.
+    """
+    model = _check_model(model)
+    samples = _texts(samples, "samples")
+    batch_size = check_int("batch_size", batch_size, min_value=1)
+    if reference_model is not None:
+        _check_model(reference_model, "reference_model")
+    if not samples:
+        empty = np.zeros(0)
+        return RankingScores((), empty, empty, empty, None if reference_model is None else empty,
+                             {"perplexity": empty, "zlib": empty, "lowercase": empty,
+                              **({} if reference_model is None else {"reference": empty})})
+    lp = _log_perplexity(model, samples, include_eos, batch_size)
+    lower = _log_perplexity(model, [s.lower() for s in samples], include_eos, batch_size)
+    z = zlib_entropy(samples)
+    den = np.maximum(lp, 1e-12)
+    scores = {"perplexity": -lp, "zlib": z / den, "lowercase": lower / den}
+    ref = None
+    if reference_model is not None:
+        ref = _log_perplexity(reference_model, samples, include_eos, batch_size)
+        scores["reference"] = ref / den
+    return RankingScores(samples=tuple(samples), log_perplexity=lp, zlib_entropy=z, lowercase_log_perplexity=lower,
+                         reference_log_perplexity=ref, scores=scores)
+
+
+def _ngram_hashes(data: bytes, n: int) -> np.ndarray:
+    """64-bit polynomial hashes of every ``n``-byte window of ``data`` (wrapping uint64 arithmetic)."""
+    b = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
+    if b.size < n:
+        return np.zeros(0, dtype=np.uint64)
+    m = b.size - n + 1
+    h = np.zeros(m, dtype=np.uint64)
+    base = np.uint64(1099511628211)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            h = h * base + b[k:k + m] + np.uint64(1)
+    return h
+
+
+def verbatim_matches(samples, corpus, *, n_bytes: int = 32) -> np.ndarray:
+    """Which samples contain ``n_bytes`` consecutive bytes of some corpus document (the verification step of
+    Carlini et al. 2021, §5.3, with a byte n-gram match instead of a search engine).
+
+    Parameters
+    ----------
+    samples : sequence of str, length n
+    corpus : sequence of str
+        The training documents (windows never span two documents).
+    n_bytes : int
+        Length of the verbatim window.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        Matching uses 64-bit hashes of the windows (a false match has probability about ``m / 2^64`` for ``m``
+        corpus windows).
+    """
+    samples, corpus = _texts(samples, "samples"), _texts(corpus, "corpus")
+    n_bytes = check_int("n_bytes", n_bytes, min_value=1)
+    parts = [_ngram_hashes(doc.encode("utf-8"), n_bytes) for doc in corpus]
+    table = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+    out = np.zeros(len(samples), dtype=bool)
+    if table.size == 0:
+        return out
+    for i, s in enumerate(samples):
+        h = _ngram_hashes(s.encode("utf-8"), n_bytes)
+        if h.size:
+            pos = np.minimum(np.searchsorted(table, h), table.size - 1)
+            out[i] = bool(np.any(table[pos] == h))
+    return out
