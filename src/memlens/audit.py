@@ -722,7 +722,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     if trainer.get("n_not_converged"):
         warn(f"{trainer['n_not_converged']} of {n_models} models did not reach the trainer's convergence "
              "tolerance; their scores are less reliable (raise max_iter in the model config)")
-    pop.save(out / "population")
+    run.save_population(pop)
 
     # ---- measure
     from .measures import high_influence_pairs, influence, memorization

@@ -214,7 +214,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
+    """Run the command line; returns the exit status (0 success, 2 bad input, 1 the run directory could not be
+    written or a Ray worker kept dying, 130 interrupted)."""
+    from .executors import ExecutorError
+    from .runs import RunStorageError
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -231,6 +235,9 @@ def main(argv=None) -> int:
     except MemlensInputError as exc:
         print(f"memlens: error: {_one_line(_flagged(str(exc)))}", file=sys.stderr)
         return 2
+    except (RunStorageError, ExecutorError) as exc:  # the disk or the cluster failed: finished shards are kept
+        print(f"memlens: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("memlens: interrupted; finished shards are kept: continue with --resume", file=sys.stderr)
         return 130

@@ -17,6 +17,8 @@ half-read.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -31,10 +33,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._validation import MemlensInputError, check_int, check_masks
+from ._validation import MemlensInputError, check_int, check_masks, warn
 from .population import Population, atomic_write_bytes
 
-__all__ = ["RunDir", "run_identity", "package_versions", "RUN_FORMAT"]
+__all__ = ["RunDir", "run_identity", "package_versions", "RUN_FORMAT", "RunStorageError"]
 
 RUN_FORMAT = "memlens-run/1"
 MANIFEST = "manifest.json"
@@ -72,7 +74,7 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for pkg in ("memlens", "numpy", "scipy", "scikit-learn", "torch", "matplotlib"):
+    for pkg in ("memlens", "numpy", "scipy", "scikit-learn", "torch", "matplotlib", "opacus", "ray"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -80,8 +82,63 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
+def _is_temp_of(p: Path, names) -> bool:
+    """True for a temporary file of :func:`atomic_write_bytes` writing one of ``names`` (``.NAME.XXXX.tmp``)."""
+    return p.is_file() and p.name.endswith(".tmp") and any(p.name.startswith(f".{n}.") for n in names)
+
+
+def _interrupted_start(path: Path) -> list[Path] | None:
+    """The leftovers of a :meth:`RunDir.create` killed before its manifest landed, or None if ``path`` holds
+    anything else (an empty folder gives ``[]``).
+
+    ``create`` writes the manifest first, so a folder without one can only hold the temporary file of the
+    manifest's write; it is then treated as empty.
+    """
+    if not path.is_dir():
+        return None
+    entries = list(path.iterdir())
+    if all(_is_temp_of(p, (MANIFEST,)) for p in entries):
+        return entries
+    return None
+
+
+class RunStorageError(OSError):
+    """The run directory could not be written (disk full, read-only file system, permission denied).
+
+    Raised with a message that names the file, the cause and the fix. Every shard finished before the failure
+    stays readable, and no half-written file is ever read: writes are atomic (temporary file, fsync, rename),
+    and a failed write removes its temporary file.
+    """
+
+
+_STORAGE_CAUSES = {
+    errno.ENOSPC: ("no space left on device (the disk is full)", "free disk space or choose an --out directory on "
+                   "another disk"),
+    errno.EDQUOT: ("disk quota exceeded", "free space within your quota"),
+    errno.EROFS: ("the file system is read-only", "make it writable"),
+    errno.EACCES: ("permission denied", "fix the directory's permissions"),
+    errno.EPERM: ("operation not permitted", "fix the directory's permissions"),
+    errno.EFBIG: ("file too large for the file system", "choose an --out directory on another file system"),
+    errno.EIO: ("input/output error of the storage device", "check the disk"),
+}
+
+
+@contextlib.contextmanager
+def storage_errors(run_path: Path, what: str):
+    """Turn an :class:`OSError` of storage (full, read-only, forbidden) while writing ``what`` into a
+    :class:`RunStorageError` that says so and how to continue."""
+    try:
+        yield
+    except RunStorageError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _STORAGE_CAUSES:
+            raise
+        cause, fix = _STORAGE_CAUSES[exc.errno]
+        err = RunStorageError(f"could not write {what} in the run directory {str(run_path)!r}: {cause}; shards "
+                              f"finished before are kept and readable: {fix}, then continue the run with --resume")
+        err.errno = exc.errno
+        raise err from exc
 
 
 def _read_manifest(path: Path) -> dict | None:
@@ -133,6 +190,18 @@ def _describe_config_diff(old: Mapping, new: Mapping, prefix: str = "") -> list[
         elif _canonical_json(a) != _canonical_json(b):
             diffs.append(f"{prefix}{key} is {a!r} in the run, {b!r} now")
     return diffs
+
+
+def _warn_versions(recorded) -> None:
+    """Warn when a resumed run's packages differ from the versions its manifest records."""
+    if not isinstance(recorded, Mapping):
+        return
+    now = package_versions()
+    diffs = [f"{k} {recorded[k]} in the run, {now[k]} now" for k in sorted(set(recorded) & set(now))
+             if recorded[k] != now[k]]
+    if diffs:
+        warn("resuming a run whose shards were trained with other package versions (" + "; ".join(diffs)
+             + "); reused shards may differ slightly from shards trained now", stacklevel=4)
 
 
 # ---------------------------------------------------------------------------------------------- RunDir
@@ -197,8 +266,10 @@ class RunDir:
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
-        path.mkdir(parents=True, exist_ok=True)
-        (path / SHARDS).mkdir(parents=True, exist_ok=True)
+        with storage_errors(path, "the run's folders"):
+            path.mkdir(parents=True, exist_ok=True)
+            for leftover in _interrupted_start(path) or []:  # the temporary manifest of a start cut short
+                leftover.unlink(missing_ok=True)
         n_models = masks.shape[0]
         manifest = {
             "format": RUN_FORMAT,
@@ -215,10 +286,16 @@ class RunDir:
             "versions": package_versions(),
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        # The manifest first: a folder holding one is a run that --resume continues (restoring masks.npy from the
+        # masks it is given and checks against masks_sha256); a start killed before it leaves a folder that
+        # counts as empty.
+        with storage_errors(path, MANIFEST):
+            atomic_write_bytes(path / MANIFEST, json.dumps(manifest, indent=2).encode())
         buf = io.BytesIO()
         np.save(buf, masks, allow_pickle=False)
-        atomic_write_bytes(path / MASKS, buf.getvalue())
-        atomic_write_bytes(path / MANIFEST, json.dumps(manifest, indent=2).encode())
+        with storage_errors(path, MASKS):
+            atomic_write_bytes(path / MASKS, buf.getvalue())
+            (path / SHARDS).mkdir(parents=True, exist_ok=True)
         return cls(path, manifest, masks)
 
     @staticmethod
@@ -227,7 +304,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise MemlensInputError(f"out must be a folder; got {str(path)!r}, which is a file: choose another "
                                     "--out directory")
-        if not path.exists() or _is_empty_dir(path):
+        if not path.exists() or _interrupted_start(path) is not None:
             return None
         manifest = _read_manifest(path)
         if manifest is None:
@@ -274,7 +351,7 @@ class RunDir:
         path = Path(path)
         masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1)
         if not path.is_dir() or _read_manifest(path) is None:
-            if path.exists() and not _is_empty_dir(path) and path.is_dir():
+            if path.is_dir() and _interrupted_start(path) is None:
                 raise MemlensInputError(f"out: foreign output directory {str(path)!r}: it holds no memlens run to "
                                         "resume (no manifest.json); choose the run's --out directory")
             raise MemlensInputError(f"out: no memlens run at {str(path)!r} to resume; drop --resume to start "
@@ -294,19 +371,28 @@ class RunDir:
             diffs.append(f"shard_size is {manifest['shard_size']} in the run, {shard_size} now")
         if manifest["masks_sha256"] != _masks_sha256(masks) and not diffs:  # else implied by the config
             diffs.append("the training-subset masks differ")
+        new_id = run_identity(dataset.fingerprint(), {**config, "shard_size": shard_size}, masks)
+        if manifest.get("run_id") != new_id:
+            diffs.append(f"run identity {str(manifest.get('run_id'))[:12]} in the run, {new_id[:12]} now"
+                         + ("" if diffs else " (manifest.json was edited, or written by another memlens version)"))
         if diffs:
             raise MemlensInputError(f"--resume refused for {str(path)!r}: " + "; ".join(diffs)
                                     + "; resume with the run's original settings, or use --overwrite or a new "
                                     "--out directory to start a new run")
         check_writable(path)
+        _warn_versions(manifest.get("versions"))
         on_disk = cls._load_masks(path, manifest)
-        if on_disk is None:  # missing or damaged masks.npy: the given masks match the manifest, so restore it
-            buf = io.BytesIO()
-            np.save(buf, masks, allow_pickle=False)
-            atomic_write_bytes(path / MASKS, buf.getvalue())
-        (path / SHARDS).mkdir(parents=True, exist_ok=True)
-        for stale in (path / SHARDS).glob(".shard-*.tmp"):  # temporary files of writes cut short by a kill
-            stale.unlink(missing_ok=True)
+        with storage_errors(path, MASKS):
+            if on_disk is None:  # missing or damaged masks.npy: the given masks match the manifest, so restore it
+                buf = io.BytesIO()
+                np.save(buf, masks, allow_pickle=False)
+                atomic_write_bytes(path / MASKS, buf.getvalue())
+            (path / SHARDS).mkdir(parents=True, exist_ok=True)
+        # temporary files of writes cut short by a kill (shards, results, the saved population)
+        for folder, names in ((path / SHARDS, ("shard-",)), (path, _OWNED), (path / "population", ("population",))):
+            for stale in folder.glob(".*.tmp"):
+                if any(stale.name.startswith(f".{n}") for n in names):
+                    stale.unlink(missing_ok=True)
         return cls(path, manifest, masks)
 
     @staticmethod
@@ -394,10 +480,13 @@ class RunDir:
                                     f"the run); got masks of shape {pop.masks.shape} that do not match")
         data = pop.to_npz_bytes()
         path = self.shard_path(k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
         record = {"sha256": _sha256(data), "rows": [start, stop], "run_id": self.run_id}
-        atomic_write_bytes(self._record_path(k), json.dumps(record).encode())
+        # The .npz first, then the record: a shard counts only once both exist and the bytes match the record,
+        # so a failure or a kill between the two leaves a shard that is retrained, never read.
+        with storage_errors(self.path, f"shard {k} ({path.name})"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+            atomic_write_bytes(self._record_path(k), json.dumps(record).encode())
         return path
 
     def load_shard(self, k: int) -> Population:
@@ -428,8 +517,14 @@ class RunDir:
     def write_text(self, name: str, text: str) -> Path:
         """Write a result file (``examples.csv``, ``summary.json``, ...) atomically into the run directory."""
         target = self.path / name
-        atomic_write_bytes(target, text.encode())
+        with storage_errors(self.path, name):
+            atomic_write_bytes(target, text.encode())
         return target
+
+    def save_population(self, pop: Population) -> Path:
+        """Save the whole population as ``population/population.npz`` (+ ``.json``), atomically."""
+        with storage_errors(self.path, "population/population.npz"):
+            return pop.save(self.path / "population")
 
     def write_json(self, name: str, obj) -> Path:
         from .experiments._common import to_jsonable
