@@ -350,7 +350,7 @@ def loo_scatter(subset_memorization, loo_margin_memorization, *, loo_memorized=N
     ax.set_yscale("symlog", linthresh=max(1e-4, typical) if np.isfinite(typical) else 1.0)
     ax.set_xlabel("memorization, subset estimate (Feldman–Zhang)")
     ax.set_ylabel("leave-one-out memorization (margin with − without)")
-    ax.legend(loc="upper left", frameon=False, fontsize=8.5)
+    ax.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none", fontsize=8.5)
     ax.set_title(title or "Leave-one-out vs subset memorization")
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()

@@ -306,7 +306,7 @@ def _loo_section(s: Mapping[str, Any], dataset, mem, loo, *, n_show: int = 24) -
            "downdated by Sherman–Morrison–Woodbury (ALO, Rad &amp; Maleki 2020)")
     thr = b.get("mem_threshold", s["mem_threshold"])
     rows = [
-        ("method", f"{'exact' if exact else 'approximate'} ({html.escape(str(b.get('method_detail', '')))})"),
+        ("method", str(b.get("method_detail") or b.get("method"))),   # _table escapes it
         ("time (one fit + all n leave-one-out models)", f"{b['seconds']:.3f} s"),
         ("full fit: train / leave-one-out / test accuracy",
          f"{_pct(b.get('full_fit_train_accuracy'))} / {_pct(b.get('loo_accuracy'))} / "
