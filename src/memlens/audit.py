@@ -15,6 +15,12 @@ target models in turn, each with all other models as references; the audited ε 
 (2020) is computed from the pooled scores and, for a DP-SGD population (``dp_epsilon``), put beside the
 accountant's ε.
 
+Ridge and kernel-ridge populations (``model="ridge"`` / ``"kernel-ridge"``) are not trained but fitted exactly on
+every subset in closed form (:func:`memlens.train.closed_form_population`). With ``loo=True`` the audit adds
+Feldman's leave-one-out memorization (Feldman 2020, Def. 4.1) of every training example from one fit (exact for
+ridge and kernel ridge, one Newton step for logistic regression; :func:`audit_loo`) and compares it with the
+subset estimate.
+
 The population is trained shard by shard into a run directory (:mod:`memlens.runs`): every shard is written
 atomically as soon as it is trained, so a killed run continues with ``resume=True`` without retraining finished
 shards, and a run directory whose config or data differ is refused.
