@@ -5,6 +5,8 @@
                   [--seed S] [--out DIR] [--resume | --overwrite] [--no-progress]
                   [--backend local|ray [--ray-address ADDR | --ray-num-cpus N]]
                   [--attack-targets N | --no-attacks] [--dp-epsilon E [--dp-delta D]]
+    memlens audit --dataset fortunes | --text FILE [--model char-lm] [--canary-repetitions 1,2,4,8,16] ...
+                  (the text audit: language models, canaries, exposure, extraction; `memlens audit --help`)
     memlens reproduce NAME [--out DIR] [--quick] [--seed S]
     memlens list
 
@@ -61,22 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
                                        "examples.csv, pairs.csv, summary.json and report.html into --out.")
     audit.add_argument("--dataset", default=None,
                        help="dataset name: digits (default), fashion-mnist, mnist-5k, breast-cancer, wine, iris, "
-                            "caravan")
+                            "caravan; fortunes runs the text audit (language models, canaries)")
     audit.add_argument("--data", metavar="FILE.npz", default=None,
                        help="your own data: an .npz with arrays X_train, y_train, X_test, y_test (optional: "
                             "image_shape, class_names)")
     audit.add_argument("--model", default="logreg",
                        help="logreg (default), mlp, ridge or kernel-ridge (ridge and kernel-ridge: exact closed-form "
-                            "refits on every subset instead of training)")
+                            "refits on every subset instead of training); char-lm: the text audit's byte-level "
+                            "language model")
     audit.add_argument("--loo", action="store_true",
                        help="also compute leave-one-out memorization of every training example (exact for ridge and "
                             "kernel-ridge, one Newton step for logreg) and compare it with the subset estimate")
-    audit.add_argument("--models", type=int, default=256, metavar="K", help="number of models (default 256)")
-    audit.add_argument("--subset-ratio", type=float, default=0.7, metavar="R",
-                       help="fraction of the training set each model trains on (default 0.7)")
+    audit.add_argument("--models", type=int, default=None, metavar="K",
+                       help="number of models (default 256; 8 for the text audit)")
+    audit.add_argument("--subset-ratio", type=float, default=None, metavar="R",
+                       help="fraction of the training set each model trains on (default 0.7; 0.5 for the text "
+                            "audit)")
     audit.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    audit.add_argument("--out", default="runs/audit", metavar="DIR", help="run directory (default runs/audit)")
-    audit.add_argument("--shard-size", type=int, default=32, metavar="N", help="models per shard file (default 32)")
+    audit.add_argument("--out", default=None, metavar="DIR",
+                       help="run directory (default runs/audit; runs/text-audit for the text audit)")
+    audit.add_argument("--shard-size", type=int, default=None, metavar="N",
+                       help="models per shard file (default 32; 4 for the text audit)")
     group = audit.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
@@ -99,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train with DP-SGD, noise calibrated by Opacus's accountant for (E, D)-DP")
     audit.add_argument("--dp-delta", type=float, default=None, metavar="D",
                        help="δ of the DP guarantee, in (0, 1) (default 1/(10 n_train)); needs --dp-epsilon")
+    from .text_audit import add_cli_arguments as _add_text_audit_arguments
+
+    _add_text_audit_arguments(audit)
 
     rep = sub.add_parser("reproduce", help="reproduce a figure or table of a seed paper",
                          description="Reproduce a figure or table of a seed paper (`memlens list` shows them).")
@@ -142,6 +152,14 @@ def load_npz_dataset(path):
 
 def _audit(args) -> int:
     from .audit import run_audit
+    from .text_audit import check_not_text_flags, is_text_audit, run_from_args
+
+    if is_text_audit(args):  # --dataset fortunes, --text FILE or --model char-lm
+        return run_from_args(args)
+    check_not_text_flags(args)
+    for name, default in (("models", 256), ("subset_ratio", 0.7), ("out", "runs/audit"), ("shard_size", 32)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
 
     if args.data is not None and args.dataset is not None:
         raise MemlensInputError(f"--dataset and --data exclude each other; got --dataset {args.dataset!r} and "
