@@ -20,6 +20,7 @@ REGISTRY = {
     "brown-mlp": "memlens.experiments.brown_mlp",
     "brown-next-symbol": "memlens.experiments.brown_next_symbol",
     "fkl-tradeoffs": "memlens.experiments.fkl_tradeoffs",
+    "canary-exposure": "memlens.experiments.canary_exposure",
 }
 
 
