@@ -29,3 +29,6 @@ __all__ += ["accountant_epsilon", "ACCOUNTANTS", "clipped_grad_sum", "dp_plan", 
 from .configs import CLOSED_FORM_CONFIGS, KernelRidgeConfig, RidgeConfig
 
 __all__ += ["CLOSED_FORM_CONFIGS", "KernelRidgeConfig", "RidgeConfig"]
+from .text_population import CharLMConfig, text_signals, train_text_population
+
+__all__ += ["CharLMConfig", "text_signals", "train_text_population"]
