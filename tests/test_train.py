@@ -120,6 +120,59 @@ def test_memorization_agrees_with_tight_sklearn_on_digits(digits):
     assert agree >= 0.9995, agree
 
 
+def test_logreg_warm_start_reaches_the_cold_start_optimum(small):
+    """Strict convexity: starting from the full-data model changes the path, not the converged answer.
+
+    Both runs certify max |grad F_k| <= tol, so each is within ||g||_2 / mu_k <= sqrt(p) tol C n_k of the unique
+    optimum (mu_k >= 1 / (C n_k)); in practice they agree far more tightly, and so do the memorization scores.
+    """
+    X, _ = standardized_features(small)
+    y, C, tol = small.y_train, 1.0, 1e-8
+    masks = make_masks(24, small.n_train, p=0.7, seed=5)
+    w = masks.astype(float)
+    cold = fit_logistic(X, y, w, C=C, tol=tol)
+    warm = fit_logistic(X, y, w, C=C, tol=tol, init="full")
+    full = fit_logistic(X, y, np.ones((1, small.n_train)), C=C, tol=tol)
+    explicit = fit_logistic(X, y, w, C=C, tol=tol, init=(full.coef, full.intercept))
+    assert cold.converged.all() and warm.converged.all() and explicit.converged.all()
+    p = X.shape[1] * 10
+    bound = 2.0 * np.sqrt(p) * tol * C * w.sum(1)                 # worst case, both within it of the optimum
+    dist = np.sqrt(((warm.coef - cold.coef) ** 2).sum((1, 2)))
+    assert np.all(dist <= bound), (dist.max(), bound.min())
+    assert dist.max() <= 1e-4, dist.max()                         # and observed: far tighter than the bound
+    # Intercepts are unique up to the softmax's common shift: compare them centred over classes.
+    centred = lambda b: b - b.mean(1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(centred(warm.intercept), centred(cold.intercept), atol=1e-4)
+    np.testing.assert_allclose(explicit.coef, warm.coef, atol=1e-4)
+    # The full-data start is not already a subset model's optimum: the warm runs still iterate.
+    assert warm.n_iter.min() >= 5
+    mem = lambda f: memorization(Population(  # noqa: E731
+        masks=masks, signals={"train": _signals(f, X, y)}, labels={"train": y})).scores
+    np.testing.assert_allclose(mem(warm), mem(cold), atol=1e-12, equal_nan=True)
+
+
+def _signals(fit, X, y):
+    from memlens.population import signals_from_logits
+
+    return signals_from_logits(fit.logits(X), y)
+
+
+def test_logreg_warm_start_in_train_population_and_bad_init(small):
+    masks = make_masks(8, small.n_train, p=0.7, seed=2)
+    cold = train_population(small, model=make_model_config("logreg", tol=1e-8), masks=masks, seed=1)
+    warm = train_population(small, model=make_model_config("logreg", tol=1e-8, warm_start=True), masks=masks, seed=1)
+    assert warm.provenance["model"]["warm_start"] is True
+    np.testing.assert_array_equal(warm.signal("train", "correct"), cold.signal("train", "correct"))
+    np.testing.assert_allclose(warm.signal("test", "logit"), cold.signal("test", "logit"), atol=1e-3)
+    X, _ = standardized_features(small)
+    with pytest.raises(MemlensInputError, match="init must be None, 'full'"):
+        fit_logistic(X, small.y_train, masks.astype(float), init="zeros")
+    with pytest.raises(MemlensInputError, match=r"init=\(coef, intercept\) must have"):
+        fit_logistic(X, small.y_train, masks.astype(float), init=(np.zeros((3, 64, 10)), np.zeros((3, 10))))
+    with pytest.raises(MemlensInputError, match="warm_start must be True or False"):
+        LogisticConfig(warm_start=1)
+
+
 # ---------------------------------------------------------------------------------------------- MLP
 def test_mlp_matches_sequential_torch_sgd():
     """The batched trainer equals, model by model, a plain torch.optim.SGD loop on the same minibatches."""

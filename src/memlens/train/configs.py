@@ -41,12 +41,18 @@ class LogisticConfig:
     standardize : bool
         Z-score the features with the mean and standard deviation of the *full* training split (constant
         features are left centred, with scale 1).
+    warm_start : bool
+        Start every model of a block from the model fitted to all training rows (fitted once per block)
+        instead of from zeros. The objective is strictly convex, so only the path changes: every model is
+        still run to ``tol`` (see :func:`memlens.train.fit_logistic`, ``init``). Measured: 1.2x fewer
+        iterations on digits and on a Fashion-MNIST subset (BENCHMARKS.md).
     """
 
     C: float = 1.0
     max_iter: int = 1000
     tol: float = 1e-6
     standardize: bool = True
+    warm_start: bool = False
 
     name = "logreg"
 
@@ -56,6 +62,7 @@ class LogisticConfig:
         object.__setattr__(self, "max_iter", check_int("max_iter", self.max_iter, min_value=1))
         object.__setattr__(self, "tol", check_float("tol", self.tol, min_value=0.0, min_inclusive=False))
         object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
+        object.__setattr__(self, "warm_start", _check_bool("warm_start", self.warm_start))
 
     def to_dict(self) -> dict:
         """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
@@ -172,6 +179,7 @@ class RidgeConfig:
         object.__setattr__(self, "alpha", check_float("alpha", self.alpha, min_value=0.0, min_inclusive=False,
                                                       hint="(the ridge penalty)"))
         object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
+        object.__setattr__(self, "warm_start", _check_bool("warm_start", self.warm_start))
 
     def to_dict(self) -> dict:
         """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
@@ -210,6 +218,7 @@ class KernelRidgeConfig:
             object.__setattr__(self, "gamma", check_float("gamma", self.gamma, min_value=0.0, min_inclusive=False,
                                                           hint="(the RBF width), or None for the default"))
         object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
+        object.__setattr__(self, "warm_start", _check_bool("warm_start", self.warm_start))
 
     def to_dict(self) -> dict:
         """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""

@@ -365,7 +365,7 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
 
 
 def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0, tol: float = 1e-6,
-                 max_iter: int = 1000, history: int = 10, precision: str = "mixed") -> LogisticFit:
+                 max_iter: int = 1000, history: int = 10, precision: str = "mixed", init=None) -> LogisticFit:
     """Fit ``K`` weighted L2 logistic regressions on shared data in one vectorized L-BFGS run.
 
     Parameters
@@ -392,6 +392,18 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
         ``mixed``: float32 iterations until ``max |grad F_k| <= max(tol, 1e-6)`` or until float32 stops
         making progress, then float64, which certifies ``tol`` (the default). ``float32`` alone cannot
         certify gradients much below 1e-5.
+    init : None, "full" or (coef, intercept), optional
+        Starting point. None: zeros (cold start). ``"full"``: every model starts from the model fitted to all
+        ``n`` rows with weight 1, itself fitted first (cold, to ``tol``; its accuracy only moves the start). A pair of arrays: ``coef`` of
+        shape ``(K or 1, d, n_out)`` and ``intercept`` of shape ``(K or 1, n_out)``, e.g. a previous
+        :class:`LogisticFit`'s. The objective is strictly convex in the weights (and in the intercepts up to the
+        softmax's common shift, which changes no prediction), so the start changes the path, not the answer:
+        with ``mu_k >= 1 / (C n_k)`` the strong-convexity modulus on the penalized coordinates, any returned
+        point satisfies ``||W - W*||_2 <= ||grad F_k||_2 / mu_k <= sqrt(p) tol C n_k`` (``p`` parameters),
+        whatever the start, and the memorization scores of warm and cold starts agree (tests/test_train.py).
+        This bound is a worst case; the observed differences are far smaller. Starting from the full-data
+        model is safe *because* each model is then run to ``tol``: stopping after a fixed number of
+        iterations would leave the held-out example's influence in the start (spec/performance.md §2.3).
 
     Returns
     -------
@@ -423,7 +435,8 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
     n_out = 1 if n_classes == 2 else n_classes
     X1 = torch.cat([torch.as_tensor(X), torch.ones(n, 1, dtype=torch.float64)], dim=1)
     obj64 = _Objective(X1, torch.as_tensor(y), n_classes, torch.as_tensor(weights.T.copy()), C)
-    W = torch.zeros(K, d + 1, n_out, dtype=torch.float64)
+    W = _initial_point(init, X, y, K, d, n_out, n_classes=n_classes, C=C, tol=tol, max_iter=max_iter,
+                       history=history, precision=precision)
     n_iter = torch.zeros(K, dtype=torch.int64)
     with torch.no_grad():
         if precision in ("mixed", "float32"):
@@ -439,3 +452,27 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
     return LogisticFit(coef=W[:, :d, :].copy(), intercept=W[:, d, :].copy(), n_iter=n_iter.numpy(),
                        grad_norm=g.double().numpy(), converged=conv.numpy(), objective=f.double().numpy(),
                        n_classes=n_classes)
+
+
+def _initial_point(init, X, y, K: int, d: int, n_out: int, **fit_kw) -> torch.Tensor:
+    """Stacked starting parameters ``(K, d + 1, n_out)`` float64 for ``fit_logistic``'s ``init``."""
+    if init is None:
+        return torch.zeros(K, d + 1, n_out, dtype=torch.float64)
+    if isinstance(init, str):
+        if init != "full":
+            raise MemlensInputError(f"init must be None, 'full' or a (coef, intercept) pair; got {init!r}")
+        full = fit_logistic(X, y, np.ones((1, X.shape[0])), init=None, **fit_kw)
+        coef, intercept = full.coef, full.intercept
+    else:
+        try:
+            coef, intercept = init
+        except (TypeError, ValueError):
+            raise MemlensInputError(f"init must be None, 'full' or a (coef, intercept) pair; got {type(init).__name__}")
+        coef = np.asarray(coef, dtype=np.float64)
+        intercept = np.asarray(intercept, dtype=np.float64)
+        if coef.ndim != 3 or coef.shape[0] not in (1, K) or coef.shape[1:] != (d, n_out) \
+                or intercept.shape != (coef.shape[0], n_out) or not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+            raise MemlensInputError(f"init=(coef, intercept) must have finite values and shapes (K or 1, {d}, {n_out}) "
+                                    f"and (K or 1, {n_out}) for K={K}; got {coef.shape} and {intercept.shape}")
+    W = np.concatenate([coef, intercept[:, None, :]], axis=1)
+    return torch.as_tensor(np.ascontiguousarray(np.broadcast_to(W, (K, d + 1, n_out))))
