@@ -19,3 +19,9 @@ from .exposure import (
 
 __all__ += ["canary_exposure", "exposure_by_rank", "exposure_extrapolated", "ExposureResult",
             "secret_log_perplexity", "space_log_perplexity"]
+from .counterfactual import (
+    counterfactual_influence, counterfactual_memorization, DocumentExplanations, explain_documents, ngram_overlap,
+)
+
+__all__ += ["counterfactual_influence", "counterfactual_memorization", "DocumentExplanations", "explain_documents",
+            "ngram_overlap"]
