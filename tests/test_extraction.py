@@ -10,12 +10,14 @@ from scipy import stats
 
 from memlens._validation import MemlensInputError, MemlensWarning
 from memlens.attacks import (
-    approximate_memorization, canary_extraction, continuations, discoverable_memorization, edit_similarity,
+    approximate_memorization, bleu, canary_extraction, continuations, discoverable_memorization, edit_similarity,
     generate_samples, ranking_attack, sample_continue, verbatim_matches, zlib_entropy,
 )
 from memlens.data import CanaryFormat, insert_text_canaries, make_text_canaries
 from memlens.data.text import BOS, EOS, VOCAB_SIZE, encode_texts
-from memlens.train.autoregressive import AutoregressiveConfig, make_autoregressive_model, train_autoregressive
+from memlens.train.autoregressive import (
+    AutoregressiveConfig, make_autoregressive_model, token_logprobs, train_autoregressive,
+)
 
 WORDS = ("the of and to in is you that it he was for on are as with his they at be this have from or one had "
          "by").split()
@@ -80,6 +82,18 @@ def test_edit_similarity_matches_brute_force():
     np.testing.assert_allclose(edit_similarity(a, b), expect)
 
 
+def test_bleu_hand_values():
+    out = bleu(["aaab", "aaaa", "ab", "abc", "", ""], ["aaaa", "aaaa", "abcd", "ab", "x", ""])
+    expect = [
+        (3 / 4 * 2 / 3 * 1 / 2 * 0.1) ** (1 / 4),   # clipped precisions 3/4, 2/3, 1/2, 0 -> epsilon 0.1
+        1.0,
+        math.exp(1 - 4 / 2),                         # perfect 1- and 2-grams, brevity penalty exp(1 - 4/2)
+        (2 / 3 * 1 / 2 * 0.1) ** (1 / 3),            # no brevity penalty when longer than the target
+        0.0, 1.0,
+    ]
+    np.testing.assert_allclose(out, expect, rtol=1e-12)
+
+
 def test_zlib_entropy_hand_values():
     # empty input: 2-byte header, 3-byte empty final block (padded), 4-byte Adler-32 ... = 8 bytes
     assert zlib_entropy([""]).tolist() == [8.0]
@@ -128,6 +142,10 @@ def test_discoverable_and_approximate_memorization_hand_cases():
                                                             threshold=0.75), [1, 1, 0, 1, np.nan, 1])
         np.testing.assert_allclose(approximate_memorization(model, texts, prefix_len=4, suffix_len=4,
                                                             threshold=0.8), [1, 0, 0, 0, np.nan, 1])
+        # BLEU of "aaaa" against "aaab": precisions 3/4, 2/3, 1/2 and a smoothed 0.1/1 -> 0.398 < 0.75
+        np.testing.assert_allclose(approximate_memorization(model, texts, prefix_len=4, suffix_len=4,
+                                                            similarity="bleu"), [1, 0, 0, 0, np.nan, 1])
+    np.testing.assert_allclose(res.bleu[1], (3 / 4 * 2 / 3 * 1 / 2 * 0.1) ** 0.25)
     gen, tgt = res.texts()
     assert gen[0] == "aaaa" and tgt[1] == "aaab"
     with pytest.raises(MemlensInputError, match="method"):
@@ -187,6 +205,21 @@ def test_ranking_attack_puts_the_memorized_canary_above_novel_text(trained):
     assert planted in res.top("lowercase", 5).tolist()
     # the never-inserted canary is not singled out by the reference ratio
     assert res.scores["reference"][planted + 1] < res.scores["reference"][planted]
+
+
+def test_window_score_is_the_best_sliding_window(trained):
+    _, texts, _, model, _ = trained
+    samples = list(texts[:12]) + ["x"]
+    res = ranking_attack(model, samples, window=6)
+    tokens, lengths = encode_texts(samples)
+    nll = -token_logprobs(model, tokens, lengths=lengths)
+    for i in range(len(samples)):
+        row = nll[i, :lengths[i] - 1]
+        w = min(6, row.size)
+        best = min(row[j:j + w].mean() for j in range(row.size - w + 1))
+        assert res.window_log_perplexity[i] == pytest.approx(best, rel=1e-9)
+    np.testing.assert_allclose(res.scores["window"], -res.window_log_perplexity)
+    assert np.all(res.window_log_perplexity <= res.log_perplexity + 1e-9)
 
 
 def test_generate_samples_and_verify_against_training_data(trained):

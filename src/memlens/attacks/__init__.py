@@ -23,3 +23,6 @@ __all__ += [
     "continuations", "discoverable_memorization", "edit_similarity", "generate_samples", "ranking_attack",
     "RankingScores", "sample_continue", "verbatim_matches", "zlib_entropy",
 ]
+from .extraction import bleu
+
+__all__ += ["bleu"]

@@ -33,11 +33,12 @@ from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int, warn
 from ..data.text import BOS, EOS, decode_tokens, encode_texts
 from ..data.text_canaries import TextCanarySet
-from ..train.autoregressive import AutoregressiveModel, greedy_continue, sequence_signals
+from ..train.autoregressive import AutoregressiveModel, greedy_continue, sequence_signals, token_logprobs
 
 __all__ = ["sample_continue", "generate_samples", "ContinuationResult", "continuations",
-           "discoverable_memorization", "approximate_memorization", "edit_similarity", "CanaryExtractionResult",
-           "canary_extraction", "zlib_entropy", "RankingScores", "ranking_attack", "verbatim_matches"]
+           "discoverable_memorization", "approximate_memorization", "edit_similarity", "bleu",
+           "CanaryExtractionResult", "canary_extraction", "zlib_entropy", "RankingScores", "ranking_attack",
+           "verbatim_matches"]
 
 
 def _check_model(model, name: str = "model") -> AutoregressiveModel:
@@ -204,8 +205,7 @@ def edit_similarity(generated, target) -> np.ndarray:
         return np.zeros(0, dtype=np.float64)
 
     def rows(seqs, pad):
-        seqs = [[ord(c) for c in s] if isinstance(s, str) else [int(v) for v in np.asarray(s).reshape(-1)]
-                for s in seqs]
+        seqs = _as_rows(seqs)
         lens = np.array([len(s) for s in seqs], dtype=np.int64)
         arr = np.full((len(seqs), max(1, int(lens.max()))), pad, dtype=np.int64)
         for i, s in enumerate(seqs):
@@ -217,6 +217,58 @@ def edit_similarity(generated, target) -> np.ndarray:
     dist = _levenshtein(a, la, b, lb)
     denom = np.maximum(np.maximum(la, lb), 1)
     return 1.0 - dist / denom
+
+
+def _as_rows(seqs) -> list[list[int]]:
+    return [[ord(c) for c in s] if isinstance(s, str) else [int(v) for v in np.asarray(s).reshape(-1)]
+            for s in seqs]
+
+
+def bleu(generated, target, *, max_n: int = 4, epsilon: float = 0.1) -> np.ndarray:
+    """Sentence BLEU of each generation against its target (Papineni et al. 2002), the similarity Ippolito et al.
+    2023 threshold at 0.75 for approximate memorization.
+
+    ``BLEU = BP · exp(mean_{n=1..max_n} log p_n)`` with ``p_n`` the clipped n-gram precision of the generation and
+    the brevity penalty ``BP = min(1, exp(1 − |target| / |generated|))``. A precision with no matching n-gram is
+    smoothed to ``epsilon / (number of generated n-grams)`` (Chen & Cherry 2014, method 1), and an order the
+    generation is too short to have is left out of the mean.
+
+    Parameters
+    ----------
+    generated, target : sequences of str (compared by character) or of integer sequences, same length n
+
+    Returns
+    -------
+    ndarray of float64, shape (n,), in [0, 1]; higher = closer. 0 for an empty generation (1 if both are empty).
+    """
+    if isinstance(generated, str) or isinstance(target, str):
+        raise MemlensInputError("generated and target must be sequences of strings or of token sequences (wrap a "
+                                "single string in a list)")
+    g, t = list(generated), list(target)
+    if len(g) != len(t):
+        raise MemlensInputError(f"generated and target must pair up; got {len(g)} and {len(t)} sequences")
+    max_n = check_int("max_n", max_n, min_value=1)
+    epsilon = check_float("epsilon", epsilon, min_value=0.0, min_inclusive=False)
+    out = np.zeros(len(g), dtype=np.float64)
+    for i, (a, b) in enumerate(zip(_as_rows(g), _as_rows(t))):
+        if not a:
+            out[i] = 1.0 if not b else 0.0
+            continue
+        logs = []
+        for n in range(1, min(max_n, len(a)) + 1):
+            grams_a = [tuple(a[j:j + n]) for j in range(len(a) - n + 1)]
+            ref: dict = {}
+            for j in range(len(b) - n + 1):
+                key = tuple(b[j:j + n])
+                ref[key] = ref.get(key, 0) + 1
+            cand: dict = {}
+            for key in grams_a:
+                cand[key] = cand.get(key, 0) + 1
+            hits = sum(min(c, ref.get(key, 0)) for key, c in cand.items())
+            logs.append(math.log((hits if hits else epsilon) / len(grams_a)))
+        bp = min(1.0, math.exp(1.0 - len(b) / len(a)))
+        out[i] = bp * math.exp(sum(logs) / len(logs))
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -270,6 +322,15 @@ class ContinuationResult:
         if idx.size:
             sim[idx] = edit_similarity(list(self.generated[idx]), list(self.target[idx]))
         return sim
+
+    @property
+    def bleu(self) -> np.ndarray:
+        """``(n,)`` sentence BLEU of generation against suffix (tokens; see :func:`bleu`)."""
+        out = np.full(self.eligible.shape, np.nan)
+        idx = np.flatnonzero(self.eligible)
+        if idx.size:
+            out[idx] = bleu(list(self.generated[idx]), list(self.target[idx]))
+        return out
 
     def texts(self) -> tuple[list[str], list[str]]:
         """Decoded ``(generated, target)`` strings (empty where not eligible)."""
@@ -344,9 +405,16 @@ def discoverable_memorization(model: AutoregressiveModel, texts, *, prefix_len: 
 
 
 def approximate_memorization(model: AutoregressiveModel, texts, *, prefix_len: int = 32, suffix_len: int = 32,
-                             threshold: float = 0.75, method: str = "greedy", **decode) -> np.ndarray:
-    """Approximate memorization: the continuation's normalized edit similarity to the true suffix is at least
-    ``threshold`` (Ippolito et al. 2023 use BLEU >= 0.75; this is the byte-level edit-similarity analogue).
+                             threshold: float = 0.75, similarity: str = "edit", method: str = "greedy",
+                             **decode) -> np.ndarray:
+    """Approximate memorization: the continuation's similarity to the true suffix is at least ``threshold``
+    (Ippolito et al. 2023: BLEU >= 0.75).
+
+    Parameters
+    ----------
+    similarity : {"edit", "bleu"}
+        Normalized edit similarity of the byte tokens (:func:`edit_similarity`, default: defined for any length,
+        no smoothing) or sentence BLEU-4 of the byte tokens (:func:`bleu`, the paper's measure).
 
     Returns
     -------
@@ -355,8 +423,10 @@ def approximate_memorization(model: AutoregressiveModel, texts, *, prefix_len: i
         implies approximate memorization at every threshold <= 1.
     """
     threshold = check_float("threshold", threshold, min_value=0.0, max_value=1.0)
-    sim = continuations(model, texts, prefix_len=prefix_len, suffix_len=suffix_len, method=method,
-                        **decode).similarity
+    if similarity not in ("edit", "bleu"):
+        raise MemlensInputError(f"similarity must be 'edit' or 'bleu'; got {similarity!r}")
+    res = continuations(model, texts, prefix_len=prefix_len, suffix_len=suffix_len, method=method, **decode)
+    sim = res.similarity if similarity == "edit" else res.bleu
     with np.errstate(invalid="ignore"):
         return np.where(np.isnan(sim), np.nan, (sim >= threshold).astype(np.float64))
 
@@ -437,14 +507,33 @@ def zlib_entropy(texts) -> np.ndarray:
     return np.array([len(zlib.compress(t.encode("utf-8"))) for t in _texts(texts)], dtype=np.float64)
 
 
+def _encoded(texts: list[str], include_eos: bool):
+    tokens, lengths = encode_texts(texts)
+    if not include_eos:                       # drop EOS from the scored tokens (an empty text keeps it)
+        lengths = np.where(lengths > 2, lengths - 1, 2)
+    return tokens, lengths
+
+
 def _log_perplexity(model: AutoregressiveModel, texts: list[str], include_eos: bool, batch_size: int) -> np.ndarray:
     """Mean negative log-likelihood per predicted token (nats), i.e. ``log perplexity``, of each text."""
-    tokens, lengths = encode_texts(texts)
-    if not include_eos:
-        keep = lengths > 2
-        tokens, lengths = tokens, np.where(keep, lengths - 1, 2)
-    sig = sequence_signals(model, tokens, lengths=lengths, batch_size=batch_size)
-    return sig["loss"]
+    tokens, lengths = _encoded(texts, include_eos)
+    return sequence_signals(model, tokens, lengths=lengths, batch_size=batch_size)["loss"]
+
+
+def _window_log_perplexity(model: AutoregressiveModel, texts: list[str], window: int, include_eos: bool,
+                           batch_size: int) -> np.ndarray:
+    """Lowest mean token NLL (nats) over every ``window`` consecutive predicted tokens of each text (the whole
+    text when it is shorter)."""
+    tokens, lengths = _encoded(texts, include_eos)
+    nll = -token_logprobs(model, tokens, lengths=lengths, batch_size=batch_size)      # (n, T−1), NaN past the end
+    counted = lengths - 1
+    csum = np.concatenate([np.zeros((nll.shape[0], 1)), np.cumsum(np.nan_to_num(nll), axis=1)], axis=1)
+    out = np.empty(len(texts), dtype=np.float64)
+    for i, c in enumerate(counted):
+        w = min(window, int(c))
+        sums = csum[i, w:c + 1] - csum[i, :c + 1 - w]
+        out[i] = sums.min() / w
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -463,9 +552,12 @@ class RankingScores:
         ``log PPL`` of the lower-cased sample.
     reference_log_perplexity : ndarray, shape (n,) or None
         ``log PPL`` under the smaller reference model.
+    window_log_perplexity : ndarray, shape (n,) or None
+        Lowest ``log PPL`` over sliding windows of ``window`` tokens (when a window is given).
     scores : dict of str to ndarray (n,)
         ``"perplexity"``: ``−log PPL``; ``"zlib"``: ``zlib / log PPL``; ``"lowercase"``:
-        ``log PPL(lower) / log PPL``; ``"reference"``: ``log PPL_ref / log PPL`` (when a reference is given).
+        ``log PPL(lower) / log PPL``; ``"reference"``: ``log PPL_ref / log PPL`` (when a reference is given);
+        ``"window"``: ``−min_window log PPL`` (when a window is given).
     """
 
     samples: tuple
@@ -474,6 +566,7 @@ class RankingScores:
     lowercase_log_perplexity: np.ndarray
     reference_log_perplexity: np.ndarray | None
     scores: dict
+    window_log_perplexity: np.ndarray | None = None
 
     def top(self, metric: str, k: int = 10) -> np.ndarray:
         """Indices of the ``k`` samples with the highest score under ``metric`` (best first)."""
@@ -485,7 +578,7 @@ class RankingScores:
 
 
 def ranking_attack(model: AutoregressiveModel, samples, *, reference_model: AutoregressiveModel | None = None,
-                   include_eos: bool = True, batch_size: int = 256) -> RankingScores:
+                   window: int | None = None, include_eos: bool = True, batch_size: int = 256) -> RankingScores:
     """Score samples by the membership metrics of Carlini et al. 2021 (§5.2) to find memorized text.
 
     Parameters
@@ -497,6 +590,9 @@ def ranking_attack(model: AutoregressiveModel, samples, *, reference_model: Auto
     reference_model : AutoregressiveModel, optional
         A smaller (or otherwise less memorizing) model of the same text distribution; adds the ``"reference"``
         ratio.
+    window : int, optional
+        Adds the ``"window"`` score: the lowest perplexity over any ``window`` consecutive tokens (Carlini et al.
+        use 50 subword tokens), which finds a memorized passage inside otherwise ordinary text.
     include_eos : bool
         Count the end-of-document token in the perplexity (a sample that is a whole training document ends
         where it ended in training).
@@ -512,11 +608,15 @@ def ranking_attack(model: AutoregressiveModel, samples, *, reference_model: Auto
     batch_size = check_int("batch_size", batch_size, min_value=1)
     if reference_model is not None:
         _check_model(reference_model, "reference_model")
+    if window is not None:
+        window = check_int("window", window, min_value=1)
     if not samples:
         empty = np.zeros(0)
         return RankingScores((), empty, empty, empty, None if reference_model is None else empty,
                              {"perplexity": empty, "zlib": empty, "lowercase": empty,
-                              **({} if reference_model is None else {"reference": empty})})
+                              **({} if reference_model is None else {"reference": empty}),
+                              **({} if window is None else {"window": empty})},
+                             None if window is None else empty)
     lp = _log_perplexity(model, samples, include_eos, batch_size)
     lower = _log_perplexity(model, [s.lower() for s in samples], include_eos, batch_size)
     z = zlib_entropy(samples)
@@ -526,8 +626,12 @@ def ranking_attack(model: AutoregressiveModel, samples, *, reference_model: Auto
     if reference_model is not None:
         ref = _log_perplexity(reference_model, samples, include_eos, batch_size)
         scores["reference"] = ref / den
+    win = None
+    if window is not None:
+        win = _window_log_perplexity(model, samples, window, include_eos, batch_size)
+        scores["window"] = -win
     return RankingScores(samples=tuple(samples), log_perplexity=lp, zlib_entropy=z, lowercase_log_perplexity=lower,
-                         reference_log_perplexity=ref, scores=scores)
+                         reference_log_perplexity=ref, scores=scores, window_log_perplexity=win)
 
 
 def _ngram_hashes(data: bytes, n: int) -> np.ndarray:
