@@ -179,7 +179,6 @@ class RidgeConfig:
         object.__setattr__(self, "alpha", check_float("alpha", self.alpha, min_value=0.0, min_inclusive=False,
                                                       hint="(the ridge penalty)"))
         object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
-        object.__setattr__(self, "warm_start", _check_bool("warm_start", self.warm_start))
 
     def to_dict(self) -> dict:
         """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
@@ -218,7 +217,6 @@ class KernelRidgeConfig:
             object.__setattr__(self, "gamma", check_float("gamma", self.gamma, min_value=0.0, min_inclusive=False,
                                                           hint="(the RBF width), or None for the default"))
         object.__setattr__(self, "standardize", _check_bool("standardize", self.standardize))
-        object.__setattr__(self, "warm_start", _check_bool("warm_start", self.warm_start))
 
     def to_dict(self) -> dict:
         """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
