@@ -217,10 +217,31 @@ def test_bad_combinations_refused_with_nothing_written(data_file, tmp_path, caps
 def test_bad_loo_refused_before_an_existing_run_is_touched(data_file, tmp_path):
     out = tmp_path / "run"
     ds = load_npz_dataset(data_file)
-    run_audit(dataset=ds, model="mlp", n_models=2, shard_size=2, out=out, progress=False, attacks=False)
+    run_audit(dataset=ds, model="ridge", n_models=2, shard_size=2, out=out, progress=False, attacks=False)
     hashes = _hashes(out)
     with pytest.raises(MemlensInputError, match="loo must be True or False"):
         run_audit(dataset=ds, model="ridge", n_models=2, out=out, overwrite=True, loo="yes")
     with pytest.raises(MemlensInputError, match="ridge, kernel-ridge, logreg"):
         run_audit(dataset=ds, model="mlp", n_models=2, shard_size=2, out=out, resume=True, loo=True)
     assert _hashes(out) == hashes
+
+
+@pytest.mark.parametrize("model", ["ridge", "kernel-ridge"])
+def test_closed_form_shards_equal_one_fit(data_file, model):
+    """Shards fitted one after the other (the kernel factorization reused from the cache) equal one call over all
+    rows, bit for bit, and equal a call with a cold cache."""
+    import memlens.train.closed_form as cf
+
+    ds = load_npz_dataset(data_file)
+    masks = audit_masks(7, ds.n_train, subset_ratio=0.7, seed=1)
+    cf._KERNEL_CACHE.clear()
+    whole = train_population(ds, model=model, masks=masks, seed=0)
+    parts = [train_population(ds, model=model, masks=masks[a:b], seed=0, model_offset=a) for a, b in ((0, 3), (3, 7))]
+    joined = Population.concat(parts)
+    cf._KERNEL_CACHE.clear()
+    cold = train_population(ds, model=model, masks=masks[3:7], seed=0, model_offset=3)
+    np.testing.assert_array_equal(joined.seeds, whole.seeds)
+    for split in ("train", "test"):
+        for name in ("logit", "loss", "correct", "margin"):
+            np.testing.assert_array_equal(joined.signal(split, name), whole.signal(split, name))
+            np.testing.assert_array_equal(cold.signal(split, name), whole.signal(split, name)[3:])

@@ -971,13 +971,21 @@ def _ridge_subset_coefs(Xa, Y, masks, alpha):
     return out, counts
 
 
-def _kernel_subset_coefs(Z, K, Y, masks, alpha, kernel):
-    """Exact dual coefficients ``(K_models, n, C)`` (zero on left-out rows) for every mask row."""
+def _kernel_setup(Z, K, Y, alpha, kernel):
+    """``(K + alpha I, G = (K + alpha I)⁻¹, a = G Y)``: the per-dataset part of kernel-ridge subset refits."""
     n = K.shape[0]
     Kr = K.copy()
     Kr[np.arange(n), np.arange(n)] += alpha
     G = _kernel_ridge_inverse(Z, K, alpha, kernel)
-    a = G @ Y
+    return Kr, G, G @ Y
+
+
+def _kernel_subset_coefs(Z, K, Y, masks, alpha, kernel, setup=None):
+    """Exact dual coefficients ``(K_models, n, C)`` (zero on left-out rows) for every mask row.
+
+    ``setup``: :func:`_kernel_setup`'s result for these arguments, when the caller has it already."""
+    n = K.shape[0]
+    Kr, G, a = _kernel_setup(Z, K, Y, alpha, kernel) if setup is None else setup
     out = np.zeros((masks.shape[0], n, Y.shape[1]))
     counts = {"full": 0, "woodbury": 0, "direct": 0}
     for k, row in enumerate(masks):
@@ -1024,6 +1032,41 @@ def _check_subset_inputs(X, y, masks, model, alpha, kernel, gamma, standardize, 
     return Z, y, masks, alpha, kernel, gamma, n_classes, evals
 
 
+#: The last kernel-ridge setup (kernel matrices, inverse), reused by the next call on the same data: a population
+#: fitted shard by shard factorizes the n x n kernel once instead of once per shard. One entry, at most this size.
+_KERNEL_CACHE: dict = {}
+_KERNEL_CACHE_BYTES = 512 * 2**20
+
+
+def _digest(*arrays) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.view(np.uint8).reshape(-1))
+    return h.hexdigest()
+
+
+def _kernel_designs_and_setup(Z, Y, alpha, kernel, gamma, evals):
+    """``(K, designs, setup)`` of kernel ridge on ``Z``, from the one-entry cache when the data are the same."""
+    key = (_digest(Z, Y, *evals), float(alpha), kernel, gamma)
+    hit = _KERNEL_CACHE.get(key)
+    if hit is not None:
+        return hit
+    K = _kernel(Z, Z, kernel, gamma)
+    designs = [K if E.shape == Z.shape and np.array_equal(E, Z) else _kernel(E, Z, kernel, gamma) for E in evals]
+    out = (K, designs, _kernel_setup(Z, K, Y, alpha, kernel))
+    _KERNEL_CACHE.clear()
+    arrays = list({id(a): a for a in (K, *designs, *out[2])}.values())
+    if sum(a.nbytes for a in arrays) <= _KERNEL_CACHE_BYTES:
+        for a in arrays:
+            a.setflags(write=False)   # shared by later calls: nobody may change them in place
+        _KERNEL_CACHE[key] = out
+    return out
+
+
 def _subset_scores(Z, y, masks, model, alpha, kernel, gamma, n_classes, evals):
     """Class-first scores ``(n_classes, n_models, m)`` of every mask row's exact refit on each eval set."""
     Y = _onehot(y, n_classes)
@@ -1031,8 +1074,8 @@ def _subset_scores(Z, y, masks, model, alpha, kernel, gamma, n_classes, evals):
         coefs, counts = _ridge_subset_coefs(_augment(Z), Y, masks, alpha)
         designs = [_augment(E) for E in evals]
     else:
-        coefs, counts = _kernel_subset_coefs(Z, _kernel(Z, Z, kernel, gamma), Y, masks, alpha, kernel)
-        designs = [_kernel(E, Z, kernel, gamma) for E in evals]
+        K, designs, setup = _kernel_designs_and_setup(Z, Y, alpha, kernel, gamma, evals)
+        coefs, counts = _kernel_subset_coefs(Z, K, Y, masks, alpha, kernel, setup=setup)
     # one GEMM per class: (n_models, F) @ (F, m)
     return [np.stack([coefs[:, :, c] @ Phi.T for c in range(n_classes)]) for Phi in designs], counts
 
