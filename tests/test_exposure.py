@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from memlens._validation import MemlensInputError
+from memlens._validation import MemlensInputError, MemlensWarning
 from memlens.data import CanaryFormat, TextCanarySet, insert_text_canaries, make_text_canaries
 from memlens.data.text import VOCAB_SIZE, encode_texts
 from memlens.measures import (
@@ -120,6 +120,18 @@ def test_exposure_by_rank_hand_table():
     # 1 is first; the two 2's occupy positions 2 and 3: mid-rank 2.5; 3 is fourth; 5 is last
     assert rank.tolist() == [1.0, 2.5, 4.0, 5.0]
     np.testing.assert_allclose(exposure, [math.log2(5), 1.0, math.log2(5 / 4), 0.0], atol=1e-12)
+
+
+def test_nan_scores_give_nan_exposure_with_a_warning():
+    with pytest.warns(MemlensWarning, match="NaN"):
+        exposure, rank = exposure_by_rank([1.0, np.nan], [1.0, 2.0, 3.0])
+    assert exposure[0] == pytest.approx(math.log2(3)) and np.isnan(exposure[1]) and np.isnan(rank[1])
+    with pytest.warns(MemlensWarning, match="diverged"):
+        exposure, _ = exposure_by_rank([1.0], [1.0, np.nan])
+    assert np.isnan(exposure).all()
+    with pytest.warns(MemlensWarning, match="diverged"):
+        exposure, _ = exposure_extrapolated([1.0], np.full(30, np.nan))
+    assert np.isnan(exposure).all()
 
 
 def test_exposure_by_rank_sampled_candidates():

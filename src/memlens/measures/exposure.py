@@ -27,7 +27,7 @@ import torch
 from scipy import integrate, special, stats
 
 from .._random import as_generator
-from .._validation import MemlensInputError, check_array, check_int
+from .._validation import MemlensInputError, check_array, check_int, warn
 from ..data.text import BOS, EOS
 from ..data.text_canaries import CanaryFormat, TextCanarySet
 from ..train.autoregressive import AutoregressiveModel, token_logprobs
@@ -180,8 +180,8 @@ def exposure_by_rank(canary_scores, candidate_scores, *, space_size: int | None 
     the canary gets the block's **mid-rank** ``#lower + (#tied + 1) / 2`` (``#tied`` counting the canary itself,
     at least 1), its expected position when ties are broken at random. With no ties this is ``#lower + 1``.
     """
-    x = check_array("canary_scores", canary_scores, ndim=1)
-    c = check_array("candidate_scores", candidate_scores, ndim=1)
+    x = check_array("canary_scores", canary_scores, ndim=1, finite=False)
+    c = check_array("candidate_scores", candidate_scores, ndim=1, finite=False)
     m = c.size
     if m == 0:
         raise MemlensInputError("candidate_scores must hold at least one candidate; got 0")
@@ -189,6 +189,11 @@ def exposure_by_rank(canary_scores, candidate_scores, *, space_size: int | None 
     if size < m:
         raise MemlensInputError(f"space_size must be >= the number of candidates ({m}); got {size} (leave it "
                                 "out when the candidates are the whole space)")
+    if np.isnan(c).any():
+        warn(f"{int(np.isnan(c).sum())} candidate log-perplexities are NaN (a diverged model?): the ranks are "
+             "undefined and every exposure is NaN")
+        nan = np.full(x.shape, np.nan)
+        return nan, nan.copy()
     srt = np.sort(c)
     lower = np.searchsorted(srt, x, side="left").astype(np.float64)
     tied = np.searchsorted(srt, x, side="right") - lower
@@ -196,6 +201,9 @@ def exposure_by_rank(canary_scores, candidate_scores, *, space_size: int | None 
         rank = lower + (np.maximum(tied, 1) + 1) / 2
     else:
         rank = 1 + (size - 1) * (lower + tied / 2) / m
+    rank[np.isnan(x)] = np.nan
+    if np.isnan(x).any():
+        warn(f"{int(np.isnan(x).sum())} canary log-perplexities are NaN: their exposure is NaN")
     return math.log2(size) - np.log2(rank), rank
 
 
@@ -246,9 +254,13 @@ def exposure_extrapolated(canary_scores, sample_scores, *, params=None):
     params : tuple of float
         The fitted ``(a, loc, scale)`` (maximum likelihood, ``scipy.stats.skewnorm.fit``).
     """
-    x = check_array("canary_scores", canary_scores, ndim=1)
+    x = check_array("canary_scores", canary_scores, ndim=1, finite=False)
     if params is None:
-        s = check_array("sample_scores", sample_scores, ndim=1)
+        s = check_array("sample_scores", sample_scores, ndim=1, finite=False)
+        if np.isnan(s).any() or np.isinf(s).any():
+            warn(f"{int((~np.isfinite(s)).sum())} sampled log-perplexities are not finite (a diverged model?): no "
+                 "skew-normal can be fitted and every exposure is NaN")
+            return np.full(x.shape, np.nan), (math.nan, math.nan, math.nan)
         if s.size < 20:
             raise MemlensInputError(f"sample_scores must hold at least 20 sampled candidates to fit a skew-normal; "
                                     f"got {s.size} (raise n_samples)")
@@ -260,7 +272,12 @@ def exposure_extrapolated(canary_scores, sample_scores, *, params=None):
         if len(params) != 3 or not params[2] > 0:
             raise MemlensInputError(f"params must be (a, loc, scale) with scale > 0; got {params!r}")
         params = tuple(float(v) for v in params)
-    return -skewnorm_log2_cdf(x, *params), params
+    exposure = np.full(x.shape, np.nan)
+    ok = ~np.isnan(x)
+    if not ok.all():
+        warn(f"{int((~ok).sum())} canary log-perplexities are NaN: their exposure is NaN")
+    exposure[ok] = -skewnorm_log2_cdf(x[ok], *params)
+    return exposure, params
 
 
 @dataclass(frozen=True, eq=False)
