@@ -483,6 +483,28 @@ def _correlations(a, b) -> dict:
     return out
 
 
+def _physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the OS does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_kernel_memory(n_train: int, n_test: int) -> None:
+    """Refuse kernel ridge where its n_train x n_train matrices (kernel, regularized kernel, inverse, and the
+    test-by-train kernel) would take more than half of the machine's memory."""
+    need = 8 * n_train * (3 * n_train + n_test)
+    have = _physical_memory()
+    if have is not None and need > have // 2:
+        raise MemlensInputError(f"model 'kernel-ridge' needs the {n_train:,} x {n_train:,} kernel matrix and its "
+                                f"inverse, about {need / 2**30:.1f} GiB, more than half of this machine's memory "
+                                f"({have / 2**30:.1f} GiB): use --model ridge, or audit a subset of the data "
+                                "(--data FILE.npz)")
+
+
 def _check_loo(loo, model: str, dp) -> bool:
     """``loo`` as a bool, refused for models without a leave-one-out closed form or approximation."""
     if not isinstance(loo, (bool, np.bool_)):
@@ -693,6 +715,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
                                 f"closed form; got backend={backend!r}")
     loo = _check_loo(loo, model, dp)
     ds = _check_dataset(dataset)
+    if model == "kernel-ridge":
+        _check_kernel_memory(ds.n_train, ds.n_test)
     n_in = int(round(subset_ratio * ds.n_train))
     if not 1 <= n_in <= ds.n_train - 1:
         raise MemlensInputError(f"subset_ratio * n_train must round to between 1 and n_train - 1 so that every "
