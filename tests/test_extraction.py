@@ -11,10 +11,11 @@ from scipy import stats
 from memlens._validation import MemlensInputError, MemlensWarning
 from memlens.attacks import (
     approximate_memorization, bleu, canary_extraction, continuations, discoverable_memorization, edit_similarity,
-    generate_samples, ranking_attack, sample_continue, verbatim_matches, zlib_entropy,
+    generate_samples, ranking_attack, sample_continue, search_secrets, verbatim_matches, zlib_entropy,
 )
 from memlens.data import CanaryFormat, insert_text_canaries, make_text_canaries
 from memlens.data.text import BOS, EOS, VOCAB_SIZE, encode_texts
+from memlens.measures import canary_exposure, space_log_perplexity
 from memlens.train.autoregressive import (
     AutoregressiveConfig, make_autoregressive_model, token_logprobs, train_autoregressive,
 )
@@ -184,6 +185,34 @@ def test_canary_given_many_times_is_extracted_and_unseen_is_not(trained):
     flags = discoverable_memorization(model, canaries.texts, prefix_len=k, suffix_len=5)
     assert flags.tolist() == [0.0, 1.0]
     assert discoverable_memorization(clean, canaries.texts, prefix_len=k, suffix_len=5).tolist() == [0.0, 0.0]
+
+
+def test_search_finds_the_lowest_perplexity_secrets_exactly(trained):
+    canaries, _, _, model, clean = trained
+    fmt = canaries.format
+    for m in (model, clean):
+        space = space_log_perplexity(m, fmt)
+        found, bits = search_secrets(m, fmt, k=10)
+        # the k smallest log-perplexities of the whole space, in order (float32 forward passes: 1e-5 relative)
+        np.testing.assert_allclose(bits, np.sort(space)[:10], rtol=1e-5)
+        np.testing.assert_allclose(space[fmt.index_of(found)], bits, rtol=1e-5)
+    with pytest.warns(MemlensWarning, match="max_expansions"):
+        found, _ = search_secrets(clean, fmt, k=5, max_expansions=3)
+    assert len(found) < 5
+    with pytest.raises(MemlensInputError, match="single-byte"):
+        search_secrets(model, CanaryFormat(alphabet="äö", length=2))
+
+
+def test_search_extraction_is_rank_at_most_n_guesses(trained):
+    canaries, _, _, model, clean = trained
+    for m in (model, clean):
+        ranks = canary_exposure(m, canaries).ranks
+        for g in (1, 3, 30):
+            res = canary_extraction(m, canaries, method="search", n_guesses=g)
+            assert res.extracted.tolist() == (ranks <= g).tolist()
+            assert len(res.candidates) == g
+    res = canary_extraction(model, canaries, method="search")
+    assert res.extracted.tolist() == [False, True] and res.guesses[0] == canaries.secrets[1]
 
 
 def test_ranking_attack_puts_the_memorized_canary_above_novel_text(trained):

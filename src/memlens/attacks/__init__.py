@@ -26,3 +26,6 @@ __all__ += [
 from .extraction import bleu
 
 __all__ += ["bleu"]
+from .extraction import search_secrets
+
+__all__ += ["search_secrets"]

@@ -8,8 +8,9 @@
   a false sense of privacy"): the generation is close to the suffix, here by normalized edit similarity
   ``1 − Levenshtein(g, s) / max(|g|, |s|) >= threshold`` (the paper thresholds BLEU at 0.75; edit similarity
   on bytes is the tokenizer-free analogue) (:func:`approximate_memorization`).
-* **Canary extraction** (Carlini et al. 2019, "The Secret Sharer", §8): greedy decoding from a canary's prefix
-  reproduces its secret (:func:`canary_extraction`).
+* **Canary extraction** (Carlini et al. 2019, "The Secret Sharer", secret extraction): greedy decoding from a
+  canary's prefix reproduces its secret, or the secret is among the ``k`` most likely ones that an exact
+  shortest-path search over the format's secrets finds (:func:`canary_extraction`, :func:`search_secrets`).
 * **The extraction attack** of Carlini et al. 2021 ("Extracting training data from large language models", §5):
   generate many samples (:func:`generate_samples`), rank them by membership metrics (:func:`ranking_attack`:
   perplexity, zlib entropy ratio, lowercase ratio, ratio to a smaller reference model), and verify the top ones
@@ -22,6 +23,7 @@ document is too short to be tested, so they stack into :class:`memlens.Populatio
 """
 from __future__ import annotations
 
+import heapq
 import math
 import zlib
 from dataclasses import dataclass
@@ -32,12 +34,14 @@ import torch
 from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int, warn
 from ..data.text import BOS, EOS, decode_tokens, encode_texts
-from ..data.text_canaries import TextCanarySet
-from ..train.autoregressive import AutoregressiveModel, greedy_continue, sequence_signals, token_logprobs
+from ..data.text_canaries import CanaryFormat, TextCanarySet
+from ..train.autoregressive import (
+    AutoregressiveModel, greedy_continue, next_token_logprobs, sequence_signals, token_logprobs,
+)
 
 __all__ = ["sample_continue", "generate_samples", "ContinuationResult", "continuations",
            "discoverable_memorization", "approximate_memorization", "edit_similarity", "bleu",
-           "CanaryExtractionResult", "canary_extraction", "zlib_entropy", "RankingScores", "ranking_attack",
+           "CanaryExtractionResult", "canary_extraction", "search_secrets", "zlib_entropy", "RankingScores", "ranking_attack",
            "verbatim_matches"]
 
 
@@ -435,21 +439,96 @@ def approximate_memorization(model: AutoregressiveModel, texts, *, prefix_len: i
 # canaries
 # ---------------------------------------------------------------------------------------------------------------
 
+def search_secrets(model: AutoregressiveModel, fmt: CanaryFormat, *, k: int = 1, batch_size: int = 64,
+                   max_expansions: int = 100_000) -> tuple[tuple[str, ...], np.ndarray]:
+    """The ``k`` secrets of a format with the lowest log-perplexity, found by shortest-path search.
+
+    Secrets form a tree (one level per symbol) whose edge weights ``−log p(symbol | BOS + prefix + symbols so
+    far)`` are non-negative, so best-first (Dijkstra) search returns the most likely complete secrets in order
+    without enumerating the space (the extraction search of Carlini et al. 2019). Up to ``batch_size`` frontier
+    nodes are expanded per forward pass; a complete secret is reported only when it is the frontier's minimum,
+    which keeps the order exact.
+
+    Parameters
+    ----------
+    model : AutoregressiveModel
+    fmt : CanaryFormat
+        A format whose alphabet symbols are single bytes.
+    k : int
+        Secrets to return.
+    max_expansions : int
+        Node expansions allowed (each is one sequence in a forward pass); when reached, fewer than ``k`` secrets
+        are returned, with a warning. A memorized secret needs about ``length`` expansions, an unmemorized space
+        up to ``|R| / (|A| − 1)``.
+
+    Returns
+    -------
+    secrets : tuple of str, length <= k
+        Most likely first.
+    log_perplexity : ndarray of float64, shape (len(secrets),)
+        Their log-perplexities in bits (as :func:`memlens.measures.exposure.secret_log_perplexity`).
+    """
+    model = _check_model(model)
+    if not isinstance(fmt, CanaryFormat):
+        raise MemlensInputError(f"fmt must be a CanaryFormat; got {type(fmt).__name__}")
+    if not fmt.single_byte:
+        raise MemlensInputError(f"search_secrets needs single-byte alphabet symbols; got {fmt.alphabet!r} (score "
+                                "the space with memlens.measures.exposure.space_log_perplexity instead)")
+    k = check_int("k", k, min_value=1, max_value=fmt.space_size)
+    batch_size = check_int("batch_size", batch_size, min_value=1)
+    max_expansions = check_int("max_expansions", max_expansions, min_value=1)
+    sym = np.frombuffer(fmt.alphabet.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+    pre = [BOS] + list(fmt.prefix.encode("utf-8"))
+    length = fmt.length
+    heap: list = [(0.0, ())]
+    found, costs, expansions = [], [], 0
+    while heap and len(found) < k:
+        if len(heap[0][1]) == length:
+            cost, path = heapq.heappop(heap)
+            found.append(path)
+            costs.append(cost)
+            continue
+        if expansions >= max_expansions:
+            warn(f"search_secrets stopped after max_expansions={max_expansions} expansions with {len(found)} of "
+                 f"k={k} secrets found; raise max_expansions")
+            break
+        batch = []
+        while heap and len(batch) < min(batch_size, max_expansions - expansions) and len(heap[0][1]) < length:
+            batch.append(heapq.heappop(heap))
+        depth = np.array([len(p) for _, p in batch], dtype=np.int64)
+        tokens = np.full((len(batch), len(pre) + int(depth.max())), EOS, dtype=np.int64)
+        tokens[:, :len(pre)] = pre
+        for i, (_, path) in enumerate(batch):
+            tokens[i, len(pre):len(pre) + len(path)] = sym[list(path)]
+        lp = next_token_logprobs(model, tokens, lengths=len(pre) + depth)[:, sym]
+        for (cost, path), row in zip(batch, lp):
+            for j, v in enumerate(row):
+                heapq.heappush(heap, (cost - float(v), path + (j,)))
+        expansions += len(batch)
+    secrets = tuple("".join(fmt.alphabet[j] for j in path) for path in found)
+    return secrets, np.array(costs, dtype=np.float64) / math.log(2.0)
+
+
 @dataclass(frozen=True, eq=False)
 class CanaryExtractionResult:
-    """Greedy extraction of canary secrets from their format's prefix.
+    """Extraction of canary secrets from their format's prefix.
 
     Attributes
     ----------
     extracted : ndarray of bool, shape (n_canaries,)
-        The greedy continuation of ``BOS + prefix`` starts with the canary's secret.
+        Greedy: the greedy continuation of ``BOS + prefix`` starts with the canary's secret. Search: the secret is
+        among the ``n_guesses`` most likely secrets.
     guesses : tuple of str, length n_canaries
-        The first ``length`` characters the model wrote after the prefix (canaries sharing a prefix share the
-        guess: greedy decoding extracts at most one secret per prefix).
+        The model's best guess: the first ``length`` characters written greedily after the prefix, or the most
+        likely secret found by the search (canaries sharing a prefix share the guess: greedy decoding extracts
+        at most one secret per prefix).
     correct_symbols : ndarray of int64, shape (n_canaries,)
         Leading secret symbols the guess gets right.
     secrets : tuple of str
     repetitions : ndarray of int64, shape (n_canaries,)
+    method : {"greedy", "search"}
+    candidates : tuple of str
+        Search: the ``n_guesses`` most likely secrets, best first; greedy: the guess alone.
     """
 
     extracted: np.ndarray
@@ -457,6 +536,8 @@ class CanaryExtractionResult:
     correct_symbols: np.ndarray
     secrets: tuple
     repetitions: np.ndarray
+    method: str = "greedy"
+    candidates: tuple = ()
 
     @property
     def rate(self) -> float:
@@ -464,15 +545,22 @@ class CanaryExtractionResult:
         return float(self.extracted.mean()) if self.extracted.size else float("nan")
 
 
-def canary_extraction(model: AutoregressiveModel, canaries: TextCanarySet, *,
+def canary_extraction(model: AutoregressiveModel, canaries: TextCanarySet, *, method: str = "greedy",
+                      n_guesses: int = 1, max_expansions: int = 100_000,
                       batch_size: int = 512) -> CanaryExtractionResult:
-    """Does greedy decoding from a canary's prefix reproduce its secret? (Carlini et al. 2019, §8; the
-    discoverable-memorization test with the format's prefix as the prompt.)
+    """Can the canaries' secrets be extracted from the model given their format's prefix? (Carlini et al. 2019,
+    secret extraction; greedy is the discoverable-memorization test with the prefix as the prompt.)
 
     Parameters
     ----------
     model : AutoregressiveModel
     canaries : TextCanarySet
+    method : {"greedy", "search"}
+        ``"greedy"``: greedy decoding from ``BOS + prefix`` writes the secret. ``"search"``: the secret is among
+        the ``n_guesses`` lowest-perplexity secrets of the format (:func:`search_secrets`, exact), i.e. its rank
+        is at most ``n_guesses``.
+    n_guesses : int
+        Guesses the attacker may check (search only).
 
     Returns
     -------
@@ -482,19 +570,29 @@ def canary_extraction(model: AutoregressiveModel, canaries: TextCanarySet, *,
     if not isinstance(canaries, TextCanarySet):
         raise MemlensInputError(f"canaries must be a TextCanarySet (make_text_canaries); got "
                                 f"{type(canaries).__name__}")
+    if method not in ("greedy", "search"):
+        raise MemlensInputError(f"method must be 'greedy' or 'search'; got {method!r}")
+    n_guesses = check_int("n_guesses", n_guesses, min_value=1)
     fmt = canaries.format
-    secret_bytes = [s.encode("utf-8") for s in canaries.secrets]
-    n_new = max(len(b) for b in secret_bytes)
-    prompt = np.array([[BOS] + list(fmt.prefix.encode("utf-8"))], dtype=np.int64)
-    gen = greedy_continue(model, prompt, n_new, batch_size=batch_size)[0]
-    guess = decode_tokens(gen[None, :])[0][:fmt.length]
-    extracted = np.array([bytes(gen[:len(b)].clip(0, 255).astype(np.uint8)) == b and np.all(gen[:len(b)] < 256)
-                          for b in secret_bytes], dtype=bool)
+    if method == "search":
+        found, _ = search_secrets(model, fmt, k=min(n_guesses, fmt.space_size), max_expansions=max_expansions)
+        guess = found[0] if found else ""
+        extracted = np.array([s in found for s in canaries.secrets], dtype=bool)
+    else:
+        secret_bytes = [s.encode("utf-8") for s in canaries.secrets]
+        n_new = max(len(b) for b in secret_bytes)
+        prompt = np.array([[BOS] + list(fmt.prefix.encode("utf-8"))], dtype=np.int64)
+        gen = greedy_continue(model, prompt, n_new, batch_size=batch_size)[0]
+        guess = decode_tokens(gen[None, :])[0][:fmt.length]
+        found = (guess,)
+        extracted = np.array([bool(np.all(gen[:len(b)] < 256))
+                              and bytes(gen[:len(b)].clip(0, 255).astype(np.uint8)) == b
+                              for b in secret_bytes], dtype=bool)
     correct = np.array([next((i for i, (c, d) in enumerate(zip(guess, s)) if c != d), min(len(guess), len(s)))
                         for s in canaries.secrets], dtype=np.int64)
     return CanaryExtractionResult(extracted=extracted, guesses=(guess,) * canaries.n_canaries,
                                   correct_symbols=correct, secrets=canaries.secrets,
-                                  repetitions=canaries.repetitions)
+                                  repetitions=canaries.repetitions, method=method, candidates=tuple(found))
 
 
 # ---------------------------------------------------------------------------------------------------------------
