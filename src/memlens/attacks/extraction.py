@@ -5,15 +5,16 @@
   ``p`` is memorized when greedy decoding from ``p`` reproduces the suffix ``s`` exactly
   (:func:`discoverable_memorization`).
 * **Approximate memorization** (Ippolito et al. 2023, "Preventing verbatim memorization in language models gives
-  a false sense of privacy"): the generation is close to the suffix, here by normalized edit similarity
-  ``1 − Levenshtein(g, s) / max(|g|, |s|) >= threshold`` (the paper thresholds BLEU at 0.75; edit similarity
-  on bytes is the tokenizer-free analogue) (:func:`approximate_memorization`).
+  a false sense of privacy"): the generation is close to the suffix, by sentence BLEU of the byte tokens (the
+  paper's measure, threshold 0.75) or by normalized edit similarity ``1 − Levenshtein(g, s) / max(|g|, |s|)``
+  (:func:`approximate_memorization`).
 * **Canary extraction** (Carlini et al. 2019, "The Secret Sharer", secret extraction): greedy decoding from a
   canary's prefix reproduces its secret, or the secret is among the ``k`` most likely ones that an exact
   shortest-path search over the format's secrets finds (:func:`canary_extraction`, :func:`search_secrets`).
 * **The extraction attack** of Carlini et al. 2021 ("Extracting training data from large language models", §5):
   generate many samples (:func:`generate_samples`), rank them by membership metrics (:func:`ranking_attack`:
-  perplexity, zlib entropy ratio, lowercase ratio, ratio to a smaller reference model), and verify the top ones
+  perplexity, zlib entropy ratio, lowercase ratio, ratio to a smaller reference model, sliding-window
+  perplexity), and verify the top ones
   against the training data (:func:`verbatim_matches`).
 
 Tokens are those of :mod:`memlens.data.text`: a document is ``[BOS] + utf8 bytes + [EOS]``; prefix and suffix
