@@ -134,8 +134,11 @@ def text_audit_masks(n_models: int, copy_of, *, subset_ratio: float, seed: int,
                      canary_ratio: float = 0.5) -> np.ndarray:
     """The text audit's training subsets, shape ``(n_models, n_train)`` bool.
 
-    Corpus documents (``copy_of == -1``) are uniform subsets of ``round(subset_ratio · n_documents)`` per model
-    (Feldman & Zhang 2020, Algorithm 1). Canaries are masked as units: canary ``c`` is IN for exactly
+    Corpus documents (``copy_of == -1``) are balanced: each document is IN for exactly
+    ``round(subset_ratio · n_models)`` models (so with few models every document still has IN and OUT models;
+    each model trains on about ``subset_ratio · n_documents`` documents), or, where that count would be 0 or
+    ``n_models``, uniform subsets of ``round(subset_ratio · n_documents)`` per model (Feldman & Zhang 2020,
+    Algorithm 1). Canaries are masked as units: canary ``c`` is IN for exactly
     ``round(canary_ratio · n_models)`` models (balanced), and every copy of it follows, so a model sees canary
     ``c`` either ``repetitions[c]`` times or never.
 
@@ -154,7 +157,8 @@ def text_audit_masks(n_models: int, copy_of, *, subset_ratio: float, seed: int,
     docs = np.flatnonzero(copy_of < 0)
     masks = np.zeros((n_models, copy_of.size), dtype=bool)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _MASK_STREAM]))
-    masks[:, docs] = make_masks(n_models, docs.size, p=subset_ratio, seed=rng)
+    balanced = 1 <= round(subset_ratio * n_models) <= n_models - 1
+    masks[:, docs] = make_masks(n_models, docs.size, p=subset_ratio, seed=rng, balanced=balanced)
     n_canaries = int(copy_of.max()) + 1 if copy_of.size else 0
     if n_canaries:
         crng = np.random.default_rng(np.random.SeedSequence([int(seed), _CANARY_MASK_STREAM]))
@@ -697,7 +701,8 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
             "masking": "all copies of a canary IN or OUT together, balanced over models"},
         "extraction": {"prefix_len": prefix_len, "suffix_len": suffix_len, "exposure_method": exposure_method,
                        "reference_model": bool(reference_model)},
-        "masks": "documents: uniform subsets of round(subset_ratio * n_documents), SeedSequence([seed, 'mask'])",
+        "masks": "documents: balanced, each IN for round(subset_ratio * n_models) models (uniform subsets of "
+                 "round(subset_ratio * n_documents) where that is 0 or n_models), SeedSequence([seed, 'mask'])",
     }
     masks = text_audit_masks(n_models, copy_of, subset_ratio=subset_ratio, seed=seed)
     run_data = _RunData(full, max_tokens)
