@@ -108,6 +108,8 @@ def test_explain_documents_finds_planted_duplicates():
     assert ds.train_texts[exp.index[r_k]].startswith("ΣΦΨ")
     assert "Σ" in exp.rare_chars[r_k] and any("rare in the corpus" in w for w in exp.reasons[r_k])
     assert any(w.startswith("mostly symbols") for w in exp.reasons[r_k])
+    assert exp[i]["duplicate_count"] == 3 and exp.reason_text(i).startswith("occurs 3 times")
+    assert exp.reason_text(10**6) == ""
     rows = exp.rows(top=2)
     assert len(rows) == 2 and set(rows[0]) >= {"index", "reasons", "overlap", "duplicate_count"}
     assert np.isnan(exp.correlations["overlap"])  # no scores given

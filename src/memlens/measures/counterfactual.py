@@ -222,20 +222,35 @@ class DocumentExplanations:
     def __len__(self) -> int:
         return int(self.index.size)
 
+    def __getitem__(self, i: int) -> dict:
+        """The row (see :meth:`rows`) of training document ``i`` (a document index, not a position); KeyError
+        when it was not described."""
+        pos = np.flatnonzero(self.index == int(i))
+        if not pos.size:
+            raise KeyError(f"training document {i} was not described")
+        return self._row(int(pos[0]))
+
+    def reason_text(self, i: int) -> str:
+        """The reasons for training document ``i`` joined with "; " ("" when it was not described)."""
+        try:
+            return "; ".join(self[i]["reasons"])
+        except KeyError:
+            return ""
+
+    def _row(self, r: int) -> dict:
+        return {"index": int(self.index[r]),
+                "score": None if np.isnan(self.scores[r]) else float(self.scores[r]),
+                "duplicate_count": int(self.duplicate_count[r]), "overlap": float(self.overlap[r]),
+                "neighbour": int(self.neighbour[r]), "n_chars": int(self.n_chars[r]),
+                "n_lines": int(self.n_lines[r]), "surprisal_bits": float(self.surprisal[r]),
+                "rare_chars": self.rare_chars[r], "symbol_fraction": float(self.symbol_fraction[r]),
+                "upper_fraction": float(self.upper_fraction[r]),
+                "digit_fraction": float(self.digit_fraction[r]), "reasons": list(self.reasons[r])}
+
     def rows(self, top: int | None = None) -> list[dict]:
         """One JSON-serializable dict per described document (the first ``top``), for reports and results."""
         m = len(self) if top is None else min(len(self), check_int("top", top, min_value=0))
-        out = []
-        for r in range(m):
-            out.append({"index": int(self.index[r]),
-                        "score": None if np.isnan(self.scores[r]) else float(self.scores[r]),
-                        "duplicate_count": int(self.duplicate_count[r]), "overlap": float(self.overlap[r]),
-                        "neighbour": int(self.neighbour[r]), "n_chars": int(self.n_chars[r]),
-                        "n_lines": int(self.n_lines[r]), "surprisal_bits": float(self.surprisal[r]),
-                        "rare_chars": self.rare_chars[r], "symbol_fraction": float(self.symbol_fraction[r]),
-                        "upper_fraction": float(self.upper_fraction[r]),
-                        "digit_fraction": float(self.digit_fraction[r]), "reasons": list(self.reasons[r])})
-        return out
+        return [self._row(r) for r in range(m)]
 
 
 def explain_documents(dataset, scores=None, *, index=None, top: int | None = None, n_gram: int = 8,
