@@ -840,6 +840,8 @@ def explanation_text(explanations, i: int) -> str:
     """The reason string of document ``i`` from :func:`memlens.measures.counterfactual.explain_documents`."""
     if explanations is None:
         return ""
+    if hasattr(explanations, "reason_text"):
+        return explanations.reason_text(i)
     try:
         e = explanations[i]
     except (IndexError, KeyError, TypeError):
@@ -890,6 +892,9 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
                             "text": full.train_texts[i]} for i in ranked[:10]],
         "ranking_attack": ranking,
     }
+    corr = getattr(explanations, "correlations", None)
+    if corr:
+        summary["memorization_correlations"] = {k: float(v) for k, v in corr.items()}
     out = {"memorization": mem, "memorization_ll": mem_ll, "influence": infl, "pairs": pairs,
            "extracted_in": extracted_in, "extracted_out": extracted_out, "explanations": explanations,
            "ranking": ranking, "canary_in": np.zeros((pop.n_models, 0), dtype=bool), "canary_rows": {},
