@@ -10,3 +10,8 @@ from .audit import AuditAttacks, AuditResult, audit_attacks, run_audit  # noqa: 
 from .runs import RunDir  # noqa: E402
 
 __all__ += ["AuditResult", "run_audit", "RunDir", "AuditAttacks", "audit_attacks"]
+
+from .executors import LocalExecutor, RayExecutor, make_executor  # noqa: E402
+from .runs import RunStorageError  # noqa: E402
+
+__all__ += ["LocalExecutor", "RayExecutor", "make_executor", "RunStorageError"]

@@ -274,8 +274,8 @@ def make_executor(executor="local", *, ray_address: str | None = None, ray_num_c
     """An executor from its name (``"local"`` or ``"ray"``) or an :class:`Executor` instance (returned as is).
 
     ``ray_address`` and ``ray_num_cpus`` configure the Ray executor (see :class:`RayExecutor`) and are refused
-    with the local one. Raises :class:`MemlensInputError` for an unknown name; Ray's presence is checked here, so
-    a run fails before any work when Ray is missing.
+    with the local one. Raises :class:`MemlensInputError` for an unknown name; Ray's presence and the reachability
+    of ``ray_address`` are checked here, so a run fails before any work when Ray is missing or unreachable.
     """
     if isinstance(executor, Executor):
         if ray_address is not None or ray_num_cpus is not None:
@@ -292,5 +292,7 @@ def make_executor(executor="local", *, ray_address: str | None = None, ray_num_c
                                     "executor")
         return LocalExecutor()
     _import_ray()
-    return RayExecutor(address=ray_address, num_cpus=ray_num_cpus, max_retries=max_retries)
+    ex = RayExecutor(address=ray_address, num_cpus=ray_num_cpus, max_retries=max_retries)
+    ex._check_reachable()  # an unreachable cluster is refused before any work
+    return ex
 
