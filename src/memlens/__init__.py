@@ -15,3 +15,7 @@ from .executors import LocalExecutor, RayExecutor, make_executor  # noqa: E402
 from .runs import RunStorageError  # noqa: E402
 
 __all__ += ["LocalExecutor", "RayExecutor", "make_executor", "RunStorageError"]
+
+from .audit import AuditLOO, audit_loo  # noqa: E402
+
+__all__ += ["AuditLOO", "audit_loo"]
