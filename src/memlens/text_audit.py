@@ -20,10 +20,12 @@ measures, per model and across the population:
 Canary design (documented decision): every canary is inserted ``repetitions[c]`` times, and all copies of one
 canary are IN or OUT **together**, for exactly half of the models (balanced masks over the canary axis). Each model
 therefore sees each canary either exactly ``repetitions[c]`` times or never: exposure against repetitions is
-measured on the IN models with a known count, and the OUT models (which never saw that secret) are its control,
-as a model that never saw a canary must show exposure near the ``log2(space)`` bits-free baseline ~ 1 and no
-extraction. Documents are masked independently with ``subset_ratio`` (each model trains on
-``round(subset_ratio · n_documents)`` documents), as in Feldman & Zhang (2020) Algorithm 1.
+measured on the IN models with a known count, and the OUT models (which never saw that secret) are its control:
+the exposure of an unseen secret has ``Pr[exposure >= e] = 2^-e`` (mean 1.44 bits) and it is not extracted. Each
+canary carries its own name (``"alice: my PIN is 4271"``), hence its own prefix, so greedy extraction is measured per
+canary (from one shared prefix greedy decoding can produce only one secret). Documents are masked independently of
+the canaries, each document IN for ``round(subset_ratio · n_models)`` models (:func:`text_audit_masks`), the
+Feldman & Zhang (2020) estimator's design with balanced subsets.
 
 Storage is the image audit's (:mod:`memlens.runs`): shards of models written atomically into a run directory,
 ``resume=True`` continues a killed run, a changed config or corpus is refused. Each shard carries, beside the
@@ -37,7 +39,6 @@ import io
 import math
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -70,7 +71,7 @@ MEM_THRESHOLD = 0.25
 TOP_K = 3
 INFL_THRESHOLD = 0.15
 #: Files of a text run beside the image audit's own (``--overwrite`` removes them too).
-TEXT_RESULT_FILES = ("canaries.csv", "documents.csv")
+TEXT_RESULT_FILES = ("canaries.csv",)
 #: Seed-sequence entries of the document masks, the canary masks and the canaries themselves.
 _MASK_STREAM, _CANARY_MASK_STREAM, _CANARY_STREAM, _SUBSAMPLE_STREAM = 0x6D61736B, 0x636D736B, 0x63616E79, 0x73756273
 #: The ranking attack's scores (Carlini et al. 2021, §5.1), all oriented higher = more likely memorized.

@@ -155,7 +155,7 @@ def _figures(out, cfg, canaries, runs, history) -> list[str]:
     for u, c in zip(uniq, rcolors):
         sel = reps == u
         axes[0].plot(steps, [np.mean(np.asarray(h["exposure"])[sel]) for h in history], "o-", color=c,
-                     label="reference (0 copies)" if u == 0 else f"{int(u)} copies")
+                     label="reference (0 copies)" if u == 0 else f"{int(u)} cop{'y' if u == 1 else 'ies'}")
         axes[1].plot(steps, [np.mean(np.asarray(h["extracted"])[sel]) for h in history], "o-", color=c)
     axes[0].axhline(max_bits, color="black", ls=":", lw=1)
     ax2 = axes[1].twinx()
