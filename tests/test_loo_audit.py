@@ -2,6 +2,7 @@
 import csv
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -162,11 +163,9 @@ def test_closed_form_population_refusals(data_file):
         make_model_config("kernel-ridge", kernel="poly")
 
 
-def test_resume_reuses_shards_and_adds_loo(data_file, tmp_path, monkeypatch):
+def test_resume_reuses_shards_without_loo(runs, data_file, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    first = run_audit(dataset=load_npz_dataset(data_file), model="ridge", n_models=N_MODELS, shard_size=SHARD, out=out,
-                      progress=False, attacks=False)
-    assert first.loo is None and "loo" not in first.summary and len(first.shards_trained) == 3
+    shutil.copytree(runs["ridge"], out)      # a finished ridge run made with --loo
     before = _rows(out / "examples.csv")
     shard_files = sorted((out / "population" / "shards").glob("*.npz"))
     kept = {p.name: p.read_bytes() for p in shard_files if p.name != "shard-00001.npz"}
@@ -180,17 +179,18 @@ def test_resume_reuses_shards_and_adds_loo(data_file, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(memlens.train, "train_population", counting)
-    # --loo reads the dataset and the model config only: not part of the run's identity, so resume accepts it
-    assert main(_args(data_file, out, "ridge", "--loo", "--resume")) == 0
+    # --loo reads the dataset and the model config only: not part of the run's identity, so resuming without it
+    # is the same run
+    assert main(_args(data_file, out, "ridge", "--resume")) == 0
     assert calls == [SHARD]          # only the missing shard's rows were refitted
     s = json.loads((out / "summary.json").read_text())
-    assert s["shards_trained"] == 1 and s["shards_reused"] == 2 and "loo" in s
+    assert s["shards_trained"] == 1 and s["shards_reused"] == 2 and "loo" not in s
     for name, data in kept.items():
         assert (out / "population" / "shards" / name).read_bytes() == data
     after = _rows(out / "examples.csv")
     # the refitted shard is exactly the same (closed form: deterministic), so the estimate is unchanged
     np.testing.assert_array_equal(_col(after, "memorization"), _col(before, "memorization"))
-    assert "loo_memorization" in after[0]
+    assert "loo_memorization" in before[0] and "loo_memorization" not in after[0]
 
     # another model (or another model config) is another run: resume is refused and nothing changes
     hashes = _hashes(out)
@@ -214,10 +214,10 @@ def test_bad_combinations_refused_with_nothing_written(data_file, tmp_path, caps
     assert not out.exists()
 
 
-def test_bad_loo_refused_before_an_existing_run_is_touched(data_file, tmp_path):
+def test_bad_loo_refused_before_an_existing_run_is_touched(runs, data_file, tmp_path):
     out = tmp_path / "run"
+    shutil.copytree(runs["kernel-ridge"], out)
     ds = load_npz_dataset(data_file)
-    run_audit(dataset=ds, model="ridge", n_models=2, shard_size=2, out=out, progress=False, attacks=False)
     hashes = _hashes(out)
     with pytest.raises(MemlensInputError, match="loo must be True or False"):
         run_audit(dataset=ds, model="ridge", n_models=2, out=out, overwrite=True, loo="yes")
