@@ -1,0 +1,205 @@
+"""The Ray executor on a local Ray instance with 2 CPUs (one per module, Ray starts slowly): results identical to
+the local executor, resume across executors, a worker killed mid-shard retried, a worker that always dies."""
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import memlens.audit  # noqa: E402
+from memlens import MemlensInputError, Population  # noqa: E402
+from memlens.audit import run_audit  # noqa: E402
+from memlens.cli import load_npz_dataset, main  # noqa: E402
+from memlens.executors import ExecutorError, LocalExecutor, RayExecutor, make_executor  # noqa: E402
+from memlens.runs import RunDir  # noqa: E402
+
+N_MODELS, SHARD, TARGETS = 8, 2, 4  # 4 shards of 2 models
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def _audit(data_file, out, **kw):
+    return run_audit(dataset=load_npz_dataset(data_file), n_models=N_MODELS, shard_size=SHARD,
+                     attack_targets=TARGETS, out=out, progress=False, **kw)
+
+
+def _assert_same_results(out: Path, ref: Path):
+    for name in ("examples.csv", "pairs.csv"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+    a, b = Population.load(out / "population"), Population.load(ref / "population")
+    np.testing.assert_array_equal(a.masks, b.masks)
+    np.testing.assert_array_equal(a.seeds, b.seeds)
+    assert {s: set(d) for s, d in a.signals.items()} == {s: set(d) for s, d in b.signals.items()}
+    for split in a.signals:
+        for name in a.signals[split]:
+            np.testing.assert_array_equal(a.signal(split, name), b.signal(split, name), err_msg=f"{split}/{name}")
+    assert RunDir.open(out).run_id == RunDir.open(ref).run_id
+
+
+@pytest.fixture(scope="module")
+def reference(data_file, tmp_path_factory):
+    """The same audit on the local executor."""
+    out = tmp_path_factory.mktemp("ray") / "local"
+    res = _audit(data_file, out)
+    assert res.summary["executor"] == "local"
+    return out
+
+
+def test_ray_backend_is_identical_to_local(ray_cluster, reference, data_file, tmp_path):
+    out = tmp_path / "ray"
+    args = ["audit", "--data", str(data_file), "--models", str(N_MODELS), "--shard-size", str(SHARD),
+            "--attack-targets", str(TARGETS), "--out", str(out), "--no-progress", "--backend", "ray"]
+    assert main(args) == 0
+    _assert_same_results(out, reference)
+    import json
+
+    s = json.loads((out / "summary.json").read_text())
+    assert s["executor"] == "ray" and s["shards_trained"] == N_MODELS // SHARD
+    assert ray.is_initialized()  # an instance the executor did not start is left running
+
+
+def test_run_started_locally_resumes_on_ray(ray_cluster, reference, data_file, tmp_path):
+    out = tmp_path / "run"
+
+    def stop_after_two(k, n_done, n_shards):
+        if n_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _audit(data_file, out, on_shard=stop_after_two)
+    kept = {p.name: p.read_bytes() for p in (out / "population" / "shards").glob("shard-*")}
+    assert len(kept) == 4  # two shards, each .npz and .json
+    res = _audit(data_file, out, resume=True, executor="ray")
+    assert res.shards_trained == (2, 3)
+    for name, data in kept.items():
+        assert (out / "population" / "shards" / name).read_bytes() == data
+    _assert_same_results(out, reference)
+
+
+def _flaky_train_shard(marker_dir: str, *, die_at: int):
+    """A shard function that dies (SIGKILL of its own worker) the first time it trains the shard starting at row
+    ``die_at``. Each attempt is logged as a file ``attempt-<row>-<pid>``."""
+    real = memlens.audit._train_shard
+
+    def train_shard(dataset, **kw):
+        import signal as _signal
+
+        offset = kw["model_offset"]
+        open(os.path.join(marker_dir, f"attempt-{offset}-{os.getpid()}"), "w").close()
+        if offset == die_at:
+            marker = os.path.join(marker_dir, f"died-{offset}")
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                real(dataset, **kw)  # the work is done, then the worker dies before returning it
+                os.kill(os.getpid(), _signal.SIGKILL)
+        return real(dataset, **kw)
+
+    return train_shard
+
+
+def _attempts(marker_dir: Path) -> dict:
+    out = {}
+    for p in marker_dir.glob("attempt-*"):
+        row = int(p.name.split("-")[1])
+        out[row] = out.get(row, 0) + 1
+    return out
+
+
+def test_worker_killed_mid_shard_is_retried(ray_cluster, reference, data_file, tmp_path, monkeypatch):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setattr(memlens.audit, "_train_shard", _flaky_train_shard(str(markers), die_at=4))
+    out = tmp_path / "run"
+    res = _audit(data_file, out, executor="ray")
+    assert (markers / "died-4").exists()
+    assert _attempts(markers) == {0: 1, 2: 1, 4: 2, 6: 1}  # shard 2 (rows 4, 5) ran twice: killed, then retried
+    assert res.shards_trained == (0, 1, 2, 3)
+    _assert_same_results(out, reference)
+
+
+def test_worker_that_always_dies_fails_clearly_after_handing_over_the_others(ray_cluster, tmp_path):
+    """Job 3 kills its worker on every attempt: after ``max_retries`` retries the map fails with ExecutorError,
+    and every job that finished before was handed over (the audit has written its shard)."""
+    def job(*, x, marker_dir):
+        import signal as _signal
+        import time as _time
+
+        open(os.path.join(marker_dir, f"attempt-{x}-{os.getpid()}"), "w").close()
+        if x == 3:
+            _time.sleep(0.5)  # the others finish first
+            os.kill(os.getpid(), _signal.SIGKILL)
+        return x * 10
+
+    got = {}
+    jobs = [(k, {"x": k, "marker_dir": str(tmp_path)}) for k in range(4)]
+    with pytest.raises(ExecutorError, match=r"shard 3: its Ray worker died 2 times \(max_retries=1.*--resume"):
+        RayExecutor(max_retries=1).map(job, jobs, on_result=got.__setitem__)
+    assert got == {0: 0, 1: 10, 2: 20}
+    assert _attempts(tmp_path) == {0: 1, 1: 1, 2: 1, 3: 2}
+
+
+def test_shard_exception_is_raised_not_retried(ray_cluster, tmp_path):
+    def job(*, x, marker_dir):
+        open(os.path.join(marker_dir, f"attempt-{x}-{os.getpid()}"), "w").close()
+        if x == 1:
+            raise MemlensInputError(f"shard {x} refused")
+        return x
+
+    with pytest.raises(MemlensInputError, match="shard 1 refused"):
+        RayExecutor().map(job, [(k, {"x": k, "marker_dir": str(tmp_path)}) for k in range(2)],
+                          on_result=lambda k, v: None)
+    assert _attempts(tmp_path)[1] == 1
+
+
+def test_executor_map_hands_over_every_result_once(ray_cluster):
+    def square(*, base, x):
+        return {"x": x, "value": base + x * x}
+
+    got = {}
+    jobs = [(k, {"x": k}) for k in range(6)]
+    done = make_executor("ray").map(square, jobs, shared={"base": 100}, on_result=got.__setitem__)
+    assert sorted(done) == list(range(6)) and len(done) == 6
+    assert got == {k: {"x": k, "value": 100 + k * k} for k in range(6)}
+    local = {}
+    assert LocalExecutor().map(square, jobs, shared={"base": 100}, on_result=local.__setitem__) == list(range(6))
+    assert local == got
+
+
+def test_ray_task_runs_with_one_thread(ray_cluster):
+    def threads():
+        import torch
+        from threadpoolctl import threadpool_info
+
+        return torch.get_num_threads(), sorted({d["num_threads"] for d in threadpool_info()})
+
+    got = {}
+    RayExecutor().map(threads, [(0, {})], on_result=got.__setitem__)
+    n_torch, n_blas = got[0]
+    assert n_torch == 1 and set(n_blas) <= {1}
+
+
+def test_population_travels_as_npz_bytes():
+    from memlens.executors import _decode, _encode
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((3, 5)) < 0.5
+    pop = Population(masks, {"train": {"correct": rng.random((3, 5)).astype(np.float32)}}, seeds=np.arange(3),
+                     labels={"train": np.arange(5) % 2}, provenance={"k": 1})
+    kind, payload = _encode(pop)
+    assert kind == "memlens-population-npz" and isinstance(payload, bytes)
+    back = _decode((kind, payload))
+    np.testing.assert_array_equal(back.masks, masks)
+    np.testing.assert_array_equal(back.signal("train", "correct"), pop.signal("train", "correct"))
+    assert hashlib.sha256(back.to_npz_bytes()).digest() == hashlib.sha256(payload).digest()
