@@ -123,6 +123,12 @@ class _Objective:
     def to(self, dtype) -> "_Objective":
         return _Objective(self.X1.to(dtype), self.y, self.n_classes, self.weights.to(dtype), self.C)
 
+    def _select(self, idx: torch.Tensor):
+        """Weights ``(n, k)`` and sizes ``(k,)`` of models ``idx``; no copy while every model is still active."""
+        if idx.numel() == self.weights.shape[1]:       # ids are sorted and unique: all models, in order
+            return self.weights, self.n_k
+        return self.weights[:, idx], self.n_k[idx]
+
     def _chunks(self, k: int):
         rows = max(16, _CHUNK_ELEMENTS // max(1, k * self.n_classes))
         return range(0, self.X1.shape[0], rows), rows
@@ -141,7 +147,7 @@ class _Objective:
         then run over contiguous model vectors, several times faster than reducing a short last axis.
         """
         k, dp, n_out = W.shape
-        wts, n_k = self.weights[:, idx], self.n_k[idx]
+        wts, n_k = self._select(idx)
         Wm = W.permute(1, 2, 0).reshape(dp, n_out * k)
         f = torch.zeros(k, dtype=W.dtype)
         G = torch.zeros(dp, n_out * k, dtype=W.dtype)
@@ -176,7 +182,7 @@ class _Objective:
         ``n d^2``, more than an evaluation when ``d`` exceeds ``n_classes * k``); ``A_k`` is always recomputed.
         """
         k, dp, n_out = W.shape
-        wts, n_k = self.weights[:, idx], self.n_k[idx]
+        wts, n_k = self._select(idx)
         Wm = W.permute(1, 2, 0).reshape(dp, n_out * k)
         Sig = torch.zeros(dp, dp, dtype=W.dtype) if sigma is None else None
         A = torch.zeros(k, n_out, n_out, dtype=W.dtype)
@@ -315,7 +321,10 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
         pending = torch.arange(k_act)
         ok = torch.zeros(k_act, dtype=torch.bool)
         for _ in range(_MAX_BACKTRACK):
-            Wt = W[pending] + t[pending].view(-1, 1, 1) * D[pending]
+            if pending.numel() == k_act:                 # every model still searching: no gather copies
+                Wt = torch.addcmul(W, t.view(-1, 1, 1), D)
+            else:
+                Wt = W[pending] + t[pending].view(-1, 1, 1) * D[pending]
             ft, Gt = obj(Wt, ids[pending])
             f0, gd0 = f[pending], gd[pending]
             acc = ft <= f0 + _ARMIJO_C1 * t[pending] * gd0
