@@ -19,3 +19,7 @@ __all__ += ["LocalExecutor", "RayExecutor", "make_executor", "RunStorageError"]
 from .audit import AuditLOO, audit_loo  # noqa: E402
 
 __all__ += ["AuditLOO", "audit_loo"]
+
+from .text_audit import TextAuditResult, run_text_audit  # noqa: E402
+
+__all__ += ["TextAuditResult", "run_text_audit"]
