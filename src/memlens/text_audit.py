@@ -251,8 +251,13 @@ def ranking_attack_auc(pop: Population, columns) -> dict[str, dict]:
 
     Returns
     -------
-    dict score -> {"auc", "n_pos", "n_neg", "tpr_at_1pct_fpr"}
+    dict score -> {"auc", "n_pos", "n_neg", "tpr_at_1pct_fpr", "fpr_resolution"}
+        With fewer than 100 OUT pairs, 1% FPR is below the ROC's resolution (``fpr_resolution = 1 / n_neg``) and
+        the TPR is the TPR at zero false positives.
     """
+    import warnings
+
+    from ._validation import MemlensWarning
     from .evaluation import roc, tpr_at_fpr_from_roc
 
     columns = np.asarray(columns, dtype=np.int64)
@@ -268,9 +273,12 @@ def ranking_attack_auc(pop: Population, columns) -> dict[str, dict]:
         if ok.sum() < 2 or labels[ok].all() or not labels[ok].any():
             continue
         curve = roc(s[ok], labels[ok])
-        tpr = tpr_at_fpr_from_roc(curve.fpr, curve.tpr, 0.01, n_neg=curve.n_neg)
+        with warnings.catch_warnings():  # below the ROC's resolution: stated by "fpr_resolution" instead
+            warnings.simplefilter("ignore", MemlensWarning)
+            tpr = tpr_at_fpr_from_roc(curve.fpr, curve.tpr, 0.01, n_neg=curve.n_neg)
         out[name.replace("rank_", "")] = {"auc": float(curve.auc), "n_pos": int(curve.n_pos),
-                                          "n_neg": int(curve.n_neg), "tpr_at_1pct_fpr": float(np.asarray(tpr))}
+                                          "n_neg": int(curve.n_neg), "tpr_at_1pct_fpr": float(np.asarray(tpr)),
+                                          "fpr_resolution": 1.0 / curve.n_neg}
     return out
 
 
