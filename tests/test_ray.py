@@ -203,3 +203,53 @@ def test_population_travels_as_npz_bytes():
     np.testing.assert_array_equal(back.masks, masks)
     np.testing.assert_array_equal(back.signal("train", "correct"), pop.signal("train", "correct"))
     assert hashlib.sha256(back.to_npz_bytes()).digest() == hashlib.sha256(payload).digest()
+
+
+@pytest.mark.slow
+def test_existing_cluster_by_address(reference, data_file, tmp_path):
+    """`ray start --head` in its own process group, `memlens audit --backend ray --ray-address` in a child process:
+    the same results as the local executor, and the cluster keeps running after the run."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen([ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard", "false", "--disable-usage-stats", "--block"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        time.sleep(3)
+        out = tmp_path / "cluster"
+        args = ["audit", "--data", str(data_file), "--models", str(N_MODELS), "--shard-size", str(SHARD),
+                "--attack-targets", str(TARGETS), "--out", str(out), "--no-progress", "--backend", "ray",
+                "--ray-address", f"127.0.0.1:{port}"]
+        proc = subprocess.run([sys.executable, "-m", "memlens.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        _assert_same_results(out, reference)
+        assert head.poll() is None  # the cluster is not shut down by the run
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # the head's own process group (start_new_session)
+        except ProcessLookupError:
+            pass
+        head.wait()

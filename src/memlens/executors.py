@@ -205,17 +205,24 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return False
         self._check_reachable()
-        kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         if self.address is None:
-            kwargs["num_cpus"] = self.num_cpus
+            kwargs = dict(num_cpus=self.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                          log_to_driver=False)
+        elif self.address.startswith("ray://"):  # Ray Client accepts few of ray.init's options
+            kwargs = dict(address=self.address)
         else:
-            kwargs["address"] = self.address
+            kwargs = dict(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
         try:
             ray.init(**kwargs)
-        except ConnectionError as exc:
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            if self.address is None:
+                raise ExecutorError(f"executor 'ray': could not start a local Ray instance ({exc}); check `ray "
+                                    "status` and the logs under /tmp/ray, or use the local executor") from None
             raise MemlensInputError(f"ray_address: could not connect to a Ray cluster at {self.address!r} ({exc}); "
-                                    "start the cluster (ray start --head) or pass its address, or drop "
-                                    "--ray-address to run on a local Ray instance") from None
+                                    "start the cluster (ray start --head) or pass its address (a cluster with "
+                                    "token authentication, Ray's default, also needs RAY_AUTH_MODE=token and its "
+                                    "token in ~/.ray/auth_token or RAY_AUTH_TOKEN), or drop --ray-address to run "
+                                    "on a local Ray instance") from None
         return True
 
     # ------------------------------------------------------------------ map
