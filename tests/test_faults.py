@@ -395,3 +395,66 @@ def test_bad_executor_options(data_file, tmp_path, capsys, extra, says):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err, err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------- a real small disk
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 96 KiB tmpfs mounted under ``tmp_path`` (skipped where mounting is not permitted); unmounted after."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k,mode=0755", "tmpfs", str(mnt)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here ({r.stderr.strip()[:80]})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _remount(mnt, options):
+    subprocess.run(["mount", "-o", f"remount,{options}", str(mnt)], check=True, capture_output=True)
+
+
+def test_real_full_disk_then_more_space(small_disk, data_file, reference, capsys):
+    """A run on a 96 KiB file system fills it during training: a one-line error, exit 1, the shards written so far
+    readable, none half-written; after the file system grows, --resume finishes to the uninterrupted result."""
+    out = small_disk / "run"
+    assert main(_args(data_file, out)) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("memlens: error:")]
+    assert len(errors) == 1 and "no space left on device" in errors[0] and "--resume" in errors[0], errors
+    run = RunDir.open(out)
+    done = [k for k in range(run.n_shards) if k not in run.missing_shards()]
+    assert 0 < len(done) < N_MODELS
+    for k in done:
+        run.load_shard(k)
+    assert _no_temp_files(out) == []
+    _remount(small_disk, "size=8m")
+    assert main(_args(data_file, out, "--resume")) == 0
+    _assert_same_results(out, reference[0])
+
+
+@pytest.mark.slow
+def test_real_read_only_remount(small_disk, data_file, reference, capsys):
+    """The file system is remounted read-only after two shards: RunStorageError (EROFS), the two shards readable;
+    --resume is refused while it stays read-only; after a read-write remount --resume finishes the same run."""
+    _remount(small_disk, "size=8m")
+    out = small_disk / "run"
+
+    def remount_read_only(k, n_done, n_shards):
+        if n_done == 2:
+            _remount(small_disk, "ro")
+
+    with pytest.raises(RunStorageError, match="read-only") as info:
+        _audit(data_file, out, on_shard=remount_read_only)
+    assert info.value.errno == errno.EROFS
+    run = RunDir.open(out)
+    assert run.missing_shards() == list(range(2, N_MODELS))
+    before = _hashes(out)
+    assert main(_args(data_file, out, "--resume")) == 2
+    assert "--out must be a writable folder" in capsys.readouterr().err
+    assert _hashes(out) == before
+    _remount(small_disk, "rw")
+    assert main(_args(data_file, out, "--resume")) == 0
+    _assert_same_results(out, reference[0])
