@@ -24,7 +24,8 @@ N_MODELS, SHARD, TARGETS = 8, 2, 4  # 4 shards of 2 models
 def ray_cluster():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
     yield
     if started:
         ray.shutdown()
@@ -253,3 +254,7 @@ def test_existing_cluster_by_address(reference, data_file, tmp_path):
         except ProcessLookupError:
             pass
         head.wait()
+        # a head killed before its own clean-up leaves its address as "the current cluster" of this machine
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()

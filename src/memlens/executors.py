@@ -205,9 +205,9 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return False
         self._check_reachable()
-        if self.address is None:
-            kwargs = dict(num_cpus=self.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                          log_to_driver=False)
+        if self.address is None:  # "local": a new instance, never a cluster found through RAY_ADDRESS or /tmp/ray
+            kwargs = dict(address="local", num_cpus=self.num_cpus, include_dashboard=False,
+                          logging_level=logging.WARNING, log_to_driver=False)
         elif self.address.startswith("ray://"):  # Ray Client accepts few of ray.init's options
             kwargs = dict(address=self.address)
         else:
