@@ -721,6 +721,10 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     if not 1 <= n_in <= ds.n_train - 1:
         raise MemlensInputError(f"subset_ratio * n_train must round to between 1 and n_train - 1 so that every "
                                 f"model leaves examples out; got subset_ratio={subset_ratio}, n_train={ds.n_train}")
+    if dp is not None:  # a target epsilon the accountant cannot calibrate is refused before anything is written
+        from .train.dp import check_dp_target
+
+        check_dp_target(dp, n_max=n_in, n_train=ds.n_train, name="dp_epsilon")
     if resume:
         check_writable(out)
     else:

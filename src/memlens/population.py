@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._validation import MemlensInputError, check_masks
+from ._validation import MemlensInputError, check_array, check_labels, check_masks
 
 __all__ = ["Population", "SIGNALS", "signals_from_logits", "signals_from_proba", "atomic_write_bytes"]
 
@@ -28,6 +28,16 @@ _FORMAT = "memlens-population/1"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
+
+
+def _check_scores_and_labels(name: str, scores, y) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores (n_models, n_examples, n_classes) float64, y (n_examples,) int64)``, validated."""
+    z = check_array(name, scores, ndim=3, dtype=np.float64)
+    if z.shape[2] < 2:
+        raise MemlensInputError(f"{name} must have at least 2 classes on its last axis (n_models, n_examples, "
+                                f"n_classes); got shape {z.shape}")
+    y = check_labels("y", y, n_rows=z.shape[1], n_classes=z.shape[2])
+    return z, y
 
 
 def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
@@ -43,8 +53,7 @@ def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
     -------
     dict with ``logit``, ``loss``, ``correct``, each float32 of shape (n_models, n_examples).
     """
-    z = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(y, dtype=np.int64)
+    z, y = _check_scores_and_labels("logits", logits, y)
     idx = np.broadcast_to(y[None, :, None], z.shape[:2] + (1,))
     z_y = np.take_along_axis(z, idx, axis=2)[..., 0]
     zmax = z.max(axis=2)
@@ -66,8 +75,11 @@ def signals_from_proba(proba, y, *, eps: float = 1e-12) -> dict[str, np.ndarray]
     Probabilities are clipped to ``[eps, 1]`` before the logarithm, so a confident model's stable logit is
     bounded by about ±27.6 (sklearn's ``predict_proba`` rounds to exact 0 and 1).
     """
-    p = np.clip(np.asarray(proba, dtype=np.float64), eps, 1.0)
-    y = np.asarray(y, dtype=np.int64)
+    p, y = _check_scores_and_labels("proba", proba, y)
+    if p.size and (p.min() < 0.0 or p.max() > 1.0 + 1e-6):
+        raise MemlensInputError(f"proba must hold probabilities in [0, 1]; got values in [{p.min():.3g}, "
+                                f"{p.max():.3g}]; pass raw class scores to signals_from_logits instead")
+    p = np.clip(p, eps, 1.0)
     idx = np.broadcast_to(y[None, :, None], p.shape[:2] + (1,))
     p_y = np.take_along_axis(p, idx, axis=2)[..., 0]
     rest = np.clip(p.sum(axis=2) - p_y, eps, None)
@@ -134,11 +146,14 @@ class Population:
         if seeds.shape != (n_models,):
             raise MemlensInputError(f"seeds must have shape ({n_models},) (one per model); got {seeds.shape}")
         object.__setattr__(self, "seeds", seeds)
+        if not isinstance(self.signals, Mapping) or not all(isinstance(d, Mapping) for d in self.signals.values()):
+            raise MemlensInputError("signals must be a mapping split -> {name: array (n_models, n_examples)}, e.g. "
+                                    f"{{'train': {{'logit': ...}}}}; got {type(self.signals).__name__}")
         sig = {}
         for split, named in self.signals.items():
             sig[split] = {}
             for name, arr in named.items():
-                arr = np.asarray(arr, dtype=np.float32)
+                arr = check_array(f"signals[{split!r}][{name!r}]", arr, dtype=np.float32, finite=False)
                 if arr.ndim != 2 or arr.shape[0] != n_models:
                     raise MemlensInputError(
                         f"signals[{split!r}][{name!r}] must have shape (n_models={n_models}, n_examples); "
@@ -152,7 +167,10 @@ class Population:
             if len(lens) > 1:
                 raise MemlensInputError(f"signals[{split!r}] arrays disagree on the number of examples: {lens}")
         object.__setattr__(self, "signals", _freeze(sig))
-        labels = {k: np.asarray(v, dtype=np.int64) for k, v in self.labels.items()}
+        labels = {}
+        for k, v in self.labels.items():
+            n = n_train if k == "train" else (next(iter(sig[k].values())).shape[1] if sig.get(k) else None)
+            labels[k] = check_labels(f"labels[{k!r}]", v, n_rows=n)
         object.__setattr__(self, "labels", MappingProxyType(labels))
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
 
@@ -181,7 +199,12 @@ class Population:
     # ------------------------------------------------------------------ model axis
     def select(self, models) -> "Population":
         """The sub-population of the given model indices (an index array, slice or boolean mask)."""
-        idx = np.arange(self.n_models)[models]
+        try:
+            idx = np.arange(self.n_models)[models]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise MemlensInputError(f"models must index the {self.n_models} models (indices 0..{self.n_models - 1}, a "
+                                    f"slice or a boolean mask of length {self.n_models}); got {models!r} ({exc})") \
+                from None
         return Population(self.masks[idx], {s: {k: v[idx] for k, v in d.items()} for s, d in self.signals.items()},
                           self.seeds[idx], dict(self.labels), dict(self.provenance))
 
@@ -191,6 +214,9 @@ class Population:
         pops = list(pops)
         if not pops:
             raise MemlensInputError("pops must contain at least one Population; got an empty sequence")
+        for k, p in enumerate(pops):
+            if not isinstance(p, Population):
+                raise MemlensInputError(f"pops[{k}] must be a Population; got {type(p).__name__}")
         first = pops[0]
         for k, p in enumerate(pops[1:], 1):
             if p.n_train != first.n_train:

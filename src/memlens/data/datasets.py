@@ -102,6 +102,8 @@ def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arra
     integers in ``[0, n_classes)``, fewer than 2 classes or an empty training set.
     """
     X_train = check_array("X_train", X_train, ndim=2, dtype=np.float32, min_rows=1)
+    if X_train.shape[1] < 1:
+        raise MemlensInputError(f"X_train must have at least 1 feature column; got shape {X_train.shape}")
     y_train = check_labels("y_train", y_train, n_rows=X_train.shape[0])
     if X_test is None:
         X_test = X_train[:0]
@@ -112,6 +114,13 @@ def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arra
                                 f"({X_train.shape[1]}); got {X_test.shape[1]}")
     y_test = check_labels("y_test", y_test, n_rows=X_test.shape[0])
     n_classes = int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1
+    n_labeled = y_train.shape[0] + y_test.shape[0]
+    if class_names is None and n_classes > n_labeled:
+        # more classes than labeled examples: the labels are not encoded as 0..n_classes-1
+        which = "y_train" if y_train.max(initial=-1) + 1 == n_classes else "y_test"
+        raise MemlensInputError(f"{which} must encode classes as 0..n_classes-1; got maximum label {n_classes - 1}, "
+                                f"i.e. {n_classes} classes for only {n_labeled} labeled examples; re-encode the "
+                                "labels (sklearn.preprocessing.LabelEncoder) or pass class_names")
     if class_names is None:
         class_names = tuple(str(c) for c in range(n_classes))
     class_names = tuple(str(c) for c in class_names)
@@ -239,6 +248,6 @@ def load_dataset(name: str = "digits") -> Dataset:
         For an unknown name, or when the package that ships the data is not installed (the message names it).
     """
     loaders = _loaders()
-    if name not in loaders:
+    if not isinstance(name, str) or name not in loaders:
         raise MemlensInputError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
     return loaders[name]()

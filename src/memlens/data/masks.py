@@ -1,12 +1,32 @@
 """Membership masks: which model trains on which example."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .._random import as_generator
 from .._validation import MemlensInputError, check_fraction, check_int
 
 __all__ = ["make_masks"]
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_memory(n_models: int, n_examples: int, *, bytes_per_entry: int) -> None:
+    """Refuse a mask matrix whose drawing needs more memory than the machine has (a clear error, not a crash)."""
+    need = n_models * n_examples * bytes_per_entry
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise MemlensInputError(f"n_models * n_examples = {n_models} * {n_examples} mask entries need about "
+                                f"{need / 2**30:,.0f} GiB to draw, more than this machine's {have / 2**30:,.0f} GiB "
+                                f"of memory; got n_models={n_models}: use fewer models or fewer examples")
 
 
 def make_masks(n_models: int, n_examples: int, *, p: float = 0.7, seed=0, balanced: bool = False) -> np.ndarray:
@@ -36,6 +56,9 @@ def make_masks(n_models: int, n_examples: int, *, p: float = 0.7, seed=0, balanc
                          hint="to have both IN and OUT models for every example")
     n_examples = check_int("n_examples", n_examples, min_value=1)
     p = check_fraction("p", p, hint="it is the fraction of examples each model trains on")
+    if not isinstance(balanced, (bool, np.bool_)):
+        raise MemlensInputError(f"balanced must be True or False; got {balanced!r}")
+    _check_memory(n_models, n_examples, bytes_per_entry=25 if balanced else 17)
     rng = as_generator(seed)
     if balanced:
         k = int(round(p * n_models))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import MemlensInputError, check_int, check_masks, warn
+from .._validation import MemlensInputError, check_array, check_float, check_int, check_masks, warn
 
 __all__ = [
     "MemorizationResult",
@@ -80,6 +80,14 @@ class MemorizationResult:
         return np.argsort(-np.nan_to_num(self.scores, nan=-np.inf), kind="stable")
 
 
+def _check_population(pop) -> None:
+    from ..population import Population
+
+    if not isinstance(pop, Population):
+        raise MemlensInputError(f"pop must be a memlens Population; got {type(pop).__name__}; for raw arrays use "
+                                "memorization_from_arrays / influence_from_arrays")
+
+
 def _mean_var(masks: np.ndarray, values: np.ndarray):
     m = masks.astype(np.float64)
     v = values.astype(np.float64)
@@ -120,7 +128,7 @@ def memorization_from_arrays(masks, values, *, signal: str = "correct",
         Examples with no IN or no OUT model get NaN and a :class:`~memlens.MemlensWarning`.
     """
     masks = check_masks("masks", masks)
-    values = np.asarray(values, dtype=np.float64)
+    values = check_array("values", values, dtype=np.float64, finite=False)
     if values.shape != masks.shape:
         raise MemlensInputError(f"values must have the same shape as masks {masks.shape} "
                                 f"(n_models, n_examples); got {values.shape}")
@@ -156,6 +164,7 @@ def memorization(pop, *, signal: str = "correct", split: str = "train",
     split : str
         Must be ``train`` (the masks index the training split).
     """
+    _check_population(pop)
     if split != "train":
         raise MemlensInputError(f"split must be 'train' for memorization (masks index the training split); "
                                 f"got {split!r}; use influence() for other splits")
@@ -233,7 +242,7 @@ def influence_from_arrays(masks, values, *, signal: str = "correct", split: str 
         Training examples with no IN or no OUT model have NaN influence and a warning.
     """
     masks = check_masks("masks", masks)
-    values = np.asarray(values)
+    values = check_array("values", values, dtype=np.float64, finite=False)
     if values.ndim != 2 or values.shape[0] != masks.shape[0]:
         raise MemlensInputError(f"values must have shape (n_models={masks.shape[0]}, n_eval); got {values.shape}")
     if not np.all(np.isfinite(values)):
@@ -243,6 +252,9 @@ def influence_from_arrays(masks, values, *, signal: str = "correct", split: str 
     top_k = check_int("top_k", top_k, min_value=0)
     top_k = min(top_k, n_eval)
     chunk_size = check_int("chunk_size", chunk_size, min_value=1)
+    if threshold is not None:
+        threshold = check_float("threshold", threshold, hint="the smallest influence of a kept pair, e.g. 0.15; "
+                                "None keeps no pairs")
     if pair_columns is not None:
         pair_columns = np.asarray(pair_columns)
         if pair_columns.shape != (n_train,) or pair_columns.dtype != bool:
@@ -307,6 +319,7 @@ def influence(pop, *, signal: str = "correct", split: str = "test", top_k: int =
 
     See :func:`influence_from_arrays`. With ``split="train"`` the diagonal ``infl(i, i)`` equals ``mem(i)``.
     """
+    _check_population(pop)
     return influence_from_arrays(pop.masks, pop.signal(split, signal), signal=signal, split=split, top_k=top_k,
                                  threshold=threshold, pair_columns=pair_columns, return_matrix=return_matrix,
                                  chunk_size=chunk_size,

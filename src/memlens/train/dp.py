@@ -41,6 +41,9 @@ __all__ = ["DPConfig", "ACCOUNTANTS", "noise_multiplier_for", "accountant_epsilo
 
 #: Accountants available through Opacus.
 ACCOUNTANTS = ("rdp", "prv")
+#: Smallest noise multiplier the calibration considers: targets above its ε promise no privacy.
+_SIGMA_FLOOR = 0.1
+_CHECK_EPSILON_ABOVE = 100.0
 _CLIP_EPS = 1e-6  # Opacus: clip factor = max_grad_norm / (norm + 1e-6), clamped to 1
 
 
@@ -114,6 +117,35 @@ class DPConfig:
 
 
 # ================================================================================================ accounting
+def _check_reachable(epsilon: float, *, delta: float, sample_rate: float, steps: int, accountant: str,
+                     name: str = "epsilon") -> None:
+    """Refuse a target ε that no meaningful noise level reaches.
+
+    Opacus bisects sigma until the accountant's ε is within 0.01 of the target; a target above the ε of a
+    negligible noise level (:data:`_SIGMA_FLOOR`) is never reached and the search would not end. The check costs
+    one accounting (seconds at small sigma), so it runs only for targets beyond any usual budget.
+    """
+    if epsilon <= _CHECK_EPSILON_ABOVE:
+        return
+    eps_floor = accountant_epsilon(noise_multiplier=_SIGMA_FLOOR, sample_rate=sample_rate, steps=steps, delta=delta,
+                                   accountant=accountant)
+    if epsilon >= eps_floor:
+        raise MemlensInputError(f"{name} must be below {eps_floor:.4g}, the epsilon of noise multiplier "
+                                f"{_SIGMA_FLOOR} (negligible noise) at sample rate {sample_rate:.4g} and {steps} steps; "
+                                f"got {epsilon:g}: such a target promises no privacy; use a smaller epsilon, or "
+                                "non-private training")
+
+
+def check_dp_target(config: "DPConfig", *, n_max: int, n_train: int, name: str = "epsilon") -> None:
+    """Raise :class:`MemlensInputError` before any training if :func:`dp_plan` could not calibrate ``config``
+    (a target ε that no meaningful noise level reaches); cheap for usual targets (ε <= 100)."""
+    q = min(1.0, config.batch_size / n_max)
+    steps = int(math.ceil(config.epochs / q - 1e-9))
+    delta = config.delta if config.delta is not None else 1.0 / (10 * n_train)
+    _check_reachable(config.epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant,
+                     name=name)
+
+
 def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, steps: int,
                          accountant: str = "rdp") -> float:
     """Noise multiplier ``sigma`` for which ``steps`` Poisson-subsampled Gaussian steps at rate ``sample_rate``
@@ -124,6 +156,8 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
     delta = _check_delta(delta)
     sample_rate = check_float("sample_rate", sample_rate, min_value=0.0, max_value=1.0, min_inclusive=False)
     steps = check_int("steps", steps, min_value=1)
+    accountant = _check_accountant(accountant)
+    _check_reachable(epsilon, delta=delta, sample_rate=sample_rate, steps=steps, accountant=accountant)
     return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
                                       steps=steps, accountant=_check_accountant(accountant)))
 
