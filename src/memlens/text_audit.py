@@ -586,7 +586,8 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
                    canaries_per_repetition: int = 2, n_documents: int | None = 600, max_chars: int | None = 100,
                    config=None, prefix_len: int = 16, suffix_len: int = 16, exposure_method: str = "auto",
                    reference_model: bool = True,
-                   on_shard: Callable[[int, int, int], None] | None = None) -> TextAuditResult:
+                   on_shard: Callable[[int, int, int], None] | None = None, executor="local",
+                   ray_address: str | None = None, ray_num_cpus: int | None = None) -> TextAuditResult:
     """Train a population of small language models with inserted canaries, measure, and write the audit to ``out``.
 
     Every input is validated before any work starts; a refused start writes nothing and leaves an existing run
@@ -638,6 +639,9 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
         Train a smaller model on the test documents as the reference of the ranking attack's ratio score.
     on_shard : callable, optional
         ``on_shard(k, n_done, n_shards)`` after shard ``k`` is written.
+    executor, ray_address, ray_num_cpus
+        Where the shards are trained, as in :func:`memlens.audit.run_audit`: ``"local"`` (this process) or
+        ``"ray"`` (Ray tasks, each shard written as it completes; not part of the run's identity).
 
     Returns
     -------
@@ -676,6 +680,9 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
         raise MemlensInputError(f"subset_ratio * n_documents must round to between 1 and n_documents - 1 so that "
                                 f"every model leaves documents out; got subset_ratio={subset_ratio}, "
                                 f"{ds.n_train} training documents")
+    from .executors import make_executor
+
+    executor = make_executor(executor, ray_address=ray_address, ray_num_cpus=ray_num_cpus)
     if resume:
         check_writable(out)
     else:
@@ -726,7 +733,7 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     t_start = time.perf_counter()
     trained = _train_missing(run, full, cfg, canaries=canaries, seed=seed, progress=progress, on_shard=on_shard,
                              prefix_len=prefix_len, suffix_len=suffix_len, exposure_method=exposure_method,
-                             reference=reference_model)
+                             reference=reference_model, executor=executor)
     t_train = time.perf_counter() - t_start
     shards = run.load_shards()
     pop = Population.concat(shards)
@@ -763,13 +770,27 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
                            analysis["canary_rows"], analysis["explanations"], analysis["ranking"], tuple(trained))
 
 
-def _train_missing(run: RunDir, full, cfg, *, canaries, seed, progress, on_shard, prefix_len, suffix_len,
-                   exposure_method, reference) -> list[int]:
-    """Train every missing or damaged shard of ``run``; return their indices."""
-    from tqdm.auto import tqdm
-
+def _train_text_shard(full, *, masks, cfg, seed, model_offset, canaries, prefix_len, suffix_len, exposure_method,
+                      reference_model, progress=None):
+    """Train the models of one shard and measure each one's canaries (the function every executor runs)."""
     from .train import text_population as _tp  # looked up at call time, so tests can count training calls
 
+    hook = _make_on_model(full.train_texts, full.test_texts, canaries, prefix_len=prefix_len, suffix_len=suffix_len,
+                          exposure_method=exposure_method, reference_model=reference_model, seed=seed,
+                          offset=model_offset)
+    return _tp.train_text_population(full, masks=masks, config=cfg, seed=seed, model_offset=model_offset,
+                                     progress=progress, on_model=hook)
+
+
+def _train_missing(run: RunDir, full, cfg, *, canaries, seed, progress, on_shard, prefix_len, suffix_len,
+                   exposure_method, reference, executor=None) -> list[int]:
+    """Train every missing or damaged shard of ``run`` on ``executor`` (:mod:`memlens.executors`; default local),
+    writing each shard as soon as it is done; return their indices in ascending order."""
+    from tqdm.auto import tqdm
+
+    from .executors import LocalExecutor
+
+    executor = LocalExecutor() if executor is None else executor
     missing = run.missing_shards()
     if not missing:
         return []
@@ -778,29 +799,36 @@ def _train_missing(run: RunDir, full, cfg, *, canaries, seed, progress, on_shard
     bar = tqdm(total=run.n_models, initial=done_models, unit="model", desc=f"training char-lm on {full.name}",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     trained = []
-    try:
-        for k in missing:
-            start, stop = run.shard_rows(k)
-            base = bar.n
+    base = {"n": bar.n}
 
-            def tick(n_done, base=base, start=start, stop=stop):
-                bar.n = base + min(int(n_done), stop - start)
+    def job(k):
+        start, stop = run.shard_rows(k)
+        kwargs = {"masks": run.masks[start:stop], "model_offset": start}
+        if progress and executor.in_process:  # per-model progress when the shard runs in this process
+            def tick(n_done, start=start, stop=stop):
+                bar.n = base["n"] + min(int(n_done), stop - start)
                 bar.refresh()
 
-            hook = _make_on_model(full.train_texts, full.test_texts, canaries, prefix_len=prefix_len,
-                                  suffix_len=suffix_len, exposure_method=exposure_method, reference_model=ref,
-                                  seed=seed, offset=start)
-            pop = _tp.train_text_population(full, masks=run.masks[start:stop], config=cfg, seed=seed,
-                                            model_offset=start, progress=tick if progress else None, on_model=hook)
-            run.write_shard(k, pop)
-            trained.append(k)
-            bar.n = base + (stop - start)
-            bar.refresh()
-            if on_shard is not None:
-                on_shard(k, run.n_shards - len(missing) + len(trained), run.n_shards)
+            kwargs["progress"] = tick
+        return k, kwargs
+
+    def write(k, pop):
+        start, stop = run.shard_rows(k)
+        run.write_shard(k, pop)
+        trained.append(k)
+        base["n"] += stop - start
+        bar.n = base["n"]
+        bar.refresh()
+        if on_shard is not None:
+            on_shard(k, run.n_shards - len(missing) + len(trained), run.n_shards)
+
+    shared = {"full": full, "cfg": cfg, "seed": seed, "canaries": canaries, "prefix_len": prefix_len,
+              "suffix_len": suffix_len, "exposure_method": exposure_method, "reference_model": ref}
+    try:
+        executor.map(_train_text_shard, (job(k) for k in missing), shared=shared, on_result=write)
     finally:
         bar.close()
-    return trained
+    return sorted(trained)
 
 
 # ---------------------------------------------------------------------------------------------- measures
@@ -833,13 +861,14 @@ def _counterfactual_influence(pop, *, pair_columns):
                      pair_columns=pair_columns)
 
 
-def _explain(full, scores):
+def _explain(full, scores, docs):
+    """Reasons for the corpus documents (not the canary copies), so the correlations describe the corpus."""
     try:
         from .measures.counterfactual import explain_documents
     except ImportError:
         return None
     try:
-        return explain_documents(full, scores)
+        return explain_documents(full, scores, index=docs)
     except Exception as exc:  # noqa: BLE001 - reasons are commentary; the audit must not fail for them
         warn(f"document explanations unavailable ({type(exc).__name__}: {exc})")
         return None
@@ -883,7 +912,7 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
     acc_test = float(np.nanmean(pop.signal("test", "token_accuracy")))
     doc_ext_in = ext[:, docs][pop.masks[:, docs]]
     doc_ext_out = ext[:, docs][~pop.masks[:, docs]]
-    explanations = _explain(full, mem.scores)
+    explanations = _explain(full, mem.scores, docs)
     ranking = ranking_attack_auc(pop, docs)
     ranked = docs[np.argsort(-np.nan_to_num(mem.scores[docs], nan=-np.inf), kind="stable")]
     summary = {
@@ -1098,9 +1127,6 @@ def _run_from_args(args, print_fn) -> int:
             raise MemlensInputError(f"{flag} is not available for the text audit; drop it")
     if getattr(args, "loo", False):
         raise MemlensInputError("--loo is not available for the text audit; drop it")
-    if getattr(args, "backend", "local") not in ("local", None):
-        raise MemlensInputError(f"--backend {args.backend} is not available for the text audit (it trains "
-                                "locally); drop it")
     config = {k: v for k, v in (("arch", args.arch), ("width", args.width), ("depth", args.depth),
                                 ("epochs", args.epochs), ("steps", args.steps)) if v is not None}
     if "width" in config and "n_heads" not in config and config.get("arch", "transformer") == "transformer":
@@ -1115,7 +1141,9 @@ def _run_from_args(args, print_fn) -> int:
         progress=not args.no_progress, canary_format=args.canary_format, canary_alphabet=args.canary_alphabet,
         canary_length=args.canary_length, canary_repetitions=_parse_repetitions(args.canary_repetitions),
         canaries_per_repetition=args.canaries_per_repetition, n_documents=n_docs, max_chars=max_chars,
-        config=config or None, prefix_len=args.prefix_len, suffix_len=args.suffix_len)
+        config=config or None, prefix_len=args.prefix_len, suffix_len=args.suffix_len,
+        executor=getattr(args, "backend", None) or "local", ray_address=getattr(args, "ray_address", None),
+        ray_num_cpus=getattr(args, "ray_num_cpus", None))
     s = result.summary
     print_fn(f"{s['dataset']}: {s['n_models']} char-lm models on {s['n_documents']} documents, per-token accuracy "
              f"{100 * s['token_accuracy_in']:.1f}% on own documents, {100 * s['token_accuracy_test']:.1f}% on test; "
