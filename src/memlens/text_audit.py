@@ -942,7 +942,9 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
         rows = canary_table(pop, cin, canaries.repetitions)
         by_rep = exposure_by_repetition(rows)
         extracted = np.flatnonzero(np.nan_to_num(rows["extracted_in"]) > 0)
-        threshold = next((b["repetitions"] for b in by_rep if b["extracted_in"] >= 0.5), None)
+        # smallest count from which on, at every larger count, at least half of the IN models extract the secret
+        ok = [b["extracted_in"] >= 0.5 for b in by_rep]
+        threshold = next((b["repetitions"] for i, b in enumerate(by_rep) if all(ok[i:])), None)
         space = int(canaries.space_size)
         summary["canaries"] = {
             "template": canaries.template, "space_size": space, "max_exposure_bits": math.log2(space),

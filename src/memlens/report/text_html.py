@@ -134,8 +134,8 @@ def _canary_section(s, canaries, rows) -> str:
         "model saw it exactly that many times and an OUT model never. <b>Exposure</b> (Carlini et al. 2019, “The "
         "Secret Sharer”, Definition 4) is log2 of the space size minus log2 of the rank of the true secret among "
         f"all {c['space_size']:,} candidates ordered by the model's log-perplexity: "
-        f"{c['max_exposure_bits']:.1f} bits means the secret is the model's most likely completion; about 1 bit is "
-        "what a model that never saw it shows on average. <b>Extracted</b>: greedy decoding from the canary's prefix "
+        f"{c['max_exposure_bits']:.1f} bits means the secret is the model's most likely completion; a model that never "
+        "saw it shows 1.44 bits on average (Pr[exposure ≥ e] = 2<sup>−e</sup>). <b>Extracted</b>: greedy decoding from the canary's prefix "
         "reproduces the secret exactly. Rows of canaries extracted by at least one IN model are "
         '<mark class="extracted">highlighted</mark>.</p>',
         _img(exposure_figure(rows, max_exposure=c["max_exposure_bits"]), "exposure and extraction vs repetitions"),
@@ -147,7 +147,8 @@ def _canary_section(s, canaries, rows) -> str:
           _pct(b["extracted_in"]), _pct(b["extracted_out"])] for b in by_rep]))
     thr = c.get("extraction_threshold_repetitions")
     parts.append(f'<p class="note">Extraction threshold: '
-                 + (f"from {thr} copies on, at least half of the IN models extract the secret." if thr is not None
+                 + (f"from {thr} copies on (at every larger count), at least half of the IN models extract the secret."
+                    if thr is not None
                     else "no repetition count reaches extraction by half of the IN models.") + "</p>")
     table, classes = [], []
     for i, secret in enumerate(canaries.secrets):
