@@ -258,3 +258,28 @@ def test_existing_cluster_by_address(reference, data_file, tmp_path):
         current = Path("/tmp/ray/ray_current_cluster")
         if current.is_file() and current.read_text().strip().endswith(f":{port}"):
             current.unlink()
+
+
+@pytest.mark.slow
+def test_text_audit_on_ray_is_identical_to_local(ray_cluster, tmp_path):
+    """The text audit's shards (char-LMs with per-model canary exposure) on Ray equal those trained locally."""
+    def args(out, *extra):
+        return ["audit", "--dataset", "fortunes", "--models", "4", "--shard-size", "2", "--documents", "40",
+                "--max-chars", "50", "--canary-repetitions", "1,24", "--canaries-per-repetition", "1", "--steps", "60",
+                "--width", "32", "--depth", "1", "--out", str(out), "--no-progress", *extra]
+
+    try:
+        from memlens.data.text import load_text_dataset
+
+        load_text_dataset("fortunes")
+    except Exception as exc:  # noqa: BLE001 - the corpus ships with a Debian package
+        pytest.skip(f"fortunes corpus unavailable: {exc}")
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert main(args(local)) == 0
+    assert main(args(on_ray, "--backend", "ray")) == 0
+    for name in sorted(p.name for p in local.glob("*.csv")):
+        assert (on_ray / name).read_bytes() == (local / name).read_bytes(), name
+    a, b = Population.load(local / "population"), Population.load(on_ray / "population")
+    for split in a.signals:
+        for name in a.signals[split]:
+            np.testing.assert_array_equal(a.signal(split, name), b.signal(split, name), err_msg=f"{split}/{name}")
