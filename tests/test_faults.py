@@ -364,7 +364,8 @@ def test_ray_not_installed_is_a_clear_error(data_file, tmp_path, monkeypatch, ca
     out = tmp_path / "run"
     assert main(_args(data_file, out, "--backend", "ray")) == 2
     err = capsys.readouterr().err.strip()
-    assert "needs Ray, which is not installed" in err and "pip install 'memlens[ray]'" in err
+    assert err == ("memlens: error: Ray is not installed, and executor='ray' (--backend ray) needs it; install it "
+                   "with pip install 'memlens[ray]', or use the local executor")
     assert not out.exists()
 
 

@@ -85,7 +85,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise MemlensInputError("executor 'ray' (--backend ray) needs Ray, which is not installed; install it with "
+        raise MemlensInputError("Ray is not installed, and executor='ray' (--backend ray) needs it; install it with "
                                 "pip install 'memlens[ray]', or use the local executor") from None
     return ray
 
