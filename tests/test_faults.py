@@ -459,3 +459,24 @@ def test_real_read_only_remount(small_disk, data_file, reference, capsys):
     _remount(small_disk, "rw")
     assert main(_args(data_file, out, "--resume")) == 0
     _assert_same_results(out, reference[0])
+
+
+def test_full_disk_at_the_start_says_start_again(data_file, tmp_path, monkeypatch, capsys):
+    """The manifest cannot be written: exit 1, the advice is to start again (there is no run to resume), and the
+    folder left behind counts as empty."""
+    out = tmp_path / "run"
+    real_fsync = os.fsync
+
+    def full_disk_fsync(fd):
+        if os.path.basename(_fd_name(fd)).startswith(".manifest.json."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk_fsync)
+    assert main(_args(data_file, out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("memlens: error: could not write manifest.json") and "start the run again" in err, err
+    assert "--resume" not in err
+    assert list(out.iterdir()) == []
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    RunDir.check_new(out)  # a new start is accepted

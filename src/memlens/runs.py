@@ -10,10 +10,11 @@ Layout of a run directory ``DIR``::
 
 The run identity is the SHA-256 of the dataset fingerprint, the full configuration (canonical JSON, shard size
 included) and the mask bytes, so a changed config, dataset or mask never reuses stale shards. Every file is
-written atomically (temporary file, fsync, rename). A shard counts as finished only when its ``.npz`` and its
-``.json`` record both exist and the bytes hash to the recorded SHA-256; anything else (a truncated or corrupted
-file, a shard of another run) is reported by :meth:`RunDir.missing_shards` and retrained on resume, never
-half-read.
+written atomically (temporary file, fsync, rename), the manifest first. A shard counts as finished only when its
+``.npz`` and its ``.json`` record both exist and the bytes hash to the recorded SHA-256; anything else (a truncated
+or corrupted file, a shard of another run) is reported by :meth:`RunDir.missing_shards` and retrained on resume,
+never half-read. A write that fails for lack of space or permission (full disk, read-only file system) raises
+:class:`RunStorageError`, which says so; what was finished before stays readable.
 """
 from __future__ import annotations
 
@@ -124,9 +125,10 @@ _STORAGE_CAUSES = {
 
 
 @contextlib.contextmanager
-def storage_errors(run_path: Path, what: str):
+def storage_errors(run_path: Path, what: str, *, resumable: bool = True):
     """Turn an :class:`OSError` of storage (full, read-only, forbidden) while writing ``what`` into a
-    :class:`RunStorageError` that says so and how to continue."""
+    :class:`RunStorageError` that says so and how to continue (``resumable=False``: before the run's manifest
+    exists, when there is nothing to resume)."""
     try:
         yield
     except RunStorageError:
@@ -135,8 +137,9 @@ def storage_errors(run_path: Path, what: str):
         if exc.errno not in _STORAGE_CAUSES:
             raise
         cause, fix = _STORAGE_CAUSES[exc.errno]
-        err = RunStorageError(f"could not write {what} in the run directory {str(run_path)!r}: {cause}; shards "
-                              f"finished before are kept and readable: {fix}, then continue the run with --resume")
+        then = ("shards finished before are kept and readable: " + fix + ", then continue the run with --resume"
+                if resumable else fix + ", then start the run again")
+        err = RunStorageError(f"could not write {what} in the run directory {str(run_path)!r}: {cause}; {then}")
         err.errno = exc.errno
         raise err from exc
 
@@ -266,7 +269,7 @@ class RunDir:
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
-        with storage_errors(path, "the run's folders"):
+        with storage_errors(path, "the run's folders", resumable=False):
             path.mkdir(parents=True, exist_ok=True)
             for leftover in _interrupted_start(path) or []:  # the temporary manifest of a start cut short
                 leftover.unlink(missing_ok=True)
@@ -289,7 +292,7 @@ class RunDir:
         # The manifest first: a folder holding one is a run that --resume continues (restoring masks.npy from the
         # masks it is given and checks against masks_sha256); a start killed before it leaves a folder that
         # counts as empty.
-        with storage_errors(path, MANIFEST):
+        with storage_errors(path, MANIFEST, resumable=False):
             atomic_write_bytes(path / MANIFEST, json.dumps(manifest, indent=2).encode())
         buf = io.BytesIO()
         np.save(buf, masks, allow_pickle=False)
