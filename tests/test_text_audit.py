@@ -11,7 +11,7 @@ from memlens import Population
 from memlens.cli import main
 from memlens.measures import memorization
 from memlens.text_audit import (canary_membership, canary_table, exposure_by_repetition, insert_named_canaries,
-                                make_named_canaries, ranking_attack_auc, text_audit_masks)
+                                make_named_canaries, ranking_attack_auc, sample_extraction, text_audit_masks)
 
 N_MODELS, SHARD = 4, 2  # 2 shards
 REPS = (1, 24)          # one canary seen once, one seen 24 times, by the models that train on it
@@ -84,6 +84,8 @@ def test_text_audit_writes_every_output(finished):
     assert summary["canaries"]["extracted"] == [c for c, row in enumerate(canaries)
                                                 if float(row["extracted_in"]) > 0]
     assert {"zlib", "lowercase", "perplexity", "reference"} <= set(summary["ranking_attack"])
+    assert pop.signal("samples", "verbatim").shape == (N_MODELS, 64)
+    assert set(summary["sample_extraction"]["by_score"]) == {"zlib", "lowercase", "perplexity", "reference"}
     assert summary["shards_trained"] == 2 and summary["shards_reused"] == 0
     html = (out / "report.html").read_text()
     assert "Canaries: exposure and extraction" in html
@@ -225,6 +227,22 @@ def test_ranking_attack_auc_oracle_and_chance():
     assert res["zlib"]["auc"] == 1.0 and res["lowercase"]["auc"] == 0.0
     assert abs(res["loss (Yeom et al.)"]["auc"] - 0.5) < 0.1   # 400 pairs: null stderr ~0.03
     assert res["zlib"]["n_pos"] == int(masks.sum())
+
+
+def test_sample_extraction_precision_by_hand():
+    masks = np.ones((2, 3), dtype=bool)
+    verbatim = np.array([[1, 0, 0, 1], [0, 0, 1, 0]], dtype=float)
+    unseen = np.array([[0, 1, 0, 0], [0, 0, 0, 0]], dtype=float)
+    score = np.array([[0.9, 0.8, 0.1, 0.2], [0.1, 0.2, 0.9, 0.3]])
+    pop = Population(masks, {"train": {"loss": np.zeros((2, 3))},
+                             "samples": {"verbatim": verbatim, "verbatim_unseen": unseen, "rank_zlib": score,
+                                         "rank_perplexity": -score}})
+    res = sample_extraction(pop, top=2)
+    # model 0's top 2 by zlib: samples 0, 1 (one own match, one unseen); model 1's: samples 2, 3 (one own match)
+    assert res["by_score"]["zlib"] == {"precision": 0.5, "unseen_precision": 0.25}
+    # by -score: model 0 takes samples 2, 3 (one own); model 1 samples 0, 1 (none)
+    assert res["by_score"]["perplexity"] == {"precision": 0.25, "unseen_precision": 0.0}
+    assert res["base_rate"] == 3 / 8 and res["unseen_rate"] == 1 / 8 and res["top"] == 2
 
 
 def test_report_highlights_the_extracted_canary():

@@ -53,7 +53,7 @@ from .runs import RunDir, check_writable, package_versions
 __all__ = ["TextAuditResult", "run_text_audit", "TEXT_DATASETS", "TEXT_MODELS", "DEFAULT_CANARY_TEMPLATE",
            "DEFAULT_REPETITIONS", "text_audit_masks", "canary_membership", "canary_table", "ranking_attack_auc",
            "exposure_by_repetition", "TEXT_RESULT_FILES", "NamedCanaries", "make_named_canaries", "insert_named_canaries",
-           "canary_measures", "canary_name"]
+           "canary_measures", "canary_name", "sample_extraction"]
 
 #: Corpus names the text audit accepts (any other text goes through ``text_file``).
 TEXT_DATASETS = ("fortunes",)
@@ -74,8 +74,12 @@ INFL_THRESHOLD = 0.15
 TEXT_RESULT_FILES = ("canaries.csv",)
 #: Seed-sequence entries of the document masks, the canary masks and the canaries themselves.
 _MASK_STREAM, _CANARY_MASK_STREAM, _CANARY_STREAM, _SUBSAMPLE_STREAM = 0x6D61736B, 0x636D736B, 0x63616E79, 0x73756273
+_SAMPLE_STREAM = 0x736D706C
 #: The ranking attack's scores (Carlini et al. 2021, §5.1), all oriented higher = more likely memorized.
 RANKING_SCORES = ("perplexity", "zlib", "lowercase", "reference")
+#: The extraction pipeline of Carlini et al. 2021 (§5) per model: samples generated from BOS, their length, the
+#: sampling's top-k, how many top-ranked samples are checked, and the verbatim window that counts as reproduced.
+N_SAMPLES, SAMPLE_LEN, SAMPLE_TOP_K, TOP_SAMPLES, VERBATIM_BYTES = 64, 48, 40, 8, 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,6 +222,37 @@ def canary_table(pop: Population, canary_in: np.ndarray, repetitions) -> dict[st
     }
     rows["exposure_gain"] = rows["exposure_in"] - rows["exposure_out"]
     return rows
+
+
+def sample_extraction(pop: Population, *, top: int = TOP_SAMPLES) -> dict:
+    """The generate-rank-verify pipeline of Carlini et al. 2021 (§5), per model and pooled.
+
+    Each model generated ``n_samples`` samples (split ``samples``); they are ranked by each ranking-attack score
+    and the ``top`` best of every model are checked: ``precision`` is the fraction of them that contain
+    ``VERBATIM_BYTES`` consecutive bytes of one of that model's own training documents (extracted training data),
+    ``unseen_precision`` the fraction matching a training document the model did *not* train on (text common enough
+    to be generated without memorization: the control). ``base_rate`` is the fraction over all samples.
+
+    Returns
+    -------
+    dict (empty without a ``samples`` split)
+    """
+    if "samples" not in pop.signals:
+        return {}
+    v = pop.signal("samples", "verbatim").astype(np.float64)
+    u = pop.signal("samples", "verbatim_unseen").astype(np.float64)
+    top = min(int(top), v.shape[1])
+    out = {"n_samples": int(v.shape[1]), "top": top, "verbatim_bytes": VERBATIM_BYTES,
+           "base_rate": float(v.mean()), "unseen_rate": float(u.mean()), "by_score": {}}
+    for name in RANKING_SCORES:
+        key = f"rank_{name}"
+        if key not in pop.signals["samples"]:
+            continue
+        order = np.argsort(-np.nan_to_num(pop.signal("samples", key).astype(np.float64), nan=-np.inf), axis=1,
+                           kind="stable")[:, :top]
+        out["by_score"][name] = {"precision": float(np.take_along_axis(v, order, axis=1).mean()),
+                                 "unseen_precision": float(np.take_along_axis(u, order, axis=1).mean())}
+    return out
 
 
 def exposure_by_repetition(rows: Mapping[str, np.ndarray]) -> list[dict]:
@@ -520,14 +555,24 @@ def canary_measures(model, canaries: NamedCanaries, *, method: str = "auto", see
 
 
 # ---------------------------------------------------------------------------------------------- per model
+def _fit_context(texts, max_tokens: int) -> list[str]:
+    """Cut generated texts so their encoding (BOS, bytes, EOS) fits ``max_tokens`` (invalid bytes decode to the
+    3-byte replacement character, so a sample may grow)."""
+    return [t.encode("utf-8")[:max_tokens - 2].decode("utf-8", errors="ignore") for t in texts]
+
+
 def _make_on_model(train_texts: Sequence[str], test_texts: Sequence[str], canaries, *, prefix_len: int,
-                   suffix_len: int, exposure_method: str, reference_model, seed: int, offset: int = 0):
+                   suffix_len: int, exposure_method: str, reference_model, seed: int, offset: int = 0,
+                   masks=None, n_samples: int = N_SAMPLES):
     """The trainer's ``on_model`` hook: per-model canary exposure and extraction, discoverable memorization and
-    ranking-attack scores of every document, computed while the model is in memory (no weights are kept)."""
+    ranking-attack scores of every document, and the generate-rank-verify pipeline of Carlini et al. 2021 on
+    ``n_samples`` samples (split ``samples``: ranking scores, ``verbatim`` = contains ``VERBATIM_BYTES``
+    consecutive bytes of one of the model's own training documents, ``verbatim_unseen`` = of a training document
+    the model did not train on, the control), computed while the model is in memory (no weights are kept)."""
     import warnings
 
     from ._validation import MemlensWarning
-    from .attacks.extraction import discoverable_memorization, ranking_attack
+    from .attacks.extraction import discoverable_memorization, generate_samples, ranking_attack, verbatim_matches
 
     def on_model(k, model):
         out: dict = {"train": {}, "test": {}}
@@ -543,6 +588,19 @@ def _make_on_model(train_texts: Sequence[str], test_texts: Sequence[str], canari
         for name in RANKING_SCORES:
             if name in scores:
                 out["train"][f"rank_{name}"] = np.asarray(scores[name], dtype=np.float64)
+        if masks is not None and n_samples:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, _SAMPLE_STREAM, offset + int(k)]))
+            ctx = model.config.context_length
+            samples = _fit_context(generate_samples(model, n_samples, max_new=min(SAMPLE_LEN, ctx - 2),
+                                                    top_k=SAMPLE_TOP_K, seed=rng), ctx)
+            sc = ranking_attack(model, samples, reference_model=reference_model).scores
+            own = np.asarray(masks[k], dtype=bool)
+            out["samples"] = {
+                "verbatim": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if m],
+                                             n_bytes=VERBATIM_BYTES).astype(np.float64),
+                "verbatim_unseen": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if not m],
+                                                    n_bytes=VERBATIM_BYTES).astype(np.float64),
+                **{f"rank_{name}": np.asarray(sc[name], dtype=np.float64) for name in RANKING_SCORES if name in sc}}
         return out
 
     return on_model
@@ -777,7 +835,7 @@ def _train_text_shard(full, *, masks, cfg, seed, model_offset, canaries, prefix_
 
     hook = _make_on_model(full.train_texts, full.test_texts, canaries, prefix_len=prefix_len, suffix_len=suffix_len,
                           exposure_method=exposure_method, reference_model=reference_model, seed=seed,
-                          offset=model_offset)
+                          offset=model_offset, masks=masks)
     return _tp.train_text_population(full, masks=masks, config=cfg, seed=seed, model_offset=model_offset,
                                      progress=progress, on_model=hook)
 
@@ -929,6 +987,7 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
                             "count": int(full.train_counts[i]), "reason": explanation_text(explanations, int(i)),
                             "text": full.train_texts[i]} for i in ranked[:10]],
         "ranking_attack": ranking,
+        "sample_extraction": sample_extraction(pop),
     }
     corr = getattr(explanations, "correlations", None)
     if corr:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..population import atomic_write_bytes
+from ..text_audit import SAMPLE_TOP_K
 from . import figures
 from .html import _CSS, _img, _num, _table
 
@@ -201,6 +202,23 @@ def _ranking_section(s) -> str:
             + _rows_table(["score", "AUC", "TPR at 1% FPR", "IN pairs", "OUT pairs"], rows))
 
 
+def _samples_section(s) -> str:
+    x = s.get("sample_extraction") or {}
+    if not x:
+        return ""
+    names = {"perplexity": "perplexity", "zlib": "zlib ratio", "lowercase": "lowercase ratio",
+             "reference": "ratio to the smaller reference model"}
+    rows = [[names.get(k, k), _pct(v["precision"]), _pct(v["unseen_precision"])] for k, v in x["by_score"].items()]
+    rows.append(["(all samples, unranked)", _pct(x["base_rate"]), _pct(x["unseen_rate"])])
+    return ("<h3>Extraction from generated samples</h3>"
+            f'<p class="note">The full pipeline of Carlini et al. (2021, §5): every model generated {x["n_samples"]} '
+            f"samples from the beginning-of-document token (top-{SAMPLE_TOP_K} sampling); each score ranks them and the "
+            f'top {x["top"]} of every model are checked for {x["verbatim_bytes"]} consecutive bytes of one of the '
+            "model's own training documents (canary copies included). The second column is the control: matches to "
+            "training documents that model never saw (text generic enough to be generated without memorizing it).</p>"
+            + _rows_table(["ranked by", "reproduce own training text", "match unseen documents (control)"], rows))
+
+
 def _pairs_section(dataset, analysis, *, max_rows: int = 10) -> str:
     pairs = analysis["pairs"][:max_rows]
     if not pairs:
@@ -272,6 +290,7 @@ def render_text_report(*, summary: Mapping[str, Any], dataset, copy_of, canaries
          + (_documents_table(dataset, extracted_docs, analysis) if extracted_docs.size
             else "<p>No document is reproduced by any model that trained on it.</p>")),
         _ranking_section(s),
+        _samples_section(s),
         _pairs_section(dataset, analysis),
         '<p class="note">Files beside this page: <code>examples.csv</code> (every training document and canary '
         "copy, with its text), <code>canaries.csv</code>, <code>pairs.csv</code>, <code>summary.json</code>, "
