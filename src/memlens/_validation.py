@@ -83,7 +83,8 @@ def check_array(name: str, value, *, ndim: int | None = None, dtype=np.float64, 
                 min_rows: int = 0) -> np.ndarray:
     """Convert to a numpy array of ``dtype`` with ``ndim`` dimensions and (optionally) only finite values."""
     try:
-        arr = np.asarray(value, dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # values too large for dtype become inf: reported below
+            arr = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise MemlensInputError(f"{name} must be a numeric array; could not convert it ({exc})") from None
     if ndim is not None and arr.ndim != ndim:
