@@ -69,6 +69,14 @@ class CharLMConfig:
         Adam (AdamW-style decoupled decay when ``weight_decay > 0``) with per-model global-norm clipping.
     warmup_steps : int; lr_schedule : {"cosine", "constant"}
         Linear warmup, then cosine decay to 0 at the model's last step (or constant).
+
+    Notes
+    -----
+    The defaults were chosen so that models visibly memorize within minutes on one core. Measured on 480
+    fortunes of <= 100 characters (each model trained on 240, 4 models, one core shared with other work):
+    ``lr=1e-2, batch_size=16, epochs=20`` gives per-token accuracy 0.56 on training documents vs 0.22 on
+    documents left out (mean counterfactual memorization 0.34), where ``lr=3e-3, batch_size=32`` (8 models) gives 0.28 vs
+    0.24 (0.04).
     """
 
     arch: str = "transformer"
@@ -79,8 +87,8 @@ class CharLMConfig:
     context_length: int | None = None
     epochs: float = 20.0
     steps: int | None = None
-    batch_size: int = 32
-    lr: float = 3e-3
+    batch_size: int = 16
+    lr: float = 1e-2
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     warmup_steps: int = 20
