@@ -75,8 +75,8 @@ class CharLMConfig:
     The defaults were chosen so that models visibly memorize within minutes on one core. Measured on 480
     fortunes of <= 100 characters (each model trained on 240, 4 models, one core shared with other work):
     ``lr=1e-2, batch_size=16, epochs=20`` gives per-token accuracy 0.56 on training documents vs 0.22 on
-    documents left out (mean counterfactual memorization 0.34), where ``lr=3e-3, batch_size=32`` (8 models) gives 0.28 vs
-    0.24 (0.04).
+    documents left out (mean counterfactual memorization 0.34), where ``lr=3e-3, batch_size=32`` (8 models)
+    gives 0.28 vs 0.24 (0.04).
     """
 
     arch: str = "transformer"
@@ -148,7 +148,8 @@ def _layer_norm(x, w, b):
 
 
 def _stacked_forward(p: dict, cfg: AutoregressiveConfig, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits ``(K, B, T, V)`` of K transformers with stacked parameters ``p[name] (K, ...)`` on ``tokens (K, B, T)``."""
+    """Logits ``(K, B, T, V)`` of K transformers with stacked parameters ``p[name] (K, ...)`` on tokens
+    ``(K, B, T)``."""
     k, b, t = tokens.shape
     w, nh = cfg.width, cfg.n_heads
     h = p["embed.weight"][torch.arange(k)[:, None, None], tokens] + p["pos.weight"][:, None, :t]
