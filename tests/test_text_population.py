@@ -80,6 +80,23 @@ def test_stacked_block_matches_one_at_a_time_and_removal():
     _close(s4[0], s_del[0])
 
 
+def test_one_model_equals_train_autoregressive():
+    """The population trainer (per-model Adam, clipping, warmup + cosine schedule, minibatch order) is the
+    reference trainer ``train_autoregressive`` with ``torch.optim.Adam`` on the model's documents."""
+    from memlens._random import model_seeds
+    from memlens.train.autoregressive import train_autoregressive
+
+    mask = np.zeros((1, DS.n_train), dtype=bool)
+    mask[0, [0, 2, 3, 5, 6]] = True
+    _, (got,) = _states(DS, mask, seed=4)
+    tok, ln = encode_texts([DS.train_texts[i] for i in np.flatnonzero(mask[0])])
+    run = train_autoregressive(tok, lengths=ln, config=CFG.model_config(DS.max_tokens()), steps=CFG.steps,
+                               batch_size=CFG.batch_size, lr=CFG.lr, grad_clip=CFG.grad_clip, lr_schedule="cosine",
+                               warmup_steps=CFG.warmup_steps, seed=int(model_seeds(4, 1)[0]))
+    ref = run.model.state_dict()
+    _close(got, ref)
+
+
 def test_population_signals_match_sequence_signals():
     masks = make_masks(3, DS.n_train, p=0.5, seed=0, balanced=True)
     models = []

@@ -171,13 +171,15 @@ def _stacked_forward(p: dict, cfg: AutoregressiveConfig, tokens: torch.Tensor) -
 # ---------------------------------------------------------------------------------------------------------------
 
 def _lr_factor(cfg: CharLMConfig, step: int, n_steps: int) -> float:
-    """Learning-rate multiplier at 1-based ``step`` of a model with ``n_steps`` steps (0 after its last step)."""
+    """Learning-rate multiplier at 1-based ``step`` of a model with ``n_steps`` steps (0 after its last step); the
+    schedule of :func:`memlens.train.autoregressive.train_autoregressive` (linear warmup, then cosine)."""
     if step > n_steps:
         return 0.0
     if step <= cfg.warmup_steps:
         return step / cfg.warmup_steps
     if cfg.lr_schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(1, n_steps - cfg.warmup_steps)))
+        done = step - 1 - cfg.warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * done / max(1, n_steps - cfg.warmup_steps)))
     return 1.0
 
 
@@ -203,6 +205,8 @@ def _train_block(cfg: CharLMConfig, arch_cfg: AutoregressiveConfig, tokens: np.n
     n_models = masks.shape[0]
     rngs = [as_generator(int(s)) for s in seeds]
     models = [make_autoregressive_model(arch_cfg, seed=r) for r in rngs]
+    for r in rngs:  # the draw train_autoregressive spends on torch's dropout seed: same minibatch order after it
+        r.integers(2**62)
     members = [np.flatnonzero(m) for m in masks]
     batches = [_Batches(len(idx), cfg.batch_size, r) for idx, r in zip(members, rngs)]
     n_steps = np.array([cfg.n_steps(len(idx)) for idx in members])
