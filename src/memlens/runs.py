@@ -157,7 +157,21 @@ def _read_manifest(path: Path) -> dict | None:
     if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
         raise MemlensInputError(f"out: foreign output directory {path}: its manifest.json is not a memlens run "
                                 f"manifest (format {RUN_FORMAT}); choose an empty or new --out directory")
+    bad = [key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(key), kind)
+           or (kind is int and isinstance(manifest.get(key), bool))]
+    dataset = manifest.get("dataset")
+    if isinstance(dataset, dict) and not isinstance(dataset.get("fingerprint"), str):
+        bad.append("dataset.fingerprint")
+    if bad:
+        raise MemlensInputError(f"out: {f} is damaged (field(s) {', '.join(bad)} missing or of the wrong type); it is "
+                                "not a usable memlens run: start it again with --overwrite or choose another --out "
+                                "directory")
     return manifest
+
+
+#: Fields every run manifest holds, and their JSON types (checked before any of them is used).
+_MANIFEST_FIELDS = {"run_id": str, "config": dict, "dataset": dict, "n_models": int, "shard_size": int,
+                    "n_shards": int, "masks_sha256": str}
 
 
 def check_writable(path: Path) -> None:

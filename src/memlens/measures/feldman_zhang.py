@@ -252,9 +252,10 @@ def influence_from_arrays(masks, values, *, signal: str = "correct", split: str 
     top_k = check_int("top_k", top_k, min_value=0)
     top_k = min(top_k, n_eval)
     chunk_size = check_int("chunk_size", chunk_size, min_value=1)
-    if threshold is not None:
-        threshold = check_float("threshold", threshold, hint="the smallest influence of a kept pair, e.g. 0.15; "
-                                "None keeps no pairs")
+    if threshold is not None and not (isinstance(threshold, (int, float, np.integer, np.floating))
+                                      and not isinstance(threshold, bool) and np.isinf(threshold)):
+        threshold = check_float("threshold", threshold, hint="the smallest influence of a kept pair, e.g. 0.15 "
+                                "(-inf keeps every pair); None keeps no pairs")
     if pair_columns is not None:
         pair_columns = np.asarray(pair_columns)
         if pair_columns.shape != (n_train,) or pair_columns.dtype != bool:
@@ -294,7 +295,8 @@ def influence_from_arrays(masks, values, *, signal: str = "correct", split: str 
             top_index[start:stop][ok] = idx[ok]
             top_value[start:stop][ok] = val[ok]
         if threshold is not None:
-            above = np.nan_to_num(block, nan=-np.inf) >= threshold
+            with np.errstate(invalid="ignore"):
+                above = block >= threshold  # NaN (undefined) never passes, even threshold=-inf
             if pair_columns is not None:
                 above &= pair_columns[start:stop]
             jj, ii = np.nonzero(above)

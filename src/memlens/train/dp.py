@@ -127,8 +127,12 @@ def _check_reachable(epsilon: float, *, delta: float, sample_rate: float, steps:
     """
     if epsilon <= _CHECK_EPSILON_ABOVE:
         return
-    eps_floor = accountant_epsilon(noise_multiplier=_SIGMA_FLOOR, sample_rate=sample_rate, steps=steps, delta=delta,
-                                   accountant=accountant)
+    import warnings
+
+    with warnings.catch_warnings():  # Opacus warns that its orders are coarse at small sigma; the floor is a bound
+        warnings.simplefilter("ignore", UserWarning)
+        eps_floor = accountant_epsilon(noise_multiplier=_SIGMA_FLOOR, sample_rate=sample_rate, steps=steps,
+                                       delta=delta, accountant=accountant)
     if epsilon >= eps_floor:
         raise MemlensInputError(f"{name} must be below {eps_floor:.4g}, the epsilon of noise multiplier "
                                 f"{_SIGMA_FLOOR} (negligible noise) at sample rate {sample_rate:.4g} and {steps} steps; "
