@@ -95,9 +95,10 @@ def _kill_and_resume(data_file, ref, tmp_path, *, n_kills, seed):
     """Start the audit in a child process and SIGKILL it ``n_kills`` times at random moments, each start
     continuing the previous one (``--resume`` once a manifest exists); then finish it with ``--resume``.
 
-    Moments alternate between two kinds, both drawn from ``seed``: during training (right after a random number
-    of shard records exist, plus a random delay of up to 50 ms, which also lands inside shard writes), and
-    anywhere in the run (a random delay after the child's imports, up to the reference run's duration).
+    Moments are of two kinds, both drawn from ``seed``: during training (right after 1 to 3 more shard records
+    exist, plus a random delay of up to 50 ms, which also lands inside shard writes), two starts in three while
+    shards are missing; and anywhere in the run (a random delay after the child's imports, up to 0.7 times the
+    reference run's duration), every third start and once all shards exist (the analysis and the result files).
     """
     ref_dir, ref_seconds = ref
     out = tmp_path / "killed"
@@ -111,13 +112,13 @@ def _kill_and_resume(data_file, ref, tmp_path, *, n_kills, seed):
         try:
             assert proc.stdout.readline().strip() == "ready"  # imports done: the random moment falls in the run
             t0 = time.perf_counter()
-            if i % 2 == 0 and len(finished) < N_MODELS - 1:  # during training
-                target = int(rng.integers(len(finished) + 1, N_MODELS))
+            if i % 3 != 2 and len(finished) < N_MODELS - 1:  # during training, 1 to 3 shards further on
+                target = min(len(finished) + int(rng.integers(1, 4)), N_MODELS - 1)
                 while proc.poll() is None and _n_records(out) < target:
                     time.sleep(0.002)
                 time.sleep(rng.uniform(0.0, 0.05))
             else:  # anywhere
-                time.sleep(rng.uniform(0.0, ref_seconds))
+                time.sleep(rng.uniform(0.0, 0.7 * ref_seconds))
             moment = time.perf_counter() - t0
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
@@ -135,7 +136,7 @@ def _kill_and_resume(data_file, ref, tmp_path, *, n_kills, seed):
         finished = now
         print(f"start {i}: {'killed' if rc else 'finished'} after {moment:.3f} s, {len(now)} of {N_MODELS} shards "
               "finished")
-    assert len(kills) >= max(1, n_kills - 2), kills  # most starts were killed before they finished
+    assert len(kills) >= max(1, n_kills // 2), kills  # most starts were killed before they finished
     # finish it (in this process), on the files the killed processes left
     assert main(_args(data_file, out, *(["--resume"] if (out / "manifest.json").exists() else []))) == 0
     _assert_same_results(out, ref_dir)
