@@ -71,21 +71,34 @@ def test_ray_backend_is_identical_to_local(ray_cluster, reference, data_file, tm
     assert ray.is_initialized()  # an instance the executor did not start is left running
 
 
-def test_run_started_locally_resumes_on_ray(ray_cluster, reference, data_file, tmp_path):
+def test_run_moves_between_executors_when_interrupted(ray_cluster, reference, data_file, tmp_path):
+    """Started locally and interrupted after one shard, continued on Ray and interrupted (Ctrl-C: the shards in
+    flight are cancelled) after one more, finished locally: only missing shards are trained, none is rewritten,
+    and the result equals the uninterrupted run."""
     out = tmp_path / "run"
+    shards = out / "population" / "shards"
 
-    def stop_after_two(k, n_done, n_shards):
-        if n_done == 2:
-            raise KeyboardInterrupt
+    def stop_at(n):
+        def on_shard(k, n_done, n_shards):
+            if n_done == n:
+                raise KeyboardInterrupt
+        return on_shard
 
     with pytest.raises(KeyboardInterrupt):
-        _audit(data_file, out, on_shard=stop_after_two)
-    kept = {p.name: p.read_bytes() for p in (out / "population" / "shards").glob("shard-*")}
-    assert len(kept) == 4  # two shards, each .npz and .json
-    res = _audit(data_file, out, resume=True, executor="ray")
-    assert res.shards_trained == (2, 3)
-    for name, data in kept.items():
-        assert (out / "population" / "shards" / name).read_bytes() == data
+        _audit(data_file, out, on_shard=stop_at(1))
+    first = {p.name: p.read_bytes() for p in shards.glob("shard-*")}
+    assert sorted(first) == ["shard-00000.json", "shard-00000.npz"]
+    with pytest.raises(KeyboardInterrupt):
+        _audit(data_file, out, resume=True, executor="ray", on_shard=stop_at(2))
+    assert ray.is_initialized()
+    run = RunDir.open(out)
+    done_on_ray = sorted(set(range(1, run.n_shards)) - set(run.missing_shards()))
+    assert len(done_on_ray) == 1 and run.missing_shards() == sorted({1, 2, 3} - set(done_on_ray))
+    kept = {p.name: p.read_bytes() for p in shards.glob("shard-*")}
+    assert all(kept[name] == data for name, data in first.items())
+    res = _audit(data_file, out, resume=True)
+    assert res.shards_trained == tuple(sorted({1, 2, 3} - set(done_on_ray)))
+    assert all((shards / name).read_bytes() == data for name, data in kept.items())
     _assert_same_results(out, reference)
 
 
