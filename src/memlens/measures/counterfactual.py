@@ -18,6 +18,12 @@ non-English, formatting).
 occurred in the raw corpus before deduplication, its character n-gram overlap with its nearest other training
 document, its length, the rarity of its characters and its format. The reasons it gives are descriptive
 (associations a reader can check), not a causal attribution.
+
+Measured (8 default :class:`~memlens.train.text_population.CharLMConfig` transformers, 480 fortunes of <= 100
+characters, each model on a random half): per-token accuracy 0.56 on training documents vs 0.22 left out; mean
+counterfactual memorization 0.34 (standard error 0.04 per document); the most memorized fortunes are upper-case
+and symbol-heavy one-liners ("<<<<< EVACUATION ROUTE <<<<<", 0.72), the least are short generic phrases;
+Spearman correlation of memorization with character surprisal 0.40, with the share of symbols 0.30.
 """
 from __future__ import annotations
 
