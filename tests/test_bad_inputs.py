@@ -318,8 +318,26 @@ CLI = [
                                                                * 5))],
      ["latin1.txt", "not UTF-8", "0xe9"]),
     ("text file missing", lambda f, t: ["--text", str(t / "nope.txt")], ["nope.txt", "does not exist"]),
+    ("text audit: negative repetitions", lambda f, t: _good_text(t, "--canary-repetitions", "0,-2"),
+     ["--canary-repetitions", "(0, -2)"]),
+    ("text audit: repetitions not numbers", lambda f, t: _good_text(t, "--canary-repetitions", "a,b"),
+     ["--canary-repetitions", "'a,b'"]),
+    ("text audit: unknown architecture", lambda f, t: _good_text(t, "--arch", "lstm"), ["--arch", "'lstm'", "gru"]),
+    ("text audit: negative width", lambda f, t: _good_text(t, "--width", "-1"), ["--width", ">= 1", "-1"]),
+    ("text audit: canary format without a hole", lambda f, t: _good_text(t, "--canary-format", "nohole"),
+     ["--canary-format", "{secret}", "'nohole'"]),
+    ("text audit: empty delimiter", lambda f, t: _good_text(t, "--delimiter="), ["--delimiter", "''"]),
+    ("char-lm on an .npz", lambda f, t: ["--model", "char-lm"], ["--data", "--text"]),
     ("reproduce: negative seed", lambda f, t: None, ["--seed", "-1"]),
 ]
+
+
+def _good_text(tmp, *flags):
+    """A valid text corpus plus one bad text-audit flag: the flag must be refused before any training."""
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(words, size=8)) for _ in range(60)]
+    return ["--text", str(_text(tmp, "good.txt", ("\n".join(lines) + "\n").encode()))] + list(flags)
 
 
 @pytest.mark.parametrize("case", CLI, ids=[c[0] for c in CLI])
