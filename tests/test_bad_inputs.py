@@ -146,6 +146,8 @@ API = [
     ("masks beyond memory", lambda: make_masks(10**12, 10**12), ["n_models", "1000000000000", "memory"]),
     ("audit models beyond memory", lambda: _audit(n_models=10**13), ["n_models", "10000000000000", "memory"]),
     ("unreachable dp_epsilon", lambda: _audit(dp_epsilon=1e308), ["dp_epsilon", "1e+308", "no privacy"]),
+    ("MLP layers beyond memory", lambda: train_population(DS, model=make_model_config("mlp", hidden=(10**12,)),
+                                                          masks=M), ["hidden", "(1000000000000,)", "memory"]),
 ]
 
 

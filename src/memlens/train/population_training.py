@@ -248,6 +248,9 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     bs = block_size or DEFAULT_BLOCK_SIZE[kind]
     if n_workers > 1:
         bs = min(bs, -(-n_models // n_workers))
+    if kind == "mlp" or (dp_run is not None and kind == "logreg"):
+        _check_parameter_memory(model.hidden if kind == "mlp" else (), dataset.n_features, n_classes,
+                                min(bs, n_models))
     blocks = [(b, min(b + bs, n_models)) for b in range(0, n_models, bs)]
     args = [(kind, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run) for a, b in blocks]
     if n_workers == 1:
@@ -315,6 +318,24 @@ def _closed_form_population(dataset, config, masks, *, seed: int, model_offset: 
     seeds = model_seeds(seed, masks.shape[0], start=model_offset)
     return Population(masks=pop.masks, signals=pop.signals, seeds=seeds, labels=dict(pop.labels),
                       provenance=provenance)
+
+
+def _check_parameter_memory(hidden, n_features: int, n_classes: int, block: int) -> None:
+    """Refuse layer widths whose stacked parameters cannot fit in memory (a clear error instead of a crash).
+
+    A block of models holds its weights, gradients, momentum and float64 initial values: about 32 bytes per
+    parameter per model.
+    """
+    from ..data.masks import _physical_memory
+
+    widths = [n_features, *hidden, n_classes]
+    n_params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    need = 32 * n_params * block
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise MemlensInputError(f"hidden={tuple(hidden)} gives {n_params:.3g} parameters per model; a block of {block} "
+                                f"models needs about {need / 2**30:,.0f} GiB, more than this machine's "
+                                f"{have / 2**30:,.0f} GiB of memory: use narrower layers or a smaller block_size")
 
 
 def _collect(it, blocks, progress) -> list:
