@@ -208,8 +208,24 @@ def _check_roc_nan(scores, labels):
     assert np.isnan(curve.auc)
 
 
+def _check_attack_nan(attack):
+    """An example IN for every model has no OUT reference: its online score is NaN, the others are defined."""
+    from memlens.attacks import lira, rmia
+
+    masks = make_masks(8, 6, seed=0)
+    masks[:, 2] = True
+    rng = np.random.default_rng(1)
+    pop = Population(masks, {"train": {"logit": rng.normal(size=(8, 6)), "loss": rng.random((8, 6))},
+                             "test": {"logit": rng.normal(size=(8, 3)), "loss": rng.random((8, 3))}})
+    res = lira(pop, target=0, fix_variance=True) if attack == "lira" else rmia(pop, target=0)
+    assert np.isnan(res.scores[2]) and res.n_undefined == 1
+    assert np.all(np.isfinite(np.delete(res.scores, 2)))
+
+
 # (id, call that must warn and return NaN where undefined)
 NAN = [
+    ("LiRA: all-IN column", lambda: _check_attack_nan("lira")),
+    ("RMIA: all-IN column", lambda: _check_attack_nan("rmia")),
     ("memorization: all-IN column", lambda: _check_mem_nan(True)),
     ("memorization: all-OUT column", lambda: _check_mem_nan(False)),
     ("influence: all-IN column", lambda: _check_infl_nan(True)),
