@@ -97,8 +97,6 @@ API = [
     ("X_train NaN", lambda: from_arrays(_with(X, (2, 1), np.nan), Y), ["X_train", "1 NaN", "impute"]),
     ("X_train inf", lambda: from_arrays(_with(X, (0, 0), -np.inf), Y), ["X_train", "1 NaN or infinite"]),
     ("X_train beyond float32", lambda: from_arrays(_with(X, (0, 0), 1e300), Y), ["X_train", "1 NaN or infinite"]),
-    ("logits NaN", lambda: signals_from_logits(np.full((1, 3, 4), np.nan), np.array([0, 1, 2])),
-     ["logits", "12 NaN"]),
     ("influence threshold NaN", lambda: influence_from_arrays(M, np.zeros((8, 3)), threshold=float("nan")),
      ["threshold", "nan"]),
     ("subset ratio NaN", lambda: make_masks(4, 10, p=float("nan")), ["p", "finite", "nan"]),
@@ -208,6 +206,17 @@ def _check_roc_nan(scores, labels):
     assert np.isnan(curve.auc)
 
 
+def _check_logits_nan():
+    """Non-finite class scores (a diverged model) give NaN signals for those pairs only."""
+    z = np.log(np.array([[[0.7, 0.2, 0.1], [0.5, 0.25, 0.25]], [[0.1, 0.1, 0.8], [0.6, 0.2, 0.2]]]))
+    z[1, 0, 2] = np.nan
+    z[0, 1, 0] = np.inf
+    s = signals_from_logits(z, np.array([0, 1]))
+    for name in ("logit", "loss", "correct"):
+        np.testing.assert_array_equal(np.isnan(s[name]), [[False, True], [True, False]])
+    np.testing.assert_allclose(s["logit"][[0, 1], [0, 1]], [np.log(0.7 / 0.3), np.log(0.2 / 0.8)], rtol=1e-6)
+
+
 def _check_attack_nan(attack):
     """An example IN for every model has no OUT reference: its online score is NaN, the others are defined."""
     from memlens.attacks import lira, rmia
@@ -224,6 +233,7 @@ def _check_attack_nan(attack):
 
 # (id, call that must warn and return NaN where undefined)
 NAN = [
+    ("signals of a diverged model", lambda: _check_logits_nan()),
     ("LiRA: all-IN column", lambda: _check_attack_nan("lira")),
     ("RMIA: all-IN column", lambda: _check_attack_nan("rmia")),
     ("memorization: all-IN column", lambda: _check_mem_nan(True)),

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._validation import MemlensInputError, check_array, check_labels, check_masks
+from ._validation import MemlensInputError, check_array, check_labels, check_masks, warn
 
 __all__ = ["Population", "SIGNALS", "signals_from_logits", "signals_from_proba", "atomic_write_bytes"]
 
@@ -32,7 +32,7 @@ _FILE_MODE = 0o666 & ~_UMASK
 
 def _check_scores_and_labels(name: str, scores, y) -> tuple[np.ndarray, np.ndarray]:
     """``(scores (n_models, n_examples, n_classes) float64, y (n_examples,) int64)``, validated."""
-    z = check_array(name, scores, ndim=3, dtype=np.float64)
+    z = check_array(name, scores, ndim=3, dtype=np.float64, finite=name != "logits")
     if z.shape[2] < 2:
         raise MemlensInputError(f"{name} must have at least 2 classes on its last axis (n_models, n_examples, "
                                 f"n_classes); got shape {z.shape}")
@@ -52,8 +52,15 @@ def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
     Returns
     -------
     dict with ``logit``, ``loss``, ``correct``, each float32 of shape (n_models, n_examples).
+    A (model, example) pair whose class scores are not all finite (a diverged model) gets NaN in every signal,
+    with a :class:`~memlens.MemlensWarning`.
     """
     z, y = _check_scores_and_labels("logits", logits, y)
+    undefined = ~np.all(np.isfinite(z), axis=2)
+    if undefined.any():
+        warn(f"logits hold NaN or infinite scores for {int(undefined.sum())} (model, example) pair(s) (a diverged "
+             "model?); their signals are undefined (NaN)")
+        z = np.where(undefined[..., None], 0.0, z)
     idx = np.broadcast_to(y[None, :, None], z.shape[:2] + (1,))
     z_y = np.take_along_axis(z, idx, axis=2)[..., 0]
     zmax = z.max(axis=2)
@@ -62,11 +69,15 @@ def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
     np.put_along_axis(others, idx, -np.inf, axis=2)
     omax = others.max(axis=2)
     lse_others = omax + np.log(np.exp(others - omax[..., None]).sum(axis=2))
-    return {
+    out = {
         "logit": (z_y - lse_others).astype(np.float32),
         "loss": (lse - z_y).astype(np.float32),
         "correct": (z.argmax(axis=2) == y[None, :]).astype(np.float32),
     }
+    if undefined.any():
+        for arr in out.values():
+            arr[undefined] = np.nan
+    return out
 
 
 def signals_from_proba(proba, y, *, eps: float = 1e-12) -> dict[str, np.ndarray]:
