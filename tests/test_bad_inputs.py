@@ -341,6 +341,9 @@ CLI = [
      ["X_test", "at least 1 row"]),
     ("unknown backend", lambda f, t: ["--backend", "spark"], ["--backend", "'spark'", "ray"]),
     ("ray address without ray", lambda f, t: ["--ray-address", "127.0.0.1:1"], ["--ray-address", "127.0.0.1:1"]),
+    ("ray: unreachable cluster", lambda f, t: _needs_ray("--backend", "ray", "--ray-address", "127.0.0.1:1"),
+     ["--ray-address", "'127.0.0.1:1'", "reachable"]),
+    ("ray: zero CPUs", lambda f, t: _needs_ray("--backend", "ray", "--ray-num-cpus", "0"), ["--ray-num-cpus", ">= 1", "got 0"]),
     ("loo with an unsupported model", lambda f, t: ["--loo", "--model", "mlp"], ["--loo", "'mlp'", "ridge"]),
     ("text file not UTF-8", lambda f, t: ["--text", str(_text(t, "latin1.txt", "caf\xe9 cr\xe8me\n".encode("latin-1")
                                                                * 5))],
@@ -358,6 +361,11 @@ CLI = [
     ("char-lm on an .npz", lambda f, t: ["--model", "char-lm"], ["--data", "--text"]),
     ("reproduce: negative seed", lambda f, t: None, ["--seed", "-1"]),
 ]
+
+
+def _needs_ray(*flags):
+    pytest.importorskip("ray")  # an optional extra (pip install 'memlens[ray]')
+    return list(flags)
 
 
 def _good_text(tmp, *flags):
