@@ -296,6 +296,12 @@ def _pickled(tmp, data_file):
     return path
 
 
+def _npy(tmp):
+    path = tmp / "x.npy"
+    np.save(path, np.zeros((3, 2)))
+    return path
+
+
 def _text(tmp, name, data: bytes):
     path = tmp / name
     path.write_bytes(data)
@@ -316,7 +322,8 @@ CLI = [
     ("dp delta alone", lambda f, t: ["--dp-delta", "1e-5"], ["--dp-delta", "--dp-epsilon"]),
     ("dp delta 2", lambda f, t: ["--dp-epsilon", "1", "--dp-delta", "2"], ["--dp-delta", "2.0"]),
     ("data: plain text named .npz", lambda f, t: ["--data", str(_text(t, "t.npz", b"just text"))],
-     ["--data", "t.npz", "numpy.savez"]),
+     ["--data", "t.npz", "not a zip archive", "b'just tex'"]),
+    ("data: an .npy, not an .npz", lambda f, t: ["--data", str(_npy(t))], ["--data", "x.npy", "not a zip archive"]),
     ("data: pickled object arrays", lambda f, t: ["--data", str(_pickled(t, f))], ["--data", "pickled.npz"]),
     ("data: fractional labels", lambda f, t: ["--data", str(_npz(t, f, "fl.npz", y_train=np.load(f)["y_train"] + .5))],
      ["y_train", "integer", "float64"]),

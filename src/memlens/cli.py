@@ -130,6 +130,12 @@ def load_npz_dataset(path):
     path = Path(path)
     if not path.is_file():
         raise MemlensInputError(f"--data must be an existing .npz file; got {str(path)!r}, which does not exist")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # an .npz is a zip archive
+        raise MemlensInputError(f"--data must be an .npz file written by numpy.savez; got {str(path)!r}, which is not "
+                                f"a zip archive (it starts with {head!r}); save the arrays with numpy.savez(FILE, "
+                                "X_train=..., y_train=..., X_test=..., y_test=...)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
