@@ -37,6 +37,9 @@ def main(argv=None) -> dict:
         + (["--max-iter", args.max_iter] if args.max_iter else [])
     res = fmnist_run(args.model, args.models, args.out, epochs=args.epochs, influence_models=args.influence_models,
                      jobs=args.jobs, timeout=args.timeout, extra=extra, tag=args.tag)
+    out = args.out / f"fmnist_{args.model}{args.tag}.json"
+    if "error" not in res:                       # add wall time, CPU time, peak memory and load to the run's file
+        out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
     return res
 
