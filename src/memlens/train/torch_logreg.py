@@ -403,16 +403,17 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
         certify gradients much below 1e-5.
     init : None, "full" or (coef, intercept), optional
         Starting point. None: zeros (cold start). ``"full"``: every model starts from the model fitted to all
-        ``n`` rows with weight 1, itself fitted first (cold, to ``tol``; its accuracy only moves the start). A pair of arrays: ``coef`` of
-        shape ``(K or 1, d, n_out)`` and ``intercept`` of shape ``(K or 1, n_out)``, e.g. a previous
-        :class:`LogisticFit`'s. The objective is strictly convex in the weights (and in the intercepts up to the
-        softmax's common shift, which changes no prediction), so the start changes the path, not the answer:
-        with ``mu_k >= 1 / (C n_k)`` the strong-convexity modulus on the penalized coordinates, any returned
-        point satisfies ``||W - W*||_2 <= ||grad F_k||_2 / mu_k <= sqrt(p) tol C n_k`` (``p`` parameters),
-        whatever the start, and the memorization scores of warm and cold starts agree (tests/test_train.py).
-        This bound is a worst case; the observed differences are far smaller. Starting from the full-data
-        model is safe *because* each model is then run to ``tol``: stopping after a fixed number of
-        iterations would leave the held-out example's influence in the start (spec/performance.md §2.3).
+        ``n`` rows with weight 1, itself fitted first (cold, to ``tol``; its accuracy only moves the start). A
+        pair of arrays: ``coef`` of shape ``(K or 1, d, n_out)`` and ``intercept`` of shape ``(K or 1, n_out)``,
+        e.g. a previous :class:`LogisticFit`'s. ``F_k`` is strongly convex on the parameters ``z`` modulo the
+        softmax's common shift of the intercepts (which changes no prediction), with a modulus ``mu_k > 0``
+        on the level set of the start (the penalty alone contributes ``1 / (C n_k)`` along the weights, the
+        cross-entropy's curvature along the intercepts). So the start changes the path, not the answer: any
+        returned point satisfies ``||z - z*||_2 <= ||grad F_k||_2 / mu_k <= sqrt(p) tol / mu_k`` (``p``
+        parameters) whatever the start, and the memorization scores of warm and cold starts agree
+        (tests/test_train.py). The bound is a worst case; the observed differences are far smaller. Starting
+        from the full-data model is safe *because* each model is then run to ``tol``: stopping after a fixed
+        number of iterations would leave the held-out example's influence in the start (spec/performance.md §2.3).
 
     Returns
     -------
