@@ -207,7 +207,7 @@ BAD = {
     "missing arrays": (lambda f, t: ["--data", str(_partial_file(f, t))], ["X_test", "y_test", "numpy.savez"]),
     "no such data file": (lambda f, t: ["--data", str(t / "nope.npz")], ["--data", "nope.npz", "does not exist"]),
     "resume and overwrite": (lambda f, t: ["--resume"], ["--resume", "--overwrite"]),
-    "unknown flag": (lambda f, t: ["--epochs", "3"], ["--epochs", "--help"]),
+    "unknown flag": (lambda f, t: ["--no-such-flag", "3"], ["--no-such-flag", "--help"]),
 }
 
 
