@@ -912,11 +912,12 @@ NOTES = [
     "to the optimum by ||grad||_2 / mu_k <= sqrt(p) tol / mu_k whatever the start (mu_k: the strong-convexity "
     "modulus, >= 1/(C n_k) on the weights; tests/test_train.py checks that warm and cold "
     "runs agree far inside that bound, with identical memorization scores). Measured: 1.2x fewer iterations "
-    "(digits K = 256: 49 -> 40 mean; a 5,000-row Fashion-MNIST subset, K = 8: 321 -> 263) with r(mem) vs the "
-    "cold start 0.99999 and 0.99986. The full-data fit is a single-model fit, which uses the GEMMs poorly, so "
-    "the net gain is smaller than 1.2x on small blocks; rows 'memlens warm start' in (a) measure it side by "
-    "side. It does not close the gap to 10x; it stays an option, off by default. Batched Newton-CG with "
-    "Hessian-vector products was not evaluated in this round.",
+    "(digits: 49 -> 40 mean, rows 'memlens warm start' in (a); a 5,000-row Fashion-MNIST subset, K = 8: 321 -> "
+    "263) with r(mem) vs the cold start 0.99999 and 0.99986. The full-data fit is a single-model fit, which uses "
+    "the GEMMs poorly, and one is done per block; the wall-time effect in (a) ranges from 0.5x to 1.3x across K, "
+    "within this shared machine's run-to-run noise (a side-by-side run at load 6-9 gave 1.27x at K = 256). It "
+    "does not close the gap to 10x; it stays an option, off by default. Batched Newton-CG with Hessian-vector "
+    "products was not evaluated in this round.",
     "**MLP vs per-model loop.** The loop baseline here is an efficient 1-thread torch loop (same model, "
     "`nn.Linear` + `optim.SGD`), faster than the 2.3 models/s loop in spec/performance.md §2.4, so the ratio is "
     "smaller. One SGD step is now one fused pass (the momentum is folded into the weight-gradient `baddbmm`, "
