@@ -915,7 +915,8 @@ NOTES = [
     "(digits: 49 -> 40 mean, rows 'memlens warm start' in (a); a 5,000-row Fashion-MNIST subset, K = 8: 321 -> "
     "263) with r(mem) vs the cold start 0.99999 and 0.99986. The full-data fit is a single-model fit, which uses "
     "the GEMMs poorly, and one is done per block; the wall-time effect in (a) ranges from 0.5x to 1.3x across K, "
-    "within this shared machine's run-to-run noise (a side-by-side run at load 6-9 gave 1.27x at K = 256). It "
+    "within this shared machine's run-to-run noise; interleaved on a quiet machine (load 0.9; 256 models in "
+    "blocks of 128, 1 process, median of 3) it cut the CPU time 2.53 -> 2.27 s (1.1x). It "
     "does not close the gap to 10x; it stays an option, off by default. Batched Newton-CG with Hessian-vector "
     "products was not evaluated in this round.",
     "**MLP vs per-model loop.** The loop baseline here is an efficient 1-thread torch loop (same model, "
