@@ -327,3 +327,89 @@ def test_bad_inputs_raise(small):
                          backend="sklearn")
     with pytest.raises(MemlensInputError, match="weights must be >= 0"):
         fit_logistic(np.ones((4, 2)), [0, 1, 0, 1], -np.ones((1, 4)))
+
+
+# ---------------------------------------------------------------------------------------------- Newton-CG solver
+def _tol_bound(w, X, n_out, C, tol):
+    """Distance between two points certified to ``max |grad F_k| <= tol``: each is within
+    ``||g||_2 / mu_k <= sqrt(p) tol C n_k`` of the optimum (mu_k >= 1 / (C n_k) from the penalty on the weights)."""
+    p = (X.shape[1] + 1) * n_out
+    return 2.0 * np.sqrt(p) * tol * C * w.sum(1)
+
+
+@pytest.mark.parametrize("name,C,K", [("breast-cancer", 10.0, 12), ("digits", 1.0, 16)])
+def test_newton_cg_reaches_the_lbfgs_and_sklearn_optimum(name, C, K):
+    ds = load_dataset(name)
+    X, _ = standardized_features(ds)
+    y, tol = ds.y_train, 1e-8
+    masks = make_masks(K, ds.n_train, p=0.7, seed=7, balanced=True)
+    w = masks.astype(float)
+    newton = fit_logistic(X, y, w, C=C, tol=tol, solver="newton-cg")
+    lbfgs = fit_logistic(X, y, w, C=C, tol=tol)
+    assert newton.converged.all() and newton.grad_norm.max() <= tol
+    assert lbfgs.n_hvp is None and (newton.n_hvp >= newton.n_iter).all()
+    assert newton.n_iter.max() <= 30                              # Newton: a few dozen iterations at most
+    n_out = newton.coef.shape[2]
+    bound = _tol_bound(w, X, n_out, C, tol)
+    dist = np.sqrt(((newton.coef - lbfgs.coef) ** 2).sum((1, 2)))
+    assert np.all(dist <= bound), (dist.max(), bound.min())
+    assert dist.max() <= 1e-4, dist.max()
+    for k in (0, K - 1):                                          # against scikit-learn's own solver
+        ref = _sk_logreg(X[masks[k]], y[masks[k]], C)
+        assert np.sqrt(((newton.coef[k].T - ref.coef_) ** 2).sum()) <= bound[k]
+        np.testing.assert_allclose(newton.coef[k].T, ref.coef_, atol=2e-5 * max(1.0, np.abs(ref.coef_).max()))
+    # Memorization scores: the Newton population against the tight scikit-learn reference on the same masks.
+    sub = ds.subset(test_index=np.arange(50))
+    pop = train_population(sub, model=make_model_config("logreg", tol=tol, solver="newton-cg"), masks=masks)
+    ref = train_population(sub, model=make_model_config("logreg", tol=tol, max_iter=10000), masks=masks,
+                           backend="sklearn")
+    assert pop.provenance["model"]["solver"] == "newton-cg"
+    m, m_ref = memorization(pop, signal="loss").scores, memorization(ref, signal="loss").scores
+    assert np.corrcoef(m, m_ref)[0, 1] >= 0.999
+    # (the sklearn backend's signals come from predict_proba, whose rounding near p = 1 distorts large logits)
+    np.testing.assert_allclose(pop.signal("test", "loss"), ref.signal("test", "loss"), atol=1e-4)
+
+
+def test_newton_cg_weight_zero_equals_removal(small):
+    X, _ = standardized_features(small)
+    y, tol = small.y_train, 1e-9
+    w = make_masks(6, small.n_train, p=0.7, seed=3).astype(float)
+    drop = [4, 17, 250]
+    w[:, drop] = 0.0
+    keep = np.setdiff1d(np.arange(small.n_train), drop)
+    full = fit_logistic(X, y, w, C=1.0, tol=tol, solver="newton-cg")
+    removed = fit_logistic(X[keep], y[keep], w[:, keep], n_classes=10, C=1.0, tol=tol, solver="newton-cg")
+    assert full.converged.all() and removed.converged.all()
+    np.testing.assert_allclose(full.coef, removed.coef, atol=1e-6)
+    centred = lambda Z: Z - Z.mean(2, keepdims=True)  # noqa: E731  (intercepts: unique up to a common shift)
+    np.testing.assert_allclose(centred(full.logits(X)), centred(removed.logits(X)), atol=1e-5)
+
+
+def test_newton_cg_converged_models_leave_without_changing_results(small):
+    """A model's answer does not depend on its block mates, nor on when they converge and leave the block."""
+    X, _ = standardized_features(small)
+    y, C, tol = small.y_train, 1.0, 1e-9
+    w = make_masks(6, small.n_train, p=0.7, seed=9).astype(float)
+    w[0] = 0.0
+    w[0, :12] = 1.0                                               # a tiny subset: a very different iteration count
+    block = fit_logistic(X, y, w, C=C, tol=tol, solver="newton-cg")
+    assert block.converged.all() and len(set(block.n_iter.tolist())) > 1    # models leave the block at different times
+    assert len(set(block.n_hvp.tolist())) > 1                     # per-model CG: models stop at their own step
+    bound = _tol_bound(w, X, 10, C, tol)
+    for k in range(6):
+        alone = fit_logistic(X, y, w[k:k + 1], C=C, tol=tol, solver="newton-cg")
+        dist = np.sqrt(((alone.coef[0] - block.coef[k]) ** 2).sum())
+        assert dist <= bound[k] and dist <= 1e-5, (k, dist)
+    # A model that starts at its own optimum leaves at once (0 iterations) and keeps its parameters exactly.
+    init = (block.coef, block.intercept)
+    again = fit_logistic(X, y, w, C=C, tol=1e-6, init=init, solver="newton-cg", precision="float64")
+    assert (again.n_iter == 0).all() and (again.n_hvp == 0).all()
+    np.testing.assert_array_equal(again.coef, block.coef)
+
+
+def test_newton_cg_bad_solver():
+    with pytest.raises(MemlensInputError, match="solver must be"):
+        LogisticConfig(solver="sag")
+    with pytest.raises(MemlensInputError, match="solver must be"):
+        fit_logistic(np.ones((4, 2)), [0, 1, 0, 1], np.ones((1, 4)), solver="newton")
+    assert make_model_config(**LogisticConfig(solver="newton-cg").to_dict()).solver == "newton-cg"

@@ -56,6 +56,8 @@ _PATIENCE32 = 20
 _REFRESH = 10
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Solvers of :func:`fit_logistic` (``LogisticConfig.solver``).
+SOLVERS = ("lbfgs", "newton-cg")
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +89,8 @@ class LogisticFit:
     converged: np.ndarray
     objective: np.ndarray
     n_classes: int
+    n_hvp: np.ndarray | None = None
+    """Hessian-vector products per model (``solver="newton-cg"``; None for L-BFGS)."""
 
     def logits(self, X, *, dtype=torch.float64) -> np.ndarray:
         """Class scores ``(K, n, n_classes)`` for rows ``X (n, n_features)`` (binary: ``[0, z]``)."""
@@ -374,7 +378,8 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
 
 
 def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0, tol: float = 1e-6,
-                 max_iter: int = 1000, history: int = 10, precision: str = "mixed", init=None) -> LogisticFit:
+                 max_iter: int = 1000, history: int = 10, precision: str = "mixed", init=None,
+                 solver: str = "lbfgs") -> LogisticFit:
     """Fit ``K`` weighted L2 logistic regressions on shared data in one vectorized L-BFGS run.
 
     Parameters
@@ -414,6 +419,11 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
         (tests/test_train.py). The bound is a worst case; the observed differences are far smaller. Starting
         from the full-data model is safe *because* each model is then run to ``tol``: stopping after a fixed
         number of iterations would leave the held-out example's influence in the start (spec/performance.md §2.3).
+    solver : {"lbfgs", "newton-cg"}
+        ``lbfgs`` (the default): the preconditioned L-BFGS above. ``newton-cg``: batched truncated Newton
+        (:func:`_newton_cg`): per-model preconditioned CG on the exact Hessian (Hessian-vector products of all
+        models as two shared GEMMs), Eisenstat-Walker forcing terms, Armijo line search, the same convergence
+        test, precision phases and ``max_iter`` (counting Newton iterations). ``history`` is unused there.
 
     Returns
     -------
@@ -440,14 +450,18 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
     history = check_int("history", history, min_value=1)
     if precision not in ("mixed", "float64", "float32"):
         raise MemlensInputError(f"precision must be 'mixed', 'float64' or 'float32'; got {precision!r}")
+    if solver not in SOLVERS:
+        raise MemlensInputError(f"solver must be one of {', '.join(map(repr, SOLVERS))}; got {solver!r}")
 
     K, (n, d) = weights.shape[0], X.shape
     n_out = 1 if n_classes == 2 else n_classes
     X1 = torch.cat([torch.as_tensor(X), torch.ones(n, 1, dtype=torch.float64)], dim=1)
     obj64 = _Objective(X1, torch.as_tensor(y), n_classes, torch.as_tensor(weights.T.copy()), C)
     W = _initial_point(init, X, y, K, d, n_out, n_classes=n_classes, C=C, tol=tol, max_iter=max_iter,
-                       history=history, precision=precision)
+                       history=history, precision=precision, solver=solver)
     n_iter = torch.zeros(K, dtype=torch.int64)
+    if solver == "newton-cg":
+        return _fit_newton(obj64, W, d, n_classes, tol=tol, max_iter=max_iter, precision=precision)
     with torch.no_grad():
         if precision in ("mixed", "float32"):
             tol32 = tol if precision == "float32" else max(tol, _SWITCH_TOL)
@@ -485,4 +499,250 @@ def _initial_point(init, X, y, K: int, d: int, n_out: int, **fit_kw) -> torch.Te
             raise MemlensInputError(f"init=(coef, intercept) must have finite values and shapes (K or 1, {d}, {n_out}) "
                                     f"and (K or 1, {n_out}) for K={K}; got {coef.shape} and {intercept.shape}")
     W = np.concatenate([coef, intercept[:, None, :]], axis=1)
-    return torch.as_tensor(np.ascontiguousarray(np.broadcast_to(W, (K, d + 1, n_out))))
+    return torch.as_tensor(np.array(np.broadcast_to(W, (K, d + 1, n_out))))   # a writable copy
+
+
+# ---------------------------------------------------------------------------------------------- Newton-CG
+# Batched truncated Newton (``solver="newton-cg"``): the same objective, convergence test and float32 -> float64
+# certification as the L-BFGS solver above; only the search direction differs.
+_MAX_CG = 200          # CG iterations per Newton step and model (scikit-learn's newton-cg: maxinner = 200)
+_ETA_MAX = 0.5         # Eisenstat-Walker forcing term eta_k = min(0.5, sqrt(||g_k||_2)) (as scikit-learn)
+
+
+def _probabilities(obj: _Objective, W: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Class probabilities ``(n, n_classes, k)`` of models ``idx`` at ``W (k, d + 1, n_out)`` (one GEMM)."""
+    k, dp, n_out = W.shape
+    Wm = W.permute(1, 2, 0).reshape(dp, n_out * k)
+    return torch.softmax(obj._scores(obj.X1, Wm, k, n_out), dim=1)
+
+
+def _curvature(obj: _Objective, P: torch.Tensor, wts: torch.Tensor) -> torch.Tensor:
+    """Per-row curvature factor: binary ``w p0 p1`` of shape ``(n, 1, k)``; multinomial ``w P`` ``(n, C, k)``."""
+    if obj.binary:
+        return (P[:, 0] * P[:, 1] * wts).unsqueeze(1)
+    return P * wts.unsqueeze(1)
+
+
+def _hvp(obj: _Objective, P: torch.Tensor, Pw: torch.Tensor, n_k: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """Hessian-vector products ``H_k V_k`` of the normalized objectives, all models at once: two GEMMs.
+
+    ``P (n, C, k)`` probabilities and ``Pw`` their curvature factor (:func:`_curvature`) at the current point;
+    ``V (k, d + 1, n_out)``. The multinomial Hessian of ``CE_i`` acts on the scores' direction ``u_i = V^T x_i``
+    as ``diag(p_i) u_i - p_i (p_i . u_i)``; the binary one as ``p0 p1 u_i``.
+    """
+    k, dp, n_out = V.shape
+    n = obj.X1.shape[0]
+    U = (obj.X1 @ V.permute(1, 2, 0).reshape(dp, n_out * k)).view(n, n_out, k)
+    if obj.binary:
+        R = U.mul_(Pw)
+    else:
+        R = Pw * U
+        R.sub_(Pw * (P * U).sum(1, keepdim=True))
+    H = (obj.X1.T @ R.view(n, n_out * k)).view(dp, n_out, k).permute(2, 0, 1)
+    inv_n = (1.0 / n_k).view(k, 1, 1)
+    return H * inv_n + V * obj.pen * (inv_n / obj.C)
+
+
+class _DiagPreconditioner:
+    """Inverse of the Hessian's diagonal: ``(1/n_k) sum_i w_ki x_ij^2 B_i[c, c] + pen_j / (C n_k)``."""
+
+    def __init__(self, obj: _Objective, X1sq: torch.Tensor, P: torch.Tensor, Pw: torch.Tensor, n_k: torch.Tensor):
+        n, C_, k = P.shape
+        B = Pw if obj.binary else Pw * (1.0 - P)
+        n_out = B.shape[1]
+        D = (X1sq.T @ B.reshape(n, n_out * k)).view(-1, n_out, k).permute(2, 0, 1) / n_k.view(k, 1, 1)
+        D = D + obj.pen / (obj.C * n_k).view(k, 1, 1)
+        self.inv = 1.0 / D
+
+    def subset(self, sel):
+        new = object.__new__(_DiagPreconditioner)
+        new.inv = self.inv[sel]
+        return new
+
+    def __call__(self, Q):
+        return Q * self.inv
+
+
+def _kron_subset(pc: _KronPreconditioner, sel) -> _KronPreconditioner:
+    new = object.__new__(_KronPreconditioner)
+    new.sigma, new.U, new.V, new.den = pc.sigma, pc.U, pc.V[sel], pc.den[sel]
+    return new
+
+
+def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patience: int | None = None,
+               precondition: str = "kron", max_cg: int = _MAX_CG):
+    """Vectorized truncated Newton (Newton-CG) with per-model CG, forcing terms and Armijo line search.
+
+    Each model's direction solves ``H_k d = -g_k`` by preconditioned conjugate gradients (Nocedal & Wright 2006,
+    Alg. 7.1 / 5.3), stopped when ``||r||_2 <= eta_k ||g_k||_2`` with the Eisenstat-Walker forcing term
+    ``eta_k = min(0.5, sqrt(||g_k||_2))`` (superlinear local convergence; scikit-learn's ``newton-cg``), on
+    negative or zero curvature, or after ``max_cg`` steps. The Hessian-vector products of all models still in
+    CG are two shared GEMMs per CG step (:func:`_hvp`); a model whose CG has stopped leaves the product. The
+    step length is found by the same per-model Armijo backtracking as the L-BFGS solver (first trial 1).
+    Converged models (``max |grad F_k| <= tol``) leave the block.
+
+    Returns ``(W, n_iter, grad_max, converged, f, n_hvp)`` for every model.
+    """
+    K, dp, n_out = W0.shape
+    dtype = W0.dtype
+    W_out = W0.clone()
+    f_out = torch.full((K,), float("nan"), dtype=dtype)
+    g_out = torch.full((K,), float("nan"), dtype=dtype)
+    it_out = torch.zeros(K, dtype=torch.int64)
+    hv_out = torch.zeros(K, dtype=torch.int64)
+    conv_out = torch.zeros(K, dtype=torch.bool)
+
+    ids = torch.arange(K)
+    W = W0.clone()
+    f, G = obj(W, ids)
+    it = torch.zeros(K, dtype=torch.int64)
+    nhv = torch.zeros(K, dtype=torch.int64)
+    budget = torch.as_tensor(max_iter, dtype=torch.int64).expand(K).clone()
+    eps_f = min(1e3 * torch.finfo(dtype).eps, 1e-6)
+    best = torch.full((K,), float("inf"), dtype=dtype)
+    since = torch.zeros(K, dtype=torch.int64)
+    X1sq = obj.X1 * obj.X1 if precondition == "diag" else None
+    sigma, sigma_step, n_step = None, 0, 0
+
+    def retire(done: torch.Tensor, converged: torch.Tensor):
+        nonlocal ids, W, f, G, it, nhv, budget, best, since
+        if not bool(done.any()):
+            return
+        gid = ids[done]
+        W_out[gid], f_out[gid] = W[done], f[done]
+        g_out[gid] = G[done].abs().amax((1, 2))
+        it_out[gid], hv_out[gid], conv_out[gid] = it[done], nhv[done], converged[done]
+        keep = ~done
+        ids, W, f, G, it, nhv, budget = ids[keep], W[keep], f[keep], G[keep], it[keep], nhv[keep], budget[keep]
+        best, since = best[keep], since[keep]
+
+    gmax = G.abs().amax((1, 2))
+    retire((gmax <= tol) | (budget <= 0), gmax <= tol)
+    while ids.numel():
+        k_act = ids.numel()
+        wts, n_k = obj._select(ids)
+        P = _probabilities(obj, W, ids)
+        Pw = _curvature(obj, P, wts)
+        if precondition == "kron":
+            renew = sigma is None or n_step - sigma_step >= max(1.0, dp / (2.0 * obj.n_classes * k_act))
+            M = obj.preconditioner(W, ids, sigma=None if renew else sigma)
+            sigma, sigma_step = M.sigma, (n_step if renew else sigma_step)
+        elif precondition == "diag":
+            M = _DiagPreconditioner(obj, X1sq, P, Pw, n_k)
+        else:
+            M = None
+        n_step += 1
+
+        # Preconditioned CG on H_k d = -g_k, vectorized; models leave as their own CG stops.
+        gnorm = G.flatten(1).norm(dim=1)
+        target = torch.clamp(torch.sqrt(gnorm), max=_ETA_MAX) * gnorm
+        D = torch.zeros_like(W)
+        R = -G
+        Z = M(R) if M is not None else R.clone()
+        Pd = Z.clone()
+        rz = _dot(R, Z)
+        act = torch.arange(k_act)
+        for j in range(max_cg):
+            full = act.numel() == k_act
+            if full:
+                Hp = _hvp(obj, P, Pw, n_k, Pd)
+                Pa = Pd
+            else:
+                Hp = _hvp(obj, P[:, :, act], Pw[:, :, act], n_k[act], Pd[act])
+                Pa = Pd[act]
+            nhv[act] += 1
+            pHp = _dot(Pa, Hp)
+            neg = ~(pHp > 0)
+            if neg.any() and j == 0:             # no curvature information: fall back to the preconditioned gradient
+                D[act[neg]] = Pa[neg]
+            alpha = torch.where(neg, torch.zeros_like(pHp), rz[act] / torch.where(neg, torch.ones_like(pHp), pHp))
+            D[act] += alpha.view(-1, 1, 1) * Pa
+            Ra = R[act] - alpha.view(-1, 1, 1) * Hp
+            R[act] = Ra
+            done = neg | (Ra.flatten(1).norm(dim=1) <= target[act])
+            if M is None:
+                Za = Ra.clone()
+            else:
+                Za = (M if full else (_kron_subset(M, act) if precondition == "kron" else M.subset(act)))(Ra)
+            rz_new = _dot(Ra, Za)
+            beta = rz_new / torch.where(rz[act] != 0, rz[act], torch.ones_like(rz_new))
+            Pd[act] = Za + beta.view(-1, 1, 1) * Pa
+            rz[act] = rz_new
+            act = act[~done]
+            if act.numel() == 0:
+                break
+        gd = _dot(G, D)
+        bad = ~(gd < 0)
+        if bad.any():                            # rounding: fall back to steepest descent for those models
+            D[bad] = -G[bad]
+            gd = _dot(G, D)
+
+        # Armijo backtracking per model, as in the L-BFGS solver.
+        t = torch.ones(k_act, dtype=dtype)
+        W_new, f_new, G_new = W.clone(), f.clone(), G.clone()
+        pending = torch.arange(k_act)
+        ok = torch.zeros(k_act, dtype=torch.bool)
+        for _ in range(_MAX_BACKTRACK):
+            if pending.numel() == k_act:
+                Wt = torch.addcmul(W, t.view(-1, 1, 1), D)
+            else:
+                Wt = W[pending] + t[pending].view(-1, 1, 1) * D[pending]
+            ft, Gt = obj(Wt, ids[pending])
+            f0, gd0 = f[pending], gd[pending]
+            acc = ft <= f0 + _ARMIJO_C1 * t[pending] * gd0
+            flat = ft <= f0 + eps_f * f0.abs()
+            acc |= flat & (_dot(Gt, D[pending]) <= (2.0 * _ARMIJO_C1 - 1.0) * gd0)
+            acc &= torch.isfinite(ft)
+            sel = pending[acc]
+            W_new[sel], f_new[sel], G_new[sel] = Wt[acc], ft[acc], Gt[acc]
+            ok[sel] = True
+            if acc.all():
+                break
+            rej = ~acc
+            pr = pending[rej]
+            tt, dd, df = t[pr], gd[pr], ft[rej] - f[pr]
+            t_q = -dd * tt * tt / (2.0 * (df - dd * tt))
+            t_q = torch.where(torch.isfinite(t_q), t_q, 0.5 * tt)
+            t[pr] = torch.minimum(torch.maximum(t_q, 0.1 * tt), 0.5 * tt)
+            pending = pr
+        stalled = ~ok
+        stalled |= ok & ((W_new - W).abs().amax((1, 2)) == 0)
+        W, f, G = W_new, f_new, G_new
+        it = it + ok.to(torch.int64)
+
+        gmax = G.abs().amax((1, 2))
+        converged = gmax <= tol
+        if patience is not None:
+            better = gmax <= 0.5 * best
+            best = torch.where(better, gmax, best)
+            since = torch.where(better, torch.zeros_like(since), since + 1)
+            stalled |= since >= patience
+        retire(converged | stalled | (it >= budget), converged)
+    return W_out, it_out, g_out, conv_out, f_out, hv_out
+
+
+# Newton iterations without halving the best gradient before the float32 phase hands over to float64.
+_PATIENCE32_NEWTON = 4
+
+
+def _fit_newton(obj64: _Objective, W: torch.Tensor, d: int, n_classes: int, *, tol: float, max_iter: int,
+                precision: str, precondition: str = "kron") -> LogisticFit:
+    """``fit_logistic(..., solver="newton-cg")``: float32 Newton-CG, then float64 Newton-CG certifying ``tol``."""
+    K = W.shape[0]
+    n_iter = torch.zeros(K, dtype=torch.int64)
+    n_hvp = torch.zeros(K, dtype=torch.int64)
+    with torch.no_grad():
+        if precision in ("mixed", "float32"):
+            tol32 = tol if precision == "float32" else max(tol, _SWITCH_TOL)
+            W32, n_iter, g, conv, f, n_hvp = _newton_cg(
+                obj64.to(torch.float32), W.float(), tol=tol32, max_iter=max_iter, precondition=precondition,
+                patience=_PATIENCE32_NEWTON if precision == "mixed" else None)
+            W = W32.double()
+        if precision in ("mixed", "float64"):
+            W, it2, g, conv, f, hv2 = _newton_cg(obj64, W, tol=tol, max_iter=torch.clamp(max_iter - n_iter, min=0),
+                                                 precondition=precondition)
+            n_iter, n_hvp = n_iter + it2, n_hvp + hv2
+    W = W.numpy()
+    return LogisticFit(coef=W[:, :d, :].copy(), intercept=W[:, d, :].copy(), n_iter=n_iter.numpy(),
+                       grad_norm=g.double().numpy(), converged=conv.numpy(), objective=f.double().numpy(),
+                       n_classes=n_classes, n_hvp=n_hvp.numpy())
