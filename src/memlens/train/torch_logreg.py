@@ -533,11 +533,9 @@ def _hvp(obj: _Objective, P: torch.Tensor, Pw: torch.Tensor, n_k: torch.Tensor, 
     k, dp, n_out = V.shape
     n = obj.X1.shape[0]
     U = (obj.X1 @ V.permute(1, 2, 0).reshape(dp, n_out * k)).view(n, n_out, k)
-    if obj.binary:
-        R = U.mul_(Pw)
-    else:
-        R = Pw * U
-        R.sub_(Pw * (P * U).sum(1, keepdim=True))
+    R = U.mul_(Pw)                                   # w p_c u_c  (binary: w p0 p1 u)
+    if not obj.binary:
+        R.sub_(P * R.sum(1, keepdim=True))           # - w p_c (p . u)
     H = (obj.X1.T @ R.view(n, n_out * k)).view(dp, n_out, k).permute(2, 0, 1)
     inv_n = (1.0 / n_k).view(k, 1, 1)
     return H * inv_n + V * obj.pen * (inv_n / obj.C)
@@ -642,14 +640,13 @@ def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patie
         Pd = Z.clone()
         rz = _dot(R, Z)
         act = torch.arange(k_act)
+        P_act, Pw_act, n_act = P, Pw, n_k             # gathered again only when the CG active set shrinks
         for j in range(max_cg):
             full = act.numel() == k_act
-            if full:
-                Hp = _hvp(obj, P, Pw, n_k, Pd)
-                Pa = Pd
-            else:
-                Hp = _hvp(obj, P[:, :, act], Pw[:, :, act], n_k[act], Pd[act])
-                Pa = Pd[act]
+            if P_act.shape[2] != act.numel():
+                P_act, Pw_act, n_act = P[:, :, act], Pw[:, :, act], n_k[act]
+            Pa = Pd if full else Pd[act]
+            Hp = _hvp(obj, P_act, Pw_act, n_act, Pa)
             nhv[act] += 1
             pHp = _dot(Pa, Hp)
             neg = ~(pHp > 0)
