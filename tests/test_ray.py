@@ -296,3 +296,4 @@ def test_text_audit_on_ray_is_identical_to_local(ray_cluster, tmp_path):
     for split in a.signals:
         for name in a.signals[split]:
             np.testing.assert_array_equal(a.signal(split, name), b.signal(split, name), err_msg=f"{split}/{name}")
+

@@ -213,7 +213,8 @@ class RayExecutor(Executor):
         else:
             kwargs = dict(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
         try:
-            ray.init(**kwargs)
+            with _quiet_stderr():
+                ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             if self.address is None:
                 raise ExecutorError(f"executor 'ray': could not start a local Ray instance ({exc}); check `ray "
@@ -224,6 +225,14 @@ class RayExecutor(Executor):
                                     "token in ~/.ray/auth_token or RAY_AUTH_TOKEN), or drop --ray-address to run "
                                     "on a local Ray instance") from None
         return True
+
+    def preflight(self) -> None:
+        """Connect to the cluster at ``address`` once and disconnect, so that an address where something listens
+        but no usable Ray cluster answers is refused before the run directory is created (no-op when Ray is
+        already initialized in this process)."""
+        ray = _import_ray()
+        if self._connect(ray):
+            ray.shutdown()
 
     # ------------------------------------------------------------------ map
     def map(self, fn, jobs, *, shared=None, on_result):
@@ -301,5 +310,37 @@ def make_executor(executor="local", *, ray_address: str | None = None, ray_num_c
     _import_ray()
     ex = RayExecutor(address=ray_address, num_cpus=ray_num_cpus, max_retries=max_retries)
     ex._check_reachable()  # an unreachable cluster is refused before any work
+    if ray_address is not None:
+        ex.preflight()
     return ex
+
+
+class _quiet_stderr:
+    """Collect what is written to file descriptor 2 (Ray's C++ core logs there while it connects) and write it
+    back only when the block succeeds, so a failed connection ends in memlens's one-line error alone."""
+
+    def __enter__(self):
+        import os
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self._tmp = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        import os
+        import sys
+
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        text = self._tmp.read()
+        self._tmp.close()
+        if exc_type is None and text:
+            os.write(2, text)
+        return False
 
