@@ -413,3 +413,21 @@ def test_newton_cg_bad_solver():
     with pytest.raises(MemlensInputError, match="solver must be"):
         fit_logistic(np.ones((4, 2)), [0, 1, 0, 1], np.ones((1, 4)), solver="newton")
     assert make_model_config(**LogisticConfig(solver="newton-cg").to_dict()).solver == "newton-cg"
+
+
+@pytest.mark.parametrize("precondition", ["kron", "diag", "none", "hessian"])
+def test_newton_cg_preconditioners_reach_the_same_optimum(small, precondition):
+    """Every preconditioner (the default picks 'hessian' for few parameters, 'kron' for many) only changes the path."""
+    from memlens.train.torch_logreg import _fit_newton, _Objective
+
+    X, _ = standardized_features(small)
+    y, tol = small.y_train, 1e-9
+    w = make_masks(5, small.n_train, p=0.7, seed=4).astype(float)
+    X1 = torch.cat([torch.as_tensor(X), torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
+    obj = _Objective(X1, torch.as_tensor(y), 10, torch.as_tensor(w.T.copy()), 1.0)
+    fit = _fit_newton(obj, torch.zeros(5, X.shape[1] + 1, 10, dtype=torch.float64), X.shape[1], 10, tol=tol,
+                      max_iter=200, precision="mixed", precondition=precondition)
+    ref = fit_logistic(X, y, w, C=1.0, tol=tol)
+    assert fit.converged.all() and fit.grad_norm.max() <= tol
+    dist = np.sqrt(((fit.coef - ref.coef) ** 2).sum((1, 2)))
+    assert np.all(dist <= _tol_bound(w, X, 10, 1.0, tol)) and dist.max() <= 1e-5, dist.max()

@@ -506,6 +506,10 @@ def _initial_point(init, X, y, K: int, d: int, n_out: int, **fit_kw) -> torch.Te
 # Batched truncated Newton (``solver="newton-cg"``): the same objective, convergence test and float32 -> float64
 # certification as the L-BFGS solver above; only the search direction differs.
 _MAX_CG = 200          # CG iterations per Newton step and model (scikit-learn's newton-cg: maxinner = 200)
+# Rows sampled to build the mean-Hessian preconditioner on large data sets.
+_HESS_ROWS = 8192
+# Largest parameter count per model for which the mean-Hessian preconditioner is the default.
+_HESS_PARAMS = 2048
 _ETA_MAX = 0.5         # Eisenstat-Walker forcing term eta_k = min(0.5, sqrt(||g_k||_2)) (as scikit-learn)
 
 
@@ -561,6 +565,53 @@ class _DiagPreconditioner:
         return Q * self.inv
 
 
+class _MeanHessianPreconditioner:
+    """Inverse of the block's mean exact Hessian, ``(1/k) sum_k H_k + lambda I``, Cholesky-factored (float64).
+
+    ``H_k = (1/n_k) sum_i w_ki (x_i x_i^T) (x) B_ik + pen / (C n_k)`` with ``B_ik = diag(p_ik) - p_ik p_ik^T``
+    (binary: ``p0 p1``), in the flattened ``(d + 1) * n_out`` parameter order. Averaging over the models first,
+    ``b_i = (1/k) sum_k (w_ki / n_k) B_ik``, the mean costs one Hessian: ``n_out (n_out + 1) / 2`` GEMMs
+    ``X^T diag(b_i[c, e]) X``. Models train on overlapping random subsets, so each ``H_k`` is close to the mean
+    and CG on the preconditioned system needs few steps. ``lambda = mean_k 1 / (C n_k)`` on every coordinate
+    (the intercepts too, which makes the softmax's shift direction positive definite). Shared by all models:
+    no per-model state, so nothing to gather as models leave. Raises ``RuntimeError`` if the factorization fails.
+    """
+
+    def __init__(self, obj: _Objective, P: torch.Tensor, wts: torch.Tensor, n_k: torch.Tensor):
+        n, _, k = P.shape
+        X1 = obj.X1
+        dp = X1.shape[1]
+        a = wts / (n_k * k)                                              # (n, k)
+        if n > _HESS_ROWS:                     # an evenly strided sample of rows, reweighted: an approximation
+            rows = torch.linspace(0, n - 1, _HESS_ROWS).round().long()  # is all a preconditioner needs
+            X1, P, a = X1[rows], P[rows], a[rows] * (n / _HESS_ROWS)
+            n = _HESS_ROWS
+        if obj.binary:
+            b = (P[:, 0] * P[:, 1] * a).sum(1).view(n, 1, 1)
+        else:
+            Q = P * a.unsqueeze(1)                                       # (n, C, k)
+            b = torch.diag_embed(Q.sum(2)) - torch.bmm(Q, P.transpose(1, 2))
+        n_out = b.shape[1]
+        H = torch.empty(dp, n_out, dp, n_out, dtype=torch.float64)
+        for c in range(n_out):
+            for e in range(c, n_out):
+                blk = (X1.T @ (X1 * b[:, c, e:e + 1])).double()
+                H[:, c, :, e] = blk
+                if e != c:
+                    H[:, e, :, c] = blk
+        H = H.view(dp * n_out, dp * n_out)
+        H.diagonal().add_((1.0 / (obj.C * n_k.double())).mean())
+        L, info = torch.linalg.cholesky_ex(H)
+        if int(info) != 0:
+            raise RuntimeError("mean Hessian is not positive definite to working precision")
+        self.L = L
+
+    def __call__(self, Q):
+        k, dp, n_out = Q.shape
+        B = Q.reshape(k, dp * n_out).T.double()
+        return torch.cholesky_solve(B, self.L).T.reshape(k, dp, n_out).to(Q.dtype)
+
+
 def _kron_subset(pc: _KronPreconditioner, sel) -> _KronPreconditioner:
     new = object.__new__(_KronPreconditioner)
     new.sigma, new.U, new.V, new.den = pc.sigma, pc.U, pc.V[sel], pc.den[sel]
@@ -568,7 +619,7 @@ def _kron_subset(pc: _KronPreconditioner, sel) -> _KronPreconditioner:
 
 
 def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patience: int | None = None,
-               precondition: str = "kron", max_cg: int = _MAX_CG):
+               precondition: str = "kron", max_cg: int = _MAX_CG, cache: dict | None = None):
     """Vectorized truncated Newton (Newton-CG) with per-model CG, forcing terms and Armijo line search.
 
     Each model's direction solves ``H_k d = -g_k`` by preconditioned conjugate gradients (Nocedal & Wright 2006,
@@ -578,6 +629,10 @@ def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patie
     CG are two shared GEMMs per CG step (:func:`_hvp`); a model whose CG has stopped leaves the product. The
     step length is found by the same per-model Armijo backtracking as the L-BFGS solver (first trial 1).
     Converged models (``max |grad F_k| <= tol``) leave the block.
+
+    ``precondition``: ``kron`` (the L-BFGS solver's Kronecker factorization, refreshed every Newton step),
+    ``diag`` (the Hessian's diagonal), ``hessian`` (:class:`_MeanHessianPreconditioner`, refreshed at Newton
+    steps 0, 1, 2, 4, 8, ...; ``cache`` carries it from the float32 to the float64 phase) or ``none``.
 
     Returns ``(W, n_iter, grad_max, converged, f, n_hvp)`` for every model.
     """
@@ -621,7 +676,17 @@ def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patie
         wts, n_k = obj._select(ids)
         P = _probabilities(obj, W, ids)
         Pw = _curvature(obj, P, wts)
-        if precondition == "kron":
+        if precondition == "hessian":
+            if cache is not None and "hessian" in cache and (n_step & (n_step - 1) or cache.get("frozen")):
+                M = cache["hessian"]
+            else:
+                try:
+                    M = _MeanHessianPreconditioner(obj, P, wts, n_k)
+                except RuntimeError:                 # not positive definite in this precision: no preconditioner
+                    M = None
+                if cache is not None:
+                    cache["hessian"] = M
+        elif precondition == "kron":
             renew = sigma is None or n_step - sigma_step >= max(1.0, dp / (2.0 * obj.n_classes * k_act))
             M = obj.preconditioner(W, ids, sigma=None if renew else sigma)
             sigma, sigma_step = M.sigma, (n_step if renew else sigma_step)
@@ -660,7 +725,8 @@ def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patie
             if M is None:
                 Za = Ra.clone()
             else:
-                Za = (M if full else (_kron_subset(M, act) if precondition == "kron" else M.subset(act)))(Ra)
+                Za = (M if full or precondition == "hessian" else
+                      (_kron_subset(M, act) if precondition == "kron" else M.subset(act)))(Ra)
             rz_new = _dot(Ra, Za)
             beta = rz_new / torch.where(rz[act] != 0, rz[act], torch.ones_like(rz_new))
             Pd[act] = Za + beta.view(-1, 1, 1) * Pa
@@ -723,21 +789,31 @@ _PATIENCE32_NEWTON = 4
 
 
 def _fit_newton(obj64: _Objective, W: torch.Tensor, d: int, n_classes: int, *, tol: float, max_iter: int,
-                precision: str, precondition: str = "kron") -> LogisticFit:
-    """``fit_logistic(..., solver="newton-cg")``: float32 Newton-CG, then float64 Newton-CG certifying ``tol``."""
+                precision: str, precondition: str | None = None) -> LogisticFit:
+    """``fit_logistic(..., solver="newton-cg")``: float32 Newton-CG, then float64 Newton-CG certifying ``tol``.
+
+    ``precondition`` None: the mean exact Hessian while the parameter count ``(d + 1) n_out`` is at most
+    ``_HESS_PARAMS`` (measured on digits, 650 parameters: 98 -> 36 Hessian-vector products per model, 1.4x less
+    time than the Kronecker factorization), else the Kronecker factorization (its ``(d + 1)^2 n_out^2``
+    factorization and solves cost more than they save at Fashion-MNIST's 7,850 parameters).
+    """
     K = W.shape[0]
+    if precondition is None:
+        precondition = "hessian" if W.shape[1] * W.shape[2] <= _HESS_PARAMS else "kron"
     n_iter = torch.zeros(K, dtype=torch.int64)
     n_hvp = torch.zeros(K, dtype=torch.int64)
+    cache = {}
     with torch.no_grad():
         if precision in ("mixed", "float32"):
             tol32 = tol if precision == "float32" else max(tol, _SWITCH_TOL)
             W32, n_iter, g, conv, f, n_hvp = _newton_cg(
                 obj64.to(torch.float32), W.float(), tol=tol32, max_iter=max_iter, precondition=precondition,
-                patience=_PATIENCE32_NEWTON if precision == "mixed" else None)
+                patience=_PATIENCE32_NEWTON if precision == "mixed" else None, cache=cache)
             W = W32.double()
+            cache["frozen"] = True                   # the float64 phase reuses the last mean Hessian
         if precision in ("mixed", "float64"):
             W, it2, g, conv, f, hv2 = _newton_cg(obj64, W, tol=tol, max_iter=torch.clamp(max_iter - n_iter, min=0),
-                                                 precondition=precondition)
+                                                 precondition=precondition, cache=cache)
             n_iter, n_hvp = n_iter + it2, n_hvp + hv2
     W = W.numpy()
     return LogisticFit(coef=W[:, :d, :].copy(), intercept=W[:, d, :].copy(), n_iter=n_iter.numpy(),
