@@ -50,9 +50,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--tol", type=float, default=1e-6)
     ap.add_argument("--max-iter", type=int, default=1000)
     ap.add_argument("--reference", action="store_true", help="digits: also fit the tight sklearn reference")
+    ap.add_argument("--hessian-params", type=int, default=None,
+                    help="Newton-CG: use the mean-Hessian preconditioner up to this many parameters per model "
+                         "(default: the solver's own threshold)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.hessian_params is not None:
+        from memlens.train import torch_logreg
+
+        torch_logreg._HESS_PARAMS = args.hessian_params
     ds = load_dataset("digits" if args.case == "digits" else "fashion-mnist")
     if args.rows is not None:
         ds = ds.subset(train_index=np.arange(args.rows))
@@ -103,7 +110,9 @@ def main(argv=None) -> dict:
             run["max_abs_dmem_vs_tight_ref"] = float(np.abs(m[ok] - ref[ok]).max())
             print(run["solver"], "r(mem) vs tight sklearn", run["r_mem_vs_tight_ref"], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"newton_cg_{args.case}_{ds.n_train}_{args.models}.json"
+    res["hessian_params"] = args.hessian_params
+    tag = "" if args.hessian_params is None else f"_h{args.hessian_params}"
+    path = args.out / f"newton_cg_{args.case}_{ds.n_train}_{args.models}{tag}.json"
     path.write_text(json.dumps(res, indent=1))
     return res
 

@@ -31,6 +31,15 @@ best gradient in 20 iterations) and in float64 after that, which re-evaluates th
 certify. Running float32 down to 1e-6 instead of 1e-4 leaves the iteration count unchanged and cut the time
 per fit 1.6x on digits, 2x on breast cancer and 2.3x on a 3,000-image Fashion-MNIST subset (measured side by
 side, tol 1e-6): the float64 phase then needs only a few evaluations.
+
+``solver="newton-cg"`` (:func:`_newton_cg`) replaces the L-BFGS direction by a truncated Newton step: per-model
+preconditioned CG on the exact Hessian, whose products for all models still in CG are two shared GEMMs
+(``X V`` then ``X^T (...)``), stopped by the Eisenstat-Walker forcing term; the same Armijo search, convergence
+test, removal of converged models and float32 -> float64 certification. Preconditioner: the block's mean exact
+Hessian (Cholesky, shared by the block) for at most 2,048 parameters per model, the Kronecker factorization above
+for more. Measured (1 thread, tol 1e-6, digits, K = 256): 8.2 Newton iterations and 40 Hessian-vector products per
+model against 49 L-BFGS iterations, the same CPU time (2.70 s vs 2.81 s), memorization r vs a tol-1e-8
+scikit-learn reference 1.0000000 vs 0.9999978.
 """
 from __future__ import annotations
 
