@@ -50,7 +50,8 @@ class LogisticConfig:
         ``lbfgs`` (the default): batched preconditioned L-BFGS. ``newton-cg``: batched truncated Newton with
         exact Hessian-vector products (per-model CG, Eisenstat-Walker forcing terms, Armijo line search); same
         objective, same ``tol`` test and float64 certification, ``max_iter`` counts Newton iterations (see
-        :func:`memlens.train.fit_logistic`).
+        :func:`memlens.train.fit_logistic`). Measured: as fast as L-BFGS on digits, 4.5x slower on a
+        10,000-row Fashion-MNIST subset (see ``memlens.train.torch_logreg``).
     """
 
     C: float = 1.0

@@ -39,7 +39,11 @@ test, removal of converged models and float32 -> float64 certification. Precondi
 Hessian (Cholesky, shared by the block) for at most 2,048 parameters per model, the Kronecker factorization above
 for more. Measured (1 thread, tol 1e-6, digits, K = 256): 8.2 Newton iterations and 40 Hessian-vector products per
 model against 49 L-BFGS iterations, the same CPU time (2.70 s vs 2.81 s), memorization r vs a tol-1e-8
-scikit-learn reference 1.0000000 vs 0.9999978.
+scikit-learn reference 1.0000000 vs 0.9999978. It does not pay on ill-conditioned data: on a 10,000-row
+Fashion-MNIST subset (K = 8, tol 1e-6, Kronecker preconditioner) it needed 20.5 Newton iterations but 1,394
+Hessian-vector products per model against 552 L-BFGS iterations, 64 against 14 CPU s per model (4.5x slower);
+with the mean-Hessian preconditioner (7,850 parameters, refreshes of ~8 s each) the same run had not finished
+after 15 minutes. L-BFGS stays the default.
 """
 from __future__ import annotations
 
