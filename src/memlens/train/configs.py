@@ -74,8 +74,20 @@ class LogisticConfig:
             raise MemlensInputError(f"solver must be 'lbfgs' or 'newton-cg'; got {self.solver!r}")
 
     def to_dict(self) -> dict:
-        """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config."""
-        return {"name": self.name, **dataclasses.asdict(self)}
+        """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config.
+
+        Options added after the first release (``warm_start``, ``solver``) appear only when they differ from their
+        defaults, so a run directory made before they existed keeps its identity and still resumes.
+        """
+        d = dataclasses.asdict(self)
+        for key, default in _LATER_LOGISTIC_DEFAULTS.items():
+            if d.get(key) == default:
+                del d[key]
+        return {"name": self.name, **d}
+
+
+#: LogisticConfig fields added after run directories existed, with their defaults (left out of ``to_dict``).
+_LATER_LOGISTIC_DEFAULTS = {"warm_start": False, "solver": "lbfgs"}
 
 
 @dataclass(frozen=True)
