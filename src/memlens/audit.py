@@ -30,7 +30,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -881,42 +880,9 @@ def _train_missing(run: RunDir, ds, *, model, seed, backend, progress, on_shard,
                    executor=None) -> list[int]:
     """Train every missing or damaged shard of ``run`` on ``executor`` (:mod:`memlens.executors`; default local),
     writing each shard as soon as it is done; return their indices in ascending order."""
-    from tqdm.auto import tqdm
+    from .executors import train_missing_shards
 
-    from .executors import LocalExecutor
-
-    executor = LocalExecutor() if executor is None else executor
-    missing = run.missing_shards()
-    done_models = run.n_models - sum(stop - start for start, stop in map(run.shard_rows, missing))
-    bar = tqdm(total=run.n_models, initial=done_models, unit="model", desc=f"training {model} on {ds.name}",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    trained = []
-    base = {"n": bar.n}
-
-    def job(k):
-        start, stop = run.shard_rows(k)
-        kwargs = {"model": model, "masks": run.masks[start:stop], "seed": seed, "backend": backend,
-                  "model_offset": start, "dp": dp}
-        if progress and executor.in_process:  # per-model progress when the shard runs in this process
-            def tick(n_done, stop=stop, start=start):
-                bar.n = base["n"] + min(int(n_done), stop - start)
-                bar.refresh()
-
-            kwargs["progress"] = tick
-        return k, kwargs
-
-    def write(k, pop):
-        start, stop = run.shard_rows(k)
-        run.write_shard(k, pop)
-        trained.append(k)
-        base["n"] += stop - start
-        bar.n = base["n"]
-        bar.refresh()
-        if on_shard is not None:
-            on_shard(k, run.n_shards - len(missing) + len(trained), run.n_shards)
-
-    try:
-        executor.map(_train_shard, (job(k) for k in missing), shared={"dataset": ds}, on_result=write)
-    finally:
-        bar.close()
-    return sorted(trained)
+    return train_missing_shards(run, _train_shard, shared={"dataset": ds},
+                                fixed={"model": model, "seed": seed, "backend": backend, "dp": dp},
+                                executor=executor, progress=progress, on_shard=on_shard,
+                                desc=f"training {model} on {ds.name}")

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ._validation import MemlensInputError, check_int
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "ExecutorError", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "ExecutorError", "make_executor",
+           "train_missing_shards"]
 
 #: Executor names accepted by :func:`make_executor` (``run_audit(executor=...)``, ``memlens audit --backend``).
 EXECUTORS = ("local", "ray")
@@ -344,3 +345,54 @@ class _quiet_stderr:
             os.write(2, text)
         return False
 
+
+
+def train_missing_shards(run, fn: Callable[..., Any], *, shared: Mapping[str, Any], fixed: Mapping[str, Any],
+                         executor: "Executor | None" = None, progress: bool = True, on_shard=None,
+                         desc: str = "training") -> list[int]:
+    """Train every missing or damaged shard of ``run`` (a :class:`memlens.runs.RunDir`) on ``executor`` and write
+    each shard as soon as it is done; return their indices in ascending order.
+
+    ``fn(**shared, **fixed, masks=..., model_offset=..., [progress=...])`` trains one shard and returns its
+    :class:`memlens.Population`; ``shared`` holds the large inputs every shard reads (sent to Ray workers once),
+    ``fixed`` the small per-run arguments. In-process executors get a per-model ``progress`` callback driving one
+    tqdm bar over the run's models; ``on_shard(k, n_done, n_shards)`` is called after shard ``k`` is written.
+    """
+    import sys
+
+    from tqdm.auto import tqdm
+
+    executor = LocalExecutor() if executor is None else executor
+    missing = run.missing_shards()
+    done_models = run.n_models - sum(stop - start for start, stop in map(run.shard_rows, missing))
+    bar = tqdm(total=run.n_models, initial=done_models, unit="model", desc=desc, disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    trained = []
+    base = {"n": bar.n}
+
+    def job(k):
+        start, stop = run.shard_rows(k)
+        kwargs = {**fixed, "masks": run.masks[start:stop], "model_offset": start}
+        if progress and executor.in_process:  # per-model progress when the shard runs in this process
+            def tick(n_done, start=start, stop=stop):
+                bar.n = base["n"] + min(int(n_done), stop - start)
+                bar.refresh()
+
+            kwargs["progress"] = tick
+        return k, kwargs
+
+    def write(k, pop):
+        start, stop = run.shard_rows(k)
+        run.write_shard(k, pop)
+        trained.append(k)
+        base["n"] += stop - start
+        bar.n = base["n"]
+        bar.refresh()
+        if on_shard is not None:
+            on_shard(k, run.n_shards - len(missing) + len(trained), run.n_shards)
+
+    try:
+        executor.map(fn, (job(k) for k in missing), shared=shared, on_result=write)
+    finally:
+        bar.close()
+    return sorted(trained)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -844,49 +843,15 @@ def _train_missing(run: RunDir, full, cfg, *, canaries, seed, progress, on_shard
                    exposure_method, reference, executor=None) -> list[int]:
     """Train every missing or damaged shard of ``run`` on ``executor`` (:mod:`memlens.executors`; default local),
     writing each shard as soon as it is done; return their indices in ascending order."""
-    from tqdm.auto import tqdm
+    from .executors import train_missing_shards
 
-    from .executors import LocalExecutor
-
-    executor = LocalExecutor() if executor is None else executor
-    missing = run.missing_shards()
-    if not missing:
+    if not run.missing_shards():
         return []
     ref = _reference_model(full.test_texts, cfg, seed=seed) if reference else None
-    done_models = run.n_models - sum(stop - start for start, stop in map(run.shard_rows, missing))
-    bar = tqdm(total=run.n_models, initial=done_models, unit="model", desc=f"training char-lm on {full.name}",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    trained = []
-    base = {"n": bar.n}
-
-    def job(k):
-        start, stop = run.shard_rows(k)
-        kwargs = {"masks": run.masks[start:stop], "model_offset": start}
-        if progress and executor.in_process:  # per-model progress when the shard runs in this process
-            def tick(n_done, start=start, stop=stop):
-                bar.n = base["n"] + min(int(n_done), stop - start)
-                bar.refresh()
-
-            kwargs["progress"] = tick
-        return k, kwargs
-
-    def write(k, pop):
-        start, stop = run.shard_rows(k)
-        run.write_shard(k, pop)
-        trained.append(k)
-        base["n"] += stop - start
-        bar.n = base["n"]
-        bar.refresh()
-        if on_shard is not None:
-            on_shard(k, run.n_shards - len(missing) + len(trained), run.n_shards)
-
     shared = {"full": full, "cfg": cfg, "seed": seed, "canaries": canaries, "prefix_len": prefix_len,
               "suffix_len": suffix_len, "exposure_method": exposure_method, "reference_model": ref}
-    try:
-        executor.map(_train_text_shard, (job(k) for k in missing), shared=shared, on_result=write)
-    finally:
-        bar.close()
-    return sorted(trained)
+    return train_missing_shards(run, _train_text_shard, shared=shared, fixed={}, executor=executor,
+                                progress=progress, on_shard=on_shard, desc=f"training char-lm on {full.name}")
 
 
 # ---------------------------------------------------------------------------------------------- measures
