@@ -35,7 +35,8 @@ import torch
 from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int, warn
 from ..data.text import BOS, EOS, decode_tokens, encode_texts
-from ..data.text_canaries import CanaryFormat, TextCanarySet
+from ..data.text_canaries import CanaryFormat, TextCanarySet, check_canary_set
+from ..measures.exposure import _check_model
 from ..train.autoregressive import (
     AutoregressiveModel, greedy_continue, next_token_logprobs, sequence_signals, token_logprobs,
 )
@@ -44,16 +45,6 @@ __all__ = ["sample_continue", "generate_samples", "ContinuationResult", "continu
            "discoverable_memorization", "approximate_memorization", "edit_similarity", "bleu",
            "CanaryExtractionResult", "canary_extraction", "search_secrets", "zlib_entropy", "RankingScores", "ranking_attack",
            "verbatim_matches"]
-
-
-def _check_model(model, name: str = "model") -> AutoregressiveModel:
-    if not isinstance(model, AutoregressiveModel):
-        raise MemlensInputError(f"{name} must be a memlens.train.autoregressive.AutoregressiveModel; got "
-                                f"{type(model).__name__}")
-    if model.config.vocab_size < EOS + 1:
-        raise MemlensInputError(f"{name} must read byte-level tokens (vocab_size >= {EOS + 1}); got "
-                                f"vocab_size={model.config.vocab_size}")
-    return model
 
 
 def _texts(texts, name: str = "texts") -> list[str]:
@@ -568,9 +559,7 @@ def canary_extraction(model: AutoregressiveModel, canaries: TextCanarySet, *, me
     CanaryExtractionResult
     """
     model = _check_model(model)
-    if not isinstance(canaries, TextCanarySet):
-        raise MemlensInputError(f"canaries must be a TextCanarySet (make_text_canaries); got "
-                                f"{type(canaries).__name__}")
+    check_canary_set(canaries)
     if method not in ("greedy", "search"):
         raise MemlensInputError(f"method must be 'greedy' or 'search'; got {method!r}")
     n_guesses = check_int("n_guesses", n_guesses, min_value=1)

@@ -248,6 +248,14 @@ def make_text_canaries(fmt: CanaryFormat, *, n_canaries: int, repetitions=1, see
     return TextCanarySet(format=fmt, secrets=secrets, repetitions=reps)
 
 
+def check_canary_set(canaries) -> "TextCanarySet":
+    """``canaries`` if it is a :class:`TextCanarySet`, else a clear error saying how to make one."""
+    if not isinstance(canaries, TextCanarySet):
+        raise MemlensInputError(f"canaries must be a TextCanarySet (make_text_canaries); got "
+                                f"{type(canaries).__name__}")
+    return canaries
+
+
 def insert_text_canaries(texts, canaries: TextCanarySet, *, seed=0) -> tuple[tuple[str, ...], np.ndarray]:
     """Insert each canary ``repetitions`` times at uniformly random positions of a corpus.
 
@@ -272,9 +280,7 @@ def insert_text_canaries(texts, canaries: TextCanarySet, *, seed=0) -> tuple[tup
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise MemlensInputError(f"texts[{i}] must be a str; got {type(t).__name__}")
-    if not isinstance(canaries, TextCanarySet):
-        raise MemlensInputError(f"canaries must be a TextCanarySet (make_text_canaries); got "
-                                f"{type(canaries).__name__}")
+    check_canary_set(canaries)
     rng = as_generator(seed)
     copies = np.repeat(np.arange(canaries.n_canaries, dtype=np.int64), canaries.repetitions)
     copies = rng.permutation(copies)

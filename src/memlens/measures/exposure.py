@@ -29,7 +29,7 @@ from scipy import integrate, special, stats
 from .._random import as_generator
 from .._validation import MemlensInputError, check_array, check_int, warn
 from ..data.text import BOS, EOS
-from ..data.text_canaries import CanaryFormat, TextCanarySet
+from ..data.text_canaries import CanaryFormat, TextCanarySet, check_canary_set
 from ..train.autoregressive import AutoregressiveModel, token_logprobs
 
 __all__ = ["ExposureResult", "secret_log_perplexity", "space_log_perplexity", "exposure_by_rank",
@@ -38,12 +38,13 @@ __all__ = ["ExposureResult", "secret_log_perplexity", "space_log_perplexity", "e
 _LN2 = math.log(2.0)
 
 
-def _check_model(model) -> AutoregressiveModel:
+def _check_model(model, name: str = "model") -> AutoregressiveModel:
+    """``model`` as an :class:`AutoregressiveModel` reading byte-level tokens, or a clear error naming ``name``."""
     if not isinstance(model, AutoregressiveModel):
-        raise MemlensInputError(f"model must be a memlens.train.autoregressive.AutoregressiveModel; got "
+        raise MemlensInputError(f"{name} must be a memlens.train.autoregressive.AutoregressiveModel; got "
                                 f"{type(model).__name__}")
     if model.config.vocab_size < EOS + 1:
-        raise MemlensInputError(f"model must read byte-level tokens (vocab_size >= {EOS + 1}, memlens.data.text."
+        raise MemlensInputError(f"{name} must read byte-level tokens (vocab_size >= {EOS + 1}, memlens.data.text."
                                 f"VOCAB_SIZE); got vocab_size={model.config.vocab_size}")
     return model
 
@@ -349,9 +350,7 @@ def canary_exposure(model: AutoregressiveModel, canaries: TextCanarySet, *, meth
     ExposureResult
     """
     model = _check_model(model)
-    if not isinstance(canaries, TextCanarySet):
-        raise MemlensInputError(f"canaries must be a TextCanarySet (make_text_canaries); got "
-                                f"{type(canaries).__name__}")
+    check_canary_set(canaries)
     if method not in ("auto", "rank", "extrapolate"):
         raise MemlensInputError(f"method must be 'auto', 'rank' or 'extrapolate'; got {method!r}")
     n_samples = check_int("n_samples", n_samples, min_value=20)
