@@ -249,6 +249,45 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum((1, 2))
 
 
+def _armijo(obj: _Objective, W: torch.Tensor, f: torch.Tensor, G: torch.Tensor, D: torch.Tensor, gd: torch.Tensor,
+            ids: torch.Tensor, eps_f: float):
+    """Armijo backtracking along ``D`` (K, d, C), each model with its own step; only unfinished models are
+    re-evaluated. Returns ``(W_new, f_new, G_new, ok)``: models with ``ok`` False found no decrease and keep
+    ``W``. Shared by the L-BFGS and Newton-CG solvers."""
+    k_act = ids.numel()
+    t = torch.ones(k_act, dtype=W.dtype)
+    W_new, f_new, G_new = W.clone(), f.clone(), G.clone()
+    pending = torch.arange(k_act)
+    ok = torch.zeros(k_act, dtype=torch.bool)
+    for _ in range(_MAX_BACKTRACK):
+        if pending.numel() == k_act:                 # every model still searching: no gather copies
+            Wt = torch.addcmul(W, t.view(-1, 1, 1), D)
+        else:
+            Wt = W[pending] + t[pending].view(-1, 1, 1) * D[pending]
+        ft, Gt = obj(Wt, ids[pending])
+        f0, gd0 = f[pending], gd[pending]
+        acc = ft <= f0 + _ARMIJO_C1 * t[pending] * gd0
+        # Near the optimum the decrease falls below the rounding of F: accept on the approximate Armijo
+        # condition of Hager & Zhang (2005), phi'(t) <= (2 c1 - 1) phi'(0), while F is unchanged to rounding.
+        flat = ft <= f0 + eps_f * f0.abs()
+        acc |= flat & (_dot(Gt, D[pending]) <= (2.0 * _ARMIJO_C1 - 1.0) * gd0)
+        acc &= torch.isfinite(ft)
+        sel = pending[acc]
+        W_new[sel], f_new[sel], G_new[sel] = Wt[acc], ft[acc], Gt[acc]
+        ok[sel] = True
+        if acc.all():
+            break
+        rej = ~acc
+        pr = pending[rej]
+        # Safeguarded quadratic interpolation of the step, within [0.1 t, 0.5 t].
+        tt, dd, df = t[pr], gd[pr], ft[rej] - f[pr]
+        t_q = -dd * tt * tt / (2.0 * (df - dd * tt))
+        t_q = torch.where(torch.isfinite(t_q), t_q, 0.5 * tt)
+        t[pr] = torch.minimum(torch.maximum(t_q, 0.1 * tt), 0.5 * tt)
+        pending = pr
+    return W_new, f_new, G_new, ok
+
+
 def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: int, patience: int | None = None):
     """Vectorized preconditioned L-BFGS with per-model Armijo backtracking; converged models leave.
 
@@ -331,38 +370,7 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
             D[bad] = -G[bad]
             gd = _dot(G, D)
 
-        # Armijo backtracking, each model with its own step; only unfinished models are re-evaluated.
-        k_act = ids.numel()
-        t = torch.ones(k_act, dtype=dtype)
-        W_new, f_new, G_new = W.clone(), f.clone(), G.clone()
-        pending = torch.arange(k_act)
-        ok = torch.zeros(k_act, dtype=torch.bool)
-        for _ in range(_MAX_BACKTRACK):
-            if pending.numel() == k_act:                 # every model still searching: no gather copies
-                Wt = torch.addcmul(W, t.view(-1, 1, 1), D)
-            else:
-                Wt = W[pending] + t[pending].view(-1, 1, 1) * D[pending]
-            ft, Gt = obj(Wt, ids[pending])
-            f0, gd0 = f[pending], gd[pending]
-            acc = ft <= f0 + _ARMIJO_C1 * t[pending] * gd0
-            # Near the optimum the decrease falls below the rounding of F: accept on the approximate Armijo
-            # condition of Hager & Zhang (2005), phi'(t) <= (2 c1 - 1) phi'(0), while F is unchanged to rounding.
-            flat = ft <= f0 + eps_f * f0.abs()
-            acc |= flat & (_dot(Gt, D[pending]) <= (2.0 * _ARMIJO_C1 - 1.0) * gd0)
-            acc &= torch.isfinite(ft)
-            sel = pending[acc]
-            W_new[sel], f_new[sel], G_new[sel] = Wt[acc], ft[acc], Gt[acc]
-            ok[sel] = True
-            if acc.all():
-                break
-            rej = ~acc
-            pr = pending[rej]
-            # Safeguarded quadratic interpolation of the step, within [0.1 t, 0.5 t].
-            tt, dd, df = t[pr], gd[pr], ft[rej] - f[pr]
-            t_q = -dd * tt * tt / (2.0 * (df - dd * tt))
-            t_q = torch.where(torch.isfinite(t_q), t_q, 0.5 * tt)
-            t[pr] = torch.minimum(torch.maximum(t_q, 0.1 * tt), 0.5 * tt)
-            pending = pr
+        W_new, f_new, G_new, ok = _armijo(obj, W, f, G, D, gd, ids, eps_f)
         stalled = ~ok                            # no decrease found: the model is at working precision
 
         s = W_new - W
@@ -753,34 +761,7 @@ def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patie
             D[bad] = -G[bad]
             gd = _dot(G, D)
 
-        # Armijo backtracking per model, as in the L-BFGS solver.
-        t = torch.ones(k_act, dtype=dtype)
-        W_new, f_new, G_new = W.clone(), f.clone(), G.clone()
-        pending = torch.arange(k_act)
-        ok = torch.zeros(k_act, dtype=torch.bool)
-        for _ in range(_MAX_BACKTRACK):
-            if pending.numel() == k_act:
-                Wt = torch.addcmul(W, t.view(-1, 1, 1), D)
-            else:
-                Wt = W[pending] + t[pending].view(-1, 1, 1) * D[pending]
-            ft, Gt = obj(Wt, ids[pending])
-            f0, gd0 = f[pending], gd[pending]
-            acc = ft <= f0 + _ARMIJO_C1 * t[pending] * gd0
-            flat = ft <= f0 + eps_f * f0.abs()
-            acc |= flat & (_dot(Gt, D[pending]) <= (2.0 * _ARMIJO_C1 - 1.0) * gd0)
-            acc &= torch.isfinite(ft)
-            sel = pending[acc]
-            W_new[sel], f_new[sel], G_new[sel] = Wt[acc], ft[acc], Gt[acc]
-            ok[sel] = True
-            if acc.all():
-                break
-            rej = ~acc
-            pr = pending[rej]
-            tt, dd, df = t[pr], gd[pr], ft[rej] - f[pr]
-            t_q = -dd * tt * tt / (2.0 * (df - dd * tt))
-            t_q = torch.where(torch.isfinite(t_q), t_q, 0.5 * tt)
-            t[pr] = torch.minimum(torch.maximum(t_q, 0.1 * tt), 0.5 * tt)
-            pending = pr
+        W_new, f_new, G_new, ok = _armijo(obj, W, f, G, D, gd, ids, eps_f)
         stalled = ~ok
         stalled |= ok & ((W_new - W).abs().amax((1, 2)) == 0)
         W, f, G = W_new, f_new, G_new
