@@ -431,3 +431,67 @@ def test_newton_cg_preconditioners_reach_the_same_optimum(small, precondition):
     assert fit.converged.all() and fit.grad_norm.max() <= tol
     dist = np.sqrt(((fit.coef - ref.coef) ** 2).sum((1, 2)))
     assert np.all(dist <= _tol_bound(w, X, 10, 1.0, tol)) and dist.max() <= 1e-5, dist.max()
+
+
+# ------------------------------------------------------------------------------ shared full-data Hessian
+@pytest.mark.parametrize("name,C,K", [("breast-cancer", 10.0, 12), ("digits", 1.0, 16)])
+def test_full_hessian_preconditioner_reaches_the_kron_and_sklearn_optimum(name, C, K):
+    """The shared full-data Hessian and the full-data start change the path, not the optimum (binary and
+    multinomial); they take fewer iterations than the per-model Kronecker factorization."""
+    ds = load_dataset(name)
+    X, _ = standardized_features(ds)
+    y, tol = ds.y_train, 1e-8
+    w = make_masks(K, ds.n_train, p=0.7, seed=7, balanced=True).astype(float)
+    shared = fit_logistic(X, y, w, C=C, tol=tol, preconditioner="full-hessian")
+    kron = fit_logistic(X, y, w, C=C, tol=tol)
+    assert shared.converged.all() and shared.grad_norm.max() <= tol
+    assert shared.n_iter.mean() < kron.n_iter.mean(), (shared.n_iter.mean(), kron.n_iter.mean())
+    dist = np.sqrt(((shared.coef - kron.coef) ** 2).sum((1, 2)))
+    assert np.all(dist <= _tol_bound(w, X, shared.coef.shape[2], C, tol)) and dist.max() <= 1e-4, dist.max()
+    for k in (0, K - 1):
+        ref = _sk_logreg(X[w[k] > 0], y[w[k] > 0], C)
+        np.testing.assert_allclose(shared.coef[k].T, ref.coef_, atol=2e-5 * max(1.0, np.abs(ref.coef_).max()))
+
+
+def test_full_hessian_weight_zero_equals_removal_and_cache(small):
+    """Weight 0 = removal still holds: the data enters the shared start and matrix, never the optimum. The start
+    and matrix are cached per data set: a second call reuses them (identical result), other data replaces them."""
+    from memlens.train import torch_logreg
+
+    X, _ = standardized_features(small)
+    y, tol = small.y_train, 1e-9
+    w = make_masks(6, small.n_train, p=0.7, seed=3).astype(float)
+    drop = [4, 17, 250]
+    w[:, drop] = 0.0
+    keep = np.setdiff1d(np.arange(small.n_train), drop)
+    full = fit_logistic(X, y, w, C=1.0, tol=tol, preconditioner="full-hessian")
+    key = torch_logreg._SHARED_CACHE["key"]
+    again = fit_logistic(X, y, w, C=1.0, tol=tol, preconditioner="full-hessian")
+    np.testing.assert_array_equal(again.coef, full.coef)
+    removed = fit_logistic(X[keep], y[keep], w[:, keep], n_classes=10, C=1.0, tol=tol, preconditioner="full-hessian")
+    assert torch_logreg._SHARED_CACHE["key"] != key               # other data: a new start and matrix
+    assert full.converged.all() and removed.converged.all()
+    np.testing.assert_allclose(full.coef, removed.coef, atol=1e-6)
+    centred = lambda Z: Z - Z.mean(2, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(centred(full.logits(X)), centred(removed.logits(X)), atol=1e-5)
+
+
+def test_full_hessian_in_train_population_memorization_and_refusals(digits):
+    masks = make_masks(32, digits.n_train, p=0.7, seed=11)
+    cfg = make_model_config("logreg", preconditioner="full-hessian")
+    pop = train_population(digits, model=cfg, masks=masks, seed=0, block_size=16)
+    ref = train_population(digits, model=make_model_config("logreg", tol=1e-8, max_iter=10000), masks=masks,
+                           seed=0, backend="sklearn")
+    assert pop.provenance["model"]["preconditioner"] == "full-hessian"
+    assert pop.provenance["convergence"]["n_not_converged"] == 0
+    assert np.corrcoef(memorization(pop).scores, memorization(ref).scores)[0, 1] >= 0.99
+    assert (pop.signal("train", "correct") == ref.signal("train", "correct")).mean() >= 0.9995
+    assert "preconditioner" not in LogisticConfig().to_dict()      # default left out: old run identities hold
+    assert make_model_config(**cfg.to_dict()).preconditioner == "full-hessian"
+    with pytest.raises(MemlensInputError, match="preconditioner must be"):
+        LogisticConfig(preconditioner="lbfgs")
+    with pytest.raises(MemlensInputError, match="needs solver='lbfgs'"):
+        LogisticConfig(preconditioner="full-hessian", solver="newton-cg")
+    X = np.random.default_rng(0).normal(size=(20, 900))
+    with pytest.raises(MemlensInputError, match=r"at most 8192 parameters per model.*p = .*9010"):
+        fit_logistic(X, np.arange(20) % 10, np.ones((1, 20)), preconditioner="full-hessian")

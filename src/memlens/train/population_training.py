@@ -82,7 +82,7 @@ def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, se
         elif kind == "logreg":
             fit = fit_logistic(Xtr, ytr, masks.astype(np.float64), n_classes=n_classes, C=model.C, tol=model.tol,
                                max_iter=model.max_iter, init="full" if model.warm_start else None,
-                               solver=model.solver)
+                               solver=model.solver, preconditioner=model.preconditioner)
             logits = fit.logits
             diag = {"n_iter": fit.n_iter, "grad_norm": fit.grad_norm, "converged": fit.converged}
         elif kind == "mlp":

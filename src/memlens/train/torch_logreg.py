@@ -47,6 +47,7 @@ after 15 minutes. L-BFGS stays the default.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +55,7 @@ import torch
 
 from .._validation import MemlensInputError, check_array, check_float, check_int, check_labels
 
-__all__ = ["LogisticFit", "fit_logistic", "logistic_logits"]
+__all__ = ["LogisticFit", "fit_logistic", "logistic_logits", "SHARED_HESSIAN_MAX_PARAMS"]
 
 _ARMIJO_C1 = 1e-4
 _MAX_BACKTRACK = 40
@@ -71,6 +72,8 @@ _REFRESH = 10
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Solvers of :func:`fit_logistic` (``LogisticConfig.solver``).
 SOLVERS = ("lbfgs", "newton-cg")
+#: Initial inverse Hessians of the L-BFGS solver (``LogisticConfig.preconditioner``).
+PRECONDITIONERS = ("kron", "full-hessian")
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,8 +291,12 @@ def _armijo(obj: _Objective, W: torch.Tensor, f: torch.Tensor, G: torch.Tensor, 
     return W_new, f_new, G_new, ok
 
 
-def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: int, patience: int | None = None):
+def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: int, patience: int | None = None,
+           H0_fixed=None):
     """Vectorized preconditioned L-BFGS with per-model Armijo backtracking; converged models leave.
+
+    ``H0_fixed``: an initial inverse Hessian shared by every model and never refreshed (:class:`_SharedHessian`);
+    None: the Kronecker factorization, refreshed every ``_REFRESH`` iterations.
 
     ``patience``: a model also leaves (unconverged) when its best ``max |grad|`` has not halved in that many
     iterations (used for the float32 phase, whose gradients stop improving at the float32 rounding level).
@@ -340,7 +347,9 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
     retire((gmax <= tol) | (budget <= 0), gmax <= tol)
     n_step = sigma_step = 0
     while ids.numel():
-        if n_step % _REFRESH == 0:
+        if H0_fixed is not None:
+            H0 = H0_fixed
+        elif n_step % _REFRESH == 0:
             # Sigma is refreshed less often when it costs more than ~10% of the evaluations in between.
             k_act = ids.numel()
             renew = H0 is None or n_step - sigma_step >= _REFRESH * max(1.0, dp / (2.0 * obj.n_classes * k_act))
@@ -400,7 +409,7 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
 
 def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0, tol: float = 1e-6,
                  max_iter: int = 1000, history: int = 10, precision: str = "mixed", init=None,
-                 solver: str = "lbfgs") -> LogisticFit:
+                 solver: str = "lbfgs", preconditioner: str = "kron") -> LogisticFit:
     """Fit ``K`` weighted L2 logistic regressions on shared data in one vectorized L-BFGS run.
 
     Parameters
@@ -445,6 +454,17 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
         (:func:`_newton_cg`): per-model preconditioned CG on the exact Hessian (Hessian-vector products of all
         models as two shared GEMMs), Eisenstat-Walker forcing terms, Armijo line search, the same convergence
         test, precision phases and ``max_iter`` (counting Newton iterations). ``history`` is unused there.
+    preconditioner : {"kron", "full-hessian"}
+        Initial inverse Hessian of L-BFGS. ``kron`` (the default): each model's Kronecker factorization, refreshed
+        every few iterations (module docstring). ``full-hessian``: one matrix shared by every model, the inverse of
+        the exact Hessian of the full-data objective (every row, weight ``rho`` = the mean of ``weights``) at the
+        full-data model, and every model starts from that model (unless ``init`` is given). A model trained on a
+        random subset has nearly the full-data Hessian scaled to its size, so the shared matrix is close to each
+        model's own Newton step: on all 60,000 Fashion-MNIST rows (C = 0.01, tol 1e-6) 30 iterations per model
+        instead of 274. Costs, once per process and data set (cached): the full-data fit, ``n_out (n_out + 1) / 2``
+        GEMMs of ``n x (d + 1) x (d + 1)`` for the Hessian and a ``p x p`` Cholesky inverse, ``p = (d + 1) n_out``
+        at most :data:`SHARED_HESSIAN_MAX_PARAMS`; then one ``(k, p) @ (p, p)`` GEMM per L-BFGS step. The optimum,
+        the convergence test and the float64 certification are unchanged, so the answer is the same up to ``tol``.
 
     Returns
     -------
@@ -474,29 +494,146 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
     if solver not in SOLVERS:
         raise MemlensInputError(f"solver must be one of {', '.join(map(repr, SOLVERS))}; got {solver!r}")
 
+    if preconditioner not in PRECONDITIONERS:
+        raise MemlensInputError(f"preconditioner must be one of {', '.join(map(repr, PRECONDITIONERS))}; "
+                                f"got {preconditioner!r}")
+
     K, (n, d) = weights.shape[0], X.shape
     n_out = 1 if n_classes == 2 else n_classes
+    shared = preconditioner == "full-hessian"
+    if shared:
+        check_shared_hessian_size(d, n_classes)
+        if solver != "lbfgs":
+            raise MemlensInputError(f"preconditioner='full-hessian' is an L-BFGS preconditioner; got solver={solver!r}; "
+                                    f"use solver='lbfgs' or preconditioner='kron'")
     X1 = torch.cat([torch.as_tensor(X), torch.ones(n, 1, dtype=torch.float64)], dim=1)
     obj64 = _Objective(X1, torch.as_tensor(y), n_classes, torch.as_tensor(weights.T.copy()), C)
-    W = _initial_point(init, X, y, K, d, n_out, n_classes=n_classes, C=C, tol=tol, max_iter=max_iter,
-                       history=history, precision=precision, solver=solver)
-    n_iter = torch.zeros(K, dtype=torch.int64)
+    H0 = None
+    if shared:
+        W_full, H0 = _shared_start(obj64, float(weights.mean()), tol=tol, max_iter=max_iter, history=history,
+                                   precision=precision)
+        from_full = init is None or (isinstance(init, str) and init == "full")
+        W = W_full.expand(K, -1, -1).clone() if from_full else None
+    if not shared or not from_full:
+        W = _initial_point(init, X, y, K, d, n_out, n_classes=n_classes, C=C, tol=tol, max_iter=max_iter,
+                           history=history, precision=precision, solver=solver)
     if solver == "newton-cg":
         return _fit_newton(obj64, W, d, n_classes, tol=tol, max_iter=max_iter, precision=precision)
-    with torch.no_grad():
-        if precision in ("mixed", "float32"):
-            tol32 = tol if precision == "float32" else max(tol, _SWITCH_TOL)
-            W32, n_iter, g, conv, f = _lbfgs(obj64.to(torch.float32), W.float(), tol=tol32, max_iter=max_iter,
-                                             history=history, patience=_PATIENCE32 if precision == "mixed" else None)
-            W = W32.double()
-        if precision in ("mixed", "float64"):
-            W, it2, g, conv, f = _lbfgs(obj64, W, tol=tol, max_iter=torch.clamp(max_iter - n_iter, min=0),
-                                        history=history)
-            n_iter = n_iter + it2
+    W, n_iter, g, conv, f = _lbfgs_phases(obj64, W, tol=tol, max_iter=max_iter, history=history,
+                                          precision=precision, H0_fixed=H0)
     W = W.numpy()
     return LogisticFit(coef=W[:, :d, :].copy(), intercept=W[:, d, :].copy(), n_iter=n_iter.numpy(),
                        grad_norm=g.double().numpy(), converged=conv.numpy(), objective=f.double().numpy(),
                        n_classes=n_classes)
+
+
+def _lbfgs_phases(obj64: _Objective, W: torch.Tensor, *, tol: float, max_iter: int, history: int, precision: str,
+                  H0_fixed=None):
+    """L-BFGS in float32 until ``max(tol, 1e-6)`` (or no progress), then float64 certifying ``tol`` (``mixed``)."""
+    K = W.shape[0]
+    n_iter = torch.zeros(K, dtype=torch.int64)
+    with torch.no_grad():
+        if precision in ("mixed", "float32"):
+            tol32 = tol if precision == "float32" else max(tol, _SWITCH_TOL)
+            W32, n_iter, g, conv, f = _lbfgs(obj64.to(torch.float32), W.float(), tol=tol32, max_iter=max_iter,
+                                             history=history, patience=_PATIENCE32 if precision == "mixed" else None,
+                                             H0_fixed=H0_fixed)
+            W = W32.double()
+        if precision in ("mixed", "float64"):
+            W, it2, g, conv, f = _lbfgs(obj64, W, tol=tol, max_iter=torch.clamp(max_iter - n_iter, min=0),
+                                        history=history, H0_fixed=H0_fixed)
+            n_iter = n_iter + it2
+    return W, n_iter, g, conv, f
+
+
+# ------------------------------------------------------------------------------- shared full-data Hessian
+#: Largest parameter count ``(d + 1) * n_out`` per model for ``preconditioner="full-hessian"``: its inverse
+#: holds ``p^2`` numbers (8,192 parameters: 512 MiB in float64, 256 MiB in float32).
+SHARED_HESSIAN_MAX_PARAMS = 8192
+# The start and inverse Hessian of the last population fitted in this process (one entry): a sharded run fits
+# the same data block after block, and every block reuses them.
+_SHARED_CACHE: dict = {}
+# Gradient level of the first stage of the full-data fit, where its Hessian is taken.
+_SHARED_STAGE1_TOL = 1e-3
+
+
+def check_shared_hessian_size(d: int, n_classes: int) -> int:
+    """The parameter count per model, or a ``MemlensInputError`` when the shared Hessian would be too large."""
+    p = (d + 1) * (1 if n_classes == 2 else n_classes)
+    if p > SHARED_HESSIAN_MAX_PARAMS:
+        raise MemlensInputError(
+            f"preconditioner='full-hessian' needs at most {SHARED_HESSIAN_MAX_PARAMS} parameters per model (its "
+            f"inverse Hessian holds p^2 numbers); got p = (n_features + 1) * outputs = {p}; use preconditioner='kron'")
+    return p
+
+
+class _SharedHessian:
+    """Initial inverse Hessian of L-BFGS shared by every model: ``(H_full + lambda I)^{-1}``, applied as one GEMM.
+
+    Kept in float64 and float32 (the float32 L-BFGS phase uses the latter). Fixed: never refreshed.
+    """
+
+    def __init__(self, inv64: torch.Tensor):
+        self.inv64, self.inv32 = inv64, inv64.float()
+        self.sigma = None
+
+    def keep(self, mask):
+        pass
+
+    def __call__(self, Q):
+        k, dp, n_out = Q.shape
+        inv = self.inv32 if Q.dtype == torch.float32 else self.inv64
+        return (Q.reshape(k, dp * n_out) @ inv.to(Q.dtype)).view(k, dp, n_out)
+
+
+def _digest(*tensors) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _shared_start(obj64: _Objective, rho: float, *, tol: float, max_iter: int, history: int, precision: str):
+    """The full-data model and the shared inverse Hessian at it, for ``preconditioner="full-hessian"``.
+
+    The full-data model minimizes the objective with weight ``rho`` (the population's mean weight, rounded to
+    0.01) on every row: the mean cross-entropy over all rows with the penalty ``1 / (C rho n)`` of a model of
+    ``rho n`` examples. It is fitted in two stages: Kronecker-preconditioned L-BFGS to ``max |grad| <= 1e-3``,
+    where the Hessian is taken, then L-BFGS with that Hessian to ``tol``. The Hessian is the exact one of the
+    normalized objective, ``(1/n) sum_i (x_i x_i^T) (x) B_i + I / (C rho n)`` (the ridge on the intercepts too, which
+    makes the softmax's shift direction positive definite), inverted once in float64. The result is cached per
+    process (one entry, keyed by a digest of the data, ``C``, ``rho`` and ``tol``).
+    Returns ``(W (1, d + 1, n_out) float64, _SharedHessian)``.
+    """
+    rho = max(0.01, round(rho, 2))
+    X1, y = obj64.X1, obj64.y
+    n = X1.shape[0]
+    key = (_digest(X1, y), obj64.n_classes, obj64.C, rho, tol, precision)
+    if _SHARED_CACHE.get("key") == key:
+        return _SHARED_CACHE["W"], _SHARED_CACHE["H0"]
+    _SHARED_CACHE.clear()                          # free the previous inverse before building a new one
+    full = _Objective(X1, y, obj64.n_classes, torch.full((n, 1), rho, dtype=X1.dtype), obj64.C)
+    n_out = 1 if obj64.binary else obj64.n_classes
+    W = torch.zeros(1, X1.shape[1], n_out, dtype=torch.float64)
+    with torch.no_grad():
+        W, *_ = _lbfgs_phases(full, W, tol=max(tol, _SHARED_STAGE1_TOL), max_iter=max_iter, history=history,
+                              precision="float32" if precision != "float64" else "float64")
+        H0 = _SharedHessian(_full_hessian_inverse(full.to(torch.float32), W.float(), rho))
+        W, *_ = _lbfgs_phases(full, W, tol=tol, max_iter=max_iter, history=history, precision=precision,
+                              H0_fixed=H0)
+    _SHARED_CACHE.update(key=key, W=W, H0=H0)
+    return W, H0
+
+
+def _full_hessian_inverse(full: _Objective, W: torch.Tensor, rho: float) -> torch.Tensor:
+    """``(H + lambda I)^{-1}`` float64 of the weight-``rho`` full-data objective at ``W (1, d + 1, n_out)``."""
+    X1 = full.X1
+    n = X1.shape[0]
+    P = torch.softmax(full._scores(X1, W[0], 1, W.shape[2]), dim=1)         # (n, C, 1)
+    H = _hessian_matrix(X1, P, torch.full((n, 1), 1.0 / n, dtype=X1.dtype), full.binary)
+    H.diagonal().add_(1.0 / (full.C * rho * n))
+    return _spd_inverse(H)
 
 
 def _initial_point(init, X, y, K: int, d: int, n_out: int, **fit_kw) -> torch.Tensor:
@@ -586,51 +723,71 @@ class _DiagPreconditioner:
         return Q * self.inv
 
 
+def _hessian_matrix(X1: torch.Tensor, P: torch.Tensor, a: torch.Tensor, binary: bool) -> torch.Tensor:
+    """``sum_i (x_i x_i^T) (x) sum_k a_ik B_ik``, the data part of a weighted multinomial Hessian, float64.
+
+    ``X1 (n, d + 1)``, ``P (n, C, k)`` probabilities, ``a (n, k)`` per-row weights; ``B_ik = diag(p_ik) -
+    p_ik p_ik^T`` (binary: ``p0 p1``). Flattened in the ``(d + 1) * n_out`` parameter order of ``W.reshape``.
+    Averaging over the models first, ``b_i = sum_k a_ik B_ik``, the whole matrix costs ``n_out (n_out + 1) / 2``
+    GEMMs ``X^T diag(b_i[c, e]) X`` in the working dtype of ``X1``.
+    """
+    n, dp = X1.shape
+    if binary:
+        b = (P[:, 0] * P[:, 1] * a).sum(1).view(n, 1, 1)
+    else:
+        Q = P * a.unsqueeze(1)                                           # (n, C, k)
+        b = torch.diag_embed(Q.sum(2)) - torch.bmm(Q, P.transpose(1, 2))
+    n_out = b.shape[1]
+    H = torch.empty(dp, n_out, dp, n_out, dtype=torch.float64)
+    for c in range(n_out):
+        for e in range(c, n_out):
+            blk = (X1.T @ (X1 * b[:, c, e:e + 1])).double()
+            H[:, c, :, e] = blk
+            if e != c:
+                H[:, e, :, c] = blk
+    return H.view(dp * n_out, dp * n_out)
+
+
+def _spd_inverse(H: torch.Tensor) -> torch.Tensor:
+    """Inverse of a symmetric positive-definite float64 matrix (Cholesky); ``RuntimeError`` if it is not."""
+    L, info = torch.linalg.cholesky_ex(H)
+    if int(info) != 0:
+        raise RuntimeError("Hessian is not positive definite to working precision")
+    return torch.cholesky_inverse(L)
+
+
 class _MeanHessianPreconditioner:
-    """Inverse of the block's mean exact Hessian, ``(1/k) sum_k H_k + lambda I``, Cholesky-factored (float64).
+    """Inverse of the block's mean exact Hessian, ``(1/k) sum_k H_k + lambda I`` (float64, applied as one GEMM).
 
     ``H_k = (1/n_k) sum_i w_ki (x_i x_i^T) (x) B_ik + pen / (C n_k)`` with ``B_ik = diag(p_ik) - p_ik p_ik^T``
-    (binary: ``p0 p1``), in the flattened ``(d + 1) * n_out`` parameter order. Averaging over the models first,
-    ``b_i = (1/k) sum_k (w_ki / n_k) B_ik``, the mean costs one Hessian: ``n_out (n_out + 1) / 2`` GEMMs
-    ``X^T diag(b_i[c, e]) X``. Models train on overlapping random subsets, so each ``H_k`` is close to the mean
+    (binary: ``p0 p1``), in the flattened ``(d + 1) * n_out`` parameter order; the mean costs one Hessian
+    (:func:`_hessian_matrix`). Models train on overlapping random subsets, so each ``H_k`` is close to the mean
     and CG on the preconditioned system needs few steps. ``lambda = mean_k 1 / (C n_k)`` on every coordinate
     (the intercepts too, which makes the softmax's shift direction positive definite). Shared by all models:
-    no per-model state, so nothing to gather as models leave. Raises ``RuntimeError`` if the factorization fails.
+    no per-model state, so nothing to gather as models leave. The inverse is stored explicitly: one
+    ``(k, p) @ (p, p)`` GEMM per application (``cholesky_solve`` copies its factor on every call). Raises
+    ``RuntimeError`` if the factorization fails.
     """
 
     def __init__(self, obj: _Objective, P: torch.Tensor, wts: torch.Tensor, n_k: torch.Tensor):
         n, _, k = P.shape
         X1 = obj.X1
-        dp = X1.shape[1]
         a = wts / (n_k * k)                                              # (n, k)
         if n > _HESS_ROWS:                     # an evenly strided sample of rows, reweighted: an approximation
             rows = torch.linspace(0, n - 1, _HESS_ROWS).round().long()  # is all a preconditioner needs
             X1, P, a = X1[rows], P[rows], a[rows] * (n / _HESS_ROWS)
-            n = _HESS_ROWS
-        if obj.binary:
-            b = (P[:, 0] * P[:, 1] * a).sum(1).view(n, 1, 1)
-        else:
-            Q = P * a.unsqueeze(1)                                       # (n, C, k)
-            b = torch.diag_embed(Q.sum(2)) - torch.bmm(Q, P.transpose(1, 2))
-        n_out = b.shape[1]
-        H = torch.empty(dp, n_out, dp, n_out, dtype=torch.float64)
-        for c in range(n_out):
-            for e in range(c, n_out):
-                blk = (X1.T @ (X1 * b[:, c, e:e + 1])).double()
-                H[:, c, :, e] = blk
-                if e != c:
-                    H[:, e, :, c] = blk
-        H = H.view(dp * n_out, dp * n_out)
+        H = _hessian_matrix(X1, P, a, obj.binary)
         H.diagonal().add_((1.0 / (obj.C * n_k.double())).mean())
-        L, info = torch.linalg.cholesky_ex(H)
-        if int(info) != 0:
-            raise RuntimeError("mean Hessian is not positive definite to working precision")
-        self.L = L
+        self.inv = _spd_inverse(H).to(obj.X1.dtype)
+        self.sigma = None
+
+    def keep(self, mask):
+        pass
 
     def __call__(self, Q):
         k, dp, n_out = Q.shape
-        B = Q.reshape(k, dp * n_out).T.double()
-        return torch.cholesky_solve(B, self.L).T.reshape(k, dp, n_out).to(Q.dtype)
+        inv = self.inv if self.inv.dtype == Q.dtype else self.inv.to(Q.dtype)
+        return (Q.reshape(k, dp * n_out) @ inv).view(k, dp, n_out)
 
 
 def _kron_subset(pc: _KronPreconditioner, sel) -> _KronPreconditioner:
