@@ -49,6 +49,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-iter", type=int, default=None,
                     help="logistic regression: stop every model after this many iterations (a timing run: the "
                          "models are not converged, and the run says so)")
+    ap.add_argument("--C", type=float, default=None, help="logistic regression: C (default: LogisticConfig's, 1.0)")
+    ap.add_argument("--preconditioner", choices=("kron", "full-hessian"), default="kron",
+                    help="logistic regression: L-BFGS preconditioner (LogisticConfig.preconditioner)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -68,7 +71,9 @@ def main(argv=None) -> dict:
     out["n_train"], out["n_test"], out["n_features"] = ds.n_train, int(ds.X_test.shape[0]), int(ds.X_train.shape[1])
     cfg = make_model_config("mlp", **({} if args.epochs is None else {"epochs": args.epochs})) \
         if args.model == "mlp" else make_model_config("logreg", warm_start=args.init == "full",
-                                                      **({} if args.max_iter is None else {"max_iter": args.max_iter}))
+                                                      preconditioner=args.preconditioner,
+                                                      **({} if args.max_iter is None else {"max_iter": args.max_iter}),
+                                                      **({} if args.C is None else {"C": args.C}))
     out["config"] = cfg.to_dict()
     masks = make_masks(args.models, ds.n_train, p=0.7, seed=args.seed)
     out["block_size"] = args.block_size or -(-args.models // args.jobs)

@@ -27,6 +27,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--block-size", type=int, default=None)
     ap.add_argument("--init", choices=("zeros", "full"), default="zeros")
     ap.add_argument("--max-iter", type=int, default=None, help="logistic: a timing run of this many iterations")
+    ap.add_argument("--C", type=float, default=None, help="logistic regression: C (default 1.0)")
+    ap.add_argument("--preconditioner", choices=("kron", "full-hessian"), default="kron")
     ap.add_argument("--influence-models", type=int, default=0)
     ap.add_argument("--tag", default="")
     ap.add_argument("--timeout", type=int, default=6 * 3600)
@@ -34,7 +36,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     extra = ["--init", args.init] + (["--block-size", args.block_size] if args.block_size else []) \
-        + (["--max-iter", args.max_iter] if args.max_iter else [])
+        + (["--max-iter", args.max_iter] if args.max_iter else []) \
+        + (["--C", args.C] if args.C is not None else []) + ["--preconditioner", args.preconditioner]
     res = fmnist_run(args.model, args.models, args.out, epochs=args.epochs, influence_models=args.influence_models,
                      jobs=args.jobs, timeout=args.timeout, extra=extra, tag=args.tag)
     out = args.out / f"fmnist_{args.model}{args.tag}.json"

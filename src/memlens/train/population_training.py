@@ -61,7 +61,8 @@ def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
     return out
 
 
-def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None) -> dict:
+def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None,
+                 shared_start=None) -> dict:
     """Train the models of one block (rows of ``masks``) and return their signals and diagnostics."""
     from .dp import fit_dp_sgd
     from .torch_logreg import fit_logistic
@@ -82,7 +83,8 @@ def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, se
         elif kind == "logreg":
             fit = fit_logistic(Xtr, ytr, masks.astype(np.float64), n_classes=n_classes, C=model.C, tol=model.tol,
                                max_iter=model.max_iter, init="full" if model.warm_start else None,
-                               solver=model.solver, preconditioner=model.preconditioner)
+                               solver=model.solver, preconditioner=model.preconditioner,
+                               shared_start=shared_start)
             logits = fit.logits
             diag = {"n_iter": fit.n_iter, "grad_norm": fit.grad_norm, "converged": fit.converged}
         elif kind == "mlp":
@@ -253,7 +255,15 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         _check_parameter_memory(model.hidden if kind == "mlp" else (), dataset.n_features, n_classes,
                                 min(bs, n_models))
     blocks = [(b, min(b + bs, n_models)) for b in range(0, n_models, bs)]
-    args = [(kind, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run) for a, b in blocks]
+    shared = None
+    if kind == "logreg" and dp_run is None and model.preconditioner == "full-hessian":
+        from .torch_logreg import full_hessian_start
+
+        # Once here, with every worker's core, instead of once per worker process.
+        with limit_threads(n_workers):
+            shared = full_hessian_start(Xtr, ytr, n_classes=n_classes, C=model.C, rho=float(masks.mean()),
+                                        tol=model.tol, max_iter=model.max_iter)
+    args = [(kind, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run, shared) for a, b in blocks]
     if n_workers == 1:
         results = _collect((_train_block(*a) for a in args), blocks, progress)
     else:
