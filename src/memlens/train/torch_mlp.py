@@ -126,36 +126,41 @@ def _workspace(K: int, B: int, sizes, trans) -> dict:
     """
     out = [torch.empty((K, o, B) if t else (K, B, o)) for o, t in zip(sizes[1:], trans)]
     back = [None] + [torch.empty((K, B, i)) for i in sizes[1:-1]]
-    return {"out": out, "back": back}
+    minus_one = torch.full((K, 1, B) if trans[-1] else (K, B, 1), -1.0)
+    return {"out": out, "back": back, "minus_one": minus_one}
 
 
-def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, valid, nb, active, *, lr, momentum, weight_decay):
+def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, scale, idle, *, lr, momentum, weight_decay):
     """One SGD step of every model on its own minibatch (manual backward through the ReLU layers), fused.
 
-    ``Ws[j]`` is ``(K, fan_in, fan_out)``, or ``(K, fan_out, fan_in)`` where ``trans[j]``; ``grads`` and ``bufs``
-    are preallocated like ``(*Ws, *bs)``, ``ws`` is :func:`_workspace`'s. ``Xb (K, B, d)``, ``yb (K, B)``,
-    ``valid (K, B)`` bool (padding rows are False), ``nb (K,)`` batch sizes, ``active (K,)`` bool. The update is
+    ``Ws[j]`` is ``(K, fan_in, fan_out)``, or ``(K, fan_out, fan_in)`` where ``trans[j]``. The first layer's bias
+    is folded into its weights: ``Ws[0]`` has ``d + 1`` inputs, the last one the bias, and ``Xb (K, B, d + 1)``
+    ends in a column of ones, so that the forward product adds the bias and the weight-gradient product yields
+    its gradient (the column sums of the back-propagated error); ``bs`` holds the other layers' biases.
+    ``grads`` and ``bufs`` are preallocated like ``(*Ws, *bs)``, ``ws`` is :func:`_workspace`'s. ``yb (K, B)``;
+    ``scale (K, B)`` is ``1 / n_k`` on the ``n_k`` rows of model ``k``'s minibatch and 0 on padding rows;
+    ``idle`` is None or a bool ``(K,)`` of the models without a minibatch in this step. The update is
     ``torch.optim.SGD``'s (heavy ball, coupled weight decay), one fused pass per tensor (``torch._fused_sgd_``)::
 
         buf = momentum * buf + (grad + weight_decay * p);   p = p - lr * buf
 
-    The ReLU backward is autograd's (``threshold_backward`` on the layer's output). Inactive models
-    (``nb == 0``) are restored afterwards, so they are left untouched exactly. Each model's arithmetic is its own
-    slice of the batched products. Returns the per-model mean minibatch cross-entropies (float64).
+    The ReLU backward is autograd's (``threshold_backward`` on the layer's output). Idle models are restored
+    afterwards, so they are left untouched exactly. Each model's arithmetic is its own slice of the batched
+    products. Returns the per-model mean minibatch cross-entropies (float64).
     """
     L = len(Ws)
     params = [*Ws, *bs]
-    all_active = bool(active.all())
-    if not all_active:
-        idle = ~active
+    if idle is not None:
         saved = [t[idle].clone() for t in (*params, *bufs)]
     acts, H = [Xb], Xb
     for j in range(L):
         o = ws["out"][j]
-        if trans[j]:
-            H = torch.baddbmm(bs[j].unsqueeze(2), Ws[j], H.transpose(1, 2), out=o).transpose(1, 2)
+        if j == 0:
+            H = torch.bmm(Ws[0], H.transpose(1, 2), out=o).transpose(1, 2) if trans[0] else torch.bmm(H, Ws[0], out=o)
+        elif trans[j]:
+            H = torch.baddbmm(bs[j - 1].unsqueeze(2), Ws[j], H.transpose(1, 2), out=o).transpose(1, 2)
         else:
-            H = torch.baddbmm(bs[j].unsqueeze(1), H, Ws[j], out=o)
+            H = torch.baddbmm(bs[j - 1].unsqueeze(1), H, Ws[j], out=o)
         if j < L - 1:
             H.relu_()                        # the backward needs only the output (autograd's threshold_backward)
         acts.append(H)
@@ -163,12 +168,12 @@ def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, valid, nb, active, *, lr, 
     # contiguous axis of B rows rather than of C classes (log_softmax 50 instead of 150 us at K = B = 64, C = 10).
     cax = 1 if trans[-1] else 2
     Z = ws["out"][-1]
-    scale = (valid.to(Z.dtype) / torch.clamp(nb, min=1).to(Z.dtype).unsqueeze(1)).unsqueeze(cax)  # 1 per row
+    scale = scale.unsqueeze(cax)
     y_s = yb.unsqueeze(cax)
     logp = torch.log_softmax(Z, dim=cax)
     ce = -(logp.gather(cax, y_s) * scale).sum((1, 2))
     dZ = logp.exp_()
-    dZ.scatter_add_(cax, y_s, torch.full_like(scale, -1.0)).mul_(scale)
+    dZ.scatter_add_(cax, y_s, ws["minus_one"]).mul_(scale)
     dA = dZ.transpose(1, 2) if trans[-1] else dZ                         # (K, B, C)
     gW, gb = grads[:L], grads[L:]
     for j in range(L - 1, -1, -1):
@@ -180,11 +185,12 @@ def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, valid, nb, active, *, lr, 
             torch.bmm(dA.transpose(1, 2), acts[j], out=gW[j])
         else:
             torch.bmm(acts[j].transpose(1, 2), dA, out=gW[j])
-        torch.sum(dA, 1, out=gb[j])
+        if j:
+            torch.sum(dA, 1, out=gb[j - 1])
         dA = below
     torch._fused_sgd_(params, grads, bufs if momentum else [], weight_decay=weight_decay, momentum=momentum,
                       lr=lr, dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
-    if not all_active:
+    if idle is not None:
         for t, old in zip((*params, *bufs), saved):
             t[idle] = old
     return ce.double()
@@ -242,19 +248,26 @@ def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), 
     inits = [init_mlp(rng, sizes) for rng in rngs]
     n_layers = len(sizes) - 1
     trans = [_transposed(fan_out, batch_size) for fan_out in sizes[1:]]
-    Ws = [torch.tensor(np.ascontiguousarray(np.stack([w[j].T if trans[j] else w[j] for w, _ in inits])))
-          for j in range(n_layers)]
-    bs = [torch.tensor(np.stack([b[j] for _, b in inits])) for j in range(n_layers)]
+    # Stored as (K, fan_in, fan_out), or (K, fan_out, fan_in) where trans; the first layer with its bias as an
+    # extra input (the last), fed by a column of ones appended to X.
+    W0 = np.concatenate([np.stack([w[0] for w, _ in inits]), np.stack([b[0] for _, b in inits])[:, None]], axis=1)
+    Ws = [W0] + [np.stack([w[j] for w, _ in inits]) for j in range(1, n_layers)]
+    Ws = [torch.tensor(np.ascontiguousarray(W.transpose(0, 2, 1) if t else W)) for W, t in zip(Ws, trans)]
+    bs = [torch.tensor(np.stack([b[j] for _, b in inits])) for j in range(1, n_layers)]
     params = Ws + bs
     grads = [torch.empty_like(p) for p in params]
     bufs = [torch.zeros_like(p) for p in params]
     in_idx = [np.flatnonzero(m) for m in masks]
-    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    X1 = torch.cat([torch.as_tensor(X), torch.ones((n, 1))], dim=1)         # (n, d + 1)
+    yt = torch.as_tensor(y)
     steps = int(-(-counts.max() // batch_size))
-    cnt_t = torch.as_tensor(counts)
+    # Per step s: model k's minibatch has nb[s, k] rows; its mean loss weighs them 1 / nb, padding rows 0.
+    nb = np.clip(counts[None, :] - batch_size * np.arange(steps)[:, None], 0, batch_size)     # (steps, K)
+    scales = torch.as_tensor((np.arange(batch_size) < nb[:, :, None]) / np.maximum(nb, 1)[:, :, None],
+                             dtype=torch.float32)                                          # (steps, K, B)
+    idles = [None if nb[s].all() else torch.as_tensor(nb[s] == 0) for s in range(steps)]
     loss_sum = torch.zeros(K, dtype=torch.float64)
-    arange_b = torch.arange(batch_size)
-    Xb = torch.empty((K, batch_size, d), dtype=Xt.dtype)
+    Xb = torch.empty((K, batch_size, d + 1), dtype=X1.dtype)
     ws = _workspace(K, batch_size, sizes, trans)
 
     with torch.no_grad():
@@ -264,16 +277,16 @@ def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), 
             for k in range(K):
                 flat[k, :counts[k]] = in_idx[k][rngs[k].permutation(counts[k])]
             order_t = torch.as_tensor(order.transpose(1, 0, 2).copy())          # (steps, K, B); padding = row 0
+            ys = yt[order_t]
             loss_sum.zero_()
             for s in range(steps):
-                nb = torch.clamp(cnt_t - s * batch_size, min=0, max=batch_size)     # (K,) examples in the batch
-                idx = order_t[s]                                                     # (K, B)
-                torch.index_select(Xt, 0, idx.view(-1), out=Xb.view(-1, d))
-                loss_sum += _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yt[idx], arange_b < nb.unsqueeze(1), nb,
-                                      nb > 0, lr=lr, momentum=momentum, weight_decay=weight_decay)
+                torch.index_select(X1, 0, order_t[s].view(-1), out=Xb.view(-1, d + 1))
+                loss_sum += _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, ys[s], scales[s], idles[s],
+                                      lr=lr, momentum=momentum, weight_decay=weight_decay)
     n_batches = -(-counts // batch_size)
-    return MLPFit(weights=tuple((W.transpose(1, 2) if t else W).contiguous().numpy().copy()
-                                for W, t in zip(Ws, trans)),
-                  biases=tuple(b.numpy().copy() for b in bs),
+    Ws = [(W.transpose(1, 2) if t else W).contiguous().numpy() for W, t in zip(Ws, trans)]  # (K, fan_in, fan_out)
+    weights = (Ws[0][:, :d].copy(), *(W.copy() for W in Ws[1:]))
+    biases = (Ws[0][:, d].copy(), *(b.numpy().copy() for b in bs))
+    return MLPFit(weights=weights, biases=biases,
                   n_steps=(epochs * n_batches).astype(np.int64),
                   final_loss=(loss_sum.numpy() / n_batches).astype(np.float64))
