@@ -24,7 +24,7 @@ from .sklearn_backend import check_sklearn_classifier, fit_predict_block, is_skl
 __all__ = ["train_population", "standardized_features", "DEFAULT_BLOCK_SIZE"]
 
 #: Models per vectorized pass when ``block_size`` is None.
-DEFAULT_BLOCK_SIZE = {"logreg": 64, "mlp": 64, "sklearn": 16}
+DEFAULT_BLOCK_SIZE = {"logreg": 64, "mlp": 32, "sklearn": 16}
 _SIGNAL_ROWS = 4096
 
 
