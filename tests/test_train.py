@@ -209,6 +209,81 @@ def test_mlp_matches_sequential_torch_sgd():
     assert fit.n_steps.tolist() == [3 * -(-int(c) // 7) for c in masks.sum(1)]
 
 
+def _sgd_loop_reference(X, y, mask, seed, sizes, *, epochs, batch_size, lr, momentum, weight_decay):
+    """One model trained by a plain torch.optim.SGD loop on fit_mlp's minibatches: its weights and biases."""
+    g = np.random.default_rng(seed)
+    Ws, bs = init_mlp(g, sizes)
+    L = len(Ws)
+    params = [torch.tensor(a, requires_grad=True) for a in Ws + bs]
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    in_idx = np.flatnonzero(mask)
+    for _ in range(epochs):
+        order = in_idx[g.permutation(len(in_idx))]
+        for s in range(0, len(order), batch_size):
+            b = order[s:s + batch_size]
+            h = torch.as_tensor(X[b])
+            for j in range(L):
+                h = h @ params[j] + params[L + j]
+                h = torch.relu(h) if j < L - 1 else h
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(h, torch.as_tensor(y[b])).backward()
+            opt.step()
+    return [p.detach().numpy() for p in params[:L]], [p.detach().numpy() for p in params[L:]]
+
+
+@pytest.mark.parametrize("hidden, batch_size, momentum, weight_decay", [
+    ((3,), 5, 0.0, 0.0),        # first layer stored transposed (3 units < 5 rows); plain SGD (no momentum buffer)
+    ((16,), 4, 0.5, 1e-2),      # first layer row-major, output layer (3 classes < 4 rows) transposed
+    ((6, 5), 2, 0.9, 1e-3),     # every layer row-major (fan_out >= 2 rows): softmax along the class axis
+])
+def test_mlp_layouts_match_torch_sgd(hidden, batch_size, momentum, weight_decay):
+    """Each storage layout of the batched trainer (transposed or not, per layer) is torch.optim.SGD's arithmetic."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 7)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    masks = rng.random((3, 40)) < np.array([[0.4], [0.7], [1.0]])         # unequal IN counts: idle models
+    seeds = np.array([11, 12, 13])
+    kw = dict(epochs=2, batch_size=batch_size, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+    fit = fit_mlp(X, y, masks, seeds=seeds, n_classes=3, hidden=hidden, **kw)
+    sizes = [7, *hidden, 3]
+    for k in range(3):
+        Ws, bs = _sgd_loop_reference(X, y, masks[k], seeds[k], sizes, **kw)
+        for j in range(len(Ws)):
+            assert fit.weights[j][k].shape == Ws[j].shape
+            np.testing.assert_allclose(fit.weights[j][k], Ws[j], atol=1e-5)
+            np.testing.assert_allclose(fit.biases[j][k], bs[j], atol=1e-5)
+    # the logits agree with a per-model numpy forward pass, in row chunks smaller than X (one GEMM per chunk)
+    ref = np.stack([_numpy_forward([W[k] for W in fit.weights], [b[k] for b in fit.biases], X) for k in range(3)])
+    np.testing.assert_allclose(fit.logits(X), ref, atol=1e-5)
+
+
+def _numpy_forward(Ws, bs, X):
+    h = X.astype(np.float64)
+    for j, (W, b) in enumerate(zip(Ws, bs)):
+        h = h @ W + b
+        h = np.maximum(h, 0) if j < len(Ws) - 1 else h
+    return h
+
+
+@pytest.mark.parametrize("hidden", [(), (9,), (12, 4)])
+def test_mlp_logits_matches_per_model_forward(monkeypatch, hidden):
+    """mlp_logits (the shared first layer as one GEMM over all models, row chunks) = each model's own forward."""
+    from memlens.train import torch_mlp
+
+    monkeypatch.setattr(torch_mlp, "_EVAL_ROWS", 7)                        # several chunks, a ragged last one
+    rng = np.random.default_rng(3)
+    sizes = [5, *hidden, 4]
+    K = 6
+    Ws = [rng.normal(size=(K, a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(size=(K, b)).astype(np.float32) for b in sizes[1:]]
+    X = rng.normal(size=(23, 5)).astype(np.float32)
+    out = torch_mlp.mlp_logits(Ws, bs, X)
+    assert out.shape == (K, 23, 4) and out.dtype == np.float32
+    for k in range(K):
+        np.testing.assert_allclose(out[k], _numpy_forward([W[k] for W in Ws], [b[k] for b in bs], X),
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_mlp_weight_zero_equals_removal(small):
     cfg = make_model_config("mlp", hidden=(32,), epochs=3, standardize=False)
     masks = make_masks(6, small.n_train, p=0.6, seed=2)
