@@ -210,7 +210,8 @@ def test_mlp_matches_sequential_torch_sgd():
 
 
 def _sgd_loop_reference(X, y, mask, seed, sizes, *, epochs, batch_size, lr, momentum, weight_decay):
-    """One model trained by a plain torch.optim.SGD loop on fit_mlp's minibatches: its weights and biases."""
+    """One model trained by a plain torch.optim.SGD loop on fit_mlp's minibatches: its weights, biases and the
+    mean minibatch loss of its last epoch."""
     g = np.random.default_rng(seed)
     Ws, bs = init_mlp(g, sizes)
     L = len(Ws)
@@ -219,6 +220,7 @@ def _sgd_loop_reference(X, y, mask, seed, sizes, *, epochs, batch_size, lr, mome
     in_idx = np.flatnonzero(mask)
     for _ in range(epochs):
         order = in_idx[g.permutation(len(in_idx))]
+        losses = []
         for s in range(0, len(order), batch_size):
             b = order[s:s + batch_size]
             h = torch.as_tensor(X[b])
@@ -226,9 +228,11 @@ def _sgd_loop_reference(X, y, mask, seed, sizes, *, epochs, batch_size, lr, mome
                 h = h @ params[j] + params[L + j]
                 h = torch.relu(h) if j < L - 1 else h
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(h, torch.as_tensor(y[b])).backward()
+            loss = torch.nn.functional.cross_entropy(h, torch.as_tensor(y[b]))
+            loss.backward()
             opt.step()
-    return [p.detach().numpy() for p in params[:L]], [p.detach().numpy() for p in params[L:]]
+            losses.append(loss.item())
+    return [p.detach().numpy() for p in params[:L]], [p.detach().numpy() for p in params[L:]], np.mean(losses)
 
 
 @pytest.mark.parametrize("hidden, batch_size, momentum, weight_decay", [
@@ -247,7 +251,8 @@ def test_mlp_layouts_match_torch_sgd(hidden, batch_size, momentum, weight_decay)
     fit = fit_mlp(X, y, masks, seeds=seeds, n_classes=3, hidden=hidden, **kw)
     sizes = [7, *hidden, 3]
     for k in range(3):
-        Ws, bs = _sgd_loop_reference(X, y, masks[k], seeds[k], sizes, **kw)
+        Ws, bs, last_loss = _sgd_loop_reference(X, y, masks[k], seeds[k], sizes, **kw)
+        assert fit.final_loss[k] == pytest.approx(last_loss, rel=1e-5)
         for j in range(len(Ws)):
             assert fit.weights[j][k].shape == Ws[j].shape
             np.testing.assert_allclose(fit.weights[j][k], Ws[j], atol=1e-5)

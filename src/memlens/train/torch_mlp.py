@@ -156,7 +156,7 @@ def _workspace(K: int, B: int, sizes, trans) -> dict:
     return {"out": out, "back": back, "minus_one": minus_one}
 
 
-def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, scale, idle, *, lr, momentum, weight_decay):
+def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, scale, idle, *, lr, momentum, weight_decay, loss=True):
     """One SGD step of every model on its own minibatch (manual backward through the ReLU layers), fused.
 
     ``Ws[j]`` is ``(K, fan_in, fan_out)``, or ``(K, fan_out, fan_in)`` where ``trans[j]``. The first layer's bias
@@ -172,7 +172,8 @@ def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, scale, idle, *, lr, moment
 
     The ReLU backward is autograd's (``threshold_backward`` on the layer's output). Idle models are restored
     afterwards, so they are left untouched exactly. Each model's arithmetic is its own slice of the batched
-    products. Returns the per-model mean minibatch cross-entropies (float64).
+    products. Returns the per-model mean minibatch cross-entropies (float64), or None when ``loss`` is False
+    (the gradient needs only the softmax; fit_mlp reports the loss of the last epoch only).
     """
     L = len(Ws)
     params = [*Ws, *bs]
@@ -197,7 +198,7 @@ def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, scale, idle, *, lr, moment
     scale = scale.unsqueeze(cax)
     y_s = yb.unsqueeze(cax)
     logp = torch.log_softmax(Z, dim=cax)
-    ce = -(logp.gather(cax, y_s) * scale).sum((1, 2))
+    ce = -(logp.gather(cax, y_s) * scale).sum((1, 2)).double() if loss else None
     dZ = logp.exp_()
     dZ.scatter_add_(cax, y_s, ws["minus_one"]).mul_(scale)
     dA = dZ.transpose(1, 2) if trans[-1] else dZ                         # (K, B, C)
@@ -219,7 +220,7 @@ def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, scale, idle, *, lr, moment
     if idle is not None:
         for t, old in zip((*params, *bufs), saved):
             t[idle] = old
-    return ce.double()
+    return ce
 
 
 def check_stacked_inputs(X, y, masks, seeds, n_classes=None):
@@ -297,18 +298,20 @@ def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), 
     ws = _workspace(K, batch_size, sizes, trans)
 
     with torch.no_grad():
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            last = epoch == epochs - 1
             order = np.zeros((K, steps, batch_size), dtype=np.int64)
             flat = order.reshape(K, -1)
             for k in range(K):
                 flat[k, :counts[k]] = in_idx[k][rngs[k].permutation(counts[k])]
             order_t = torch.as_tensor(order.transpose(1, 0, 2).copy())          # (steps, K, B); padding = row 0
             ys = yt[order_t]
-            loss_sum.zero_()
             for s in range(steps):
                 torch.index_select(X1, 0, order_t[s].view(-1), out=Xb.view(-1, d + 1))
-                loss_sum += _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, ys[s], scales[s], idles[s],
-                                      lr=lr, momentum=momentum, weight_decay=weight_decay)
+                ce = _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, ys[s], scales[s], idles[s], lr=lr,
+                               momentum=momentum, weight_decay=weight_decay, loss=last)
+                if last:
+                    loss_sum += ce
     n_batches = -(-counts // batch_size)
     Ws = [(W.transpose(1, 2) if t else W).contiguous().numpy() for W, t in zip(Ws, trans)]  # (K, fan_in, fan_out)
     weights = (Ws[0][:, :d].copy(), *(W.copy() for W in Ws[1:]))
