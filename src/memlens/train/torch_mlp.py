@@ -142,31 +142,44 @@ def mlp_logits(weights, biases, X) -> np.ndarray:
     return out
 
 
-def _workspace(K: int, B: int, sizes, trans) -> dict:
-    """Buffers reused by every step: layer outputs ``out[j]`` (``(K, fan_out, B)`` storage where ``trans[j]``,
-    else ``(K, B, fan_out)``) and back-propagated gradients ``back[j] (K, B, fan_in)`` for layers ``j >= 1``.
+def _workspace(K: int, B: int, sizes, trans, Ws, bs, Xb) -> dict:
+    """Buffers reused by every step, and the fixed views of them that each product reads or writes.
 
-    Allocating these afresh in every step costs more than the element-wise work on them: a 2 MB tensor
-    (64 models x 64 rows x 128 units) is mapped and page-faulted anew each time (measured: ``relu`` 1.2 ms
-    instead of 0.07 ms, the bias copy of ``baddbmm`` 1.1 ms).
+    Layer outputs ``out[j]`` are ``(K, fan_out, B)`` storage where ``trans[j]``, else ``(K, B, fan_out)``;
+    back-propagated gradients ``back[j] (K, B, fan_in)`` for layers ``j >= 1``. Allocating these afresh in
+    every step costs more than the element-wise work on them: a 2 MB tensor (64 models x 64 rows x 128 units)
+    is mapped and page-faulted anew each time (measured: ``relu`` 1.2 ms instead of 0.07 ms, the bias copy of
+    ``baddbmm`` 1.1 ms). The views (transposes, bias broadcasts) are made once here rather than in every step.
     """
+    L = len(Ws)
     out = [torch.empty((K, o, B) if t else (K, B, o)) for o, t in zip(sizes[1:], trans)]
     back = [None] + [torch.empty((K, B, i)) for i in sizes[1:-1]]
-    minus_one = torch.full((K, 1, B) if trans[-1] else (K, B, 1), -1.0)
-    return {"out": out, "back": back, "minus_one": minus_one}
+    acts = [Xb] + [o.transpose(1, 2) if t else o for o, t in zip(out, trans)]      # layer inputs (K, B, fan_in)
+    # forward j: out[j] = bias + a @ b (bias None for the first layer: folded into Ws[0])
+    fwd = [(Ws[j], acts[j].transpose(1, 2)) if trans[j] else (acts[j], Ws[j]) for j in range(L)]
+    bias = [None] + [bs[j - 1].unsqueeze(2 if trans[j] else 1) for j in range(1, L)]
+    dZ = torch.empty_like(out[-1])
+    dA = [back[j + 1] for j in range(L - 1)] + [dZ.transpose(1, 2) if trans[-1] else dZ]   # error at layer j's output
+    below = [None] + [(dA[j], Ws[j] if trans[j] else Ws[j].transpose(1, 2)) for j in range(1, L)]
+    gW = [(dA[j].transpose(1, 2), acts[j]) if trans[j] else (acts[j].transpose(1, 2), dA[j]) for j in range(L)]
+    return {"out": out, "back": back, "acts": acts, "fwd": fwd, "bias": bias, "dZ": dZ, "dA": dA, "below": below,
+            "gW": gW, "cax": 1 if trans[-1] else 2,
+            "minus_one": torch.full((K, 1, B) if trans[-1] else (K, B, 1), -1.0)}
 
 
-def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, scale, idle, *, lr, momentum, weight_decay, loss=True):
+def _sgd_step(params, grads, bufs, ws, y_s, scale_s, idle, *, lr, momentum, weight_decay, loss=True):
     """One SGD step of every model on its own minibatch (manual backward through the ReLU layers), fused.
 
-    ``Ws[j]`` is ``(K, fan_in, fan_out)``, or ``(K, fan_out, fan_in)`` where ``trans[j]``. The first layer's bias
-    is folded into its weights: ``Ws[0]`` has ``d + 1`` inputs, the last one the bias, and ``Xb (K, B, d + 1)``
+    ``params`` is ``(*Ws, *bs)``: ``Ws[j]`` is ``(K, fan_in, fan_out)``, or ``(K, fan_out, fan_in)`` where the
+    layer is stored transposed (:func:`_transposed`). The first layer's bias is folded into its weights:
+    ``Ws[0]`` has ``d + 1`` inputs, the last one the bias, and the minibatch ``ws["acts"][0] (K, B, d + 1)``
     ends in a column of ones, so that the forward product adds the bias and the weight-gradient product yields
     its gradient (the column sums of the back-propagated error); ``bs`` holds the other layers' biases.
-    ``grads`` and ``bufs`` are preallocated like ``(*Ws, *bs)``, ``ws`` is :func:`_workspace`'s. ``yb (K, B)``;
-    ``scale (K, B)`` is ``1 / n_k`` on the ``n_k`` rows of model ``k``'s minibatch and 0 on padding rows;
-    ``idle`` is None or a bool ``(K,)`` of the models without a minibatch in this step. The update is
-    ``torch.optim.SGD``'s (heavy ball, coupled weight decay), one fused pass per tensor (``torch._fused_sgd_``)::
+    ``grads`` and ``bufs`` are preallocated like ``params``, ``ws`` is :func:`_workspace`'s. ``y_s`` holds the
+    labels and ``scale_s`` the row weights (``1 / n_k`` on the ``n_k`` rows of model ``k``'s minibatch, 0 on
+    padding rows), both shaped like the logits' storage with a class axis of 1; ``idle`` is None or a bool
+    ``(K,)`` of the models without a minibatch in this step. The update is ``torch.optim.SGD``'s (heavy ball,
+    coupled weight decay), one fused pass per tensor (``torch._fused_sgd_``)::
 
         buf = momentum * buf + (grad + weight_decay * p);   p = p - lr * buf
 
@@ -175,46 +188,37 @@ def _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, yb, scale, idle, *, lr, moment
     products. Returns the per-model mean minibatch cross-entropies (float64), or None when ``loss`` is False
     (the gradient needs only the softmax; fit_mlp reports the loss of the last epoch only).
     """
-    L = len(Ws)
-    params = [*Ws, *bs]
+    L = len(ws["out"])
     if idle is not None:
         saved = [t[idle].clone() for t in (*params, *bufs)]
-    acts, H = [Xb], Xb
-    for j in range(L):
-        o = ws["out"][j]
+    out, acts, bias = ws["out"], ws["acts"], ws["bias"]
+    for j, (a, b) in enumerate(ws["fwd"]):
         if j == 0:
-            H = torch.bmm(Ws[0], H.transpose(1, 2), out=o).transpose(1, 2) if trans[0] else torch.bmm(H, Ws[0], out=o)
-        elif trans[j]:
-            H = torch.baddbmm(bs[j - 1].unsqueeze(2), Ws[j], H.transpose(1, 2), out=o).transpose(1, 2)
+            torch.bmm(a, b, out=out[0])
         else:
-            H = torch.baddbmm(bs[j - 1].unsqueeze(1), H, Ws[j], out=o)
+            torch.baddbmm(bias[j], a, b, out=out[j])
         if j < L - 1:
-            H.relu_()                        # the backward needs only the output (autograd's threshold_backward)
-        acts.append(H)
+            out[j].relu_()                   # the backward needs only the output (autograd's threshold_backward)
     # Softmax cross-entropy on the logits' storage, (K, C, B) when the last layer is transposed: along a
     # contiguous axis of B rows rather than of C classes (log_softmax 50 instead of 150 us at K = B = 64, C = 10).
-    cax = 1 if trans[-1] else 2
-    Z = ws["out"][-1]
-    scale = scale.unsqueeze(cax)
-    y_s = yb.unsqueeze(cax)
-    logp = torch.log_softmax(Z, dim=cax)
-    ce = -(logp.gather(cax, y_s) * scale).sum((1, 2)).double() if loss else None
-    dZ = logp.exp_()
-    dZ.scatter_add_(cax, y_s, ws["minus_one"]).mul_(scale)
-    dA = dZ.transpose(1, 2) if trans[-1] else dZ                         # (K, B, C)
+    cax, Z, dZ = ws["cax"], out[-1], ws["dZ"]
+    if loss:
+        torch.ops.aten._log_softmax.out(Z, cax, False, out=dZ)
+        ce = -(dZ.gather(cax, y_s) * scale_s).sum((1, 2)).double()
+        dZ.exp_()
+    else:
+        torch.ops.aten._softmax.out(Z, cax, False, out=dZ)
+        ce = None
+    dZ.scatter_add_(cax, y_s, ws["minus_one"]).mul_(scale_s)
     gW, gb = grads[:L], grads[L:]
     for j in range(L - 1, -1, -1):
-        below = None
         if j:
-            below = torch.bmm(dA, Ws[j] if trans[j] else Ws[j].transpose(1, 2), out=ws["back"][j])
+            below = ws["back"][j]
+            torch.bmm(*ws["below"][j], out=below)
             torch.ops.aten.threshold_backward.grad_input(below, acts[j], 0, grad_input=below)
-        if trans[j]:
-            torch.bmm(dA.transpose(1, 2), acts[j], out=gW[j])
-        else:
-            torch.bmm(acts[j].transpose(1, 2), dA, out=gW[j])
+        torch.bmm(*ws["gW"][j], out=gW[j])
         if j:
-            torch.sum(dA, 1, out=gb[j - 1])
-        dA = below
+            torch.sum(ws["dA"][j], 1, out=gb[j - 1])
     torch._fused_sgd_(params, grads, bufs if momentum else [], weight_decay=weight_decay, momentum=momentum,
                       lr=lr, dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
     if idle is not None:
@@ -295,7 +299,10 @@ def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), 
     idles = [None if nb[s].all() else torch.as_tensor(nb[s] == 0) for s in range(steps)]
     loss_sum = torch.zeros(K, dtype=torch.float64)
     Xb = torch.empty((K, batch_size, d + 1), dtype=X1.dtype)
-    ws = _workspace(K, batch_size, sizes, trans)
+    Xb_rows = Xb.view(-1, d + 1)
+    ws = _workspace(K, batch_size, sizes, trans, Ws, bs, Xb)
+    cax = ws["cax"]
+    scale_s = scales.unsqueeze(1 + cax).unbind(0)                       # per step, shaped like the logits
 
     with torch.no_grad():
         for epoch in range(epochs):
@@ -305,10 +312,11 @@ def fit_mlp(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(128,), 
             for k in range(K):
                 flat[k, :counts[k]] = in_idx[k][rngs[k].permutation(counts[k])]
             order_t = torch.as_tensor(order.transpose(1, 0, 2).copy())          # (steps, K, B); padding = row 0
-            ys = yt[order_t]
+            y_s = yt[order_t].unsqueeze(1 + cax).unbind(0)
+            rows_s = order_t.view(steps, -1).unbind(0)
             for s in range(steps):
-                torch.index_select(X1, 0, order_t[s].view(-1), out=Xb.view(-1, d + 1))
-                ce = _sgd_step(Ws, bs, trans, grads, bufs, ws, Xb, ys[s], scales[s], idles[s], lr=lr,
+                torch.index_select(X1, 0, rows_s[s], out=Xb_rows)
+                ce = _sgd_step(params, grads, bufs, ws, y_s[s], scale_s[s], idles[s], lr=lr,
                                momentum=momentum, weight_decay=weight_decay, loss=last)
                 if last:
                     loss_sum += ce
