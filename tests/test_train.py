@@ -132,10 +132,11 @@ def test_logreg_warm_start_reaches_the_cold_start_optimum(small):
     y, C, tol = small.y_train, 1.0, 1e-8
     masks = make_masks(24, small.n_train, p=0.7, seed=5)
     w = masks.astype(float)
-    cold = fit_logistic(X, y, w, C=C, tol=tol)
-    warm = fit_logistic(X, y, w, C=C, tol=tol, init="full")
-    full = fit_logistic(X, y, np.ones((1, small.n_train)), C=C, tol=tol)
-    explicit = fit_logistic(X, y, w, C=C, tol=tol, init=(full.coef, full.intercept))
+    kw = dict(C=C, tol=tol, preconditioner="kron")     # "auto" would start every model from a full-data model
+    cold = fit_logistic(X, y, w, **kw)
+    warm = fit_logistic(X, y, w, init="full", **kw)
+    full = fit_logistic(X, y, np.ones((1, small.n_train)), **kw)
+    explicit = fit_logistic(X, y, w, init=(full.coef, full.intercept), **kw)
     assert cold.converged.all() and warm.converged.all() and explicit.converged.all()
     p = X.shape[1] * 10
     bound = 2.0 * np.sqrt(p) * tol * C * w.sum(1)                 # both within sqrt(p) tol / mu_k of the optimum
@@ -523,7 +524,8 @@ def test_full_hessian_preconditioner_reaches_the_kron_and_sklearn_optimum(name, 
     y, tol = ds.y_train, 1e-8
     w = make_masks(K, ds.n_train, p=0.7, seed=7, balanced=True).astype(float)
     shared = fit_logistic(X, y, w, C=C, tol=tol, preconditioner="full-hessian")
-    kron = fit_logistic(X, y, w, C=C, tol=tol)
+    kron = fit_logistic(X, y, w, C=C, tol=tol, preconditioner="kron")
+    assert fit_logistic(X, y, w[:2], C=C, tol=tol).n_iter.tolist() == shared.n_iter[:2].tolist()  # "auto" = this
     assert shared.converged.all() and shared.grad_norm.max() <= tol
     assert shared.n_iter.mean() < kron.n_iter.mean(), (shared.n_iter.mean(), kron.n_iter.mean())
     dist = np.sqrt(((shared.coef - kron.coef) ** 2).sum((1, 2)))
@@ -567,6 +569,9 @@ def test_full_hessian_in_train_population_memorization_and_refusals(digits):
     assert np.corrcoef(memorization(pop).scores, memorization(ref).scores)[0, 1] >= 0.99
     assert (pop.signal("train", "correct") == ref.signal("train", "correct")).mean() >= 0.9995
     assert "preconditioner" not in LogisticConfig().to_dict()      # default left out: old run identities hold
+    assert pop.provenance["convergence"]["preconditioner"] == "full-hessian"
+    kron = train_population(digits, model=make_model_config("logreg", preconditioner="kron"), masks=masks[:4])
+    assert kron.provenance["convergence"]["preconditioner"] == "kron"
     assert make_model_config(**cfg.to_dict()).preconditioner == "full-hessian"
     with pytest.raises(MemlensInputError, match="preconditioner must be"):
         LogisticConfig(preconditioner="lbfgs")

@@ -255,10 +255,12 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         _check_parameter_memory(model.hidden if kind == "mlp" else (), dataset.n_features, n_classes,
                                 min(bs, n_models))
     blocks = [(b, min(b + bs, n_models)) for b in range(0, n_models, bs)]
-    shared = None
-    if kind == "logreg" and dp_run is None and model.preconditioner == "full-hessian":
-        from .torch_logreg import full_hessian_start
+    shared = precond = None
+    if kind == "logreg" and dp_run is None:
+        from .torch_logreg import full_hessian_start, resolve_preconditioner
 
+        precond = resolve_preconditioner(model.preconditioner, Xtr.shape[1], n_classes, model.solver)
+    if precond == "full-hessian":
         # Once here, with every worker's core, instead of once per worker process.
         with limit_threads(n_workers):
             shared = full_hessian_start(Xtr, ytr, n_classes=n_classes, C=model.C, rho=float(masks.mean()),
@@ -289,6 +291,8 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         "standardization": "z-score with the full training split's mean and std" if standardize else "none",
         "convergence": _convergence_summary("mlp" if dp_run is not None else kind, model, diag),
     }
+    if precond is not None:
+        provenance["convergence"]["preconditioner"] = precond
     if dp_run is not None:
         provenance["dp"] = dp_run
     return Population(masks=masks, signals=signals, seeds=seeds,

@@ -32,6 +32,20 @@ certify. Running float32 down to 1e-6 instead of 1e-4 leaves the iteration count
 per fit 1.6x on digits, 2x on breast cancer and 2.3x on a 3,000-image Fashion-MNIST subset (measured side by
 side, tol 1e-6): the float64 phase then needs only a few evaluations.
 
+``preconditioner="full-hessian"`` replaces the per-model Kronecker factorization by one matrix shared by the
+whole population: the inverse of the exact Hessian of the full-data objective (every row at the population's
+mean weight ``rho``, so its penalty is a model's) at the full-data model, and starts every model there. A model
+trained on a random ``rho``-subset has, row for row, an unbiased estimate of that Hessian, so the shared matrix is
+nearly each model's own Newton step; unlike a block-mean or a sampled Hessian it keeps the curvature of every
+rare example, which is where a subset model differs from the full one. Measured (1 thread, tol 1e-6, all 60,000
+Fashion-MNIST rows, C = 0.01, K = 8): 29 L-BFGS iterations per model against 274 with the Kronecker
+factorization, 16 against 226 CPU s for the block, after a one-off 110 CPU s for the full-data fit, the
+``n_out (n_out + 1) / 2 = 55`` Hessian GEMMs and the Cholesky inverse (cached per process and data set: every
+later block reuses them). The Hessian must come from every row: built from 16,384 sampled rows it gave 87
+iterations, and taken at the full-data fit's ``max |grad| <= 1e-3`` point instead of ``1e-4``, 43. Digits
+(K = 256, C = 1): 15 iterations against 49, 0.9 against 2.9 CPU s. The optimum, the ``tol`` test and the float64
+certification are unchanged.
+
 ``solver="newton-cg"`` (:func:`_newton_cg`) replaces the L-BFGS direction by a truncated Newton step: per-model
 preconditioned CG on the exact Hessian, whose products for all models still in CG are two shared GEMMs
 (``X V`` then ``X^T (...)``), stopped by the Eisenstat-Walker forcing term; the same Armijo search, convergence
@@ -75,7 +89,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Solvers of :func:`fit_logistic` (``LogisticConfig.solver``).
 SOLVERS = ("lbfgs", "newton-cg")
 #: Initial inverse Hessians of the L-BFGS solver (``LogisticConfig.preconditioner``).
-PRECONDITIONERS = ("kron", "full-hessian")
+PRECONDITIONERS = ("auto", "kron", "full-hessian")
 
 
 @dataclass(frozen=True, eq=False)
@@ -411,7 +425,7 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
 
 def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0, tol: float = 1e-6,
                  max_iter: int = 1000, history: int = 10, precision: str = "mixed", init=None,
-                 solver: str = "lbfgs", preconditioner: str = "kron", shared_start=None) -> LogisticFit:
+                 solver: str = "lbfgs", preconditioner: str = "auto", shared_start=None) -> LogisticFit:
     """Fit ``K`` weighted L2 logistic regressions on shared data in one vectorized L-BFGS run.
 
     Parameters
@@ -456,9 +470,10 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
         (:func:`_newton_cg`): per-model preconditioned CG on the exact Hessian (Hessian-vector products of all
         models as two shared GEMMs), Eisenstat-Walker forcing terms, Armijo line search, the same convergence
         test, precision phases and ``max_iter`` (counting Newton iterations). ``history`` is unused there.
-    preconditioner : {"kron", "full-hessian"}
-        Initial inverse Hessian of L-BFGS. ``kron`` (the default): each model's Kronecker factorization, refreshed
-        every few iterations (module docstring). ``full-hessian``: one matrix shared by every model, the inverse of
+    preconditioner : {"auto", "kron", "full-hessian"}
+        Initial inverse Hessian of L-BFGS. ``auto`` (the default): ``full-hessian`` for L-BFGS with at most
+        :data:`SHARED_HESSIAN_MAX_PARAMS` parameters per model, else ``kron``. ``kron``: each model's Kronecker
+        factorization, refreshed every few iterations (module docstring). ``full-hessian``: one matrix shared by every model, the inverse of
         the exact Hessian of the full-data objective (every row, weight ``rho`` = the mean of ``weights``) at the
         full-data model, and every model starts from that model (unless ``init`` is given). A model trained on a
         random subset has nearly the full-data Hessian scaled to its size, so the shared matrix is close to each
@@ -506,7 +521,7 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
 
     K, (n, d) = weights.shape[0], X.shape
     n_out = 1 if n_classes == 2 else n_classes
-    shared = preconditioner == "full-hessian"
+    shared = resolve_preconditioner(preconditioner, d, n_classes, solver) == "full-hessian"
     if shared:
         check_shared_hessian_size(d, n_classes)
         if solver != "lbfgs":
@@ -564,6 +579,14 @@ SHARED_HESSIAN_MAX_PARAMS = 8192
 _SHARED_CACHE: dict = {}
 # Gradient level of the first stage of the full-data fit, where its Hessian is taken.
 _SHARED_STAGE1_TOL = 1e-4
+
+
+def resolve_preconditioner(preconditioner: str, d: int, n_classes: int, solver: str = "lbfgs") -> str:
+    """``"kron"`` or ``"full-hessian"``: what ``preconditioner="auto"`` means for ``d`` features and ``n_classes``."""
+    if preconditioner != "auto":
+        return preconditioner
+    p = (d + 1) * (1 if n_classes == 2 else n_classes)
+    return "full-hessian" if solver == "lbfgs" and p <= SHARED_HESSIAN_MAX_PARAMS else "kron"
 
 
 def check_shared_hessian_size(d: int, n_classes: int) -> int:
