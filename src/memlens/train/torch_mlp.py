@@ -30,19 +30,19 @@ faster, in order of effect:
   x 20 epochs through ``train_population`` in 5.1 instead of 6.0 CPU s (Fashion-MNIST shapes: within 4%;
   blocks of 16: 4.3 against 4.1 s for 32), so the default is 32.
 
-Result, training only (``fit_mlp``): digits (64-128-10, B = 64), 1.76-1.81 ms per model-epoch for blocks of
-32-256 before, 0.77-0.78 ms after (K = 32); one step of 64 models 7.5-8.3 ms -> about 4 ms. The whole
+Result, training only (``fit_mlp``): digits (64-128-10, B = 64), 1.76-1.81 ms per model-epoch for blocks of 32-256
+before, 0.77-0.78 ms after (K = 32); one step of 64 models 7.5-8.3 ms -> about 4 ms. The whole
 ``train_population`` of 256 digits MLPs x 20 epochs (with the signal evaluation): 8.7 -> 4.1 CPU s, 9.9x a
-per-model ``nn.Sequential`` + ``torch.optim.SGD`` loop (BENCHMARKS.md (b); was 5.9x, measured without the
-warm-up that (b) now does, which flattered the ratio: the loop's first repeat paid 1.2 s of set-up). The
-GEMMs are now 70% of that time and run at 66-80 GFLOP/s; training alone reaches 48-58% of the 1-thread GEMM
-peak (88 GFLOP/s, GEMM FLOPs only; BENCHMARKS.md (d)). Fashion-MNIST shapes (784-128-10, 10,000 rows, K = 64): 69.7 -> 60 ms per
-model-epoch, 46-50 GFLOP/s (53-57% of the peak): the two first-layer products (forward and weight gradient)
-are 85% of the FLOPs and already run at 60-70 GFLOP/s, so the rest can only give back the remaining ~15%.
-Not kept, measured slower: gathering each minibatch transposed ``(K, d, B)`` so the weight-gradient product
-reads it contiguously (1.1x slower at both shapes: the transposing copy costs more than the product gains).
-Evaluation (:func:`mlp_logits`): 1.3-1.6x (digits, K = 64: 0.093 -> 0.061 s on 1,347 rows; K = 256: 0.37 ->
-0.27 s; Fashion-MNIST, K = 64 on 10,000 rows: 2.10 -> 1.83 s).
+per-model ``nn.Sequential`` + ``torch.optim.SGD`` loop (BENCHMARKS.md (b); was 5.9x, measured without the warm-up
+that (b) now does, which flattered the ratio: the loop's first repeat paid 1.2 s of set-up). The GEMMs are now 70%
+of that time and run at 66-80 GFLOP/s; training alone reaches 48-58% of the 1-thread GEMM peak (88 GFLOP/s, GEMM
+FLOPs only; BENCHMARKS.md (d)). Fashion-MNIST shapes (784-128-10, 10,000 rows, K = 64): 69.7 -> 60 ms per
+model-epoch, 46-50 GFLOP/s (53-57% of the peak): the two first-layer products (forward and weight gradient) are
+85% of the FLOPs and already run at 60-70 GFLOP/s, so the rest can only give back the remaining ~15%. Not kept,
+measured slower: gathering each minibatch transposed ``(K, d, B)`` so the weight-gradient product reads it
+contiguously (1.1x slower at both shapes: the transposing copy costs more than the product gains). Evaluation
+(:func:`mlp_logits`): 1.15-1.6x (digits, K = 64: 0.093 -> 0.061 s on 1,347 rows; K = 256: 0.37 -> 0.27 s;
+Fashion-MNIST, K = 64 on 10,000 rows: 2.10 -> 1.83 s).
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def mlp_logits(weights, biases, X) -> np.ndarray:
     """Class scores ``(K, n, n_classes)`` of stacked MLPs on rows ``X (n, n_features)``, in row chunks.
 
     The first layer, whose input ``X`` all models share, is ONE product ``X @ [W1_1 ... W1_K]`` of shape
-    ``(rows, d) @ (d, K h)`` rather than ``K`` batched products of an expanded ``X`` (measured 1.3-1.6x faster for
+    ``(rows, d) @ (d, K h)`` rather than ``K`` batched products of an expanded ``X`` (measured 1.15-1.6x faster for
     the whole evaluation; see the module docstring). Each output column is still model ``k``'s own dot product.
     """
     Ws = [torch.as_tensor(np.asarray(W, dtype=np.float32)) for W in weights]
