@@ -679,7 +679,7 @@ def markdown(res: dict) -> str:
                 continue
             c, e = r["convergence"], fmnist_full_estimate(r)
             mi = r.get("memorization_full_k_s", r["memorization_s"]) + r.get("influence_full_k_s", r["influence_s"])
-            L.append(f"| {r['model']} | {r['n_models']} | {r['config'].get('epochs', '—')} | "
+            L.append(f"| {_run_label(r)} | {r['n_models']} | {r['config'].get('epochs', '—')} | "
                      f"{r['jobs']} × {r.get('block_size', '—')} | {r['wall_s']:.0f} | {r['train_s']:.0f} | "
                      f"{e['train_cpu_s']:.0f} | {e['cpu_s_per_model']:.3g} | {r['test_accuracy']:.4f} | "
                      f"{c['n_iter_mean']:.0f}/{c['n_iter_max']} | {c.get('n_not_converged', '—')} | "
@@ -743,6 +743,14 @@ def markdown(res: dict) -> str:
     return "\n".join(L)
 
 
+def _run_label(r: dict) -> str:
+    """``logreg (C=0.01, full-hessian)``: the model with the settings that change its cost."""
+    if r["model"] != "logreg":
+        return r["model"]
+    cfg = r.get("config", {})
+    return f"logreg (C={cfg.get('C', 1.0):g}, {cfg.get('preconditioner', 'kron')})"
+
+
 def fmnist_full_estimate(r: dict) -> dict:
     """Quiet 2-core cost of a full-size Fashion-MNIST run at the target K, from a measured run ``r``.
 
@@ -783,14 +791,20 @@ def fmnist_combined_estimate(full: list):
     a timing run (large block, fixed iterations) x the mean iteration count of a converged run x 512 / 2 cores,
     plus memorization + influence at K = 512 from the converged run."""
     timing = [r for r in full if "error" not in r and _is_timing_run(r)]
-    conv = [r for r in full if "error" not in r and r["model"] == "logreg" and not _is_timing_run(r)]
-    if not timing or not conv:
+    if not timing:
         return None
-    t, c = timing[-1], conv[-1]
+    t = timing[-1]
+    # Pair it with a converged run of the same solver settings (C, preconditioner) only.
+    conv = [r for r in full if "error" not in r and r["model"] == "logreg" and not _is_timing_run(r)
+            and _run_label(r) == _run_label(t)]
+    if not conv:
+        return None
+    c = conv[-1]
     per_iter = fmnist_full_estimate(t)["cpu_s_per_model_iteration"]
     iters = c["convergence"]["n_iter_mean"]
     mi = c.get("memorization_full_k_s", float("nan")) + c.get("influence_full_k_s", float("nan"))
     return {"per_iter_s": per_iter, "iters": iters, "block": t.get("block_size"), "k_timing": t["n_models"],
+            "label": _run_label(t),
             "estimate_s": per_iter * iters * 512 / 2.0 + c["load_s"] + mi,
             "not_converged": int(c["convergence"].get("n_not_converged", 0)), "n_conv_run": c["n_models"],
             "max_iter": c["config"].get("max_iter"), "grad": c["convergence"].get("max_grad_norm")}
@@ -865,7 +879,7 @@ def targets(res: dict) -> list[dict]:
         out.append({"target": "full Fashion-MNIST targets", "measured": "—", "verdict": "not run (--quick)"})
     comb = fmnist_combined_estimate(res.get("fmnist_full") or [])
     if comb is not None:
-        out.append({"target": "full Fashion-MNIST FZ, logreg K=512 ≤ 10 min on 2 cores (blocks of "
+        out.append({"target": f"full Fashion-MNIST FZ, {comb['label']} K=512 ≤ 10 min on 2 cores (blocks of "
                               f"{comb['block']}, (e2))",
                     "measured": f"≥ {comb['estimate_s'] / 60:.0f} min (measured CPU per model-iteration x measured "
                                 "iterations, full size; a lower bound)",
@@ -877,13 +891,25 @@ def targets(res: dict) -> list[dict]:
         lim = TARGETS["fmnist_logreg_s"] if r["model"] == "logreg" else TARGETS["fmnist_mlp_s"]
         what = (f"{r['n_models']} models on all 60,000 rows" if r["model"] == "logreg"
                 else f"K={r['n_models']}, {r['config']['epochs']} of 20 epochs, on all 60,000 rows")
-        out.append({"target": f"full Fashion-MNIST FZ, {r['model']} K={e['target_k']} ≤ {lim / 60:.0f} min on 2 cores "
-                              "(measured run, (e2))",
-                    "measured": f"{e['estimate_s'] / 60:.0f} min quiet 2-core estimate from the CPU time of {what}"
-                                + ("; not converged at max_iter, so a lower bound"
-                                   if r["convergence"].get("n_not_converged") else ""),
-                    "verdict": _verdict(e["estimate_s"], lim, higher=False)})
-        out.append({"target": f"full Fashion-MNIST {r['model']} memory < 8 GiB (measured run, (e2))",
+        whole = r["n_models"] == e["target_k"] and (r["model"] == "logreg" or r["config"]["epochs"] == 20)
+        conv = r["convergence"]
+        level = (f", every model to max |grad| ≤ {conv['tol']:g} (float64-certified)"
+                 if r["model"] == "logreg" and not conv.get("n_not_converged") else "")
+        if whole:                                 # the target's whole job was run: its wall time is the measurement
+            measured = (f"{r['wall_s'] / 60:.1f} min wall, whole job measured (load {r['load_before']:.1f}–"
+                        f"{r['load_after']:.1f} from other work); {e['estimate_s'] / 60:.1f} min quiet 2-core estimate "
+                        f"from its CPU time{level}")
+            value = min(r["wall_s"], e["estimate_s"]) if r["wall_s"] <= lim else e["estimate_s"]
+            verdict = _verdict(value, lim, higher=False) + ("" if r["wall_s"] <= lim else
+                                                            " by the quiet estimate; the loaded wall time missed it")
+        else:
+            measured = (f"{e['estimate_s'] / 60:.0f} min quiet 2-core estimate from the CPU time of {what}"
+                        + ("; not converged at max_iter, so a lower bound" if conv.get("n_not_converged") else ""))
+            verdict = _verdict(e["estimate_s"], lim, higher=False)
+        out.append({"target": f"full Fashion-MNIST FZ, {_run_label(r)} K={e['target_k']} ≤ {lim / 60:.0f} min on "
+                              "2 cores (measured run, (e2))",
+                    "measured": measured, "verdict": verdict})
+        out.append({"target": f"full Fashion-MNIST {_run_label(r)} memory < 8 GiB (measured run, (e2))",
                     "measured": f"{r['peak_rss_tree_gib']:.2f} GiB peak, process tree, {what}",
                     "verdict": _verdict(r["peak_rss_tree_gib"], TARGETS["memory_gib"], higher=False)})
     for r in res.get("fmnist_audit") or []:
