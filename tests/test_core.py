@@ -113,3 +113,29 @@ def test_population_file_with_damaged_zip_structure_is_a_clear_error(tmp_path):
     (tmp_path / "population.npz").write_bytes(bytes(raw))
     with pytest.raises(MemlensInputError, match="corrupted or truncated"):
         Population.load(tmp_path)
+
+
+def test_signals_from_logits_against_scipy_logsumexp_with_extreme_margins():
+    """logit = z_y - logsumexp(z_{-y}), loss = logsumexp(z) - z_y (scipy), also where the other classes' terms
+    underflow (margins of +-2000, the fallback path) and for float32 input."""
+    from scipy.special import logsumexp
+
+    from memlens.population import signals_from_logits
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(scale=6.0, size=(3, 40, 4))
+    y = rng.integers(0, 4, size=40)
+    z[0, 0] = -1000.0
+    z[0, 0, y[0]] = 1000.0                               # confident and right: logit 2000 - log(3)
+    z[1, 1] = 1000.0
+    z[1, 1, y[1]] = -1000.0                              # confident and wrong
+    z[2, 2] = 0.0                                        # a tie: argmax picks the first class
+    out = signals_from_logits(z.astype(np.float32), y)
+    z32 = z.astype(np.float32).astype(np.float64)
+    for k in range(3):
+        for i in range(40):
+            rest = np.delete(z32[k, i], y[i])
+            assert out["logit"][k, i] == pytest.approx(z32[k, i, y[i]] - logsumexp(rest), rel=1e-6, abs=1e-5)
+            assert out["loss"][k, i] == pytest.approx(logsumexp(z32[k, i]) - z32[k, i, y[i]], rel=1e-6, abs=1e-5)
+            assert out["correct"][k, i] == float(np.argmax(z32[k, i]) == y[i])
+    assert out["logit"][0, 0] == pytest.approx(2000.0 - np.log(3.0))

@@ -63,16 +63,26 @@ def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
         z = np.where(undefined[..., None], 0.0, z)
     idx = np.broadcast_to(y[None, :, None], z.shape[:2] + (1,))
     z_y = np.take_along_axis(z, idx, axis=2)[..., 0]
+    correct = z.argmax(axis=2) == y[None, :]
     zmax = z.max(axis=2)
-    lse = zmax + np.log(np.exp(z - zmax[..., None]).sum(axis=2))
-    others = z.copy()
-    np.put_along_axis(others, idx, -np.inf, axis=2)
-    omax = others.max(axis=2)
-    lse_others = omax + np.log(np.exp(others - omax[..., None]).sum(axis=2))
+    e = z - zmax[..., None]                       # one exp pass serves both log-sum-exps
+    np.exp(e, out=e)
+    lse = zmax + np.log(e.sum(axis=2))
+    np.put_along_axis(e, idx, 0.0, axis=2)
+    s_other = e.sum(axis=2)                       # sum over the other classes: positive terms, no cancellation
+    with np.errstate(divide="ignore"):
+        lse_others = zmax + np.log(s_other)
+    # Where every other class's term underflowed (a margin beyond ~700 in float64), shift by their own max.
+    tiny = s_other < 1e-280
+    if tiny.any():
+        zt, it = z[tiny], idx[tiny]
+        np.put_along_axis(zt, it, -np.inf, axis=1)
+        omax = zt.max(axis=1)
+        lse_others[tiny] = omax + np.log(np.exp(zt - omax[:, None]).sum(axis=1))
     out = {
         "logit": (z_y - lse_others).astype(np.float32),
         "loss": (lse - z_y).astype(np.float32),
-        "correct": (z.argmax(axis=2) == y[None, :]).astype(np.float32),
+        "correct": correct.astype(np.float32),
     }
     if undefined.any():
         for arr in out.values():
