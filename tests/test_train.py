@@ -451,13 +451,18 @@ def test_newton_cg_reaches_the_lbfgs_and_sklearn_optimum(name, C, K):
     np.testing.assert_allclose(pop.signal("test", "loss"), ref.signal("test", "loss"), atol=1e-4)
 
 
-def test_newton_cg_weight_zero_equals_removal(small):
+def _three_examples_out(small):
+    """Standardized features, labels, weights of 6 models with examples 4, 17, 250 OUT of all, and the rest."""
     X, _ = standardized_features(small)
-    y, tol = small.y_train, 1e-9
     w = make_masks(6, small.n_train, p=0.7, seed=3).astype(float)
     drop = [4, 17, 250]
     w[:, drop] = 0.0
-    keep = np.setdiff1d(np.arange(small.n_train), drop)
+    return X, small.y_train, w, np.setdiff1d(np.arange(small.n_train), drop)
+
+
+def test_newton_cg_weight_zero_equals_removal(small):
+    X, y, w, keep = _three_examples_out(small)
+    tol = 1e-9
     full = fit_logistic(X, y, w, C=1.0, tol=tol, solver="newton-cg")
     removed = fit_logistic(X[keep], y[keep], w[:, keep], n_classes=10, C=1.0, tol=tol, solver="newton-cg")
     assert full.converged.all() and removed.converged.all()
@@ -540,12 +545,8 @@ def test_full_hessian_weight_zero_equals_removal_and_cache(small):
     and matrix are cached per data set: a second call reuses them (identical result), other data replaces them."""
     from memlens.train import torch_logreg
 
-    X, _ = standardized_features(small)
-    y, tol = small.y_train, 1e-9
-    w = make_masks(6, small.n_train, p=0.7, seed=3).astype(float)
-    drop = [4, 17, 250]
-    w[:, drop] = 0.0
-    keep = np.setdiff1d(np.arange(small.n_train), drop)
+    X, y, w, keep = _three_examples_out(small)
+    tol = 1e-9
     full = fit_logistic(X, y, w, C=1.0, tol=tol, preconditioner="full-hessian")
     key = torch_logreg._SHARED_CACHE["key"]
     again = fit_logistic(X, y, w, C=1.0, tol=tol, preconditioner="full-hessian")
