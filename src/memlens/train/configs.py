@@ -45,7 +45,8 @@ class LogisticConfig:
         Start every model of a block from the model fitted to all training rows (fitted once per block)
         instead of from zeros. The objective is strictly convex, so only the path changes: every model is
         still run to ``tol`` (see :func:`memlens.train.fit_logistic`, ``init``). Measured: 1.2x fewer
-        iterations on digits and on a Fashion-MNIST subset (BENCHMARKS.md).
+        iterations on digits and on a Fashion-MNIST subset (BENCHMARKS.md). With ``preconditioner="full-hessian"``
+        (the default ``auto`` up to 8,192 parameters) every model starts from the full-data model anyway.
     solver : {"lbfgs", "newton-cg"}
         ``lbfgs`` (the default): batched preconditioned L-BFGS. ``newton-cg``: batched truncated Newton with
         exact Hessian-vector products (per-model CG, Eisenstat-Walker forcing terms, Armijo line search); same

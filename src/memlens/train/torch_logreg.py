@@ -572,7 +572,7 @@ def _lbfgs_phases(obj64: _Objective, W: torch.Tensor, *, tol: float, max_iter: i
 
 # ------------------------------------------------------------------------------- shared full-data Hessian
 #: Largest parameter count ``(d + 1) * n_out`` per model for ``preconditioner="full-hessian"``: its inverse
-#: holds ``p^2`` numbers (8,192 parameters: 512 MiB in float64, 256 MiB in float32).
+#: holds ``p^2`` numbers (8,192 parameters: 256 MiB in float32, factorized from a 512 MiB float64 matrix).
 SHARED_HESSIAN_MAX_PARAMS = 8192
 # The start and inverse Hessian of the last population fitted in this process (one entry): a sharded run fits
 # the same data block after block, and every block reuses them.
@@ -623,7 +623,7 @@ def _digest(*tensors) -> str:
     h = hashlib.blake2b(digest_size=16)
     for t in tensors:
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.contiguous().numpy().tobytes())
+        h.update(memoryview(np.ascontiguousarray(t.numpy())).cast("B"))     # no copy of a contiguous tensor
     return h.hexdigest()
 
 
