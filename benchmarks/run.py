@@ -198,6 +198,50 @@ def _mlp_eval_flop(n_models: int, n_rows: int, sizes) -> float:
     return 2.0 * n_models * n_rows * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def _logreg_gemm_rows(name: str, ds, k: int, masks, max_iter, peak: dict) -> list[dict]:
+    """GEMM fraction of ``train_population`` for logistic regression. With the shared full-data Hessian the one-off
+    start (full-data fit, Hessian GEMMs, float64 Cholesky inverse: once per data set and process, whatever K) is
+    timed apart first; then the population itself (L-BFGS blocks and signals, reusing the cached start); then
+    both together."""
+    from memlens.train.torch_logreg import full_hessian_start, resolve_preconditioner
+
+    cfg = make_model_config("logreg", **({"max_iter": max_iter} if max_iter else {}))
+    pre = resolve_preconditioner(cfg.preconditioner, ds.n_features, ds.n_classes, cfg.solver)
+    level = f"{'first ' + str(max_iter) + ' iterations' if max_iter else 'to tol 1e-6'}"
+    load0 = _load()
+    parts = []
+    torch_logreg._SHARED_CACHE.clear()
+    if pre == "full-hessian":
+        Xs, _ = standardized_features(ds)
+        with _FlopCounter() as fc:
+            t0, c0 = time.perf_counter(), time.process_time()
+            full_hessian_start(Xs, ds.y_train, n_classes=ds.n_classes, C=cfg.C, rho=float(masks.mean()),
+                               tol=cfg.tol, max_iter=cfg.max_iter)
+            parts.append(("logreg (shared start)", time.perf_counter() - t0, time.process_time() - c0, fc.flop,
+                          "full-data fit, Hessian GEMMs and their float64 Cholesky inverse (not counted), once "
+                          "per data set"))
+    with _FlopCounter() as fc:
+        t0, c0 = time.perf_counter(), time.process_time()
+        pop = train_population(ds, model=cfg, masks=masks, block_size=k)
+        parts.append((f"logreg (population{', start cached' if parts else ''})", time.perf_counter() - t0,
+                      time.process_time() - c0, fc.flop,
+                      f"{level}; {pre} preconditioner: evaluation, preconditioner and signal GEMMs"))
+    if len(parts) == 2:
+        parts.append(("logreg (whole train_population)", parts[0][1] + parts[1][1], parts[0][2] + parts[1][2],
+                      parts[0][3] + parts[1][3], "the two rows above together"))
+    acc = float(pop.signal("test", "correct").mean())
+    rows = []
+    for model, dt, cpu, flop, note in parts:
+        # One process, one thread: its CPU time is its time on a core; on a loaded machine the rate uses it.
+        busy = min(dt, cpu) if cpu > 0 else dt
+        gf = flop / busy / 1e9
+        rows.append({"model": model, "dataset": name, "n_models": k, "seconds": dt, "cpu_seconds": cpu,
+                     "gflop": flop / 1e9, "gflops": gf, "fraction_of_1t_peak": gf / peak["gflops_1t_best"],
+                     "note": note + ("; rate from CPU time (loaded machine)" if busy < dt * 0.9 else ""),
+                     "load_before": load0, "load_after": _load(), "test_accuracy": acc})
+    return rows
+
+
 def gemm_fraction(quick: bool, peak: dict) -> list[dict]:
     """Achieved GEMM FLOP/s of population training (one process, one thread) as a fraction of the 1-thread peak."""
     rows = []
@@ -215,16 +259,7 @@ def gemm_fraction(quick: bool, peak: dict) -> list[dict]:
     for kind, name, ds, k, max_iter in work:
         masks = make_masks(k, ds.n_train, p=0.7, seed=0)
         if kind == "logreg":
-            cfg = make_model_config("logreg", **({"max_iter": max_iter} if max_iter else {}))
-            with _FlopCounter() as fc:
-                load0 = _load()
-                t0, c0 = time.perf_counter(), time.process_time()
-                pop = train_population(ds, model=cfg, masks=masks, block_size=k)
-                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-            flop = fc.flop
-            note = (f"{'first ' + str(max_iter) + ' iterations' if max_iter else 'to tol 1e-6'}; "
-                    f"train_population with the {pop.provenance['convergence'].get('preconditioner', 'kron')} "
-                    "preconditioner: evaluation, preconditioner, shared-Hessian and signal GEMMs")
+            rows.extend(_logreg_gemm_rows(name, ds, k, masks, max_iter, peak))
         else:
             # train_population (default block size) counts its training GEMMs and the forward passes of the
             # signal evaluation on all train + test rows; fit_mlp alone (same masks, blocks and seeds) is the
@@ -263,16 +298,16 @@ def gemm_fraction(quick: bool, peak: dict) -> list[dict]:
             flop = flop_train + flop_eval
             note = (f"{cfg.epochs} epochs, hidden {cfg.hidden}, blocks of {blk}; training GEMMs + the signal "
                     f"evaluation's forward GEMMs on {ds.n_train + ds.n_test} rows ({flop_eval / 1e9:.1f} GFLOP)")
-        # One process, one thread: its CPU time is its time on a core. On a loaded machine (load average above
-        # the core count) wall time counts the time other processes held the core; the rate uses the smaller.
-        busy = min(dt, cpu) if cpu > 0 else dt
-        gf = flop / busy / 1e9
-        rows.append({"model": kind if kind == "logreg" else "mlp (train_population: training + signals)",
-                     "dataset": name, "n_models": k, "seconds": dt, "cpu_seconds": cpu,
-                     "gflop": flop / 1e9, "gflops": gf, "fraction_of_1t_peak": gf / peak["gflops_1t_best"],
-                     "note": note + ("; rate from CPU time (loaded machine)" if busy < dt * 0.9 else ""),
-                     "load_before": load0, "load_after": _load(),
-                     "test_accuracy": float(pop.signal("test", "correct").mean())})
+            # One process, one thread: its CPU time is its time on a core. On a loaded machine (load average above
+            # the core count) wall time counts the time other processes held the core; the rate uses the smaller.
+            busy = min(dt, cpu) if cpu > 0 else dt
+            gf = flop / busy / 1e9
+            rows.append({"model": "mlp (train_population: training + signals)",
+                         "dataset": name, "n_models": k, "seconds": dt, "cpu_seconds": cpu,
+                         "gflop": flop / 1e9, "gflops": gf, "fraction_of_1t_peak": gf / peak["gflops_1t_best"],
+                         "note": note + ("; rate from CPU time (loaded machine)" if busy < dt * 0.9 else ""),
+                         "load_before": load0, "load_after": _load(),
+                         "test_accuracy": float(pop.signal("test", "correct").mean())})
     return rows
 
 
@@ -286,16 +321,15 @@ def logreg_rows(quick: bool, jobs: int = 2, ks=None) -> list[dict]:
     train_population(ds, model=make_model_config("logreg", tol=1e-3), masks=warm, backend="sklearn", n_jobs=jobs)
     rows = []
     for k in ks:
-        reps = 3 if k <= 256 else 1
+        reps = 3
         masks = make_masks(k, ds.n_train, p=0.7, seed=k)
         cfg = make_model_config("logreg")                      # tol 1e-6
         res = {}
-        warm_cfg = make_model_config("logreg", warm_start=True)
-        fh_cfg = make_model_config("logreg", preconditioner="full-hessian")
+        kron_cfg = make_model_config("logreg", preconditioner="kron")
+        warm_cfg = make_model_config("logreg", preconditioner="kron", warm_start=True)
         for label, backend, n_jobs, c in (("memlens", "torch", jobs, cfg), ("memlens 1 proc", "torch", 1, cfg),
-                                          ("memlens warm start", "torch", jobs, warm_cfg),
-                                          ("memlens full-hessian", "torch", jobs, fh_cfg),
-                                          ("memlens full-hessian 1 proc", "torch", 1, fh_cfg),
+                                          ("memlens kron", "torch", jobs, kron_cfg),
+                                          ("memlens kron warm start", "torch", jobs, warm_cfg),
                                           ("sklearn", "sklearn", jobs, cfg)):
             med, ts, pop, load = _timed(lambda: train_population(ds, model=c, masks=masks, backend=backend,
                                                                  n_jobs=n_jobs), reps)
@@ -308,8 +342,8 @@ def logreg_rows(quick: bool, jobs: int = 2, ks=None) -> list[dict]:
         for label, (med, ts, pop, load) in res.items():
             conv = dict(pop.provenance["convergence"])
             rows.append({"K": k, "solver": label, "processes": 1 if label.endswith("1 proc") else jobs,
-                         "warm_start": label == "memlens warm start",
-                         "preconditioner": c.preconditioner if backend == "torch" else None,
+                         "warm_start": c.warm_start if backend == "torch" else False,
+                         "preconditioner": conv.get("preconditioner"),
                          "repeats": reps, "seconds_median": med, "seconds_all": ts, "models_per_s": k / med,
                          "speedup_vs_sklearn": sk_s / med, "tol": cfg.tol, "convergence": conv,
                          "load_before": load[0], "load_after": load[1],
@@ -575,7 +609,10 @@ def markdown(res: dict) -> str:
              "(`LogisticRegression(C=1)`, lbfgs) and the same tolerance (max |gradient| ≤ 1e-6 of the normalized "
              "objective) for memlens and scikit-learn; 1 BLAS thread per process, 2 processes (memlens also in "
              "1 process). r and max |Δmem| compare Feldman–Zhang memorization scores (`correct` signal) with "
-             "scikit-learn at the same tolerance and with a tight scikit-learn reference (tol 1e-8).\n")
+             "scikit-learn at the same tolerance and with a tight scikit-learn reference (tol 1e-8). `memlens` is "
+             "the default configuration (preconditioner `auto`, here the shared full-data Hessian, which includes "
+             "the one-off full-data fit and Hessian in the time); `memlens kron` the per-model Kronecker "
+             "preconditioner, with and without the warm start.\n")
     L.append("| K | solver | proc | repeats | median s | models/s | × sklearn | iters mean/max | not conv. | "
              "r(mem) vs sklearn | max\\|Δmem\\| | r(mem) vs tight ref | test acc | load before/after |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -857,13 +894,11 @@ def fmnist_block_estimate(res: dict):
 
 def targets(res: dict) -> list[dict]:
     out = []
-    lr = [r for r in res["logreg"]
-          if r["solver"].split(" [")[0] in ("memlens", "memlens warm start", "memlens full-hessian")]
+    lr = [r for r in res["logreg"] if r["solver"].split(" [")[0] in ("memlens", "memlens kron")]
     for r in lr:
         r_mem = r["vs_sklearn_tight_reference"]["pearson_r_mem"]
         out.append({"target": f"logistic population ≥ 10× sklearn throughput at r ≥ 0.99 (digits, K={r['K']}"
-                              f"{', warm start' if 'warm start' in r['solver'] else ''}"
-                              f"{', full-hessian preconditioner' if 'full-hessian' in r['solver'] else ''}"
+                              f", {r['convergence'].get('preconditioner', 'kron')} preconditioner"
                               f"{', ' + r['solver'].split(' [', 1)[1].rstrip(']') if ' [' in r['solver'] else ''})",
                     "measured": f"{r['speedup_vs_sklearn']:.2f}× at r = {r_mem:.4f}",
                     "verdict": _verdict(r["speedup_vs_sklearn"], TARGETS["logreg_speedup"])
@@ -875,7 +910,8 @@ def targets(res: dict) -> list[dict]:
     for r in res["loo"]:
         out.append({"target": f"closed-form LOO ≥ 1000× refits ({r['model']}, {r['dataset']})",
                     "measured": f"{r['speedup']:.0f}×", "verdict": _verdict(r["speedup"], TARGETS["loo_speedup"])})
-    fm_rows = [r for r in res["gemm_fraction"] if "error" not in r and r["dataset"].startswith("fashion")]
+    fm_rows = [r for r in res["gemm_fraction"] if "error" not in r and r["dataset"].startswith("fashion")
+               and not r["model"].endswith("(shared start)")]
     for r in fm_rows or [r for r in res["gemm_fraction"] if "error" not in r]:
         out.append({"target": f"≥ 50% of GEMM peak ({r['model']}, {r['dataset']})",
                     "measured": f"{100 * r['fraction_of_1t_peak']:.0f}%",
@@ -1042,28 +1078,21 @@ def main(argv=None) -> dict:
 #: Explanations that go under the target table (kept here so that they are regenerated with the numbers).
 NOTES = [
     "**Logistic regression vs scikit-learn.** Both sides converge to the same tolerance, so the ratio is "
-    "iterations x cost per iteration. memlens needs fewer iterations than scikit-learn's L-BFGS-B (the "
-    "Kronecker preconditioner; see the iteration columns), but one iteration of the batched solver costs more "
-    "per model than its GEMMs: on digits (65 features, 10 classes) the two shared GEMMs are small and the "
-    "softmax/exp and element-wise passes over the (rows x classes x models) intermediate, the line search and "
-    "the per-model L-BFGS bookkeeping dominate (table (d): a small fraction of the GEMM peak). Reaching 10x needs "
-    "roughly 2x fewer such passes per iteration (fusing softmax with the GEMMs, a compact-form L-BFGS update "
-    "instead of the 2 x history sequential vector passes). The solver iterates in float32 down to max |grad| "
-    "<= 1e-6 and only certifies in float64 (a few evaluations), which keeps r >= 0.99 against the tight reference "
+    "iterations x cost per iteration. The default preconditioner (`auto`: `full-hessian` up to 8,192 parameters "
+    "per model) starts every model from the full-data model and uses the inverse of the exact full-data Hessian "
+    "at that model, computed once and shared by the whole population, as L-BFGS's initial inverse Hessian: on "
+    "digits 15 iterations per model against 49 with the per-model Kronecker factorization (`kron`, the rows "
+    "`memlens` ... `[kron]` where shown) and scikit-learn's ~79, for a one-off cost of milliseconds (650 "
+    "parameters). The cost per iteration is unchanged: on digits (65 features) the two shared GEMMs are small and "
+    "the softmax/exp and element-wise passes dominate (table (d)). The solver iterates in float32 down to "
+    "max |grad| <= 1e-6 and certifies in float64, which keeps r >= 0.99 against the tight reference "
     "(spec/performance.md §2.3).",
-    "**Warm start** (`LogisticConfig(warm_start=True)`: every model starts from the full-data model, fitted once "
-    "per block). The objective is strongly convex modulo the softmax's shift of the intercepts, so the start "
-    "changes the path, not the optimum: every model is still run to max |grad| <= tol, which bounds its distance "
-    "to the optimum by ||grad||_2 / mu_k <= sqrt(p) tol / mu_k whatever the start (mu_k: the strong-convexity "
-    "modulus, >= 1/(C n_k) on the weights; tests/test_train.py checks that warm and cold "
-    "runs agree far inside that bound, with identical memorization scores). Measured: 1.2x fewer iterations "
-    "(digits: 49 -> 40 mean, rows 'memlens warm start' in (a); a 5,000-row Fashion-MNIST subset, K = 8: 321 -> "
-    "263) with r(mem) vs the cold start 0.99999 and 0.99986. The full-data fit is a single-model fit, which uses "
-    "the GEMMs poorly, and one is done per block; the wall-time effect in (a) ranges from 0.5x to 1.3x across K, "
-    "within this shared machine's run-to-run noise; interleaved on a quiet machine (load 0.9; 256 models in "
-    "blocks of 128, 1 process, median of 3) it cut the CPU time 2.53 -> 2.27 s (1.1x). It "
-    "does not close the gap to 10x; it stays an option, off by default. Batched Newton-CG with Hessian-vector "
-    "products was not evaluated in this round.",
+    "**Warm start** (`LogisticConfig(warm_start=True)`) starts every model from the full-data model; it is "
+    "implied by the `full-hessian` preconditioner and matters only with `kron`. With `kron` it gave 1.2x fewer "
+    "iterations (digits 49 -> 40; a 5,000-row Fashion-MNIST subset, K = 8: 321 -> 263) and r(mem) vs the cold "
+    "start 0.99999. Whatever the start, every model runs to max |grad| <= tol, which bounds its distance to the "
+    "optimum by sqrt(p) tol / mu_k (mu_k >= 1/(C n_k)); tests/test_train.py checks that the starts and "
+    "preconditioners agree far inside that bound.",
     "**MLP vs per-model loop.** The loop baseline here is an efficient 1-thread torch loop (same model, "
     "`nn.Linear` + `optim.SGD`), faster than the 2.3 models/s loop in spec/performance.md §2.4, so the ratio is "
     "smaller. Both sides are now warmed up before timing (one untimed epoch of every model): the loop's first "
@@ -1094,21 +1123,21 @@ NOTES = [
     "too, and the `fit_mlp` rows time the training alone. Logistic "
     "regression on digits is bound by exp/softmax and memory passes, not by GEMM; the Fashion-MNIST shapes (784 "
     "features) are more GEMM-heavy. Timings here share the CPU with other processes (load column).",
-    "**Fashion-MNIST at full size** ((e2)). The MLP population is measured at the target K = 256 on all 60,000 "
-    "rows for 1 of its 20 epochs (every epoch costs the same: same number of steps of the same shapes); the "
-    "20-epoch run itself would have taken hours of wall time at the load average of 5-13 that other work put "
-    "on the 2 cores while these ran, so the target is judged on the measured CPU time of the process tree per "
-    "epoch x 20 / 2 cores. Logistic regression is measured on all 60,000 rows twice: a run of 2 models to "
-    "the default max_iter = 1000 (its iteration count and per-model cost; blocks of 2 use the shared GEMMs "
-    "poorly, so its per-model cost is high for large blocks) and a timing run of one 64-model block for 20 "
-    "iterations (the per-model-iteration cost of a large block, about 40% of the 1-thread GEMM peak). The "
-    "K = 512 target is missed by a wide margin either way: on 60,000 rows the models do not reach max |grad| <= "
-    "1e-6 within 1,000 L-BFGS iterations (the L2 penalty is 1/(C n_k), so the conditioning worsens with n; "
-    "2.5e-6 after 1,000), and each iteration of each model costs two GEMMs of 60,000 x 785 x 10 (1.9 GFLOP): "
-    "512 models x >= 1,000 iterations is >= 10^15 FLOP, hours at this CPU's ~90 GFLOP/s per core. Getting "
-    "there would take a solver with far fewer iterations (Newton-type steps with the exact Hessian, "
-    "7,850 x 7,850 per model, shared across models where possible) rather than cheaper iterations. Closed-form "
-    "ALO (section (c), `memlens audit --loo`) is the fast path for linear models at this size.",
+    "**Fashion-MNIST at full size** ((e2)). Logistic regression: the rows `logreg (C=1, kron)` are the earlier "
+    "solver at scikit-learn's default C: on 60,000 rows its models did not reach max |grad| <= 1e-6 within 1,000 "
+    "L-BFGS iterations (the penalty 1/(C n_k) is tiny, the problem ill-conditioned), >= 237 min for 512 models. "
+    "The row `logreg (C=0.01, full-hessian)` runs the whole K = 512 job with the shared full-data Hessian: every "
+    "model converged (max |grad| <= 1e-6, float64-certified) in 33 iterations on average (52 at most). C = 0.01 "
+    "is the value a user would pick: `benchmarks/fmnist_choose_c.py` fits C in {0.001, 0.01, 0.1, 1} on 50,000 "
+    "training rows (penalty of a 42,000-example model) and scores the other 10,000: 84.7%, 85.7%, 85.0% and "
+    "84.4% validation accuracy, so 0.01 is the most accurate, and it also makes the problem better "
+    "conditioned. The shared start (full-data fit, 55 Hessian GEMMs of 60,000 x 785 x 785, a 7,850 x 7,850 "
+    "Cholesky inverse) is computed once in the parent with both cores (about 130 CPU s) and handed to the "
+    "workers. Measured on a quiet machine (load 0.1-1.4): 7.5 min wall, of which 6.4 min training; the same job "
+    "with other work on the machine (load 1.6-3.0) took 10.9 min, with identical iterations and results. At C = 1 "
+    "the shared Hessian still cuts the iterations (5,000 rows, K = 8: 327 -> 106; the full-data start costs "
+    "110 CPU s at full size), but 512 models at C = 1 were not run at full size. "
+    "The MLP population is run at the target K = 256 for all 20 epochs.",
 ]
 
 

@@ -62,6 +62,7 @@ after 15 minutes. L-BFGS stays the default.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -704,7 +705,11 @@ def _given_shared_start(pair, dp: int, n_out: int):
     if coef.shape != (dp, n_out) or inv.shape != (dp * n_out, dp * n_out):
         raise MemlensInputError(f"shared_start must hold arrays of shapes ({dp}, {n_out}) and {(dp * n_out,) * 2}; "
                                 f"got {coef.shape} and {inv.shape}")
-    return torch.as_tensor(coef).unsqueeze(0), _SharedHessian(torch.as_tensor(inv, dtype=torch.float32))
+    with warnings.catch_warnings():
+        # joblib hands the matrix to worker processes as a read-only memory map; it is only ever read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        inv = torch.as_tensor(inv, dtype=torch.float32)
+    return torch.as_tensor(coef).unsqueeze(0), _SharedHessian(inv)
 
 
 def _full_hessian_inverse(full: _Objective, W: torch.Tensor, rho: float) -> torch.Tensor:
