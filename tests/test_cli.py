@@ -296,3 +296,34 @@ def test_interrupted_command_keeps_finished_shards(finished, data_file, tmp_path
     monkeypatch.setattr(memlens.train, "train_population", real)
     assert main(_args(data_file, out, "--resume")) == 0
     assert (out / "examples.csv").read_bytes() == (ref / "examples.csv").read_bytes()
+
+
+def test_model_param_overrides_the_config_and_is_part_of_the_run_identity(data_file, tmp_path, capsys):
+    """--model-param C=... reaches the trainer (the population's provenance and a direct run agree), is recorded
+    in the manifest, resumes with the same value and is refused with another; bad items exit 2 in one line."""
+    from memlens.cli import load_npz_dataset, parse_model_params
+
+    assert parse_model_params(["C=0.05", "hidden=64,32", "standardize=false", "preconditioner=kron"]) == \
+        {"C": 0.05, "hidden": (64, 32), "standardize": False, "preconditioner": "kron"}
+    out = tmp_path / "run"
+    args = _args(data_file, out, "--no-attacks", "--model-param", "C=0.05", "--model-param", "preconditioner=kron")
+    assert main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    cfg = json.dumps(manifest)
+    assert '"C": 0.05' in cfg and '"preconditioner": "kron"' in cfg
+    pop = Population.load(next(out.glob("population/*.npz")))
+    assert pop.provenance["model"]["C"] == 0.05
+    assert {c["preconditioner"] for c in pop.provenance["convergence_by_shard"]} == {"kron"}
+    ref = run_audit(dataset=load_npz_dataset(data_file), model="logreg",
+                    model_params={"C": 0.05, "preconditioner": "kron"}, n_models=N_MODELS, shard_size=SHARD,
+                    out=tmp_path / "api", progress=False, attacks=False)
+    assert ref.summary["test_accuracy"] == pytest.approx(json.loads((out / "summary.json").read_text())["test_accuracy"])
+    assert main(args + ["--resume"]) == 0
+    capsys.readouterr()
+    before = _hashes(out)
+    for bad in (["--model-param", "C=0.5", "--resume"], ["--model-param", "Cx=1", "--overwrite"],
+                ["--model-param", "C", "--overwrite"], ["--model-param", "C=-1", "--overwrite"]):
+        assert main(_args(data_file, out, "--no-attacks", *bad)) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("memlens: error:") and "\n" not in err, err
+    assert _hashes(out) == before

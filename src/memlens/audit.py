@@ -222,12 +222,15 @@ def _check_dataset(dataset):
     return dataset
 
 
-def _model_config(model: str) -> dict:
+def _model_config(model: str, params: Mapping[str, Any] | None = None) -> dict:
     if not isinstance(model, str) or model not in MODELS:
         raise MemlensInputError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
+    if params is not None and (not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params)):
+        raise MemlensInputError(f"model_params must be a mapping of field names to values, e.g. {{'C': 0.01}}; "
+                                f"got {params!r}")
     from .train import make_model_config
 
-    return dict(make_model_config(model).to_dict())
+    return dict(make_model_config(model, **dict(params or {})).to_dict())
 
 
 def _fmt(x) -> str:
@@ -605,7 +608,8 @@ def audit_loo(dataset, *, model: str, model_config: Mapping[str, Any], subset_me
 
 
 # ---------------------------------------------------------------------------------------------- the audit
-def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, subset_ratio: float = 0.7,
+def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[str, Any] | None = None,
+              n_models: int = 256, subset_ratio: float = 0.7,
               seed: int = 0, out="runs/audit", resume: bool = False, overwrite: bool = False,
               shard_size: int = 32, progress: bool = True, backend: str = "torch",
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
@@ -627,6 +631,9 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
         and ``kernel-ridge`` (least-squares classification on one-hot targets) are fitted exactly on every subset
         in closed form (:func:`memlens.train.closed_form_population`) instead of trained, through the same
         sharded run directory.
+    model_params : mapping, optional
+        Fields of that configuration to override, e.g. ``{"C": 0.01}`` for ``logreg`` or ``{"alpha": 10.0}`` for
+        ``ridge`` (``make_model_config(model, **model_params)``); they are part of the run's identity.
     n_models : int, >= 2
         Population size ``t``. The estimator's standard error is at most
         ``0.5 sqrt(1/(p t) + 1/((1 − p) t))`` (Feldman & Zhang 2020, §2): 0.07 for t = 256, p = 0.7.
@@ -705,7 +712,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
     from .executors import make_executor
 
     executor = make_executor(executor, ray_address=ray_address, ray_num_cpus=ray_num_cpus)
-    model_config = _model_config(model)
+    model_config = _model_config(model, model_params)
     if model in _CLOSED_FORM and dp is not None:
         raise MemlensInputError(f"dp_epsilon (DP-SGD) trains by noisy gradient descent; model {model!r} is fitted in "
                                 "closed form: use --model logreg or mlp with --dp-epsilon, or drop --dp-epsilon")
@@ -742,7 +749,10 @@ def run_audit(*, dataset="digits", model: str = "logreg", n_models: int = 256, s
 
     # ---- train the missing shards, each written as soon as it is done
     t_start = time.perf_counter()
-    trained = _train_missing(run, ds, model=model, seed=seed, backend=backend, progress=progress,
+    from .train import make_model_config
+
+    trainer_model = make_model_config(**model_config) if model_params else model
+    trained = _train_missing(run, ds, model=trainer_model, seed=seed, backend=backend, progress=progress,
                              on_shard=on_shard, dp=dp, executor=executor)
     t_train = time.perf_counter() - t_start
     shards = run.load_shards()
@@ -885,4 +895,4 @@ def _train_missing(run: RunDir, ds, *, model, seed, backend, progress, on_shard,
     return train_missing_shards(run, _train_shard, shared={"dataset": ds},
                                 fixed={"model": model, "seed": seed, "backend": backend, "dp": dp},
                                 executor=executor, progress=progress, on_shard=on_shard,
-                                desc=f"training {model} on {ds.name}")
+                                desc=f"training {getattr(model, 'name', model)} on {ds.name}")

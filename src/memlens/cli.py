@@ -1,6 +1,7 @@
 """The ``memlens`` command line: a thin layer over the library.
 
-    memlens audit [--dataset digits | --data FILE.npz] [--model logreg|mlp|ridge|kernel-ridge] [--loo]
+    memlens audit [--dataset digits | --data FILE.npz] [--model logreg|mlp|ridge|kernel-ridge]
+                  [--model-param KEY=VALUE ...] [--loo]
                   [--models K] [--subset-ratio R]
                   [--seed S] [--out DIR] [--resume | --overwrite] [--no-progress]
                   [--backend local|ray [--ray-address ADDR | --ray-num-cpus N]]
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="logreg (default), mlp, ridge or kernel-ridge (ridge and kernel-ridge: exact closed-form "
                             "refits on every subset instead of training); char-lm: the text audit's byte-level "
                             "language model")
+    audit.add_argument("--model-param", action="append", default=None, metavar="KEY=VALUE",
+                       help="override a field of the model configuration, repeatable: e.g. --model-param C=0.01 "
+                            "(logreg), --model-param hidden=256,128 (mlp), --model-param alpha=10 (ridge); the "
+                            "fields are those of memlens.train.LogisticConfig, MLPConfig, RidgeConfig and "
+                            "KernelRidgeConfig")
     audit.add_argument("--loo", action="store_true",
                        help="also compute leave-one-out memorization of every training example (exact for ridge and "
                             "kernel-ridge, one Newton step for logreg) and compare it with the subset estimate")
@@ -121,6 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _param_value(text: str):
+    """``"0.01"`` -> 0.01, ``"64"`` -> 64, ``"true"`` -> True, ``"256,128"`` -> (256, 128), else the text."""
+    if "," in text:
+        return tuple(_param_value(t) for t in text.split(",") if t.strip())
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_model_params(items) -> dict | None:
+    """``["C=0.01", "hidden=256,128"]`` -> ``{"C": 0.01, "hidden": (256, 128)}`` (None when no item)."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise MemlensInputError(f"--model-param must be KEY=VALUE, e.g. --model-param C=0.01; got {item!r}")
+        out[key.strip()] = _param_value(value)
+    return out
+
+
 def load_npz_dataset(path):
     """A :class:`~memlens.data.Dataset` from an ``.npz`` of X_train, y_train, X_test, y_test (validated)."""
     import numpy as np
@@ -161,6 +195,10 @@ def _audit(args) -> int:
     from .text_audit import check_not_text_flags, is_text_audit, run_from_args
 
     if is_text_audit(args):  # --dataset fortunes, --text FILE or --model char-lm
+        if args.model_param:
+            raise MemlensInputError(f"--model-param applies to --model logreg, mlp, ridge or kernel-ridge; got "
+                                    f"{args.model_param[0]!r} with the text audit: use its own flags (memlens audit "
+                                    "--help, 'text audit' options)")
         return run_from_args(args)
     check_not_text_flags(args)
     for name, default in (("models", 256), ("subset_ratio", 0.7), ("out", "runs/audit"), ("shard_size", 32)):
@@ -171,7 +209,8 @@ def _audit(args) -> int:
         raise MemlensInputError(f"--dataset and --data exclude each other; got --dataset {args.dataset!r} and "
                                 f"--data {args.data!r}: pass one of them")
     dataset = load_npz_dataset(args.data) if args.data is not None else (args.dataset or "digits")
-    result = run_audit(dataset=dataset, model=args.model, n_models=args.models, subset_ratio=args.subset_ratio,
+    result = run_audit(dataset=dataset, model=args.model, model_params=parse_model_params(args.model_param),
+                       n_models=args.models, subset_ratio=args.subset_ratio,
                        seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
                        shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                        attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
