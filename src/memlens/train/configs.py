@@ -90,8 +90,10 @@ class LogisticConfig:
     def to_dict(self) -> dict:
         """JSON-serializable fields plus ``name``; ``make_model_config(**d)`` rebuilds the config.
 
-        Options added after the first release (``warm_start``, ``solver``, ``preconditioner``) appear only when they differ from their
-        defaults, so a run directory made before they existed keeps its identity and still resumes.
+        Options added after the first release (``warm_start``, ``solver``, ``preconditioner``) appear only when they
+        differ from their defaults, so a run directory made before they existed keeps its identity and still
+        resumes (a resumed run may then train its remaining shards with the newer default preconditioner: the same
+        optimum, to ``tol``).
         """
         d = dataclasses.asdict(self)
         for key, default in _LATER_LOGISTIC_DEFAULTS.items():
