@@ -308,6 +308,20 @@ def _armijo(obj: _Objective, W: torch.Tensor, f: torch.Tensor, G: torch.Tensor, 
     return W_new, f_new, G_new, ok
 
 
+def _progress(G: torch.Tensor, tol: float, patience: int | None, best: torch.Tensor, since: torch.Tensor):
+    """After an iteration: ``(converged, best, since, slow)``. ``converged``: ``max |grad| <= tol``; with
+    ``patience``, ``slow`` marks models whose best ``max |grad|`` (``best``) has not halved for ``patience``
+    iterations (``since``); without it, no model is slow. Shared by the L-BFGS and Newton-CG solvers."""
+    gmax = G.abs().amax((1, 2))
+    converged = gmax <= tol
+    if patience is None:
+        return converged, best, since, torch.zeros_like(converged)
+    better = gmax <= 0.5 * best
+    best = torch.where(better, gmax, best)
+    since = torch.where(better, torch.zeros_like(since), since + 1)
+    return converged, best, since, since >= patience
+
+
 def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: int, patience: int | None = None,
            H0_fixed=None):
     """Vectorized preconditioned L-BFGS with per-model Armijo backtracking; converged models leave.
@@ -413,14 +427,8 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
         W, f, G = W_new, f_new, G_new
         it = it + ok.to(torch.int64)
 
-        gmax = G.abs().amax((1, 2))
-        converged = gmax <= tol
-        if patience is not None:
-            better = gmax <= 0.5 * best
-            best = torch.where(better, gmax, best)
-            since = torch.where(better, torch.zeros_like(since), since + 1)
-            stalled |= since >= patience
-        retire(converged | stalled | (it >= budget), converged)
+        converged, best, since, slow = _progress(G, tol, patience, best, since)
+        retire(converged | stalled | slow | (it >= budget), converged)
     return W_out, it_out, g_out, conv_out, f_out
 
 
@@ -582,17 +590,21 @@ _SHARED_CACHE: dict = {}
 _SHARED_STAGE1_TOL = 1e-4
 
 
+def _n_params(d: int, n_classes: int) -> int:
+    """Parameters per model: ``(d + 1)`` weights-and-intercept rows times the outputs (1 for two classes)."""
+    return (d + 1) * (1 if n_classes == 2 else n_classes)
+
+
 def resolve_preconditioner(preconditioner: str, d: int, n_classes: int, solver: str = "lbfgs") -> str:
     """``"kron"`` or ``"full-hessian"``: what ``preconditioner="auto"`` means for ``d`` features and ``n_classes``."""
     if preconditioner != "auto":
         return preconditioner
-    p = (d + 1) * (1 if n_classes == 2 else n_classes)
-    return "full-hessian" if solver == "lbfgs" and p <= SHARED_HESSIAN_MAX_PARAMS else "kron"
+    return "full-hessian" if solver == "lbfgs" and _n_params(d, n_classes) <= SHARED_HESSIAN_MAX_PARAMS else "kron"
 
 
 def check_shared_hessian_size(d: int, n_classes: int) -> int:
     """The parameter count per model, or a ``MemlensInputError`` when the shared Hessian would be too large."""
-    p = (d + 1) * (1 if n_classes == 2 else n_classes)
+    p = _n_params(d, n_classes)
     if p > SHARED_HESSIAN_MAX_PARAMS:
         raise MemlensInputError(
             f"preconditioner='full-hessian' needs at most {SHARED_HESSIAN_MAX_PARAMS} parameters per model (its "
@@ -1013,14 +1025,8 @@ def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patie
         W, f, G = W_new, f_new, G_new
         it = it + ok.to(torch.int64)
 
-        gmax = G.abs().amax((1, 2))
-        converged = gmax <= tol
-        if patience is not None:
-            better = gmax <= 0.5 * best
-            best = torch.where(better, gmax, best)
-            since = torch.where(better, torch.zeros_like(since), since + 1)
-            stalled |= since >= patience
-        retire(converged | stalled | (it >= budget), converged)
+        converged, best, since, slow = _progress(G, tol, patience, best, since)
+        retire(converged | stalled | slow | (it >= budget), converged)
     return W_out, it_out, g_out, conv_out, f_out, hv_out
 
 
