@@ -135,7 +135,7 @@ def evaluate(pop, targets, refs, attack, kwargs, n_boot: int, seed: int) -> dict
 def run_dataset(name: str, spec: dict, cfg: dict, seed: int, log) -> dict:
     from memlens._threads import limit_threads
     from memlens.train import train_population
-    from memlens.train.dp import DPConfig
+    from memlens.privacy.accountant import DPConfig
 
     t0 = time.perf_counter()
     ds = load(name, spec["n_train"], spec["n_test"], seed)

@@ -13,8 +13,8 @@ import pytest
 import memlens.train
 from memlens import Population
 from memlens.attacks import attack_all_targets, lira
-from memlens.audit import LIRA_FIXED_VARIANCE_BELOW, MEM_THRESHOLD, audit_attacks, run_audit
-from memlens.cli import load_npz_dataset, main
+from memlens.audits.image import LIRA_FIXED_VARIANCE_BELOW, MEM_THRESHOLD, audit_attacks, run_audit
+from memlens.cli.main import load_npz_dataset, main
 from memlens.evaluation import empirical_epsilon, roc
 from memlens.measures import memorization
 

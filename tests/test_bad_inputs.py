@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from memlens import MemlensInputError, MemlensWarning, Population, RunDir
-from memlens.cli import main
+from memlens.cli.main import main
 from memlens.data import from_arrays, load_dataset, make_masks
 from memlens.evaluation import roc, tpr_at_fpr
 from memlens.measures import influence, influence_from_arrays, memorization, memorization_from_arrays
@@ -151,7 +151,7 @@ API = [
 
 def _audit(**kw):
     """run_audit into a folder that must stay absent: every case is refused before anything is written."""
-    from memlens.audit import run_audit
+    from memlens.audits.image import run_audit
 
     out = _audit.out
     kw.setdefault("dataset", DS)

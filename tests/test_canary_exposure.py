@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from memlens.cli import main
+from memlens.cli.main import main
 from memlens.experiments import REGISTRY, get_experiment
 from memlens.experiments.canary_exposure import by_repetition, extraction_threshold
 

@@ -12,8 +12,8 @@ import pytest
 
 import memlens.train
 from memlens import Population
-from memlens.audit import run_audit
-from memlens.cli import main
+from memlens.audits.image import run_audit
+from memlens.cli.main import main
 from memlens.data import load_dataset
 from memlens.experiments import REGISTRY
 from memlens.measures import memorization
@@ -106,7 +106,7 @@ def test_resume_after_kill_trains_only_missing_shards(finished, data_file, tmp_p
 
     out = tmp_path / "killed"
     ds = str(data_file)
-    from memlens.cli import load_npz_dataset
+    from memlens.cli.main import load_npz_dataset
 
     dataset = load_npz_dataset(ds)
     with pytest.raises(_Killed):
@@ -301,7 +301,7 @@ def test_interrupted_command_keeps_finished_shards(finished, data_file, tmp_path
 def test_model_param_overrides_the_config_and_is_part_of_the_run_identity(data_file, tmp_path, capsys):
     """--model-param C=... reaches the trainer (the population's provenance and a direct run agree), is recorded
     in the manifest, resumes with the same value and is refused with another; bad items exit 2 in one line."""
-    from memlens.cli import load_npz_dataset, parse_model_params
+    from memlens.cli.main import load_npz_dataset, parse_model_params
 
     assert parse_model_params(["C=0.05", "hidden=64,32", "standardize=false", "preconditioner=kron"]) == \
         {"C": 0.05, "hidden": (64, 32), "standardize": False, "preconditioner": "kron"}

@@ -12,7 +12,8 @@ from memlens.measures import (
     canary_exposure, exposure_by_rank, exposure_extrapolated, secret_log_perplexity, space_log_perplexity,
 )
 from memlens.measures.exposure import skewnorm_log2_cdf
-from memlens.train.autoregressive import AutoregressiveConfig, token_logprobs, train_autoregressive
+from memlens.models.char_lm import AutoregressiveConfig, token_logprobs
+from memlens.train.autoregressive import train_autoregressive
 
 WORDS = ("the of and to in is you that it he was for on are as with his they at be this have from or one had "
          "by").split()

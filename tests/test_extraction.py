@@ -16,9 +16,8 @@ from memlens.attacks import (
 from memlens.data import CanaryFormat, insert_text_canaries, make_text_canaries
 from memlens.data.text import BOS, EOS, VOCAB_SIZE, encode_texts
 from memlens.measures import canary_exposure, space_log_perplexity
-from memlens.train.autoregressive import (
-    AutoregressiveConfig, make_autoregressive_model, token_logprobs, train_autoregressive,
-)
+from memlens.models.char_lm import AutoregressiveConfig, make_autoregressive_model, token_logprobs
+from memlens.train.autoregressive import train_autoregressive
 
 WORDS = ("the of and to in is you that it he was for on are as with his they at be this have from or one had "
          "by").split()

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import memlens._io
 import memlens.population
-import memlens.runs
+import memlens.storage.runs
 from memlens import MemlensInputError, MemlensWarning, Population
-from memlens.audit import run_audit
-from memlens.cli import load_npz_dataset, main
-from memlens.runs import RunDir, RunStorageError
+from memlens.audits.image import run_audit
+from memlens.cli.main import load_npz_dataset, main
+from memlens.storage.runs import RunDir, RunStorageError
 
 N_MODELS, SHARD = 16, 1  # 16 one-model shards: many moments between shard writes (the attacks, which read the
 # population only, are left out to keep the many runs short)
@@ -71,7 +72,7 @@ def reference(data_file, tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------- SIGKILL
 _CHILD = ("import sys\n"
-          "import memlens.audit, memlens.train, memlens.measures, memlens.report.html\n"
+          "import memlens.audits.image, memlens.train, memlens.measures, memlens.report.html\n"
           "from memlens.cli import main\n"
           "print('ready', flush=True)\n"
           "sys.exit(main(sys.argv[1:]))\n")
@@ -176,17 +177,17 @@ def test_start_killed_after_its_manifest_resumes(data_file, reference, tmp_path,
     masks are checked against the manifest's hash and restored)."""
     config, ds, masks, shard = _run_inputs(reference[0], data_file)
     out = tmp_path / "run"
-    real = memlens.runs.atomic_write_bytes
+    real = memlens.storage.runs.atomic_write_bytes
 
     def killed_at_masks(path, data):
         if Path(path).name == "masks.npy":
             raise KeyboardInterrupt
         return real(path, data)
 
-    monkeypatch.setattr(memlens.runs, "atomic_write_bytes", killed_at_masks)
+    monkeypatch.setattr(memlens.storage.runs, "atomic_write_bytes", killed_at_masks)
     with pytest.raises(KeyboardInterrupt):
         RunDir.create(out, config, ds, masks, shard_size=shard)
-    monkeypatch.setattr(memlens.runs, "atomic_write_bytes", real)
+    monkeypatch.setattr(memlens.storage.runs, "atomic_write_bytes", real)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
     with pytest.raises(MemlensInputError, match="already holds a memlens run"):  # a plain restart is refused
         RunDir.create(out, config, ds, masks, shard_size=shard)
@@ -249,7 +250,7 @@ def test_read_only_run_directory_fails_clearly(data_file, reference, tmp_path, m
     fail with EROFS): a clear error, finished shards kept; a read-only directory at the start is refused before
     any work, and nothing in it changes."""
     out = tmp_path / "run"
-    real_mkstemp = memlens.population.tempfile.mkstemp
+    real_mkstemp = memlens._io.tempfile.mkstemp
     state = {"read_only": False}
 
     def mkstemp(*args, **kw):
@@ -257,7 +258,7 @@ def test_read_only_run_directory_fails_clearly(data_file, reference, tmp_path, m
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         return real_mkstemp(*args, **kw)
 
-    monkeypatch.setattr(memlens.population.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(memlens._io.tempfile, "mkstemp", mkstemp)
 
     def remount_read_only(k, n_done, n_shards):
         if n_done == 2:
@@ -288,7 +289,7 @@ def test_manifest_records_identity_and_versions(reference, data_file):
     import numpy
 
     assert man["versions"]["numpy"] == numpy.__version__
-    from memlens.runs import run_identity
+    from memlens.storage.runs import run_identity
 
     masks = np.load(reference[0] / "masks.npy", allow_pickle=False)
     ds = load_npz_dataset(data_file)

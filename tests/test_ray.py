@@ -10,12 +10,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-import memlens.audit  # noqa: E402
+import memlens.audits.image  # noqa: E402
 from memlens import MemlensInputError, Population  # noqa: E402
-from memlens.audit import run_audit  # noqa: E402
-from memlens.cli import load_npz_dataset, main  # noqa: E402
-from memlens.executors import ExecutorError, LocalExecutor, RayExecutor, make_executor  # noqa: E402
-from memlens.runs import RunDir  # noqa: E402
+from memlens.audits.image import run_audit  # noqa: E402
+from memlens.cli.main import load_npz_dataset, main  # noqa: E402
+from memlens.storage.executors import ExecutorError, LocalExecutor, RayExecutor, make_executor  # noqa: E402
+from memlens.storage.runs import RunDir  # noqa: E402
 
 N_MODELS, SHARD, TARGETS = 8, 2, 4  # 4 shards of 2 models
 
@@ -105,7 +105,7 @@ def test_run_moves_between_executors_when_interrupted(ray_cluster, reference, da
 def _flaky_train_shard(marker_dir: str, *, die_at: int):
     """A shard function that dies (SIGKILL of its own worker) the first time it trains the shard starting at row
     ``die_at``. Each attempt is logged as a file ``attempt-<row>-<pid>``."""
-    real = memlens.audit._train_shard
+    real = memlens.audits.image._train_shard
 
     def train_shard(dataset, **kw):
         import signal as _signal
@@ -134,7 +134,7 @@ def _attempts(marker_dir: Path) -> dict:
 def test_worker_killed_mid_shard_is_retried(ray_cluster, reference, data_file, tmp_path, monkeypatch):
     markers = tmp_path / "markers"
     markers.mkdir()
-    monkeypatch.setattr(memlens.audit, "_train_shard", _flaky_train_shard(str(markers), die_at=4))
+    monkeypatch.setattr(memlens.audits.image, "_train_shard", _flaky_train_shard(str(markers), die_at=4))
     out = tmp_path / "run"
     res = _audit(data_file, out, executor="ray")
     assert (markers / "died-4").exists()
@@ -205,7 +205,7 @@ def test_ray_task_runs_with_one_thread(ray_cluster):
 
 
 def test_population_travels_as_npz_bytes():
-    from memlens.executors import _decode, _encode
+    from memlens.storage.executors import _decode, _encode
 
     rng = np.random.default_rng(0)
     masks = rng.random((3, 5)) < 0.5

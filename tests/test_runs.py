@@ -8,7 +8,7 @@ import pytest
 
 from memlens import MemlensInputError, Population
 from memlens.data import from_arrays, make_masks
-from memlens.runs import RunDir, run_identity
+from memlens.storage.runs import RunDir, run_identity
 
 
 def _dataset(n_train=40, n_test=10, d=5, seed=0, name="toy"):

@@ -30,7 +30,7 @@ import pytest
 
 from memlens import MemlensWarning, Population, RunDir
 from memlens._random import model_seeds
-from memlens.audit import audit_masks, run_audit
+from memlens.audits.image import audit_masks, run_audit
 from memlens.data import load_dataset
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -6,7 +6,7 @@ import torch
 from memlens import MemlensInputError, Population
 from memlens.data import make_masks
 from memlens.data.text import TextDataset, encode_texts
-from memlens.train.autoregressive import AutoregressiveConfig, make_autoregressive_model, sequence_signals
+from memlens.models.char_lm import AutoregressiveConfig, make_autoregressive_model, sequence_signals
 from memlens.train.text_population import CharLMConfig, _stacked_forward, text_signals, train_text_population
 
 TRAIN = ("the quick brown fox", "jumps over", "the lazy dog", "a stitch in time", "saves nine", "hello world",

@@ -6,9 +6,7 @@ which example (``masks``) and what each model says about each example (``signals
 from __future__ import annotations
 
 import json
-import os
 import zipfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -16,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ._io import atomic_write_bytes
 from ._validation import MemlensInputError, check_array, check_labels, check_masks, warn
 
 __all__ = ["Population", "SIGNALS", "signals_from_logits", "signals_from_proba", "atomic_write_bytes"]
@@ -25,9 +24,6 @@ __all__ = ["Population", "SIGNALS", "signals_from_logits", "signals_from_proba",
 SIGNALS = ("logit", "loss", "correct")
 
 _FORMAT = "memlens-population/1"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
 
 
 def _check_scores_and_labels(name: str, scores, y) -> tuple[np.ndarray, np.ndarray]:
@@ -109,25 +105,6 @@ def signals_from_proba(proba, y, *, eps: float = 1e-12) -> dict[str, np.ndarray]
         "loss": (-np.log(p_y)).astype(np.float32),
         "correct": (p.argmax(axis=2) == y[None, :]).astype(np.float32),
     }
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp creates 0600; written files get the umask's usual mode
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _freeze(signals) -> Mapping[str, Mapping[str, np.ndarray]]:

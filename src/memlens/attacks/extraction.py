@@ -36,10 +36,10 @@ from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int, warn
 from ..data.text import BOS, EOS, decode_tokens, encode_texts
 from ..data.text_canaries import CanaryFormat, TextCanarySet, check_canary_set
-from ..measures.exposure import _check_model
-from ..train.autoregressive import (
-    AutoregressiveModel, greedy_continue, next_token_logprobs, sequence_signals, token_logprobs,
+from ..models.char_lm import (
+    AutoregressiveModel, greedy_continue, next_token_logprobs, sequence_signals, token_logprobs, sample_continue,
 )
+from ..models.char_lm import check_model as _check_model
 
 __all__ = ["sample_continue", "generate_samples", "ContinuationResult", "continuations",
            "discoverable_memorization", "approximate_memorization", "edit_similarity", "bleu",
@@ -60,63 +60,6 @@ def _texts(texts, name: str = "texts") -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # decoding
 # ---------------------------------------------------------------------------------------------------------------
-
-def sample_continue(model: AutoregressiveModel, prompts, n_new: int, *, temperature: float = 1.0,
-                    top_k: int | None = None, seed=0, batch_size: int = 512) -> np.ndarray:
-    """Sampled continuation of equal-length prompts.
-
-    Parameters
-    ----------
-    prompts : array of int, shape (n, c), c >= 1
-    n_new : int
-        Tokens to generate (the transformer reads at most its last ``context_length`` tokens).
-    temperature : float
-        Softmax temperature; 0 decodes greedily (:func:`memlens.train.autoregressive.greedy_continue`).
-    top_k : int, optional
-        Sample among the ``top_k`` most likely tokens only (Carlini et al. 2021 use top-40).
-    seed : int or numpy.random.Generator
-        The torch global RNG is left untouched.
-
-    Returns
-    -------
-    ndarray of int64, shape (n, n_new)
-    """
-    model = _check_model(model)
-    temperature = check_float("temperature", temperature, min_value=0.0)
-    if temperature == 0.0:
-        return greedy_continue(model, prompts, n_new, batch_size=batch_size)
-    x = np.asarray(prompts)
-    if x.ndim != 2 or x.shape[1] < 1 or (x.size and not np.issubdtype(x.dtype, np.integer)):
-        raise MemlensInputError(f"prompts must be a 2-d integer array (n, c) with c >= 1; got shape {x.shape}")
-    if x.size and (x.min() < 0 or x.max() >= model.config.vocab_size):
-        raise MemlensInputError(f"prompts must lie in [0, {model.config.vocab_size}); got range "
-                                f"[{x.min()}, {x.max()}]")
-    n_new = check_int("n_new", n_new, min_value=0)
-    batch_size = check_int("batch_size", batch_size, min_value=1)
-    if top_k is not None:
-        top_k = check_int("top_k", top_k, min_value=1, max_value=model.config.vocab_size)
-    gen = torch.Generator().manual_seed(int(as_generator(seed).integers(2**62)))
-    ctx = model.config.context_length if model.config.arch == "transformer" else None
-    out = np.empty((x.shape[0], n_new), dtype=np.int64)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for lo in range(0, x.shape[0], batch_size):
-                seq = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size], dtype=np.int64))
-                for _ in range(n_new):
-                    window = seq if ctx is None else seq[:, -ctx:]
-                    logits = model(window)[:, -1].double() / temperature
-                    if top_k is not None and top_k < logits.shape[-1]:
-                        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-                        logits = logits.masked_fill(logits < kth, -math.inf)
-                    nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen)
-                    seq = torch.cat([seq, nxt], dim=1)
-                out[lo:lo + batch_size] = seq[:, x.shape[1]:].numpy()
-    finally:
-        model.train(was_training)
-    return out
-
 
 def generate_samples(model: AutoregressiveModel, n: int, *, max_new: int = 64, prompt: str = "",
                      temperature: float = 1.0, top_k: int | None = None, seed=0,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..population import atomic_write_bytes
+from .._io import atomic_write_bytes, to_jsonable
 
 __all__ = ["prepare_out_dir", "write_results", "write_readme", "save_figure", "to_jsonable"]
 
@@ -16,24 +16,6 @@ def prepare_out_dir(out_dir) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def to_jsonable(obj):
-    """numpy scalars/arrays -> Python numbers/lists; NaN and inf -> None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def write_results(out_dir, results: dict) -> Path:

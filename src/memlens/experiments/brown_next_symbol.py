@@ -22,8 +22,8 @@ import numpy as np
 
 from .._threads import limit_threads
 from ..tasks.next_symbol import expected_singletons, make_next_symbol_data, noise_recovery, symbol_entropy_bits
-from ..train.autoregressive import (AutoregressiveConfig, argmax_predictions, greedy_continue, next_token_logprobs,
-                                    train_autoregressive)
+from ..models.char_lm import AutoregressiveConfig, argmax_predictions, greedy_continue, next_token_logprobs
+from ..train.autoregressive import train_autoregressive
 from ._common import prepare_out_dir, save_figure, write_readme, write_results
 
 NAME = "brown-next-symbol"

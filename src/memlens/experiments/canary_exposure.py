@@ -73,7 +73,7 @@ def extraction_threshold(reps, extracted, *, level: float = 0.5):
 def _setup(cfg: dict, seed: int):
     """The corpus with the canaries inserted: (canaries, training texts, copy_of, test texts)."""
     from ..data.text import load_text_dataset
-    from ..text_audit import insert_named_canaries, make_named_canaries
+    from ..audits.text import insert_named_canaries, make_named_canaries
 
     ss = np.random.SeedSequence(seed)
     data_seed, canary_seed, insert_seed = (np.random.default_rng(s) for s in ss.spawn(3))
@@ -90,8 +90,9 @@ def _setup(cfg: dict, seed: int):
 
 def _train(cfg, width, tokens, lengths, test_tokens, test_lengths, canaries, seed, *, checkpoints: bool):
     from ..data.text import VOCAB_SIZE
-    from ..text_audit import canary_measures
-    from ..train.autoregressive import AutoregressiveConfig, sequence_signals, train_autoregressive
+    from ..audits.text import canary_measures
+    from ..models.char_lm import AutoregressiveConfig, sequence_signals
+    from ..train.autoregressive import train_autoregressive
 
     config = AutoregressiveConfig(vocab_size=VOCAB_SIZE, context_length=tokens.shape[1], width=width,
                                   depth=cfg["depth"], arch=cfg["arch"], n_heads=1)

@@ -30,23 +30,13 @@ from .._random import as_generator
 from .._validation import MemlensInputError, check_array, check_int, warn
 from ..data.text import BOS, EOS
 from ..data.text_canaries import CanaryFormat, TextCanarySet, check_canary_set
-from ..train.autoregressive import AutoregressiveModel, token_logprobs
+from ..models.char_lm import AutoregressiveModel, token_logprobs
+from ..models.char_lm import check_model as _check_model
 
 __all__ = ["ExposureResult", "secret_log_perplexity", "space_log_perplexity", "exposure_by_rank",
            "exposure_extrapolated", "skewnorm_log2_cdf", "canary_exposure"]
 
 _LN2 = math.log(2.0)
-
-
-def _check_model(model, name: str = "model") -> AutoregressiveModel:
-    """``model`` as an :class:`AutoregressiveModel` reading byte-level tokens, or a clear error naming ``name``."""
-    if not isinstance(model, AutoregressiveModel):
-        raise MemlensInputError(f"{name} must be a memlens.train.autoregressive.AutoregressiveModel; got "
-                                f"{type(model).__name__}")
-    if model.config.vocab_size < EOS + 1:
-        raise MemlensInputError(f"{name} must read byte-level tokens (vocab_size >= {EOS + 1}, memlens.data.text."
-                                f"VOCAB_SIZE); got vocab_size={model.config.vocab_size}")
-    return model
 
 
 def _check_format(fmt) -> CanaryFormat:

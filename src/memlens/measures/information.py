@@ -27,26 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._math import binary_entropy
 from .._validation import MemlensInputError, check_array, check_float, warn
 
 __all__ = ["InformationBound", "binary_entropy", "information_lower_bound", "fano_bits"]
-
-
-def binary_entropy(p, *, base: float = 2.0) -> np.ndarray:
-    """Binary entropy ``h(p) = −p log p − (1 − p) log(1 − p)``, elementwise, with ``h(0) = h(1) = 0``.
-
-    Parameters
-    ----------
-    p : array_like of float in [0, 1]
-    base : float
-        Logarithm base: 2 (default) gives bits, ``math.e`` gives nats.
-    """
-    from scipy.special import xlogy
-
-    p = np.asarray(p, dtype=np.float64)
-    if np.any((p < 0) | (p > 1)) or np.any(np.isnan(p)):
-        raise MemlensInputError("p must hold probabilities in [0, 1]; got values outside that range")
-    return -(xlogy(p, p) + xlogy(1.0 - p, 1.0 - p)) / np.log(base)
 
 
 def _mean_ci(values, *, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -200,7 +184,7 @@ def information_lower_bound(errors, *, free=None, bit_entropy=1.0,
     InformationBound
         Targets with no coordinate in ``K_i`` get 0 bits and a NaN error rate (with a warning).
     """
-    from ..evaluation.privacy import clopper_pearson
+    from ..evaluation.intervals import clopper_pearson
 
     err = np.atleast_2d(np.asarray(errors))
     if err.ndim != 2:

@@ -378,10 +378,10 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         How many most and least memorized examples to show.
     max_pair_rows : int
         How many training examples the pair figure shows.
-    attacks : memlens.audit.AuditAttacks, optional
+    attacks : memlens.audits.image.AuditAttacks, optional
         With ``summary["attacks"]``: the membership-attack, privacy and exposure sections (pooled ROC curves,
         ``exposed`` examples, ``lira_online_in``). Without it the page has none of them.
-    loo : memlens.audit.AuditLOO, optional
+    loo : memlens.audits.image.AuditLOO, optional
         With ``summary["loo"]``: the leave-one-out section (its table from the summary; the scatter against the
         subset estimate and the most leave-one-out-memorized examples from ``loo``).
     """

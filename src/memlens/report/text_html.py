@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..population import atomic_write_bytes
-from ..text_audit import SAMPLE_TOP_K
+from ..audits.text import SAMPLE_TOP_K
 from . import figures
 from .html import _CSS, _img, _num, _table
 
@@ -55,7 +55,7 @@ def _rows_table(header, rows, *, row_classes=None) -> str:
 def exposure_figure(rows: Mapping[str, np.ndarray], *, max_exposure: float, title: str = ""):
     """Exposure (bits) and extraction rate against the number of repetitions, IN models beside OUT models.
 
-    ``rows`` is :func:`memlens.text_audit.canary_table`'s output; one point per canary, lines through the means.
+    ``rows`` is :func:`memlens.audits.text.canary_table`'s output; one point per canary, lines through the means.
     """
     import matplotlib.pyplot as plt
 
@@ -169,7 +169,7 @@ def _canary_section(s, canaries, rows) -> str:
 
 def _documents_table(dataset, index, analysis, *, max_chars: int = 400) -> str:
     mem, mem_ll = analysis["memorization"], analysis["memorization_ll"]
-    from ..text_audit import explanation_text
+    from ..audits.text import explanation_text
 
     rows, classes = [], []
     for rank, i in enumerate(index, 1):

@@ -46,7 +46,7 @@ from typing import Mapping
 import numpy as np
 
 from .._random import as_generator
-from ..measures.information import binary_entropy
+from .._math import binary_entropy
 from .._validation import MemlensInputError, check_array, check_float, check_int, warn
 
 __all__ = [

@@ -1,10 +1,10 @@
 """Training: many models in one vectorized pass (logistic regression, MLP), the sklearn reference path,
 closed-form leave-one-out, and a small autoregressive model."""
 from . import autoregressive
-from .autoregressive import (
-    AutoregressiveConfig, AutoregressiveModel, AutoregressiveRun, greedy_continue, make_autoregressive_model,
-    sequence_signals, train_autoregressive,
+from ..models.char_lm import (
+    AutoregressiveConfig, AutoregressiveModel, greedy_continue, make_autoregressive_model, sequence_signals,
 )
+from .autoregressive import AutoregressiveRun, train_autoregressive
 from .configs import MODEL_CONFIGS, LogisticConfig, make_model_config, MLPConfig
 from .population_training import DEFAULT_BLOCK_SIZE, standardized_features, train_population
 from .torch_logreg import fit_logistic, logistic_logits, LogisticFit
@@ -22,7 +22,8 @@ __all__ = [
     "closed_form_loo", "closed_form_population", "kernel_ridge_loo", "logistic_alo", "LOOResult", "ridge_loo",
     "score_signals", "subset_refit_scores",
 ]
-from .dp import accountant_epsilon, ACCOUNTANTS, clipped_grad_sum, dp_plan, DPConfig, fit_dp_sgd, noise_multiplier_for
+from ..privacy.accountant import accountant_epsilon, ACCOUNTANTS, dp_plan, DPConfig, noise_multiplier_for
+from .dp_sgd import clipped_grad_sum, fit_dp_sgd
 
 __all__ += ["accountant_epsilon", "ACCOUNTANTS", "clipped_grad_sum", "dp_plan", "DPConfig", "fit_dp_sgd",
             "noise_multiplier_for"]

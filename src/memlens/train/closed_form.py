@@ -55,6 +55,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._validation import MemlensInputError, check_array, check_float, check_int, check_labels, check_masks, warn
+from .._version import __version__
 from ..population import Population
 
 __all__ = [
@@ -84,8 +85,6 @@ _BLOCK_ENTRIES = 8 * 2**20
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def _version() -> str:
-    from .. import __version__
-
     return __version__
 
 

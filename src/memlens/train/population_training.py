@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._random import check_int_seed, model_seeds
+from .._version import __version__
 from .._threads import limit_threads
 from .._validation import MemlensInputError, check_int, check_masks
 from ..population import Population, signals_from_logits
@@ -65,7 +66,7 @@ def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
 def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None,
                  shared_start=None) -> dict:
     """Train the models of one block (rows of ``masks``) and return their signals and diagnostics."""
-    from .dp import fit_dp_sgd
+    from .dp_sgd import fit_dp_sgd
     from .torch_logreg import fit_logistic
     from .torch_mlp import fit_mlp
 
@@ -193,7 +194,6 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     weight-0 invariant "masking an example OUT equals deleting it" holds given that preprocessing (deleting
     a row from the dataset also changes the statistics: compare with ``standardize=False``).
     """
-    from .. import __version__
     from ..data import Dataset
 
     if not isinstance(dataset, Dataset):
@@ -230,7 +230,7 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
 
     dp_run = None
     if dp is not None:
-        from .dp import dp_plan
+        from ..privacy.accountant import dp_plan
 
         if kind == "sklearn":
             raise MemlensInputError("dp (DP-SGD) needs backend='torch' and model 'logreg' or 'mlp'; got "

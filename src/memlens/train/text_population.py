@@ -31,11 +31,12 @@ import torch
 from torch.nn import functional as F
 
 from .._random import as_generator, check_int_seed, model_seeds
+from .._version import __version__
 from .._threads import limit_threads
 from .._validation import MemlensInputError, check_float, check_int, check_masks
 from ..data.text import EOS, VOCAB_SIZE, TextDataset, encode_texts
 from ..population import Population
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel, make_autoregressive_model, sequence_signals
+from ..models.char_lm import AutoregressiveConfig, AutoregressiveModel, make_autoregressive_model, sequence_signals
 
 __all__ = ["CharLMConfig", "train_text_population", "text_signals", "TEXT_SIGNALS"]
 
@@ -325,8 +326,6 @@ def train_text_population(dataset: TextDataset, *, masks, config: CharLMConfig |
         splits ``train`` and ``test`` (plus ``on_model``'s), provenance (dataset name and fingerprint, config,
         steps, seconds).
     """
-    from .. import __version__
-
     if not isinstance(dataset, TextDataset):
         raise MemlensInputError(f"dataset must be a memlens.data.TextDataset (from load_text_dataset(...)); got "
                                 f"{type(dataset).__name__}")

@@ -22,7 +22,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ._validation import MemlensInputError, MemlensWarning
+from .._validation import MemlensInputError, MemlensWarning
 
 __all__ = ["main", "build_parser", "load_npz_dataset"]
 
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train with DP-SGD, noise calibrated by Opacus's accountant for (E, D)-DP")
     audit.add_argument("--dp-delta", type=float, default=None, metavar="D",
                        help="δ of the DP guarantee, in (0, 1) (default 1/(10 n_train)); needs --dp-epsilon")
-    from .text_audit import add_cli_arguments as _add_text_audit_arguments
+    from ..audits.text import add_cli_arguments as _add_text_audit_arguments
 
     _add_text_audit_arguments(audit)
 
@@ -159,7 +159,7 @@ def load_npz_dataset(path):
     """A :class:`~memlens.data.Dataset` from an ``.npz`` of X_train, y_train, X_test, y_test (validated)."""
     import numpy as np
 
-    from .data import from_arrays
+    from ..data import from_arrays
 
     path = Path(path)
     if not path.is_file():
@@ -191,8 +191,8 @@ def load_npz_dataset(path):
 
 
 def _audit(args) -> int:
-    from .audit import run_audit
-    from .text_audit import check_not_text_flags, is_text_audit, run_from_args
+    from ..audits.image import run_audit
+    from ..audits.text import check_not_text_flags, is_text_audit, run_from_args
 
     if is_text_audit(args):  # --dataset fortunes, --text FILE or --model char-lm
         if args.model_param:
@@ -240,7 +240,7 @@ def _audit(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from .experiments import get_experiment
+    from ..experiments import get_experiment
 
     try:
         module = get_experiment(args.name)
@@ -248,7 +248,7 @@ def _reproduce(args) -> int:
         print(f"memlens: error: reproduction {args.name!r} is unavailable in this installation ({exc}); "
               "`memlens list` shows which ones are", file=sys.stderr)
         return 1
-    from ._random import check_seed
+    from .._random import check_seed
 
     check_seed(args.seed)
     out = Path(args.out) if args.out is not None else Path("runs") / args.name
@@ -260,7 +260,7 @@ def _reproduce(args) -> int:
 
 
 def _list(args) -> int:
-    from .experiments import list_experiments
+    from ..experiments import list_experiments
 
     items = list_experiments()
     width = max((len(n) for n, _ in items), default=0)
@@ -279,8 +279,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 success, 2 bad input, 1 the run directory could not be
     written or a Ray worker kept dying, 130 interrupted)."""
-    from .executors import ExecutorError
-    from .runs import RunStorageError
+    from ..storage.executors import ExecutorError
+    from ..storage.runs import RunStorageError
 
     parser = build_parser()
     try:

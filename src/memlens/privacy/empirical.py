@@ -2,7 +2,7 @@
 
 A training algorithm that is (ε, δ)-differentially private bounds every membership test: for any threshold,
 ``TPR <= e^ε · FPR + δ`` and, for the complementary test, ``TNR <= e^ε · FNR + δ`` (Kairouz, Oh & Viswanath 2015;
-seeds.md §4.3 row 14). An attack that beats these inequalities with statistical confidence proves a lower bound on
+see docs/theory.md, "Auditing differential privacy"). An attack that beats these inequalities with statistical confidence proves a lower bound on
 ε. Two ways are implemented:
 
 * :func:`empirical_epsilon`: **many training runs** (Jagielski, Ullman & Oprea 2020, NeurIPS, "Auditing
@@ -31,10 +31,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from .._validation import MemlensInputError, check_float, check_int, warn
-from .metrics import _check_scores_labels
+from ..evaluation.intervals import clopper_pearson
+from ..evaluation.metrics import _check_scores_labels
 
 __all__ = [
-    "clopper_pearson",
     "epsilon_from_counts",
     "EpsilonLowerBound",
     "empirical_epsilon",
@@ -45,48 +45,6 @@ __all__ = [
     "PrivacyAudit",
     "privacy_audit",
 ]
-
-
-# ============================================================================================ Clopper–Pearson
-def clopper_pearson(k, n, *, level: float = 0.95):
-    """Exact (Clopper–Pearson) two-sided confidence interval of a binomial proportion.
-
-    ``low = Beta.ppf((1 − level)/2; k, n − k + 1)`` (0 when k = 0) and
-    ``high = Beta.ppf((1 + level)/2; k + 1, n − k)`` (1 when k = n). Each end alone is a one-sided bound at
-    confidence ``(1 + level)/2``.
-
-    Parameters
-    ----------
-    k : int or array of int
-        Successes, ``0 <= k <= n``.
-    n : int or array of int
-        Trials, ``n >= 1``.
-    level : float in (0, 1)
-
-    Returns
-    -------
-    (low, high) : floats, or arrays of the broadcast shape.
-    """
-    from scipy.stats import beta
-
-    level = check_float("level", level, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False)
-    k_arr = np.asarray(k)
-    n_arr = np.asarray(n)
-    if not (np.issubdtype(k_arr.dtype, np.integer) and np.issubdtype(n_arr.dtype, np.integer)):
-        if not (np.all(np.asarray(k_arr, float) == np.round(np.asarray(k_arr, float)))
-                and np.all(np.asarray(n_arr, float) == np.round(np.asarray(n_arr, float)))):
-            raise MemlensInputError(f"k and n must be integer counts; got k={k!r}, n={n!r}")
-    k_arr = np.asarray(k_arr, dtype=np.float64)
-    n_arr = np.asarray(n_arr, dtype=np.float64)
-    if np.any(n_arr < 1) or np.any(k_arr < 0) or np.any(k_arr > n_arr):
-        raise MemlensInputError(f"clopper_pearson needs 0 <= k <= n and n >= 1; got k={k!r}, n={n!r}")
-    alpha = 1.0 - level
-    with np.errstate(invalid="ignore"):
-        low = np.where(k_arr > 0, beta.ppf(alpha / 2, np.maximum(k_arr, 1), n_arr - k_arr + 1), 0.0)
-        high = np.where(k_arr < n_arr, beta.ppf(1 - alpha / 2, k_arr + 1, np.maximum(n_arr - k_arr, 1)), 1.0)
-    if low.ndim == 0:
-        return float(low), float(high)
-    return low, high
 
 
 def _check_delta(delta) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._random import check_int_seed
 from .._validation import MemlensInputError, check_float, check_int
-from .privacy import OneRunAudit, _check_delta, one_run_audit
+from ..privacy.empirical import OneRunAudit, _check_delta, one_run_audit
 
 __all__ = ["CanaryAudit", "canary_masks", "one_run_canary_audit"]
 
