@@ -7,6 +7,7 @@ Every error names the parameter, the value received and what to do, in the style
 from __future__ import annotations
 
 import numbers
+import re
 import warnings
 
 import numpy as np
@@ -25,7 +26,28 @@ __all__ = [
 
 
 class MemlensInputError(ValueError):
-    """Bad input to a public function: the message says which parameter, what value, and the fix."""
+    """Bad input to a public function: the message says which parameter, what value, and the fix.
+
+    Attributes
+    ----------
+    param : str or None
+        The library parameter the error is about (``n_models``, ``dataset``, ...), so that the command line maps it
+        to its flag by attribute. Given explicitly, or read from the message when it starts with a parameter name
+        followed by `` must``, `` and``, ``:`` or `` needs`` (the style every check here writes).
+    """
+
+    def __init__(self, message: str = "", *, param: str | None = None):
+        super().__init__(message)
+        self.param = param if param is not None else _param_of(str(message))
+
+
+_PARAM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?: and [A-Za-z_][A-Za-z0-9_]*)?)(?= must| needs| and |:)")
+
+
+def _param_of(message: str) -> str | None:
+    """The parameter a message starts with (``"n_models must be >= 2 ..."`` -> ``"n_models"``), else None."""
+    m = _PARAM_RE.match(message)
+    return m.group(1) if m else None
 
 
 class MemlensWarning(UserWarning):

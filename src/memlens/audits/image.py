@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .._random import check_int_seed
+from .._threads import physical_memory
 from .._validation import MemlensInputError, check_array, check_fraction, check_int, check_labels, warn
 from ..population import Population
 from ..storage.runs import RunDir, check_writable, package_versions
@@ -485,21 +486,11 @@ def _correlations(a, b) -> dict:
     return out
 
 
-def _physical_memory() -> int | None:
-    """Bytes of physical memory of this machine (None where the OS does not say)."""
-    import os
-
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def _check_kernel_memory(n_train: int, n_test: int) -> None:
     """Refuse kernel ridge where its n_train x n_train matrices (kernel, regularized kernel, inverse, and the
     test-by-train kernel) would take more than half of the machine's memory."""
     need = 8 * n_train * (3 * n_train + n_test)
-    have = _physical_memory()
+    have = physical_memory()
     if have is not None and need > have // 2:
         raise MemlensInputError(f"model 'kernel-ridge' needs the {n_train:,} x {n_train:,} kernel matrix and its "
                                 f"inverse, about {need / 2**30:.1f} GiB, more than half of this machine's memory "

@@ -1,7 +1,7 @@
 """Membership masks: which model trains on which example."""
 from __future__ import annotations
 
-import os
+from .._threads import physical_memory
 
 import numpy as np
 
@@ -11,18 +11,10 @@ from .._validation import MemlensInputError, check_fraction, check_int
 __all__ = ["make_masks"]
 
 
-def _physical_memory() -> int | None:
-    """Bytes of physical memory of this machine (None where the OS does not say)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
 def _check_memory(n_models: int, n_examples: int, *, bytes_per_entry: int) -> None:
     """Refuse a mask matrix whose drawing needs more memory than the machine has (a clear error, not a crash)."""
     need = n_models * n_examples * bytes_per_entry
-    have = _physical_memory()
+    have = physical_memory()
     if have is not None and need > have:
         raise MemlensInputError(f"n_models * n_examples = {n_models} * {n_examples} mask entries need about "
                                 f"{need / 2**30:,.0f} GiB to draw, more than this machine's {have / 2**30:,.0f} GiB "

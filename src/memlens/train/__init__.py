@@ -7,6 +7,8 @@ from ..models.char_lm import (
 from .autoregressive import AutoregressiveRun, train_autoregressive
 from .configs import MODEL_CONFIGS, LogisticConfig, make_model_config, MLPConfig
 from .population_training import DEFAULT_BLOCK_SIZE, standardized_features, train_population
+from .trainers import BlockFit, Trainer, TRAINERS, config_from_dict, get_trainer, register_trainer
+from .builtin import CHAR_LM, KERNEL_RIDGE, LOGREG, MLP, RIDGE, SKLEARN
 from .torch_logreg import fit_logistic, logistic_logits, LogisticFit
 from .torch_mlp import fit_mlp, mlp_logits, MLPFit
 from .closed_form import (
@@ -15,6 +17,8 @@ from .closed_form import (
 )
 
 __all__ = [
+    "BlockFit", "Trainer", "TRAINERS", "config_from_dict", "get_trainer", "register_trainer", "CHAR_LM",
+    "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN",
     "autoregressive", "AutoregressiveConfig", "AutoregressiveModel", "AutoregressiveRun", "greedy_continue",
     "make_autoregressive_model", "sequence_signals", "train_autoregressive", "MODEL_CONFIGS", "LogisticConfig",
     "make_model_config", "MLPConfig", "DEFAULT_BLOCK_SIZE", "standardized_features", "train_population",

@@ -1,7 +1,9 @@
 """``train_population``: one model per mask row, trained a block of models at a time, into a Population.
 
 Models are trained in blocks of ``block_size`` rows; every model of a block advances in one vectorized pass
-(stacked parameters, shared data, membership as a per-example weight; DESIGN.md "Performance principles").
+(stacked parameters, shared data, membership as a per-example weight; docs/architecture.md, "Performance").
+What a block is trained with comes from the model's :class:`~memlens.train.trainers.Trainer` (the registry
+:data:`~memlens.train.trainers.TRAINERS`); nothing here branches on a model's name.
 Model ``k`` of a run (global index ``model_offset + k``) gets the seed
 ``memlens._random.model_seeds(seed, n, start=model_offset)[k]``, so its result does not depend on how the
 rows are cut into shards or blocks, or on the number of processes: a run may train shards of rows with
@@ -16,17 +18,23 @@ import numpy as np
 
 from .._random import check_int_seed, model_seeds
 from .._version import __version__
-from .._threads import limit_threads
+from .._threads import limit_threads, physical_memory, usable_cpus
 from .._validation import MemlensInputError, check_int, check_masks
 from ..population import Population, signals_from_logits
-from .configs import KernelRidgeConfig, LogisticConfig, MLPConfig, RidgeConfig, make_model_config
-from .sklearn_backend import check_sklearn_classifier, fit_predict_block, is_sklearn_classifier
+from ..data import Dataset, TextDataset
+from ..privacy.accountant import dp_plan
+from .builtin import SKLEARN, sgd_convergence
+from .configs import LogisticConfig
+from .dp_sgd import fit_dp_sgd
+from .sklearn_backend import check_sklearn_classifier, is_sklearn_classifier
+from .trainers import TRAINERS, BlockFit, Trainer, get_trainer, trainer_for_config
 
 __all__ = ["train_population", "standardized_features", "DEFAULT_BLOCK_SIZE"]
 
-#: Models per vectorized pass when ``block_size`` is None. logreg 128: 256 digits models in 0.84-0.87 CPU s against
-#: 0.91-0.92 with 64 (1 thread, median of 3; 256 per block: 0.85-0.87).
-DEFAULT_BLOCK_SIZE = {"logreg": 128, "mlp": 32, "sklearn": 16}
+#: Models per vectorized pass when ``block_size`` is None, per block-trained trainer (``Trainer.block_size``).
+#: logreg 128: 256 digits models in 0.84-0.87 CPU s against 0.91-0.92 with 64 (1 thread, median of 3; 256 per
+#: block: 0.85-0.87).
+DEFAULT_BLOCK_SIZE = {name: t.block_size for name, t in TRAINERS.items() if t.fit_block is not None}
 _SIGNAL_ROWS = 4096
 
 
@@ -63,77 +71,62 @@ def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
     return out
 
 
-def _train_block(kind: str, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None,
-                 shared_start=None) -> dict:
+def _train_block(trainer: Trainer, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None,
+                 dp_net=None, shared=None) -> dict:
     """Train the models of one block (rows of ``masks``) and return their signals and diagnostics."""
-    from .dp_sgd import fit_dp_sgd
-    from .torch_logreg import fit_logistic
-    from .torch_mlp import fit_mlp
-
     with limit_threads(1):
         if dp_run is not None:
-            # logreg: softmax regression from zeros, L2 penalty 1 / (C n_max) (the normalized objective's);
-            # mlp: the configured architecture and weight decay. Optimizer settings come from the DPConfig.
-            logreg = kind == "logreg"
-            fit = fit_dp_sgd(Xtr, ytr, masks, seeds=seeds, n_classes=n_classes, hidden=() if logreg else model.hidden,
+            # The network DP-SGD trains for this configuration (``trainer.dp_model``); optimizer settings come from
+            # the DPConfig.
+            fit = fit_dp_sgd(Xtr, ytr, masks, seeds=seeds, n_classes=n_classes, hidden=dp_net["hidden"],
                              steps=dp_run["steps"], sample_rate=dp_run["sample_rate"],
                              noise_multiplier=dp_run["noise_multiplier"], max_grad_norm=dp_run["max_grad_norm"],
                              lr=dp_run["lr"], momentum=dp_run["momentum"], normalizer=dp_run["normalizer"],
-                             weight_decay=dp_run["weight_decay"], init="zeros" if logreg else "uniform")
-            logits = fit.logits
-            diag = {"n_iter": fit.n_steps, "final_loss": fit.final_loss}
-        elif kind == "logreg":
-            fit = fit_logistic(Xtr, ytr, masks.astype(np.float64), n_classes=n_classes, C=model.C, tol=model.tol,
-                               max_iter=model.max_iter, init="full" if model.warm_start else None,
-                               solver=model.solver, preconditioner=model.preconditioner,
-                               shared_start=shared_start)
-            logits = fit.logits
-            diag = {"n_iter": fit.n_iter, "grad_norm": fit.grad_norm, "converged": fit.converged}
-        elif kind == "mlp":
-            fit = fit_mlp(Xtr, ytr, masks, seeds=seeds, n_classes=n_classes, hidden=model.hidden,
-                          epochs=model.epochs, batch_size=model.batch_size, lr=model.lr, momentum=model.momentum,
-                          weight_decay=model.weight_decay)
-            logits = fit.logits
-            diag = {"n_iter": fit.n_steps, "final_loss": fit.final_loss}
+                             weight_decay=dp_run["weight_decay"], init=dp_net["init"])
+            res = BlockFit(fit.logits, None, {"n_iter": fit.n_steps, "final_loss": fit.final_loss})
         else:
-            res = fit_predict_block(model, Xtr, ytr, Xte, yte, masks, seeds, n_classes)
-            return {"train": res["train"], "test": res["test"],
-                    "diag": {"n_iter": res["n_iter"], "converged": ~res["not_converged"]}}
+            res = trainer.fit_block(model, Xtr, ytr, Xte, yte, n_classes=n_classes, masks=masks, seeds=seeds,
+                                    shared=shared)
+        if res.signals is not None:
+            return {"train": res.signals["train"], "test": res.signals["test"], "diag": dict(res.diag)}
         k = masks.shape[0]
-        return {"train": _signals_in_chunks(logits, Xtr, ytr, k), "test": _signals_in_chunks(logits, Xte, yte, k),
-                "diag": diag}
+        return {"train": _signals_in_chunks(res.logits, Xtr, ytr, k),
+                "test": _signals_in_chunks(res.logits, Xte, yte, k), "diag": dict(res.diag)}
 
 
 def _resolve_model(model, backend: str):
-    """``(kind, model, config)``: kind is ``logreg``, ``mlp`` or ``sklearn``; model the config or estimator to
-    train; config the memlens configuration it came from (None for a user's estimator)."""
+    """``(trainer, model, config)``: the trainer, what it fits (a configuration or a scikit-learn estimator) and the
+    memlens configuration it came from (None for a user's estimator)."""
     if backend not in ("torch", "sklearn"):
         raise MemlensInputError(f"backend must be 'torch' or 'sklearn'; got {backend!r}")
-    if isinstance(model, str):
-        model = make_model_config(model)
-    if isinstance(model, LogisticConfig):
-        if backend == "torch":
-            return "logreg", model, model
-        from sklearn.linear_model import LogisticRegression
-
-        return "sklearn", LogisticRegression(C=model.C, tol=model.tol, max_iter=model.max_iter), model
-    if isinstance(model, (RidgeConfig, KernelRidgeConfig)):
-        if backend != "torch":
-            raise MemlensInputError(f"model {model.name!r} is fitted in closed form (exact subset refits); "
-                                    f"backend={backend!r} does not apply: use backend='torch' (the default)")
-        return model.name, model, model
-    if isinstance(model, MLPConfig):
-        if backend == "torch":
-            return "mlp", model, model
-        raise MemlensInputError("model 'mlp' has no scikit-learn equivalent with the same training procedure; use "
-                                "backend='torch', or pass a configured sklearn.neural_network.MLPClassifier")
-    if is_sklearn_classifier(model):
+    if is_sklearn_classifier(model) and not isinstance(model, (str, Trainer)):
         if backend != "sklearn":
             raise MemlensInputError(f"model is a scikit-learn estimator ({type(model).__name__}); pass "
                                     "backend='sklearn' to train it, or use model='logreg'/'mlp' for the torch backend")
-        return "sklearn", check_sklearn_classifier(model), None
-    raise MemlensInputError(f"model must be 'logreg', 'mlp', a LogisticConfig/MLPConfig, or (backend='sklearn') a "
-                            f"scikit-learn classifier; got {model!r}")
+        return SKLEARN, check_sklearn_classifier(model), None
+    if isinstance(model, (str, Trainer)):
+        trainer = get_trainer(model)
+        if trainer.config_type is None:
+            raise MemlensInputError(f"model {trainer.name!r} needs a configured estimator: pass the scikit-learn "
+                                    "classifier itself as model=... with backend='sklearn'", param="model")
+        model = trainer.make_config()
+    else:
+        trainer = trainer_for_config(model)
+        if trainer is None:
+            raise MemlensInputError(f"model must be 'logreg', 'mlp', a LogisticConfig/MLPConfig, or (backend='sklearn') "
+                                    f"a scikit-learn classifier; got {model!r}")
+    if backend == "sklearn":
+        if isinstance(model, LogisticConfig):
+            from sklearn.linear_model import LogisticRegression  # the reference path only
+
+            return SKLEARN, LogisticRegression(C=model.C, tol=model.tol, max_iter=model.max_iter), model
+        if trainer.closed_form:
+            raise MemlensInputError(f"model {trainer.name!r} is fitted in closed form (exact subset refits); "
+                                    f"backend={backend!r} does not apply: use backend='torch' (the default)")
+        raise MemlensInputError(f"model {trainer.name!r} has no scikit-learn equivalent with the same training "
+                                "procedure; use backend='torch', or pass a configured scikit-learn estimator "
+                                "(e.g. sklearn.neural_network.MLPClassifier)")
+    return trainer, model, model
 
 
 def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "torch", model_offset: int = 0,
@@ -170,7 +163,7 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     block_size : int, optional
         Models per vectorized pass (default :data:`DEFAULT_BLOCK_SIZE`); it changes speed and memory only.
     dp : DPConfig, optional
-        Train by DP-SGD (:mod:`memlens.train.dp`) with noise calibrated by Opacus's accountant for
+        Train by DP-SGD (:mod:`memlens.train.dp_sgd`) with noise calibrated by Opacus's accountant for
         ``(dp.epsilon, dp.delta)`` instead of the non-private optimizer (torch backend, ``logreg`` or ``mlp``).
         ``logreg`` becomes multinomial softmax regression from zero weights with L2 coefficient
         ``1 / (C n_max)``; ``mlp`` keeps its architecture and weight decay. Epochs, batch size, learning rate and
@@ -194,12 +187,21 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     weight-0 invariant "masking an example OUT equals deleting it" holds given that preprocessing (deleting
     a row from the dataset also changes the statistics: compare with ``standardize=False``).
     """
-    from ..data import Dataset
-
+    if isinstance(dataset, TextDataset):
+        trainer = get_trainer(model if model != "logreg" else "char-lm")
+        if not trainer.text:
+            raise MemlensInputError(f"model {trainer.name!r} trains on feature arrays; a TextDataset needs a text "
+                                    "trainer (model='char-lm')", param="model")
+        config = model if isinstance(model, trainer.config_type or ()) else trainer.make_config()
+        return trainer.population(dataset, config, masks, seed=seed, model_offset=model_offset, progress=progress,
+                                  block_size=block_size)
     if not isinstance(dataset, Dataset):
         raise MemlensInputError(f"dataset must be a memlens.data.Dataset (from load_dataset(...) or from_arrays(...)); "
                                 f"got {type(dataset).__name__}")
-    kind, model, config = _resolve_model(model, backend)
+    trainer, model, config = _resolve_model(model, backend)
+    if trainer.text:
+        raise MemlensInputError(f"model {trainer.name!r} trains on documents; pass a memlens.data.TextDataset "
+                                "(load_text_dataset(...))", param="model")
     masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1)
     empty = np.flatnonzero(~masks.any(1))
     if empty.size:
@@ -213,31 +215,30 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
         block_size = check_int("block_size", block_size, min_value=1)
     if progress is not None and not callable(progress):
         raise MemlensInputError(f"progress must be a callable progress(n_models_done) or None; got {progress!r}")
-    if kind in ("ridge", "kernel-ridge"):
+    if trainer.closed_form:
         if dp is not None:
-            raise MemlensInputError(f"dp (DP-SGD) trains models by noisy gradient descent; model {kind!r} is fitted "
-                                    "in closed form: use model 'logreg' or 'mlp' with dp, or drop dp")
-        return _closed_form_population(dataset, model, masks, seed=seed, model_offset=model_offset,
-                                       progress=progress, block_size=block_size, version=__version__)
+            raise MemlensInputError(f"dp (DP-SGD) trains models by noisy gradient descent; model {trainer.name!r} is "
+                                    "fitted in closed form: use model 'logreg' or 'mlp' with dp, or drop dp")
+        return _closed_form_population(trainer, dataset, model, masks, seed=seed, model_offset=model_offset,
+                                       progress=progress, block_size=block_size)
     n_classes = dataset.n_classes
     ytr = np.asarray(dataset.y_train, dtype=np.int64)
     yte = np.asarray(dataset.y_test, dtype=np.int64)
-    if kind == "sklearn":
+    if trainer is SKLEARN:
         few = [k for k in range(masks.shape[0]) if np.unique(ytr[masks[k]]).size < 2]
         if few:
             raise MemlensInputError(f"mask rows {few[:5]} contain a single class; scikit-learn classifiers need at "
                                     "least 2 classes in every training subset (use larger subsets)")
 
-    dp_run = None
+    dp_run = dp_net = None
     if dp is not None:
-        from ..privacy.accountant import dp_plan
-
-        if kind == "sklearn":
+        if not trainer.supports_dp:
             raise MemlensInputError("dp (DP-SGD) needs backend='torch' and model 'logreg' or 'mlp'; got "
                                     f"backend={backend!r}, model={type(model).__name__}")
         dp_run = dp_plan(dp, n_max=int(masks.sum(1).max()), n_train=dataset.n_train)
-        dp_run["weight_decay"] = (1.0 / (model.C * dp_run["n_max"])) if kind == "logreg" else model.weight_decay
-        dp_run["model_family"] = "softmax regression (zero init)" if kind == "logreg" else "mlp"
+        dp_net = trainer.dp_model(model, dp_run["n_max"])
+        dp_run["weight_decay"] = dp_net["weight_decay"]
+        dp_run["model_family"] = dp_net["model_family"]
         dp_run["preprocessing"] = ("z-score with full-split statistics: not covered by the DP guarantee"
                                    if config.standardize else "none: the guarantee covers the whole pipeline")
 
@@ -245,32 +246,25 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     seeds = model_seeds(seed, n_models, start=model_offset)
     # memlens configurations fit standardized features (the sklearn reference too); a user's estimator fits raw.
     standardize = config is not None and config.standardize
-    Xtr, Xte = standardized_features(dataset, standardize=standardize,
-                                     dtype=np.float32 if kind == "mlp" else np.float64)
+    Xtr, Xte = standardized_features(dataset, standardize=standardize, dtype=trainer.feature_dtype)
 
     n_workers = _n_workers(n_jobs)
-    bs = block_size or DEFAULT_BLOCK_SIZE[kind]
+    bs = block_size or trainer.block_size
     if n_workers > 1:
         bs = min(bs, -(-n_models // n_workers))
-    if kind == "mlp" or (dp_run is not None and kind == "logreg"):
-        _check_parameter_memory(model.hidden if kind == "mlp" else (), dataset.n_features, n_classes,
-                                min(bs, n_models))
+    hidden = dp_net["hidden"] if dp_net is not None else getattr(model, "hidden", None)
+    if hidden is not None:
+        _check_parameter_memory(hidden, dataset.n_features, n_classes, min(bs, n_models))
     blocks = [(b, min(b + bs, n_models)) for b in range(0, n_models, bs)]
-    shared = precond = None
-    if kind == "logreg" and dp_run is None:
-        from .torch_logreg import full_hessian_start, resolve_preconditioner
-
-        precond = resolve_preconditioner(model.preconditioner, Xtr.shape[1], n_classes, model.solver)
-    if precond == "full-hessian":
-        # Once here, with every worker's core, instead of once per worker process.
-        with limit_threads(n_workers):
-            shared = full_hessian_start(Xtr, ytr, n_classes=n_classes, C=model.C, rho=float(masks.mean()),
-                                        tol=model.tol, max_iter=model.max_iter)
-    args = [(kind, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run, shared) for a, b in blocks]
+    shared, record = None, {}
+    if trainer.prepare is not None and dp_run is None:
+        shared, record = trainer.prepare(model, Xtr, ytr, n_classes=n_classes, masks=masks, n_workers=n_workers)
+    args = [(trainer, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run, dp_net, shared)
+            for a, b in blocks]
     if n_workers == 1:
         results = _collect((_train_block(*a) for a in args), blocks, progress)
     else:
-        from joblib import Parallel, delayed, parallel_config
+        from joblib import Parallel, delayed, parallel_config  # process pools only when n_jobs > 1
 
         with parallel_config(backend="loky", inner_max_num_threads=1):
             gen = Parallel(n_jobs=n_workers, return_as="generator")(delayed(_train_block)(*a) for a in args)
@@ -279,40 +273,35 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     signals = {split: {name: np.concatenate([r[split][name] for r in results])
                        for name in ("logit", "loss", "correct")} for split in ("train", "test")}
     diag = {key: np.concatenate([r["diag"][key] for r in results]) for key in results[0]["diag"]}
+    convergence = sgd_convergence(model, diag) if dp_run is not None else trainer.convergence(model, diag)
     provenance = {
         "dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint(),
         "backend": backend,
-        "model": _model_dict(kind, model, config),
+        "model": _model_dict(model, config),
         "memlens_version": __version__,
         "seed": seed,
         "model_offset": model_offset,
         "n_models": n_models,
         "standardize": standardize,
         "standardization": "z-score with the full training split's mean and std" if standardize else "none",
-        "convergence": _convergence_summary("mlp" if dp_run is not None else kind, model, diag),
+        "convergence": {**convergence, **record},
     }
-    if precond is not None:
-        provenance["convergence"]["preconditioner"] = precond
     if dp_run is not None:
         provenance["dp"] = dp_run
     return Population(masks=masks, signals=signals, seeds=seeds,
                       labels={"train": ytr, "test": yte}, provenance=provenance)
 
 
-def _closed_form_population(dataset, config, masks, *, seed: int, model_offset: int, progress, block_size,
-                            version: str) -> Population:
-    """Ridge / kernel-ridge populations: exact refits on every mask row by :func:`closed_form_population`.
+def _closed_form_population(trainer: Trainer, dataset, config, masks, *, seed: int, model_offset: int, progress,
+                            block_size) -> Population:
+    """Ridge / kernel-ridge populations: exact refits on every mask row by the trainer's own population function.
 
     The models are deterministic; the seeds recorded are the run's per-model seeds all the same, so shards of a
     closed-form run carry the same identity fields as trained ones.
     """
-    from .closed_form import closed_form_population
-
-    extra = {"kernel": config.kernel, "gamma": config.gamma} if isinstance(config, KernelRidgeConfig) else {}
-    pop = closed_form_population(dataset, masks=masks, model=config.name, alpha=config.alpha,
-                                 standardize=config.standardize, model_offset=model_offset, block_size=block_size,
-                                 progress=progress, **extra)
+    pop = trainer.population(dataset, config, masks, seed=seed, model_offset=model_offset, progress=progress,
+                             block_size=block_size)
     prov = pop.provenance
     params = dict(prov.get("params", {}))
     provenance = {
@@ -320,7 +309,7 @@ def _closed_form_population(dataset, config, masks, *, seed: int, model_offset: 
         "dataset_fingerprint": dataset.fingerprint(),
         "backend": "closed-form",
         "model": config.to_dict(),
-        "memlens_version": version,
+        "memlens_version": __version__,
         "seed": seed,
         "model_offset": model_offset,
         "n_models": int(masks.shape[0]),
@@ -329,7 +318,7 @@ def _closed_form_population(dataset, config, masks, *, seed: int, model_offset: 
                             else "none"),
         "fit": "exact closed-form subset refits (Woodbury / rank-k downdate, no iterations)",
         "params": params,   # resolved values (the RBF gamma when the config leaves it None)
-        "convergence": {"exact": True, "routes": dict(prov.get("routes", {}))},
+        "convergence": {**trainer.convergence(config, {}), "routes": dict(prov.get("routes", {}))},
     }
     seeds = model_seeds(seed, masks.shape[0], start=model_offset)
     return Population(masks=pop.masks, signals=pop.signals, seeds=seeds, labels=dict(pop.labels),
@@ -342,12 +331,10 @@ def _check_parameter_memory(hidden, n_features: int, n_classes: int, block: int)
     A block of models holds its weights, gradients, momentum and float64 initial values: about 32 bytes per
     parameter per model.
     """
-    from ..data.masks import _physical_memory
-
     widths = [n_features, *hidden, n_classes]
     n_params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
     need = 32 * n_params * block
-    have = _physical_memory()
+    have = physical_memory()
     if have is not None and need > have:
         raise MemlensInputError(f"hidden={tuple(hidden)} gives {n_params:.3g} parameters per model; a block of {block} "
                                 f"models needs about {need / 2**30:,.0f} GiB, more than this machine's "
@@ -365,30 +352,12 @@ def _collect(it, blocks, progress) -> list:
 
 
 def _n_workers(n_jobs: int) -> int:
-    if n_jobs == -1:
-        import os
-
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    return int(n_jobs)
+    return usable_cpus() if n_jobs == -1 else int(n_jobs)
 
 
-def _model_dict(kind: str, model, config) -> dict:
+def _model_dict(model, config) -> dict:
     if config is not None:
-        return config.to_dict() if kind != "sklearn" else {**config.to_dict(), "estimator": type(model).__name__}
+        return config.to_dict() if model is config else {**config.to_dict(), "estimator": type(model).__name__}
     params = {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
               for k, v in model.get_params(deep=False).items()}
     return {"name": "sklearn", "estimator": f"{type(model).__module__}.{type(model).__name__}", "params": params}
-
-
-def _convergence_summary(kind: str, model, diag: dict) -> dict:
-    n_iter = diag["n_iter"]
-    out = {"n_iter_max": int(n_iter.max()), "n_iter_mean": float(n_iter.mean())}
-    if kind == "logreg":
-        out.update(tol=model.tol, max_grad_norm=float(np.max(diag["grad_norm"])),
-                   n_not_converged=int((~diag["converged"]).sum()))
-    elif kind == "mlp":
-        out.update(unit="SGD steps", final_loss_mean=float(np.mean(diag["final_loss"])),
-                   final_loss_max=float(np.max(diag["final_loss"])))
-    else:
-        out["n_not_converged"] = int((~diag["converged"]).sum())
-    return out

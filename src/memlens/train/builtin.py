@@ -1,0 +1,159 @@
+"""The built-in trainers, each a :class:`~memlens.train.trainers.Trainer` registered under its name.
+
+``logreg``
+    Multinomial L2 logistic regression, scikit-learn's objective, tightly converged (:mod:`memlens.train.logreg`).
+``mlp``
+    ReLU MLP trained by SGD with momentum, every model of a block in one batched pass (:mod:`memlens.train.torch_mlp`).
+``ridge``, ``kernel-ridge``
+    Least-squares classification fitted exactly on every subset in closed form (:mod:`memlens.train.closed_form`).
+``sklearn``
+    Any scikit-learn classifier, cloned and fitted once per model: the reference path
+    (:mod:`memlens.train.sklearn_backend`).
+``char-lm``
+    The byte-level language model of the text audit (:mod:`memlens.train.text_population`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import numpy as np
+
+from .._validation import MemlensInputError
+from .closed_form import closed_form_population
+from .configs import KernelRidgeConfig, LogisticConfig, MLPConfig, RidgeConfig, make_model_config
+from .torch_logreg import fit_logistic, full_hessian_start, resolve_preconditioner
+from .sklearn_backend import fit_predict_block
+from .text_population import CharLMConfig, train_text_population
+from .torch_mlp import fit_mlp
+from .trainers import BlockFit, Trainer, register_trainer
+
+__all__ = ["LOGREG", "MLP", "RIDGE", "KERNEL_RIDGE", "SKLEARN", "CHAR_LM"]
+
+
+def _char_lm_config(**overrides) -> CharLMConfig:
+    fields = [f.name for f in dataclasses.fields(CharLMConfig)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise MemlensInputError(f"unknown field(s) {', '.join(unknown)} for model 'char-lm'; valid fields: "
+                                f"{', '.join(fields)}", param="model_params")
+    return CharLMConfig(**overrides)
+
+
+# ---------------------------------------------------------------------------------------------- logistic regression
+def _logreg_prepare(config, X, y, *, n_classes, masks, n_workers):
+    """The full-data start and shared inverse Hessian (preconditioner ``full-hessian``), once per call."""
+    from .._threads import limit_threads
+
+    precond = resolve_preconditioner(config.preconditioner, X.shape[1], n_classes, config.solver)
+    shared = None
+    if precond == "full-hessian":   # once here, with every worker's core, instead of once per worker process
+        with limit_threads(n_workers):
+            shared = full_hessian_start(X, y, n_classes=n_classes, C=config.C, rho=float(masks.mean()),
+                                        tol=config.tol, max_iter=config.max_iter)
+    return shared, {"preconditioner": precond}
+
+
+def _logreg_fit(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared):
+    fit = fit_logistic(X, y, masks.astype(np.float64), n_classes=n_classes, C=config.C, tol=config.tol,
+                       max_iter=config.max_iter, init="full" if config.warm_start else None, solver=config.solver,
+                       preconditioner=config.preconditioner, shared_start=shared)
+    return BlockFit(fit.logits, None, {"n_iter": fit.n_iter, "grad_norm": fit.grad_norm, "converged": fit.converged})
+
+
+def _logreg_convergence(config, diag):
+    n_iter = diag["n_iter"]
+    return {"n_iter_max": int(n_iter.max()), "n_iter_mean": float(n_iter.mean()), "tol": config.tol,
+            "max_grad_norm": float(np.max(diag["grad_norm"])), "n_not_converged": int((~diag["converged"]).sum())}
+
+
+def _logreg_dp(config, n_max):
+    """DP-SGD trains multinomial softmax regression from zero weights with the normalized objective's L2 term."""
+    return {"hidden": (), "weight_decay": 1.0 / (config.C * n_max), "init": "zeros",
+            "model_family": "softmax regression (zero init)"}
+
+
+LOGREG = register_trainer(Trainer(
+    name="logreg", config_type=LogisticConfig, make_config=partial(make_model_config, 'logreg'), fit_block=_logreg_fit,
+    convergence=_logreg_convergence, block_size=128, prepare=_logreg_prepare, dp_model=_logreg_dp, loo=True,
+    backends=("torch", "sklearn")))
+
+
+# ---------------------------------------------------------------------------------------------- MLP
+def _mlp_fit(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared):
+    fit = fit_mlp(X, y, masks, seeds=seeds, n_classes=n_classes, hidden=config.hidden, epochs=config.epochs,
+                  batch_size=config.batch_size, lr=config.lr, momentum=config.momentum,
+                  weight_decay=config.weight_decay)
+    return BlockFit(fit.logits, None, {"n_iter": fit.n_steps, "final_loss": fit.final_loss})
+
+
+def sgd_convergence(config, diag):
+    """Convergence record of SGD-trained models (the MLP, and every DP-SGD population)."""
+    n_iter = diag["n_iter"]
+    return {"n_iter_max": int(n_iter.max()), "n_iter_mean": float(n_iter.mean()), "unit": "SGD steps",
+            "final_loss_mean": float(np.mean(diag["final_loss"])), "final_loss_max": float(np.max(diag["final_loss"]))}
+
+
+def _mlp_dp(config, n_max):
+    return {"hidden": tuple(config.hidden), "weight_decay": config.weight_decay, "init": "uniform",
+            "model_family": "mlp"}
+
+
+MLP = register_trainer(Trainer(
+    name="mlp", config_type=MLPConfig, make_config=partial(make_model_config, 'mlp'), fit_block=_mlp_fit, convergence=sgd_convergence,
+    block_size=32, feature_dtype=np.float32, dp_model=_mlp_dp))
+
+
+# ---------------------------------------------------------------------------------------------- closed forms
+def _closed_form(dataset, config, masks, *, seed, model_offset, progress, block_size, **_):
+    extra = {"kernel": config.kernel, "gamma": config.gamma} if isinstance(config, KernelRidgeConfig) else {}
+    return closed_form_population(dataset, masks=masks, model=config.name, alpha=config.alpha,
+                                  standardize=config.standardize, model_offset=model_offset, block_size=block_size,
+                                  progress=progress, **extra)
+
+
+def _exact_convergence(config, diag):
+    return {"exact": True}
+
+
+RIDGE = register_trainer(Trainer(
+    name="ridge", config_type=RidgeConfig, make_config=partial(make_model_config, 'ridge'), fit_block=None,
+    convergence=_exact_convergence, population=_closed_form, loo=True, exact_loo=True))
+KERNEL_RIDGE = register_trainer(Trainer(
+    name="kernel-ridge", config_type=KernelRidgeConfig, make_config=partial(make_model_config, 'kernel-ridge'), fit_block=None,
+    convergence=_exact_convergence, population=_closed_form, loo=True, exact_loo=True))
+
+
+# ---------------------------------------------------------------------------------------------- scikit-learn
+def _sklearn_fit(estimator, X, y, X_test, y_test, *, n_classes, masks, seeds, shared):
+    res = fit_predict_block(estimator, X, y, X_test, y_test, masks, seeds, n_classes)
+    return BlockFit(None, {"train": res["train"], "test": res["test"]},
+                    {"n_iter": res["n_iter"], "converged": ~res["not_converged"]})
+
+
+def _sklearn_convergence(estimator, diag):
+    n_iter = diag["n_iter"]
+    return {"n_iter_max": int(n_iter.max()), "n_iter_mean": float(n_iter.mean()),
+            "n_not_converged": int((~diag["converged"]).sum())}
+
+
+def _no_config(**overrides):
+    raise MemlensInputError("model 'sklearn' takes a configured scikit-learn classifier, not fields: pass the "
+                            "estimator itself as model=... with backend='sklearn'", param="model")
+
+
+SKLEARN = register_trainer(Trainer(
+    name="sklearn", config_type=None, make_config=_no_config, fit_block=_sklearn_fit,
+    convergence=_sklearn_convergence, block_size=16, backends=("sklearn",)))
+
+
+# ---------------------------------------------------------------------------------------------- text
+def _char_lm(dataset, config, masks, *, seed, model_offset, progress, block_size, **options):
+    return train_text_population(dataset, masks=masks, config=config, seed=seed, model_offset=model_offset,
+                                 progress=progress, block_size=block_size, **options)
+
+
+CHAR_LM = register_trainer(Trainer(
+    name="char-lm", config_type=CharLMConfig, make_config=_char_lm_config, fit_block=None,
+    convergence=_exact_convergence, population=_char_lm, text=True))
+
