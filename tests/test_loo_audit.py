@@ -248,14 +248,14 @@ def test_closed_form_shards_equal_one_fit(data_file, model):
 
 
 def test_kernel_ridge_too_large_for_memory_refused(data_file, tmp_path, monkeypatch, capsys):
-    import memlens.audits.image
+    import memlens.audits.loo
 
     # 240 training and 80 test rows need 8 * 240 * (3 * 240 + 80) bytes = 1.5 MB: pretend the machine has 2 MB
-    monkeypatch.setattr(memlens.audits.image, "physical_memory", lambda: 2 * 10**6)
+    monkeypatch.setattr(memlens.audits.loo, "physical_memory", lambda: 2 * 10**6)
     out = tmp_path / "kr"
     assert main(_args(data_file, out, "kernel-ridge", "--loo")) == 2
     err = capsys.readouterr().err
     assert "--model 'kernel-ridge' needs the 240 x 240 kernel matrix" in err and "--model ridge" in err
     assert not out.exists()
-    monkeypatch.setattr(memlens.audits.image, "physical_memory", lambda: 4 * 10**6)
-    memlens.audits.image._check_kernel_memory(240, 80)   # fits in half of 4 MB
+    monkeypatch.setattr(memlens.audits.loo, "physical_memory", lambda: 4 * 10**6)
+    memlens.audits.loo.check_kernel_memory(240, 80)   # fits in half of 4 MB

@@ -18,6 +18,7 @@ __all__ = [
     "check_int",
     "check_float",
     "check_fraction",
+    "check_level",
     "check_array",
     "check_labels",
     "check_masks",
@@ -33,7 +34,8 @@ class MemlensInputError(ValueError):
     param : str or None
         The library parameter the error is about (``n_models``, ``dataset``, ...), so that the command line maps it
         to its flag by attribute. Given explicitly, or read from the message when it starts with a parameter name
-        followed by `` must``, `` and``, ``:`` or `` needs`` (the style every check here writes).
+        followed by `` must``, `` needs``, `` and``, ``:``, a quoted value or a product (the style every check here
+        writes).
     """
 
     def __init__(self, message: str = "", *, param: str | None = None):
@@ -41,7 +43,7 @@ class MemlensInputError(ValueError):
         self.param = param if param is not None else _param_of(str(message))
 
 
-_PARAM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?: and [A-Za-z_][A-Za-z0-9_]*)?)(?= must| needs| and |:)")
+_PARAM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?: and [A-Za-z_][A-Za-z0-9_]*)?)(?= must| needs| and |:| [*]| '| [(])")
 
 
 def _param_of(message: str) -> str | None:
@@ -91,6 +93,26 @@ def check_float(name: str, value, *, min_value: float | None = None, max_value: 
         op = "<=" if max_inclusive else "<"
         raise MemlensInputError(f"{name} must be {op} {max_value}{_why(hint)}; got {value}")
     return value
+
+
+def check_level(level, *, error_name: str | None = None, error_value=None, default_error: float = 0.05) -> float:
+    """The error probability ``1 − level`` of a confidence ``level`` in (0, 1), everywhere spelled ``level``.
+
+    Older names of the same setting are accepted as the error probability itself (``alpha`` of the ε lower bound,
+    ``beta`` of the one-run audit); giving both is refused. Returns the error probability: ``default_error`` when
+    neither is given (so the default is exact, not ``1 − 0.95`` in floating point).
+    """
+    if error_value is not None:
+        if level is not None:
+            raise MemlensInputError(f"level and {error_name} set the same confidence ({error_name} = 1 - level); got "
+                                    f"both (level={level!r}, {error_name}={error_value!r}): pass level only",
+                                    param="level")
+        return check_float(error_name, error_value, min_value=0.0, max_value=1.0, min_inclusive=False,
+                           max_inclusive=False)
+    if level is None:
+        return default_error
+    return 1.0 - check_float("level", level, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False,
+                             hint="(a confidence level such as 0.95)")
 
 
 def check_fraction(name: str, value, *, hint: str = "") -> float:

@@ -34,20 +34,40 @@ trainer's ``on_model`` hook while the model is in memory, so no weights are kept
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .._random import check_int_seed
-from .._validation import MemlensInputError, check_fraction, check_int, warn
+from .._random import as_generator, check_int_seed
+from .._validation import MemlensInputError, MemlensWarning, check_fraction, check_int, warn
+from ..attacks.extraction import (
+    canary_extraction, discoverable_memorization, generate_samples, ranking_attack, verbatim_matches,
+)
+from ..data import make_masks
+from ..data.text import VOCAB_SIZE, TextDataset, encode_texts, load_text_dataset
+from ..data.text_canaries import (  # noqa: F401  (re-exported: their first home was this module)
+    DEFAULT_ALPHABET, DEFAULT_CANARY_TEMPLATE, DEFAULT_SECRET_LENGTH, CanaryFormat, NamedCanaries, canary_name,
+    insert_named_canaries, make_named_canaries,
+)
+from ..measures import counterfactual_influence, counterfactual_memorization, explain_documents
+from ..measures.exposure import canary_exposure
+from ..measures.text import (  # noqa: F401  (re-exported)
+    RANKING_SCORES, TOP_SAMPLES, VERBATIM_BYTES, canary_membership, canary_table, exposure_by_repetition, masked_mean,
+    ranking_attack_auc, sample_extraction,
+)
+from ..models.char_lm import AutoregressiveConfig
 from ..population import Population
-from ..storage.runs import RunDir, check_writable, package_versions
+from ..report.tables import canaries_csv, explanation_text, text_examples_csv, text_pairs_csv
+from ..report.text_html import write_text_report
+from .. import train as _train
+from ..train import text_population as _text_population  # looked up at call time (tests count training calls)
+from ..train.text_population import CharLMConfig
+from . import pipeline
 
 __all__ = ["TextAuditResult", "run_text_audit", "TEXT_DATASETS", "TEXT_MODELS", "DEFAULT_CANARY_TEMPLATE",
            "DEFAULT_REPETITIONS", "text_audit_masks", "canary_membership", "canary_table", "ranking_attack_auc",
@@ -58,10 +78,6 @@ __all__ = ["TextAuditResult", "run_text_audit", "TEXT_DATASETS", "TEXT_MODELS", 
 TEXT_DATASETS = ("fortunes",)
 #: Model names of the text audit.
 TEXT_MODELS = ("char-lm",)
-#: The default canary: a 4-digit PIN, a randomness space of 10,000 secrets (exact rank exposure).
-DEFAULT_CANARY_TEMPLATE = "my PIN is {secret}"
-DEFAULT_ALPHABET = "0123456789"
-DEFAULT_SECRET_LENGTH = 4
 #: Repetition counts of the inserted canaries (each used by ``canaries_per_repetition`` canaries).
 DEFAULT_REPETITIONS = (1, 2, 4, 8, 16)
 #: Feldman–Zhang threshold for "memorized" (on per-token accuracy, a difference of fractions).
@@ -74,11 +90,9 @@ TEXT_RESULT_FILES = ("canaries.csv",)
 #: Seed-sequence entries of the document masks, the canary masks and the canaries themselves.
 _MASK_STREAM, _CANARY_MASK_STREAM, _CANARY_STREAM, _SUBSAMPLE_STREAM = 0x6D61736B, 0x636D736B, 0x63616E79, 0x73756273
 _SAMPLE_STREAM = 0x736D706C
-#: The ranking attack's scores (Carlini et al. 2021, §5.1), all oriented higher = more likely memorized.
-RANKING_SCORES = ("perplexity", "zlib", "lowercase", "reference")
-#: The extraction pipeline of Carlini et al. 2021 (§5) per model: samples generated from BOS, their length, the
-#: sampling's top-k, how many top-ranked samples are checked, and the verbatim window that counts as reproduced.
-N_SAMPLES, SAMPLE_LEN, SAMPLE_TOP_K, TOP_SAMPLES, VERBATIM_BYTES = 64, 48, 40, 8, 16
+#: The extraction pipeline of Carlini et al. 2021 (§5) per model: samples generated from BOS, their length and the
+#: sampling's top-k (how many top-ranked samples are checked, and the verbatim window: memlens.measures.text).
+N_SAMPLES, SAMPLE_LEN, SAMPLE_TOP_K = 64, 48, 40
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,8 +169,6 @@ def text_audit_masks(n_models: int, copy_of, *, subset_ratio: float, seed: int,
     seed : int
         Masks are drawn from ``SeedSequence([seed, stream])``, apart from the per-model training seeds.
     """
-    from ..data import make_masks
-
     copy_of = np.asarray(copy_of, dtype=np.int64)
     docs = np.flatnonzero(copy_of < 0)
     masks = np.zeros((n_models, copy_of.size), dtype=bool)
@@ -172,155 +184,12 @@ def text_audit_masks(n_models: int, copy_of, *, subset_ratio: float, seed: int,
     return masks
 
 
-def canary_membership(masks, copy_of, n_canaries: int) -> np.ndarray:
-    """``(n_models, n_canaries)`` bool: model k trained on canary c (on all of its copies, by construction)."""
-    masks = np.asarray(masks, dtype=bool)
-    copy_of = np.asarray(copy_of, dtype=np.int64)
-    out = np.zeros((masks.shape[0], n_canaries), dtype=bool)
-    for c in range(n_canaries):
-        cols = np.flatnonzero(copy_of == c)
-        if cols.size:
-            out[:, c] = masks[:, cols].any(axis=1)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- analysis
-def _masked_mean(values: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Column means of ``values`` over rows where ``where`` is True (NaN where none); NaN values are skipped."""
-    v = np.where(where & np.isfinite(values), values, 0.0)
-    n = (where & np.isfinite(values)).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, v.sum(axis=0) / np.maximum(n, 1), np.nan)
-
-
-def canary_table(pop: Population, canary_in: np.ndarray, repetitions) -> dict[str, np.ndarray]:
-    """Per canary: exposure and extraction among the models that trained on it (IN) and that did not (OUT).
-
-    Parameters
-    ----------
-    pop : Population
-        With a ``canary`` split holding ``exposure`` (bits) and ``extracted`` (0/1), shape (n_models, n_canaries).
-    canary_in : bool array, shape (n_models, n_canaries)
-    repetitions : int array, shape (n_canaries,)
-
-    Returns
-    -------
-    dict of arrays of shape (n_canaries,)
-        ``repetitions``, ``n_in``, ``n_out``, ``exposure_in``/``exposure_out`` (mean bits), ``extracted_in``/
-        ``extracted_out`` (fraction of models whose greedy decoding from the prefix gives the secret),
-        ``exposure_gain`` = exposure_in − exposure_out (counterfactual exposure, higher = more memorized).
-    """
-    exp = pop.signal("canary", "exposure").astype(np.float64)
-    ext = pop.signal("canary", "extracted").astype(np.float64)
-    canary_in = np.asarray(canary_in, dtype=bool)
-    rows = {
-        "repetitions": np.asarray(repetitions, dtype=np.int64),
-        "n_in": canary_in.sum(axis=0), "n_out": (~canary_in).sum(axis=0),
-        "exposure_in": _masked_mean(exp, canary_in), "exposure_out": _masked_mean(exp, ~canary_in),
-        "extracted_in": _masked_mean(ext, canary_in), "extracted_out": _masked_mean(ext, ~canary_in),
-    }
-    rows["exposure_gain"] = rows["exposure_in"] - rows["exposure_out"]
-    return rows
-
-
-def sample_extraction(pop: Population, *, top: int = TOP_SAMPLES) -> dict:
-    """The generate-rank-verify pipeline of Carlini et al. 2021 (§5), per model and pooled.
-
-    Each model generated ``n_samples`` samples (split ``samples``); they are ranked by each ranking-attack score
-    and the ``top`` best of every model are checked: ``precision`` is the fraction of them that contain
-    ``VERBATIM_BYTES`` consecutive bytes of one of that model's own training documents (extracted training data),
-    ``unseen_precision`` the fraction matching a training document the model did *not* train on (text common enough
-    to be generated without memorization: the control). ``base_rate`` is the fraction over all samples.
-
-    Returns
-    -------
-    dict (empty without a ``samples`` split)
-    """
-    if "samples" not in pop.signals:
-        return {}
-    v = pop.signal("samples", "verbatim").astype(np.float64)
-    u = pop.signal("samples", "verbatim_unseen").astype(np.float64)
-    top = min(int(top), v.shape[1])
-    out = {"n_samples": int(v.shape[1]), "top": top, "verbatim_bytes": VERBATIM_BYTES,
-           "base_rate": float(v.mean()), "unseen_rate": float(u.mean()), "by_score": {}}
-    for name in RANKING_SCORES:
-        key = f"rank_{name}"
-        if key not in pop.signals["samples"]:
-            continue
-        order = np.argsort(-np.nan_to_num(pop.signal("samples", key).astype(np.float64), nan=-np.inf), axis=1,
-                           kind="stable")[:, :top]
-        out["by_score"][name] = {"precision": float(np.take_along_axis(v, order, axis=1).mean()),
-                                 "unseen_precision": float(np.take_along_axis(u, order, axis=1).mean())}
-    return out
-
-
-def exposure_by_repetition(rows: Mapping[str, np.ndarray]) -> list[dict]:
-    """One entry per repetition count: mean exposure IN/OUT and extraction rates, pooled over its canaries."""
-    out = []
-    reps = np.asarray(rows["repetitions"])
-    for r in np.unique(reps):
-        sel = reps == r
-        out.append({"repetitions": int(r), "n_canaries": int(sel.sum()),
-                    "exposure_in": float(np.nanmean(rows["exposure_in"][sel])) if np.isfinite(
-                        rows["exposure_in"][sel]).any() else math.nan,
-                    "exposure_out": float(np.nanmean(rows["exposure_out"][sel])) if np.isfinite(
-                        rows["exposure_out"][sel]).any() else math.nan,
-                    "extracted_in": float(np.nanmean(rows["extracted_in"][sel])) if np.isfinite(
-                        rows["extracted_in"][sel]).any() else math.nan,
-                    "extracted_out": float(np.nanmean(rows["extracted_out"][sel])) if np.isfinite(
-                        rows["extracted_out"][sel]).any() else math.nan})
-    return out
-
-
-def ranking_attack_auc(pop: Population, columns) -> dict[str, dict]:
-    """Membership AUC of each ranking-attack score, pooled over models: IN versus OUT documents.
-
-    Parameters
-    ----------
-    pop : Population
-        ``train`` signals ``rank_<score>`` for each score of :data:`RANKING_SCORES` present (higher = more likely
-        memorized) and ``extracted``.
-    columns : int array
-        The training columns to evaluate (the corpus documents, not the canary copies).
-
-    Returns
-    -------
-    dict score -> {"auc", "n_pos", "n_neg", "tpr_at_1pct_fpr", "fpr_resolution"}
-        With fewer than 100 OUT pairs, 1% FPR is below the ROC's resolution (``fpr_resolution = 1 / n_neg``) and
-        the TPR is the TPR at zero false positives.
-    """
-    import warnings
-
-    from .._validation import MemlensWarning
-    from ..evaluation import roc, tpr_at_fpr_from_roc
-
-    columns = np.asarray(columns, dtype=np.int64)
-    labels = pop.masks[:, columns].reshape(-1)
-    out = {}
-    for name in ("loss",) + tuple(f"rank_{s}" for s in RANKING_SCORES):
-        if name not in pop.signals.get("train", {}):
-            continue
-        s = pop.signal("train", name)[:, columns].astype(np.float64).reshape(-1)
-        if name == "loss":
-            s, name = -s, "loss (Yeom et al.)"
-        ok = np.isfinite(s)
-        if ok.sum() < 2 or labels[ok].all() or not labels[ok].any():
-            continue
-        curve = roc(s[ok], labels[ok])
-        with warnings.catch_warnings():  # below the ROC's resolution: stated by "fpr_resolution" instead
-            warnings.simplefilter("ignore", MemlensWarning)
-            tpr = tpr_at_fpr_from_roc(curve.fpr, curve.tpr, 0.01, n_neg=curve.n_neg)
-        out[name.replace("rank_", "")] = {"auc": float(curve.auc), "n_pos": int(curve.n_pos),
-                                          "n_neg": int(curve.n_neg), "tpr_at_1pct_fpr": float(np.asarray(tpr)),
-                                          "fpr_resolution": 1.0 / curve.n_neg}
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- inputs
 def _load_corpus(dataset, *, text_file, delimiter, max_chars, n_documents, seed):
     """The corpus (a TextDataset), validated and subsampled to at most ``n_documents`` training documents."""
-    from ..data.text import TextDataset, load_text_dataset
-
     if text_file is not None:
         if not isinstance(text_file, (str, Path)) or str(text_file) == "":
             raise MemlensInputError(f"text_file must be a path to a UTF-8 text file; got {text_file!r}")
@@ -366,8 +235,6 @@ def _repetitions(canary_repetitions, canaries_per_repetition: int) -> np.ndarray
 
 def _canary_format(template: str, alphabet: str, length: int):
     """The canary template validated (a CanaryFormat); errors name the audit's parameters."""
-    from ..data.text_canaries import CanaryFormat
-
     if not isinstance(template, str) or template.count("{secret}") != 1:
         raise MemlensInputError(f"canary_format must contain '{{secret}}' exactly once, e.g. "
                                 f"'my PIN is {{secret}}'; got {template!r}")
@@ -381,10 +248,6 @@ def _canary_format(template: str, alphabet: str, length: int):
 def _charlm_config(config, *, max_tokens: int):
     """The char-LM config of the audit: ``config`` (a CharLMConfig, a dict of its fields, or None for the
     defaults), with the context length raised to the corpus's longest document."""
-    from dataclasses import fields, replace
-
-    from ..train.text_population import CharLMConfig
-
     if config is None:
         cfg = CharLMConfig()
     elif isinstance(config, CharLMConfig):
@@ -407,8 +270,6 @@ def _charlm_config(config, *, max_tokens: int):
 def _config_dict(cfg) -> dict:
     if hasattr(cfg, "to_dict"):
         return dict(cfg.to_dict())
-    from dataclasses import asdict
-
     return asdict(cfg)
 
 
@@ -416,8 +277,6 @@ class _RunData:
     """What :class:`memlens.storage.runs.RunDir` records of a dataset, for a text corpus."""
 
     def __init__(self, ds, max_tokens: int):
-        from ..data.text import VOCAB_SIZE
-
         self.name, self.n_train, self.n_test = ds.name, ds.n_train, ds.n_test
         self.n_features, self.n_classes = int(max_tokens), VOCAB_SIZE
         self._fp = ds.fingerprint()
@@ -427,104 +286,6 @@ class _RunData:
 
 
 # ---------------------------------------------------------------------------------------------- canaries
-#: Names that give each canary its own prefix (``"alice: my PIN is 4271"``): greedy decoding from one shared prefix
-#: can extract at most one secret, so canaries of one template would compete for it; distinct prefixes make
-#: extraction and exposure per canary.
-CANARY_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
-                "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yolanda")
-
-
-def canary_name(c: int) -> str:
-    """The name of canary ``c``: :data:`CANARY_NAMES` in order, then ``name2``, ``name3``, ..."""
-    base = CANARY_NAMES[c % len(CANARY_NAMES)]
-    return base if c < len(CANARY_NAMES) else f"{base}{c // len(CANARY_NAMES) + 1}"
-
-
-@dataclass(frozen=True, eq=False)
-class NamedCanaries:
-    """Canaries of one template, each with its own name prefix (``"{name}: " + template``).
-
-    Attributes
-    ----------
-    sets : tuple of memlens.data.text_canaries.TextCanarySet
-        One single-canary set per canary (its own format, so its own prefix and randomness space of equal size).
-    names, secrets, texts : tuple of str, length n_canaries
-    repetitions : ndarray of int64, shape (n_canaries,)
-    template : str
-        The shared template (without the name).
-    space_size : int
-        Size of each canary's randomness space, ``len(alphabet) ** length``.
-    """
-
-    sets: tuple
-    names: tuple
-    secrets: tuple
-    texts: tuple
-    repetitions: np.ndarray
-    template: str
-    space_size: int
-
-    @property
-    def n_canaries(self) -> int:
-        return len(self.sets)
-
-
-def make_named_canaries(template: str, *, alphabet: str = DEFAULT_ALPHABET, length: int = DEFAULT_SECRET_LENGTH,
-                        repetitions, seed=0) -> NamedCanaries:
-    """One canary per entry of ``repetitions``, canary ``c`` of format ``f"{canary_name(c)}: {template}"`` with a
-    secret drawn uniformly from its space (Carlini et al. 2019, §3).
-
-    Parameters
-    ----------
-    template : str
-        Holds ``{secret}`` once, e.g. ``"my PIN is {secret}"``.
-    alphabet, length :
-        The randomness space: ``len(alphabet) ** length`` secrets.
-    repetitions : sequence of int >= 0
-        Copies of each canary to insert (0: a reference canary never inserted).
-    seed : int or numpy.random.Generator
-    """
-    from .._random import as_generator
-    from ..data.text_canaries import CanaryFormat, make_text_canaries
-
-    if not isinstance(template, str) or template.count("{secret}") != 1:
-        raise MemlensInputError(f"canary_format must contain '{{secret}}' exactly once, e.g. "
-                                f"'my PIN is {{secret}}'; got {template!r}")
-    rng = as_generator(seed)
-    reps = np.asarray(repetitions, dtype=np.int64).reshape(-1)
-    sets = []
-    for c, r in enumerate(reps):
-        fmt = CanaryFormat(template=f"{canary_name(c)}: {template}", alphabet=alphabet, length=length)
-        sets.append(make_text_canaries(fmt, n_canaries=1, repetitions=int(r), seed=rng))
-    space = sets[0].format.space_size if sets else int(len(alphabet) ** length)
-    return NamedCanaries(sets=tuple(sets), names=tuple(canary_name(c) for c in range(len(sets))),
-                         secrets=tuple(s.secrets[0] for s in sets), texts=tuple(s.texts[0] for s in sets),
-                         repetitions=reps, template=template, space_size=int(space))
-
-
-def insert_named_canaries(texts, canaries: NamedCanaries, *, seed=0) -> tuple[tuple, np.ndarray]:
-    """Insert every canary ``repetitions[c]`` times at random positions
-    (:func:`memlens.data.text_canaries.insert_text_canaries`, one canary after the other).
-
-    Returns
-    -------
-    texts_with_copies : tuple of str
-    copy_of : ndarray of int64
-        Canary index of each document, -1 for the original documents (which keep their order).
-    """
-    from .._random import as_generator
-    from ..data.text_canaries import insert_text_canaries
-
-    rng = as_generator(seed)
-    texts = tuple(texts)
-    copy_of = np.full(len(texts), -1, dtype=np.int64)
-    for c, cs in enumerate(canaries.sets):
-        texts, co = insert_text_canaries(texts, cs, seed=rng)
-        new = np.full(len(texts), -1, dtype=np.int64)
-        new[co < 0] = copy_of
-        new[co >= 0] = c
-        copy_of = new
-    return texts, copy_of
 
 
 def canary_measures(model, canaries: NamedCanaries, *, method: str = "auto", seed=0) -> dict[str, np.ndarray]:
@@ -538,10 +299,6 @@ def canary_measures(model, canaries: NamedCanaries, *, method: str = "auto", see
     -------
     dict with ``exposure``, ``log_perplexity``, ``extracted``, each of shape (n_canaries,)
     """
-    from .._random import as_generator
-    from ..attacks.extraction import canary_extraction
-    from ..measures.exposure import canary_exposure
-
     rng = as_generator(seed)
     n = canaries.n_canaries
     out = {"exposure": np.empty(n), "log_perplexity": np.empty(n), "extracted": np.empty(n)}
@@ -568,11 +325,6 @@ def _make_on_model(train_texts: Sequence[str], test_texts: Sequence[str], canari
     ``n_samples`` samples (split ``samples``: ranking scores, ``verbatim`` = contains ``VERBATIM_BYTES``
     consecutive bytes of one of the model's own training documents, ``verbatim_unseen`` = of a training document
     the model did not train on, the control), computed while the model is in memory (no weights are kept)."""
-    import warnings
-
-    from .._validation import MemlensWarning
-    from ..attacks.extraction import discoverable_memorization, generate_samples, ranking_attack, verbatim_matches
-
     def on_model(k, model):
         out: dict = {"train": {}, "test": {}}
         if canaries is not None and canaries.n_canaries:
@@ -615,10 +367,6 @@ def _as_float(flags) -> np.ndarray:
 def _reference_model(test_texts, cfg, *, seed: int):
     """A smaller model trained on the held-out test documents: the reference of the ranking attack's ratio
     score (Carlini et al. 2021, §5.1 "Small": the same distribution, none of the training documents)."""
-    from ..data.text import VOCAB_SIZE, encode_texts
-    from ..models.char_lm import AutoregressiveConfig
-    from ..train.autoregressive import train_autoregressive
-
     tokens, lengths = encode_texts(list(test_texts))
     width = max(8, int(getattr(cfg, "width", 64)) // 2)
     arch = getattr(cfg, "arch", "transformer")
@@ -629,7 +377,7 @@ def _reference_model(test_texts, cfg, *, seed: int):
                                                                                  tokens.shape[1])),
                               width=width, depth=1, arch=arch, n_heads=heads)
     steps = int(getattr(cfg, "steps", 300) or 300) // 2
-    run = train_autoregressive(tokens, config=ac, lengths=lengths, steps=max(steps, 50),
+    run = _train.train_autoregressive(tokens, config=ac, lengths=lengths, steps=max(steps, 50),
                                batch_size=int(getattr(cfg, "batch_size", 32)), lr=float(getattr(cfg, "lr", 3e-3)),
                                seed=np.random.default_rng(np.random.SeedSequence([seed, 0x726566])))
     return run.model
@@ -710,7 +458,9 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     subset_ratio = check_fraction("subset_ratio", subset_ratio,
                                   hint="(the fraction of the documents each model trains on)")
     seed = check_int_seed(seed, why="it is recorded in the run's manifest")
-    shard_size = check_int("shard_size", shard_size, min_value=1)
+    opts = pipeline.check_run_options(out=out, resume=resume, overwrite=overwrite, shard_size=shard_size,
+                                      progress=progress, on_shard=on_shard, executor=executor,
+                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus)
     canaries_per_repetition = check_int("canaries_per_repetition", canaries_per_repetition, min_value=1)
     canary_length = check_int("canary_length", canary_length, min_value=1)
     prefix_len = check_int("prefix_len", prefix_len, min_value=1)
@@ -719,32 +469,16 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
         n_documents = check_int("n_documents", n_documents, min_value=2)
     if max_chars is not None:
         max_chars = check_int("max_chars", max_chars, min_value=1)
-    if resume and overwrite:
-        raise MemlensInputError("resume and overwrite exclude each other; got both: pass --resume to continue "
-                                "the run, or --overwrite to replace it")
     if not isinstance(model, str) or model not in TEXT_MODELS:
         raise MemlensInputError(f"model must be one of {', '.join(TEXT_MODELS)} for the text audit; got {model!r}")
     if exposure_method not in ("auto", "rank", "extrapolate"):
         raise MemlensInputError(f"exposure_method must be 'auto', 'rank' or 'extrapolate'; got {exposure_method!r}")
-    if not isinstance(out, (str, Path)) or str(out) == "":
-        raise MemlensInputError(f"out must be a folder path; got {out!r}")
-    out = Path(out)
     reps = _repetitions(canary_repetitions, canaries_per_repetition)
     fmt = _canary_format(canary_format, canary_alphabet, canary_length)
     ds = _load_corpus(dataset, text_file=text_file, delimiter=delimiter, max_chars=max_chars,
                       n_documents=n_documents, seed=seed)
-    n_in = int(round(subset_ratio * ds.n_train))
-    if not 1 <= n_in <= ds.n_train - 1:
-        raise MemlensInputError(f"subset_ratio * n_documents must round to between 1 and n_documents - 1 so that "
-                                f"every model leaves documents out; got subset_ratio={subset_ratio}, "
-                                f"{ds.n_train} training documents")
-    from ..storage.executors import make_executor
-
-    executor = make_executor(executor, ray_address=ray_address, ray_num_cpus=ray_num_cpus)
-    if resume:
-        check_writable(out)
-    else:
-        RunDir.check_new(out, overwrite=overwrite)
+    pipeline.check_subset_size(subset_ratio, ds.n_train, what="n_documents", unit="documents")
+    pipeline.check_target(opts)
 
     # ---- canaries inserted into the training documents
     canaries, copy_of = None, np.full(ds.n_train, -1, dtype=np.int64)
@@ -765,6 +499,7 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     cfg = _charlm_config(config, max_tokens=max_tokens)
     model_config = _config_dict(cfg)
 
+    # ---- the run's identity, masks and shard job; train the missing shards
     config_record = {
         "kind": "text-audit", "dataset": full.name, "source": full.source, "model": model,
         "model_config": model_config, "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
@@ -779,23 +514,15 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
                  "round(subset_ratio * n_documents) where that is 0 or n_models), SeedSequence([seed, 'mask'])",
     }
     masks = text_audit_masks(n_models, copy_of, subset_ratio=subset_ratio, seed=seed)
-    run_data = _RunData(full, max_tokens)
-    if resume:
-        run = RunDir.open_for_resume(out, config_record, run_data, masks, shard_size=shard_size)
-    else:
-        run = RunDir.create(out, config_record, run_data, masks, shard_size=shard_size, overwrite=overwrite)
-        for name in TEXT_RESULT_FILES:  # the text run's own result files (RunDir removes the shared ones)
-            (out / name).unlink(missing_ok=True)
-
-    # ---- train the missing shards, each written as soon as it is done
-    t_start = time.perf_counter()
-    trained = _train_missing(run, full, cfg, canaries=canaries, seed=seed, progress=progress, on_shard=on_shard,
-                             prefix_len=prefix_len, suffix_len=suffix_len, exposure_method=exposure_method,
-                             reference=reference_model, executor=executor)
-    t_train = time.perf_counter() - t_start
-    shards = run.load_shards()
-    pop = Population.concat(shards)
-    pop.save(out / "population")
+    shared = {"full": full, "cfg": cfg, "seed": seed, "canaries": canaries, "prefix_len": prefix_len,
+              "suffix_len": suffix_len, "exposure_method": exposure_method, "reference_model": None}
+    setup = (lambda: {"reference_model": _reference_model(full.test_texts, cfg, seed=seed)}) if reference_model \
+        else None
+    job = pipeline.ShardJob(_train_text_shard, shared=shared, desc=f"training char-lm on {full.name}", setup=setup)
+    trained = pipeline.train_run(opts, config=config_record, data=_RunData(full, max_tokens), masks=masks, job=job,
+                                 result_files=TEXT_RESULT_FILES)
+    run, pop = trained.run, trained.population
+    run.save_population(pop)
 
     # ---- measure
     t_meas = time.perf_counter()
@@ -808,89 +535,34 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
         "mem_threshold": MEM_THRESHOLD, "infl_threshold": INFL_THRESHOLD,
         "prefix_len": prefix_len, "suffix_len": suffix_len,
         **analysis["summary"],
-        "n_shards": run.n_shards, "shards_trained": len(trained), "shards_reused": run.n_shards - len(trained),
-        "training_seconds": t_train, "measure_seconds": time.perf_counter() - t_meas, "runtime_seconds": None,
-        "run_id": run.run_id, "versions": package_versions(),
+        **pipeline.RunRecord.of(trained, opts).to_json(),
+        "measure_seconds": time.perf_counter() - t_meas, "runtime_seconds": None,
     }
-    run.write_text("examples.csv", examples_csv(full, copy_of, analysis))
-    run.write_text("pairs.csv", pairs_csv(analysis["pairs"]))
+    files = {"examples.csv": text_examples_csv(full, copy_of, analysis), "pairs.csv": text_pairs_csv(analysis["pairs"])}
     if canaries is not None:
-        run.write_text("canaries.csv", canaries_csv(canaries, analysis["canary_rows"]))
-    from ..report.text_html import write_text_report
-
-    summary["runtime_seconds"] = time.perf_counter() - t0
-    write_text_report(out / "report.html", summary=summary, dataset=full, copy_of=copy_of, canaries=canaries,
-                      analysis=analysis)
-    summary["runtime_seconds"] = time.perf_counter() - t0
-    run.write_json("summary.json", summary)
-    return TextAuditResult(out, summary, full, pop, copy_of, canaries, analysis["canary_in"],
+        files["canaries.csv"] = canaries_csv(canaries, analysis["canary_rows"])
+    pipeline.write_results(
+        run, files=files, summary=summary, t0=t0,
+        report=lambda s: write_text_report(opts.out / "report.html", summary=s, dataset=full, copy_of=copy_of,
+                                           canaries=canaries, analysis=analysis))
+    return TextAuditResult(opts.out, summary, full, pop, copy_of, canaries, analysis["canary_in"],
                            analysis["memorization"], analysis["memorization_ll"], analysis["influence"],
-                           analysis["canary_rows"], analysis["explanations"], analysis["ranking"], tuple(trained))
+                           analysis["canary_rows"], analysis["explanations"], analysis["ranking"], trained.trained)
 
 
 def _train_text_shard(full, *, masks, cfg, seed, model_offset, canaries, prefix_len, suffix_len, exposure_method,
                       reference_model, progress=None):
     """Train the models of one shard and measure each one's canaries (the function every executor runs)."""
-    from ..train import text_population as _tp  # looked up at call time, so tests can count training calls
-
     hook = _make_on_model(full.train_texts, full.test_texts, canaries, prefix_len=prefix_len, suffix_len=suffix_len,
                           exposure_method=exposure_method, reference_model=reference_model, seed=seed,
                           offset=model_offset, masks=masks)
-    return _tp.train_text_population(full, masks=masks, config=cfg, seed=seed, model_offset=model_offset,
-                                     progress=progress, on_model=hook)
-
-
-def _train_missing(run: RunDir, full, cfg, *, canaries, seed, progress, on_shard, prefix_len, suffix_len,
-                   exposure_method, reference, executor=None) -> list[int]:
-    """Train every missing or damaged shard of ``run`` on ``executor`` (:mod:`memlens.storage.executors`; default local),
-    writing each shard as soon as it is done; return their indices in ascending order."""
-    from ..storage.executors import train_missing_shards
-
-    if not run.missing_shards():
-        return []
-    ref = _reference_model(full.test_texts, cfg, seed=seed) if reference else None
-    shared = {"full": full, "cfg": cfg, "seed": seed, "canaries": canaries, "prefix_len": prefix_len,
-              "suffix_len": suffix_len, "exposure_method": exposure_method, "reference_model": ref}
-    return train_missing_shards(run, _train_text_shard, shared=shared, fixed={}, executor=executor,
-                                progress=progress, on_shard=on_shard, desc=f"training char-lm on {full.name}")
+    return _text_population.train_text_population(full, masks=masks, config=cfg, seed=seed, model_offset=model_offset,
+                                        progress=progress, on_model=hook)
 
 
 # ---------------------------------------------------------------------------------------------- measures
-def _counterfactual(pop, signal: str):
-    """Counterfactual memorization (Zhang et al. 2021) through :mod:`memlens.measures.counterfactual` when present,
-    else the Feldman–Zhang estimator it wraps."""
-    try:
-        from ..measures.counterfactual import counterfactual_memorization
-    except ImportError:
-        from ..measures import memorization
-
-        return memorization(pop, signal=signal)
-    return counterfactual_memorization(pop, signal=signal)
-
-
-def _counterfactual_influence(pop, *, pair_columns):
-    try:
-        from ..measures.counterfactual import counterfactual_influence
-    except ImportError:
-        counterfactual_influence = None
-    if counterfactual_influence is not None:
-        try:
-            return counterfactual_influence(pop, signal="token_accuracy", top_k=TOP_K, threshold=INFL_THRESHOLD,
-                                            pair_columns=pair_columns)
-        except TypeError:  # an older signature: fall back on the estimator it wraps
-            pass
-    from ..measures import influence
-
-    return influence(pop, signal="token_accuracy", split="test", top_k=TOP_K, threshold=INFL_THRESHOLD,
-                     pair_columns=pair_columns)
-
-
 def _explain(full, scores, docs):
     """Reasons for the corpus documents (not the canary copies), so the correlations describe the corpus."""
-    try:
-        from ..measures.counterfactual import explain_documents
-    except ImportError:
-        return None
     try:
         return explain_documents(full, scores, index=docs)
     except Exception as exc:  # noqa: BLE001 - reasons are commentary; the audit must not fail for them
@@ -898,35 +570,25 @@ def _explain(full, scores, docs):
         return None
 
 
-def explanation_text(explanations, i: int) -> str:
-    """The reason string of document ``i`` from :func:`memlens.measures.counterfactual.explain_documents`."""
-    if explanations is None:
-        return ""
-    if hasattr(explanations, "reason_text"):
-        return explanations.reason_text(i)
-    try:
-        e = explanations[i]
-    except (IndexError, KeyError, TypeError):
-        return ""
-    for attr in ("reason", "reasons", "summary", "text"):
-        v = e.get(attr) if isinstance(e, Mapping) else getattr(e, attr, None)
-        if v is not None:
-            return "; ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-    return str(e)
+def _samples_summary(pop: Population) -> dict:
+    """:func:`memlens.measures.text.sample_extraction` with the sampling's top-k the report states."""
+    out = sample_extraction(pop)
+    return {**out, "sampling_top_k": SAMPLE_TOP_K} if out else out
 
 
 def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
     docs = np.flatnonzero(copy_of < 0)
-    mem = _counterfactual(pop, "token_accuracy")
-    mem_ll = _counterfactual(pop, "log_likelihood")
+    mem = counterfactual_memorization(pop, signal="token_accuracy")
+    mem_ll = counterfactual_memorization(pop, signal="log_likelihood")
     memorized = np.nan_to_num(mem.scores, nan=-np.inf) >= MEM_THRESHOLD
-    infl = _counterfactual_influence(pop, pair_columns=memorized & (copy_of < 0))
+    infl = counterfactual_influence(pop, signal="token_accuracy", top_k=TOP_K, threshold=INFL_THRESHOLD,
+                                    pair_columns=memorized & (copy_of < 0))
     pairs = [(int(i), int(j), float(mem.scores[i]), float(v))
              for i, j, v in zip(infl.pair_train, infl.pair_eval, infl.pair_value)
              if copy_of[int(i)] < 0 and memorized[int(i)]]
     ext = pop.signal("train", "extracted").astype(np.float64)
-    extracted_in = _masked_mean(ext, pop.masks)
-    extracted_out = _masked_mean(ext, ~pop.masks)
+    extracted_in = masked_mean(ext, pop.masks)
+    extracted_out = masked_mean(ext, ~pop.masks)
     acc = pop.signal("train", "token_accuracy").astype(np.float64)
     acc_in = float(np.nanmean(np.where(pop.masks[:, docs], acc[:, docs], np.nan)))
     acc_out = float(np.nanmean(np.where(~pop.masks[:, docs], acc[:, docs], np.nan)))
@@ -953,7 +615,7 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
                             "count": int(full.train_counts[i]), "reason": explanation_text(explanations, int(i)),
                             "text": full.train_texts[i]} for i in ranked[:10]],
         "ranking_attack": ranking,
-        "sample_extraction": sample_extraction(pop),
+        "sample_extraction": _samples_summary(pop),
     }
     corr = getattr(explanations, "correlations", None)
     if corr:
@@ -984,203 +646,8 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _fmt(x) -> str:
-    x = float(x)
-    return "nan" if not math.isfinite(x) else f"{x:.6g}"
-
-
-def examples_csv(full, copy_of, analysis) -> str:
-    """``examples.csv``: one row per training column (corpus documents, then canary copies at their positions).
-
-    Columns: index, kind (document / canary), canary (its index or empty), group (fortune file), count
-    (occurrences in the raw corpus; a canary's repetitions), n_chars, n_in, n_out, memorization (counterfactual,
-    per-token accuracy), stderr, memorization_loglik (nats per token), extracted_in / extracted_out (fraction of IN
-    / OUT models whose greedy decoding reproduces the document's suffix), reason, text.
-    """
-    mem, mem_ll = analysis["memorization"], analysis["memorization_ll"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["index", "kind", "canary", "group", "count", "n_chars", "n_in", "n_out", "memorization", "stderr",
-                "memorization_loglik", "extracted_in", "extracted_out", "reason", "text"])
-    for i, text in enumerate(full.train_texts):
-        c = int(copy_of[i])
-        w.writerow([i, "canary" if c >= 0 else "document", c if c >= 0 else "", full.train_groups[i],
-                    int(full.train_counts[i]), len(text), int(mem.n_in[i]), int(mem.n_out[i]), _fmt(mem.scores[i]),
-                    _fmt(mem.stderr[i]), _fmt(mem_ll.scores[i]), _fmt(analysis["extracted_in"][i]),
-                    _fmt(analysis["extracted_out"][i]), explanation_text(analysis["explanations"], i), text])
-    return buf.getvalue()
-
-
-def pairs_csv(pairs) -> str:
-    """``pairs.csv``: memorized training document, test document it influences, memorization, influence."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["train_index", "test_index", "memorization", "influence"])
-    for i, j, m, v in pairs:
-        w.writerow([i, j, _fmt(m), _fmt(v)])
-    return buf.getvalue()
-
-
-def canaries_csv(canaries, rows) -> str:
-    """``canaries.csv``: canary, secret, text, repetitions, n_in, n_out, exposure_in, exposure_out (bits),
-    exposure_gain, extracted_in, extracted_out (fraction of models whose greedy decoding gives the secret)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["canary", "secret", "text", "repetitions", "n_in", "n_out", "exposure_in", "exposure_out",
-                "exposure_gain", "extracted_in", "extracted_out"])
-    for c, secret in enumerate(canaries.secrets):
-        w.writerow([c, secret, canaries.texts[c], int(rows["repetitions"][c]), int(rows["n_in"][c]),
-                    int(rows["n_out"][c]), _fmt(rows["exposure_in"][c]), _fmt(rows["exposure_out"][c]),
-                    _fmt(rows["exposure_gain"][c]), _fmt(rows["extracted_in"][c]), _fmt(rows["extracted_out"][c])])
-    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------- command line
-#: Defaults of ``memlens audit`` flags shared with the image audit, for the text audit.
-CLI_DEFAULTS = {"models": 8, "subset_ratio": 0.5, "shard_size": 4, "out": "runs/text-audit"}
-#: Library parameter -> flag of the text audit, for error messages.
-CLI_FLAGS = {"n_documents": "--documents", "max_chars": "--max-chars", "canary_format": "--canary-format",
-             "canary_repetitions": "--canary-repetitions", "canaries_per_repetition": "--canaries-per-repetition",
-             "canary_length": "--canary-length", "canary_alphabet": "--canary-alphabet", "text_file": "--text",
-             "prefix_len": "--prefix-len", "suffix_len": "--suffix-len", "steps": "--steps", "epochs": "--epochs",
-             "width": "--width", "depth": "--depth", "arch": "--arch", "delimiter": "--delimiter"}
-_LM_FLAGS = ("text", "delimiter", "documents", "max_chars", "canary_format", "canary_repetitions",
-             "canaries_per_repetition", "canary_length", "canary_alphabet", "prefix_len", "suffix_len", "steps",
-             "epochs", "width", "depth", "arch")
 
 
-def add_cli_arguments(audit) -> None:
-    """Add the text audit's flags to the ``memlens audit`` parser (an argparse parser or group)."""
-    g = audit.add_argument_group("text audit (--dataset fortunes, --text FILE or --model char-lm)")
-    g.add_argument("--text", metavar="FILE", default=None,
-                   help="your own corpus: a UTF-8 text file, one document per line (or split by --delimiter); runs "
-                        "the text audit")
-    g.add_argument("--delimiter", default=None, metavar="STR",
-                   help="document separator of --text (e.g. %% on its own line, as in fortune files)")
-    g.add_argument("--documents", type=int, default=600, metavar="N",
-                   help="use a random subset of N training documents, 0 for all (default 600)")
-    g.add_argument("--max-chars", type=int, default=100, metavar="C",
-                   help="keep documents of at most C characters, 0 for all (default 100)")
-    g.add_argument("--canary-format", default=DEFAULT_CANARY_TEMPLATE, metavar="TEMPLATE",
-                   help=f"canary template with {{secret}} once (default {DEFAULT_CANARY_TEMPLATE!r}); each canary "
-                        "gets its own name prefix")
-    g.add_argument("--canary-alphabet", default=DEFAULT_ALPHABET, metavar="CHARS",
-                   help="characters of the secret (default digits)")
-    g.add_argument("--canary-length", type=int, default=DEFAULT_SECRET_LENGTH, metavar="L",
-                   help="characters per secret (default 4: a space of 10,000 secrets)")
-    g.add_argument("--canary-repetitions", default=",".join(map(str, DEFAULT_REPETITIONS)), metavar="R1,R2,...",
-                   help="copies of each canary in the training set (default 1,2,4,8,16; 0 for no canaries)")
-    g.add_argument("--canaries-per-repetition", type=int, default=2, metavar="N",
-                   help="distinct canaries per repetition count (default 2)")
-    g.add_argument("--prefix-len", type=int, default=16, metavar="P",
-                   help="discoverable memorization: bytes of prompt (default 16)")
-    g.add_argument("--suffix-len", type=int, default=16, metavar="S",
-                   help="discoverable memorization: bytes the model must reproduce exactly (default 16)")
-    g.add_argument("--arch", default=None, metavar="transformer|gru", help="char-LM architecture (default transformer)")
-    g.add_argument("--width", type=int, default=None, metavar="W", help="char-LM width (default 64)")
-    g.add_argument("--depth", type=int, default=None, metavar="D", help="char-LM layers (default 2)")
-    g.add_argument("--epochs", type=float, default=None, metavar="E",
-                   help="passes over each model's documents (default of CharLMConfig)")
-    g.add_argument("--steps", type=int, default=None, metavar="N", help="fixed optimizer steps per model")
-
-
-def is_text_audit(args) -> bool:
-    """Whether ``memlens audit`` arguments ask for the text audit (``--text``, ``--dataset fortunes`` or
-    ``--model char-lm``)."""
-    return (getattr(args, "text", None) is not None or getattr(args, "dataset", None) in TEXT_DATASETS
-            or getattr(args, "model", None) in TEXT_MODELS)
-
-
-def check_not_text_flags(args) -> None:
-    """Refuse text-audit flags given to an image/tabular audit (one-line error naming the flag)."""
-    defaults = {a.dest: a.default for a in _text_parser()._actions}
-    for dest in _LM_FLAGS:
-        if getattr(args, dest, None) != defaults.get(dest):
-            flag = "--" + dest.replace("_", "-")
-            raise MemlensInputError(f"{flag} applies to the text audit only (--dataset fortunes, --text FILE or "
-                                    f"--model char-lm); got {flag} with --model {args.model!r}: drop it")
-
-
-def _text_parser():
-    import argparse
-
-    p = argparse.ArgumentParser(add_help=False)
-    add_cli_arguments(p)
-    return p
-
-
-def _parse_repetitions(text) -> tuple:
-    if isinstance(text, (list, tuple)):
-        return tuple(text)
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        return tuple(int(p) for p in parts)
-    except ValueError:
-        raise MemlensInputError(f"--canary-repetitions must be comma-separated non-negative integers, e.g. "
-                                f"1,2,4,8,16 (0 for no canaries); got {text!r}") from None
-
-
-def run_from_args(args, *, print_fn=print) -> int:
-    """``memlens audit`` for text: run :func:`run_text_audit` from parsed arguments and print a summary.
-
-    Errors name the command-line flag (``--documents`` for ``n_documents``, ...)."""
-    try:
-        return _run_from_args(args, print_fn)
-    except MemlensInputError as exc:
-        msg = str(exc)
-        for name, flag in {**CLI_FLAGS, "n_models": "--models", "subset_ratio": "--subset-ratio",
-                           "shard_size": "--shard-size", "out": "--out", "seed": "--seed"}.items():
-            if msg.startswith(name + " ") or msg.startswith(name + ":"):
-                msg = flag + msg[len(name):]
-                break
-        raise MemlensInputError(msg) from None
-
-
-def _run_from_args(args, print_fn) -> int:
-    if getattr(args, "data", None) is not None:
-        raise MemlensInputError(f"--data holds arrays for the image/tabular audit; the text audit reads a text file: "
-                                f"pass --text FILE instead of --data {args.data!r}")
-    if args.text is not None and args.dataset is not None:
-        raise MemlensInputError(f"--dataset and --text exclude each other; got --dataset {args.dataset!r} and "
-                                f"--text {args.text!r}: pass one of them")
-    if args.dataset is not None and args.dataset not in TEXT_DATASETS:
-        raise MemlensInputError(f"--model char-lm needs a text corpus: --dataset fortunes or --text FILE; got "
-                                f"--dataset {args.dataset!r}")
-    model = args.model if args.model in TEXT_MODELS else None
-    if model is None and args.model != "logreg":  # logreg is the image audit's default: not chosen by the user
-        raise MemlensInputError(f"--model must be char-lm for the text audit; got --model {args.model!r}")
-    for flag, dest, bad in (("--dp-epsilon", "dp_epsilon", None), ("--dp-delta", "dp_delta", None)):
-        if getattr(args, dest, bad) is not bad:
-            raise MemlensInputError(f"{flag} is not available for the text audit; drop it")
-    if getattr(args, "loo", False):
-        raise MemlensInputError("--loo is not available for the text audit; drop it")
-    config = {k: v for k, v in (("arch", args.arch), ("width", args.width), ("depth", args.depth),
-                                ("epochs", args.epochs), ("steps", args.steps)) if v is not None}
-    if "width" in config and "n_heads" not in config and config.get("arch", "transformer") == "transformer":
-        config["n_heads"] = next(h for h in (4, 2, 1) if config["width"] % h == 0) if config["width"] > 0 else 4
-    n_docs = None if args.documents == 0 else args.documents
-    max_chars = None if args.max_chars == 0 else args.max_chars
-    pick = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in CLI_DEFAULTS.items()}
-    result = run_text_audit(
-        dataset=args.dataset or "fortunes", text_file=args.text, delimiter=args.delimiter, model="char-lm",
-        n_models=pick["models"], subset_ratio=pick["subset_ratio"], seed=args.seed, out=pick["out"],
-        resume=args.resume, overwrite=args.overwrite, shard_size=pick["shard_size"],
-        progress=not args.no_progress, canary_format=args.canary_format, canary_alphabet=args.canary_alphabet,
-        canary_length=args.canary_length, canary_repetitions=_parse_repetitions(args.canary_repetitions),
-        canaries_per_repetition=args.canaries_per_repetition, n_documents=n_docs, max_chars=max_chars,
-        config=config or None, prefix_len=args.prefix_len, suffix_len=args.suffix_len,
-        executor=getattr(args, "backend", None) or "local", ray_address=getattr(args, "ray_address", None),
-        ray_num_cpus=getattr(args, "ray_num_cpus", None))
-    s = result.summary
-    print_fn(f"{s['dataset']}: {s['n_models']} char-lm models on {s['n_documents']} documents, per-token accuracy "
-             f"{100 * s['token_accuracy_in']:.1f}% on own documents, {100 * s['token_accuracy_test']:.1f}% on test; "
-             f"{s['n_memorized']} documents with counterfactual memorization >= {s['mem_threshold']:g}; "
-             f"{s['runtime_seconds']:.1f} s")
-    c = s.get("canaries")
-    if c:
-        parts = [f"{b['repetitions']}x: {b['exposure_in']:.1f} bits, {100 * b['extracted_in']:.0f}% extracted"
-                 for b in c["by_repetition"]]
-        print_fn(f"canaries (exposure of {c['max_exposure_bits']:.1f} max; models that never saw one: "
-                 f"{c['exposure_out_mean']:.1f} bits): " + "; ".join(parts))
-    print_fn(f"report: {result.out / 'report.html'}")
-    return 0

@@ -22,7 +22,18 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+
+from .._random import check_seed
 from .._validation import MemlensInputError, MemlensWarning
+from ..audits.image import run_audit
+from ..data import from_arrays
+from ..experiments import get_experiment, list_experiments
+from ..storage.executors import ExecutorError
+from ..storage.runs import RunStorageError
+from .text import CLI_FLAGS as _TEXT_FLAGS
+from .text import add_cli_arguments as add_text_arguments
+from .text import check_not_text_flags, is_text_audit, run_from_args
 
 __all__ = ["main", "build_parser", "load_npz_dataset"]
 
@@ -43,11 +54,13 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message}; see `{self.prog} --help`")
 
 
-def _flagged(message: str) -> str:
-    """Name the command-line flag where the library names its parameter (``n_models must ...`` -> ``--models``)."""
-    for name, flag in _FLAGS.items():
-        if message.startswith(name + " ") or message.startswith(name + ":"):
-            return flag + message[len(name):]
+def _flagged(exc: MemlensInputError) -> str:
+    """The error's message with the command-line flag in place of the library parameter it names
+    (``exc.param``: ``n_models must ...`` -> ``--models must ...``)."""
+    message = str(exc)
+    flag = _FLAGS.get(exc.param or "") or _TEXT_FLAGS.get(exc.param or "")
+    if flag and message.startswith(exc.param):
+        return flag + message[len(exc.param):]
     return message
 
 
@@ -112,9 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train with DP-SGD, noise calibrated by Opacus's accountant for (E, D)-DP")
     audit.add_argument("--dp-delta", type=float, default=None, metavar="D",
                        help="δ of the DP guarantee, in (0, 1) (default 1/(10 n_train)); needs --dp-epsilon")
-    from ..audits.text import add_cli_arguments as _add_text_audit_arguments
-
-    _add_text_audit_arguments(audit)
+    add_text_arguments(audit)
 
     rep = sub.add_parser("reproduce", help="reproduce a figure or table of a seed paper",
                          description="Reproduce a figure or table of a seed paper (`memlens list` shows them).")
@@ -157,10 +168,6 @@ def parse_model_params(items) -> dict | None:
 
 def load_npz_dataset(path):
     """A :class:`~memlens.data.Dataset` from an ``.npz`` of X_train, y_train, X_test, y_test (validated)."""
-    import numpy as np
-
-    from ..data import from_arrays
-
     path = Path(path)
     if not path.is_file():
         raise MemlensInputError(f"--data must be an existing .npz file; got {str(path)!r}, which does not exist")
@@ -191,9 +198,6 @@ def load_npz_dataset(path):
 
 
 def _audit(args) -> int:
-    from ..audits.image import run_audit
-    from ..audits.text import check_not_text_flags, is_text_audit, run_from_args
-
     if is_text_audit(args):  # --dataset fortunes, --text FILE or --model char-lm
         if args.model_param:
             raise MemlensInputError(f"--model-param applies to --model logreg, mlp, ridge or kernel-ridge; got "
@@ -240,16 +244,12 @@ def _audit(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from ..experiments import get_experiment
-
     try:
         module = get_experiment(args.name)
     except ImportError as exc:
         print(f"memlens: error: reproduction {args.name!r} is unavailable in this installation ({exc}); "
               "`memlens list` shows which ones are", file=sys.stderr)
         return 1
-    from .._random import check_seed
-
     check_seed(args.seed)
     out = Path(args.out) if args.out is not None else Path("runs") / args.name
     if out.exists() and not out.is_dir():
@@ -260,8 +260,6 @@ def _reproduce(args) -> int:
 
 
 def _list(args) -> int:
-    from ..experiments import list_experiments
-
     items = list_experiments()
     width = max((len(n) for n, _ in items), default=0)
     for name, desc in items:
@@ -279,9 +277,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 success, 2 bad input, 1 the run directory could not be
     written or a Ray worker kept dying, 130 interrupted)."""
-    from ..storage.executors import ExecutorError
-    from ..storage.runs import RunStorageError
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -296,7 +291,7 @@ def main(argv=None) -> int:
     try:
         return handler(args)
     except MemlensInputError as exc:
-        print(f"memlens: error: {_one_line(_flagged(str(exc)))}", file=sys.stderr)
+        print(f"memlens: error: {_one_line(_flagged(exc))}", file=sys.stderr)
         return 2
     except (RunStorageError, ExecutorError) as exc:  # the disk or the cluster failed: finished shards are kept
         print(f"memlens: error: {_one_line(str(exc))}", file=sys.stderr)

@@ -22,7 +22,8 @@ import numpy as np
 from .._random import as_generator
 from .._validation import MemlensInputError, check_int
 
-__all__ = ["SECRET_FIELD", "CanaryFormat", "TextCanarySet", "make_text_canaries", "insert_text_canaries"]
+__all__ = ["NamedCanaries", "make_named_canaries", "insert_named_canaries", "canary_name", "CANARY_NAMES",
+           "DEFAULT_CANARY_TEMPLATE", "DEFAULT_ALPHABET", "DEFAULT_SECRET_LENGTH", "SECRET_FIELD", "CanaryFormat", "TextCanarySet", "make_text_canaries", "insert_text_canaries"]
 
 SECRET_FIELD = "{secret}"
 _MAX_ENUMERATE = 10**7
@@ -292,3 +293,104 @@ def insert_text_canaries(texts, canaries: TextCanarySet, *, seed=0) -> tuple[tup
     for j in range(total):
         out.append(canaries.texts[copy_of[j]] if copy_of[j] >= 0 else next(it))
     return tuple(out), copy_of
+
+
+# ---------------------------------------------------------------------------------------------- named canaries
+#: The text audit's default canary: a 4-digit PIN, a randomness space of 10,000 secrets (exact rank exposure).
+DEFAULT_CANARY_TEMPLATE = "my PIN is {secret}"
+DEFAULT_ALPHABET = "0123456789"
+DEFAULT_SECRET_LENGTH = 4
+
+
+#: Names that give each canary its own prefix (``"alice: my PIN is 4271"``): greedy decoding from one shared prefix
+#: can extract at most one secret, so canaries of one template would compete for it; distinct prefixes make
+#: extraction and exposure per canary.
+CANARY_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+                "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yolanda")
+
+
+def canary_name(c: int) -> str:
+    """The name of canary ``c``: :data:`CANARY_NAMES` in order, then ``name2``, ``name3``, ..."""
+    base = CANARY_NAMES[c % len(CANARY_NAMES)]
+    return base if c < len(CANARY_NAMES) else f"{base}{c // len(CANARY_NAMES) + 1}"
+
+
+@dataclass(frozen=True, eq=False)
+class NamedCanaries:
+    """Canaries of one template, each with its own name prefix (``"{name}: " + template``).
+
+    Attributes
+    ----------
+    sets : tuple of memlens.data.text_canaries.TextCanarySet
+        One single-canary set per canary (its own format, so its own prefix and randomness space of equal size).
+    names, secrets, texts : tuple of str, length n_canaries
+    repetitions : ndarray of int64, shape (n_canaries,)
+    template : str
+        The shared template (without the name).
+    space_size : int
+        Size of each canary's randomness space, ``len(alphabet) ** length``.
+    """
+
+    sets: tuple
+    names: tuple
+    secrets: tuple
+    texts: tuple
+    repetitions: np.ndarray
+    template: str
+    space_size: int
+
+    @property
+    def n_canaries(self) -> int:
+        return len(self.sets)
+
+
+def make_named_canaries(template: str, *, alphabet: str = DEFAULT_ALPHABET, length: int = DEFAULT_SECRET_LENGTH,
+                        repetitions, seed=0) -> NamedCanaries:
+    """One canary per entry of ``repetitions``, canary ``c`` of format ``f"{canary_name(c)}: {template}"`` with a
+    secret drawn uniformly from its space (Carlini et al. 2019, §3).
+
+    Parameters
+    ----------
+    template : str
+        Holds ``{secret}`` once, e.g. ``"my PIN is {secret}"``.
+    alphabet, length :
+        The randomness space: ``len(alphabet) ** length`` secrets.
+    repetitions : sequence of int >= 0
+        Copies of each canary to insert (0: a reference canary never inserted).
+    seed : int or numpy.random.Generator
+    """
+    if not isinstance(template, str) or template.count("{secret}") != 1:
+        raise MemlensInputError(f"canary_format must contain '{{secret}}' exactly once, e.g. "
+                                f"'my PIN is {{secret}}'; got {template!r}")
+    rng = as_generator(seed)
+    reps = np.asarray(repetitions, dtype=np.int64).reshape(-1)
+    sets = []
+    for c, r in enumerate(reps):
+        fmt = CanaryFormat(template=f"{canary_name(c)}: {template}", alphabet=alphabet, length=length)
+        sets.append(make_text_canaries(fmt, n_canaries=1, repetitions=int(r), seed=rng))
+    space = sets[0].format.space_size if sets else int(len(alphabet) ** length)
+    return NamedCanaries(sets=tuple(sets), names=tuple(canary_name(c) for c in range(len(sets))),
+                         secrets=tuple(s.secrets[0] for s in sets), texts=tuple(s.texts[0] for s in sets),
+                         repetitions=reps, template=template, space_size=int(space))
+
+
+def insert_named_canaries(texts, canaries: NamedCanaries, *, seed=0) -> tuple[tuple, np.ndarray]:
+    """Insert every canary ``repetitions[c]`` times at random positions
+    (:func:`insert_text_canaries`, one canary after the other).
+
+    Returns
+    -------
+    texts_with_copies : tuple of str
+    copy_of : ndarray of int64
+        Canary index of each document, -1 for the original documents (which keep their order).
+    """
+    rng = as_generator(seed)
+    texts = tuple(texts)
+    copy_of = np.full(len(texts), -1, dtype=np.int64)
+    for c, cs in enumerate(canaries.sets):
+        texts, co = insert_text_canaries(texts, cs, seed=rng)
+        new = np.full(len(texts), -1, dtype=np.int64)
+        new[co < 0] = copy_of
+        new[co >= 0] = c
+        copy_of = new
+    return texts, copy_of

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .._validation import MemlensInputError, check_float, check_int, warn
+from .._validation import MemlensInputError, check_float, check_int, check_level, warn
 from ..evaluation.intervals import clopper_pearson
 from ..evaluation.metrics import _check_scores_labels
 
@@ -67,7 +67,7 @@ def _epsilon_arrays(tp, n_pos, fp, n_neg, delta, alpha):
 
 
 def epsilon_from_counts(*, tp: int, n_pos: int, fp: int, n_neg: int, delta: float = 0.0,
-                        alpha: float = 0.05) -> float:
+                        level: float | None = None, alpha: float | None = None) -> float:
     """Jagielski et al. 2020's ε lower bound for one threshold, from attack counts.
 
     ``max(0, ln((TPR_low − δ)/FPR_high), ln((1 − FPR_high − δ)/(1 − TPR_low)))`` with Clopper–Pearson bounds
@@ -89,7 +89,7 @@ def epsilon_from_counts(*, tp: int, n_pos: int, fp: int, n_neg: int, delta: floa
     tp = check_int("tp", tp, min_value=0, max_value=n_pos)
     fp = check_int("fp", fp, min_value=0, max_value=n_neg)
     delta = _check_delta(delta)
-    alpha = check_float("alpha", alpha, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False)
+    alpha = check_level(level, error_name="alpha", error_value=alpha)
     e1, e2, _, _ = _epsilon_arrays(tp, n_pos, fp, n_neg, delta, alpha)
     return float(max(0.0, float(e1), float(e2)))
 
@@ -140,7 +140,7 @@ class EpsilonLowerBound:
                 "delta": self.delta, "alpha": self.alpha, "selected_on_data": self.selected_on_data}
 
 
-def empirical_epsilon(scores, labels, *, delta: float = 0.0, alpha: float = 0.05,
+def empirical_epsilon(scores, labels, *, delta: float = 0.0, level: float | None = None, alpha: float | None = None,
                       thresholds=None) -> EpsilonLowerBound:
     """ε lower bound from attack scores on independent trials (Jagielski, Ullman & Oprea 2020).
 
@@ -155,8 +155,11 @@ def empirical_epsilon(scores, labels, *, delta: float = 0.0, alpha: float = 0.05
     labels : array of bool, shape (n_trials,)
         True where the trial's model trained on the audited example.
     delta : float in [0, 1)
-    alpha : float in (0, 1)
-        Error probability of the Clopper–Pearson bounds (``alpha/2`` for each rate).
+    level : float in (0, 1), default 0.95
+        Confidence of the bound; the Clopper–Pearson bounds get error probability ``alpha = 1 − level`` (``alpha/2``
+        for each rate).
+    alpha : float in (0, 1), optional
+        The older name of the same setting as an error probability (``level = 1 − alpha``).
     thresholds : array, optional
         Thresholds to try. Default: every distinct score — the best of these on the same data is optimistic
         (``selected_on_data=True``), as in Jagielski et al.'s code; fix the threshold on separate trials for a
@@ -169,7 +172,7 @@ def empirical_epsilon(scores, labels, *, delta: float = 0.0, alpha: float = 0.05
     """
     scores, labels = _check_scores_labels(scores, labels)
     delta = _check_delta(delta)
-    alpha = check_float("alpha", alpha, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False)
+    alpha = check_level(level, error_name="alpha", error_value=alpha)
     n_pos = int(labels.sum())
     n_neg = int(labels.size - n_pos)
     if n_pos == 0 or n_neg == 0:
@@ -238,7 +241,8 @@ def one_run_p_value(*, m: int, r: int, v: int, epsilon: float, delta: float = 0.
     return min(tail + extra * delta * 2 * m, 1.0)
 
 
-def one_run_epsilon(*, m: int, r: int, v: int, delta: float = 0.0, beta: float = 0.05, tol: float = 1e-6) -> float:
+def one_run_epsilon(*, m: int, r: int, v: int, delta: float = 0.0, level: float | None = None,
+                    beta: float | None = None, tol: float = 1e-6) -> float:
     """Largest ε rejected at level ``beta``: the one-run audit's lower bound (Steinke et al. 2023, Appendix D).
 
     Bisection keeps ``one_run_p_value(ε_low) < beta <= one_run_p_value(ε_high)`` and returns ``ε_low``, so the
@@ -249,12 +253,14 @@ def one_run_epsilon(*, m: int, r: int, v: int, delta: float = 0.0, beta: float =
     m, r, v : int
         Canaries, guesses and correct guesses (see :func:`one_run_p_value`).
     delta : float in [0, 1)
-    beta : float in (0, 1)
-        Significance level: the algorithm is not (ε, δ)-DP for this ε, with confidence ``1 − beta``.
+    level : float in (0, 1), default 0.95
+        Confidence of the bound (``beta = 1 − level``).
+    beta : float in (0, 1), optional
+        The older name, as the significance level: the algorithm is not (ε, δ)-DP for this ε, with confidence ``1 − beta``.
     tol : float
         Bisection stops when the bracket is narrower than this.
     """
-    beta = check_float("beta", beta, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False)
+    beta = check_level(level, error_name="beta", error_value=beta)
     tol = check_float("tol", tol, min_value=0.0, min_inclusive=False)
     if one_run_p_value(m=m, r=r, v=v, epsilon=0.0, delta=delta) >= beta:
         return 0.0
@@ -323,7 +329,8 @@ def _guesses(order: np.ndarray, m: int, k_pos: int, k_neg: int) -> np.ndarray:
     return g
 
 
-def one_run_audit(scores, included, *, k_pos, k_neg=0, delta: float = 0.0, beta: float = 0.05) -> OneRunAudit:
+def one_run_audit(scores, included, *, k_pos, k_neg=0, delta: float = 0.0, level: float | None = None,
+                  beta: float | None = None) -> OneRunAudit:
     """One-run privacy audit from canary scores (Steinke, Nasr & Jagielski 2023).
 
     Each of the ``m`` canaries was inserted into the (single) training run independently with probability 1/2
@@ -341,7 +348,10 @@ def one_run_audit(scores, included, *, k_pos, k_neg=0, delta: float = 0.0, beta:
         Numbers of "in" / "out" guesses. Sequences try every combination and report the best; the level is then
         Bonferroni-corrected (``beta / n_combinations``) so the reported bound keeps confidence ``1 − beta``.
     delta : float in [0, 1)
-    beta : float in (0, 1)
+    level : float in (0, 1), default 0.95
+        Confidence of the reported bound (``beta = 1 − level``).
+    beta : float in (0, 1), optional
+        The older name, as an error probability:
 
     Returns
     -------
@@ -352,7 +362,7 @@ def one_run_audit(scores, included, *, k_pos, k_neg=0, delta: float = 0.0, beta:
     if m == 0:
         raise MemlensInputError("scores must hold at least one canary; got an empty array")
     delta = _check_delta(delta)
-    beta = check_float("beta", beta, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False)
+    beta = check_level(level, error_name="beta", error_value=beta)
     kp = [check_int("k_pos", k, min_value=0, max_value=m) for k in np.atleast_1d(k_pos).tolist()]
     kn = [check_int("k_neg", k, min_value=0, max_value=m) for k in np.atleast_1d(k_neg).tolist()]
     pairs = [(a, b) for a in kp for b in kn if a + b <= m and a + b > 0]

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..population import atomic_write_bytes
+from .._io import atomic_write_bytes
 from . import figures
 
 __all__ = ["figure_to_data_uri", "render_report", "write_report"]

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..population import atomic_write_bytes
-from ..audits.text import SAMPLE_TOP_K
+from .._io import atomic_write_bytes
+from .tables import explanation_text
 from . import figures
 from .html import _CSS, _img, _num, _table
 
@@ -169,8 +169,6 @@ def _canary_section(s, canaries, rows) -> str:
 
 def _documents_table(dataset, index, analysis, *, max_chars: int = 400) -> str:
     mem, mem_ll = analysis["memorization"], analysis["memorization_ll"]
-    from ..audits.text import explanation_text
-
     rows, classes = [], []
     for rank, i in enumerate(index, 1):
         i = int(i)
@@ -212,7 +210,7 @@ def _samples_section(s) -> str:
     rows.append(["(all samples, unranked)", _pct(x["base_rate"]), _pct(x["unseen_rate"])])
     return ("<h3>Extraction from generated samples</h3>"
             f'<p class="note">The full pipeline of Carlini et al. (2021, §5): every model generated {x["n_samples"]} '
-            f"samples from the beginning-of-document token (top-{SAMPLE_TOP_K} sampling); each score ranks them and the "
+            f"samples from the beginning-of-document token (top-{x['sampling_top_k']} sampling); each score ranks them and the "
             f'top {x["top"]} of every model are checked for {x["verbatim_bytes"]} consecutive bytes of one of the '
             "model's own training documents (canary copies included). The second column is the control: matches to "
             "training documents that model never saw (text generic enough to be generated without memorizing it).</p>"

@@ -1,0 +1,240 @@
+"""The audit's membership attacks: LiRA, RMIA and the loss attack against target models of the population, each
+example's LiRA exposure, and the audited ε lower bound beside the accountant's ε.
+
+LiRA online and offline (Carlini et al. 2022), RMIA (Zarifzadeh et al. 2024) and the loss attack (Yeom et al. 2018)
+attack up to ``n_targets`` target models in turn, each with all other models of the population as its references;
+the audited ε lower bound of Jagielski, Ullman & Oprea (2020) is computed from each attack's pooled scores.
+These read a trained population only, so any audit recipe can add them.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .._validation import MemlensWarning, check_int, warn
+from ..attacks import attack_all_targets
+from ..evaluation import RocCurve, roc
+from ..population import Population
+from ..privacy.empirical import empirical_epsilon, privacy_audit
+
+__all__ = ["AuditAttacks", "audit_attacks", "privacy_summary", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS",
+           "LIRA_FIXED_VARIANCE_BELOW", "EPSILON_LEVEL", "EPSILON_CONFIDENCE", "MEM_THRESHOLD"]
+
+#: Feldman & Zhang (2020, §3) threshold of a memorized example (the exposed examples are memorized ones).
+MEM_THRESHOLD = 0.25
+#: The attacks of the audit: (name in summary.json, attack of :func:`memlens.attacks.attack_all_targets`, kwargs).
+ATTACK_SUITE = (
+    ("lira-online", "lira", {"online": True}),
+    ("lira-offline", "lira", {"online": False}),
+    ("rmia", "rmia", {"online": True}),
+    ("loss", "loss", {}),
+)
+#: Target models attacked by default (the first rows of the population).
+DEFAULT_ATTACK_TARGETS = 16
+#: LiRA uses one global variance when it has fewer reference models than this (Carlini et al. 2022, §VI-A:
+#: per-example variances need many shadow models; with few, a fixed variance does better).
+LIRA_FIXED_VARIANCE_BELOW = 64
+#: Confidence level of the audited ε lower bound (Clopper–Pearson, error probability 1 − 0.95).
+EPSILON_LEVEL = 0.95
+EPSILON_CONFIDENCE = EPSILON_LEVEL   # the older name
+
+
+@dataclass(frozen=True, eq=False)
+class AuditAttacks:
+    """Membership attacks on an audit's population, with the per-example LiRA exposure and the audited ε.
+
+    Attributes
+    ----------
+    results : mapping of str to memlens.attacks.AllTargetsResult
+        One entry per attack of :data:`ATTACK_SUITE` (``lira-online``, ``lira-offline``, ``rmia``, ``loss``):
+        every target's scores (higher = more likely a member) and the aggregate over targets.
+    targets : ndarray of int, shape (n_targets,)
+        The attacked model rows (the first ``n_targets`` rows; each uses every other model as a reference).
+    pooled_roc : mapping of str to memlens.evaluation.RocCurve
+        The ROC of each attack's scores pooled over all targets (Carlini et al. 2022 pool their targets).
+    lira_online : ndarray, shape (n_train,)
+        Online LiRA score of every training example against the first target model ``targets[0]``
+        (the ``lira_online`` column of ``examples.csv``; NaN where undefined).
+    in_target : ndarray of bool, shape (n_train,)
+        Whether the example is in the training set of ``targets[0]``.
+    lira_online_in : ndarray, shape (n_train,)
+        Exposure: the mean online LiRA score of the example over the attacked targets that trained on it (how
+        strongly LiRA flags it when it is a member); NaN when no attacked target trained on it. The mean over
+        *all* targets is not used: the OUT targets' large negative log-likelihood ratios dominate it (on digits,
+        256 logreg models, its Spearman correlation with memorization is −0.29, against +0.55 for this one).
+    exposure_threshold : float
+        The pooled online-LiRA threshold at 1% FPR: a member scoring at least this is flagged at 1% FPR.
+    exposed : ndarray of int
+        Training examples that are both highly memorized (memorization >= :data:`MEM_THRESHOLD`) and highly
+        exposed (``lira_online_in >= exposure_threshold``), most exposed first.
+    epsilon : mapping of str to memlens.evaluation.EpsilonLowerBound or None
+        Audited ε lower bound per attack from its pooled scores (Jagielski et al. 2020); None where the attack has
+        no defined scores for members and non-members (too few reference models).
+    privacy : memlens.evaluation.PrivacyAudit
+        The lower bounds beside the accountant's ε (None for a non-private population).
+    """
+
+    results: Mapping[str, Any]
+    targets: np.ndarray
+    pooled_roc: Mapping[str, Any]
+    lira_online: np.ndarray
+    in_target: np.ndarray
+    lira_online_in: np.ndarray
+    exposure_threshold: float
+    exposed: np.ndarray
+    epsilon: Mapping[str, Any]
+    privacy: Any
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple = field(default=())
+
+    def table(self) -> dict:
+        """``summary.json``'s attack table: per attack, mean AUC and TPR at 0.1% / 1% FPR with their confidence
+        intervals over targets, the pooled values, and the audited ε lower bound."""
+        out = {}
+        for key, res in self.results.items():
+            agg = res.aggregate.to_dict()
+            first = res.results[0].params
+            agg["params"] = {k: v for k, v in first.items() if isinstance(v, (str, int, float, bool, type(None)))}
+            agg["epsilon_lower_bound"] = math.nan if self.epsilon[key] is None else self.epsilon[key].epsilon
+            out[key] = agg
+        return out
+
+
+def _dp_provenance(pop: Population) -> dict | None:
+    """The DP-SGD record of a population (``provenance["dp"]``), or None for a non-private one."""
+    dp = (pop.provenance or {}).get("dp")
+    return dict(dp) if isinstance(dp, Mapping) else None
+
+
+def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFAULT_ATTACK_TARGETS,
+                  level: float = 0.95, delta: float = 0.0, accountant_epsilon: float | None = None) -> AuditAttacks:
+    """Run the audit's membership attacks on a population and measure each example's exposure.
+
+    Every attack of :data:`ATTACK_SUITE` attacks the first ``min(n_targets, n_models)`` models in turn, each with
+    all other models of the population as references (:func:`memlens.attacks.attack_all_targets`). LiRA uses
+    one global variance (``fix_variance=True``) when there are fewer than :data:`LIRA_FIXED_VARIANCE_BELOW`
+    reference models, per-example variances otherwise.
+
+    Parameters
+    ----------
+    pop : Population
+        Train-split signals ``logit`` and ``loss``; a ``test`` split (RMIA's population samples z).
+    memorization_scores : array, shape (n_train,)
+        Feldman–Zhang memorization, higher = more memorized (selects the highly memorized examples).
+    n_targets : int >= 1
+        Number of target models (capped at ``n_models``).
+    level : float
+        Confidence level of the intervals over targets.
+    delta : float in [0, 1)
+        δ of the audited ε lower bound (the DP run's δ; 0 for a non-private population).
+    accountant_epsilon : float, optional
+        The accountant's ε of a DP-SGD population, reported beside the audited lower bounds.
+
+    Returns
+    -------
+    AuditAttacks
+
+    Notes
+    -----
+    The audited ε is :func:`memlens.evaluation.empirical_epsilon` (Jagielski, Ullman & Oprea 2020) on each attack's
+    scores pooled over targets: a lower bound at confidence ``EPSILON_LEVEL`` (Clopper–Pearson), with the
+    threshold chosen on the same data and the examples of one model counted as separate trials, both of which
+    make it optimistic; it is a heuristic audit, not a proof.
+    """
+    n_targets = check_int("attack_targets", n_targets, min_value=1)
+    n_models = pop.masks.shape[0]
+    targets = np.arange(min(n_targets, n_models), dtype=np.int64)
+    n_ref = n_models - 1
+    fixed = n_ref < LIRA_FIXED_VARIANCE_BELOW
+    results, pooled, eps = {}, {}, {}
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MemlensWarning)
+        for key, attack, kwargs in ATTACK_SUITE:
+            kw = dict(kwargs)
+            if attack == "lira":
+                kw["fix_variance"] = fixed
+            res = attack_all_targets(pop, attack, targets=targets, level=level, keep_details=False, **kw)
+            results[key] = res
+            sc, lab = res.scores.ravel(), res.labels.ravel()
+            ok = np.isfinite(sc)
+            if lab[ok].any() and not lab[ok].all():
+                pooled[key] = roc(sc[ok], lab[ok])
+                eps[key] = empirical_epsilon(sc[ok], lab[ok], delta=delta, level=EPSILON_LEVEL)
+            else:   # too few reference models: no defined score for members and non-members alike
+                nan = np.array([np.nan])
+                pooled[key] = RocCurve(nan, nan, nan, int(lab[ok].sum()), int((~lab[ok]).sum()))
+                eps[key] = None
+                warnings.warn(f"{key}: no target has defined scores for both members and non-members, so its ROC "
+                              "and audited epsilon are undefined (NaN); train more models", MemlensWarning)
+    for w in caught:
+        msg = str(w.message)
+        if not issubclass(w.category, MemlensWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif "resolution" in msg or "confidence interval over targets" in msg:
+            if msg not in notes:
+                notes.append(msg)           # expected with few targets or non-members; said in the report
+        else:
+            warn(msg)
+            notes.append(msg)
+    lira_res = results["lira-online"]
+    scores = lira_res.scores                      # (n_targets, n_train)
+    labels = lira_res.labels
+    with np.errstate(invalid="ignore"):
+        member = labels & np.isfinite(scores)
+        count = member.sum(axis=0)
+        lira_in = np.where(count > 0, np.where(member, scores, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+    curve = pooled["lira-online"]
+    ok = curve.fpr <= 0.01 + 1e-12
+    threshold = float(curve.thresholds[np.flatnonzero(ok)[-1]]) if np.any(ok) and curve.n_neg else math.nan
+    mem_scores = np.asarray(memorization_scores, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        both = np.flatnonzero((mem_scores >= MEM_THRESHOLD) & (lira_in >= threshold))
+    exposed = both[np.argsort(-lira_in[both], kind="stable")]
+    privacy = None
+    defined = {k: e for k, e in eps.items() if e is not None}
+    if accountant_epsilon is not None and defined:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemlensWarning)   # a violation is reported in the summary
+            privacy = privacy_audit(defined, accountant_epsilon=accountant_epsilon, delta=delta)
+    settings = {"n_targets": int(targets.size), "targets": targets.tolist(), "n_reference_models": int(n_ref),
+                "references": "every other model of the population (leave-one-model-out)",
+                "lira_fix_variance": bool(fixed), "level": level,
+                "lira_online_column": f"online LiRA score against target model {int(targets[0])}",
+                "lira_online_in_column": "mean online LiRA score over the attacked targets that trained on the "
+                                         "example",
+                "exposure_threshold": threshold,
+                "exposure_rule": "lira_online_in >= pooled online-LiRA threshold at 1% FPR"}
+    return AuditAttacks(results, targets, pooled, scores[0].copy(), labels[0].copy(), lira_in, threshold, exposed,
+                        eps, privacy, settings, tuple(notes))
+
+
+def privacy_summary(att: AuditAttacks, *, dp: dict | None, delta: float) -> dict:
+    """``summary.json``'s ``privacy``: the accountant's ε (DP runs) beside the audited ε lower bounds."""
+    by_attack = {k: None if e is None else e.to_dict() for k, e in att.epsilon.items()}
+    defined = [k for k, e in att.epsilon.items() if e is not None]
+    best_key = max(defined, key=lambda k: att.epsilon[k].epsilon) if defined else None
+    out = {
+        "dp": dp is not None,
+        "accountant_epsilon": None if dp is None else dp.get("epsilon_accountant"),
+        "target_epsilon": None if dp is None else dp.get("epsilon"),
+        "delta": delta,
+        "accountant": None if dp is None else dp.get("accountant"),
+        "audited_epsilon_lower_bound": att.epsilon[best_key].epsilon if best_key else math.nan,
+        "audited_by": best_key,
+        "confidence": EPSILON_LEVEL,
+        "method": "Jagielski et al. 2020: Clopper-Pearson bounds on TPR and FPR of the best threshold of each "
+                  "attack's scores pooled over target models",
+        "caveat": "a lower bound on epsilon at 95% confidence per attack; the threshold and the attack are chosen "
+                  "on the same data and the examples of one model are not independent trials, so the bound is "
+                  "optimistic (a heuristic audit)",
+        "by_attack": by_attack,
+    }
+    if att.privacy is not None:
+        out["consistent"] = att.privacy.consistent
+        out["violations"] = list(att.privacy.violations)
+    return out

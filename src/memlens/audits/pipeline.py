@@ -1,0 +1,214 @@
+"""The one audit pipeline: validate, open the run directory, train the missing shards, load the population, write.
+
+Every audit (the image/tabular audit :mod:`memlens.audits.image`, the text audit :mod:`memlens.audits.text`, and any
+new kind) is a *recipe* on these steps:
+
+1. :func:`check_run_options` validates where and how the run is stored (``out``, ``resume``/``overwrite``,
+   ``shard_size``, the executor), and :func:`check_target` refuses a bad ``out`` before any work;
+2. the recipe builds its run **identity** (a JSON-able ``config``), the data and the membership ``masks``, and a
+   :class:`ShardJob`: the function that trains one shard of models and its inputs;
+3. :func:`train_run` creates or resumes the run directory (refusing one whose identity differs), trains every
+   missing or damaged shard on the executor, each written atomically as soon as it is done, and loads the
+   population (:class:`TrainedRun`);
+4. the recipe measures the population;
+5. :func:`write_results` writes the recipe's files, the report and ``summary.json`` last (its presence marks a
+   finished run), with the run's common record (:class:`RunRecord`) in the summary.
+
+The steps are plain functions, so a recipe reads top to bottom and a new audit is a new recipe, not a copy.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .._validation import MemlensInputError, check_int
+from ..population import Population
+from ..storage.executors import Executor, make_executor, train_missing_shards
+from ..storage.runs import RunDir, check_writable, package_versions
+
+__all__ = ["RunOptions", "check_run_options", "check_target", "check_subset_size", "ShardJob", "TrainedRun",
+           "train_run", "RunRecord", "write_results"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how a run is stored and trained: not part of its identity.
+
+    Attributes
+    ----------
+    out : Path
+        The run directory.
+    resume, overwrite : bool
+        Continue the run in ``out`` (finished shards reused), or replace it.
+    shard_size : int
+        Models per shard file (recorded in the manifest; part of the identity of the stored run).
+    progress : bool
+        Show a progress bar on stderr.
+    on_shard : callable or None
+        ``on_shard(k, n_done, n_shards)`` after shard ``k`` is written.
+    executor : memlens.storage.Executor
+        Where the shards are trained (this process, or Ray tasks).
+    """
+
+    out: Path
+    resume: bool
+    overwrite: bool
+    shard_size: int
+    progress: bool
+    on_shard: Callable[[int, int, int], None] | None
+    executor: Executor
+
+
+def check_run_options(*, out, resume: bool, overwrite: bool, shard_size: int, progress: bool = True,
+                      on_shard=None, executor="local", ray_address: str | None = None,
+                      ray_num_cpus: int | None = None) -> RunOptions:
+    """Validate the storage and execution arguments every audit takes, before any work."""
+    shard_size = check_int("shard_size", shard_size, min_value=1)
+    if resume and overwrite:
+        raise MemlensInputError("resume and overwrite exclude each other; got both: pass --resume to continue "
+                                "the run, or --overwrite to replace it", param="resume and overwrite")
+    if not isinstance(out, (str, Path)) or str(out) == "":
+        raise MemlensInputError(f"out must be a folder path; got {out!r}", param="out")
+    if on_shard is not None and not callable(on_shard):
+        raise MemlensInputError(f"on_shard must be a callable on_shard(k, n_done, n_shards) or None; got {on_shard!r}",
+                                param="on_shard")
+    executor = make_executor(executor, ray_address=ray_address, ray_num_cpus=ray_num_cpus)
+    return RunOptions(Path(out), bool(resume), bool(overwrite), shard_size, bool(progress), on_shard, executor)
+
+
+def check_target(opts: RunOptions) -> None:
+    """Refuse an ``out`` that cannot hold this run (a file, a foreign folder, an existing run without
+    ``overwrite``, an unwritable place) before anything is trained or written."""
+    if opts.resume:
+        check_writable(opts.out)
+    else:
+        RunDir.check_new(opts.out, overwrite=opts.overwrite)
+
+
+def check_subset_size(subset_ratio: float, n: int, *, what: str = "n_train", unit: str = "examples") -> int:
+    """``round(subset_ratio * n)``, refused unless every model both trains on and leaves out some of the ``n``."""
+    n_in = int(round(subset_ratio * n))
+    if not 1 <= n_in <= n - 1:
+        raise MemlensInputError(f"subset_ratio * {what} must round to between 1 and {what} - 1 so that every model "
+                                f"leaves {unit} out; got subset_ratio={subset_ratio}, {what}={n}",
+                                param="subset_ratio")
+    return n_in
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """How a recipe trains one shard of models.
+
+    ``fn(**shared, **fixed, masks=..., model_offset=..., [progress=...]) -> Population`` is what every executor
+    runs; ``shared`` holds the large inputs every shard reads (sent to Ray workers once), ``fixed`` the small
+    per-run arguments. ``setup()``, when given, computes further shared inputs, only when some shard is missing
+    (the text audit's reference model: a resumed, finished run does not train it again).
+    """
+
+    fn: Callable[..., Population]
+    shared: Mapping[str, Any]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    desc: str = "training"
+    setup: Callable[[], Mapping[str, Any]] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedRun:
+    """A run directory with every shard trained, and its population.
+
+    Attributes
+    ----------
+    run : memlens.storage.RunDir
+    shards : list of Population
+        One per shard file, in row order (their provenance is per shard).
+    population : Population
+        The shards concatenated along the model axis.
+    trained : tuple of int
+        Shards trained by this call (the others were reused from an interrupted run).
+    seconds : float
+        Wall time of the training step.
+    """
+
+    run: RunDir
+    shards: list
+    population: Population
+    trained: tuple
+    seconds: float
+
+
+def train_run(opts: RunOptions, *, config: Mapping[str, Any], data, masks, job: ShardJob,
+              result_files: tuple = ()) -> TrainedRun:
+    """Create (or, with ``opts.resume``, reopen) the run directory and train its missing shards.
+
+    Parameters
+    ----------
+    opts : RunOptions
+    config : mapping
+        The run's identity (everything that determines the population); ``resume`` refuses a run made with
+        another, and so do changed ``data`` and ``masks``.
+    data : object with ``name``, ``fingerprint()``, ``n_train``, ``n_test``, ``n_features``, ``n_classes``
+    masks : ndarray of bool, shape (n_models, n_train)
+    job : ShardJob
+    result_files : tuple of str
+        The recipe's own result files beside the common ones; a new run removes stale copies.
+    """
+    if opts.resume:
+        run = RunDir.open_for_resume(opts.out, config, data, masks, shard_size=opts.shard_size)
+    else:
+        run = RunDir.create(opts.out, config, data, masks, shard_size=opts.shard_size, overwrite=opts.overwrite)
+        for name in result_files:
+            (opts.out / name).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    trained: list = []
+    if run.missing_shards():
+        shared = dict(job.shared)
+        if job.setup is not None:
+            shared.update(job.setup())
+        trained = train_missing_shards(run, job.fn, shared=shared, fixed=job.fixed, executor=opts.executor,
+                                       progress=opts.progress, on_shard=opts.on_shard, desc=job.desc)
+    seconds = time.perf_counter() - t0
+    shards = run.load_shards()
+    return TrainedRun(run, shards, Population.concat(shards), tuple(trained), seconds)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What every audit's ``summary.json`` says about its run: shards, timing, executor, identity, versions."""
+
+    n_shards: int
+    shards_trained: int
+    shards_reused: int
+    training_seconds: float
+    executor: str
+    run_id: str
+    versions: Mapping[str, str]
+
+    @classmethod
+    def of(cls, trained: TrainedRun, opts: RunOptions) -> "RunRecord":
+        run = trained.run
+        return cls(run.n_shards, len(trained.trained), run.n_shards - len(trained.trained), trained.seconds,
+                   opts.executor.name, run.run_id, package_versions())
+
+    def to_json(self) -> dict:
+        return {"n_shards": self.n_shards, "shards_trained": self.shards_trained,
+                "shards_reused": self.shards_reused, "training_seconds": self.training_seconds,
+                "executor": self.executor, "run_id": self.run_id, "versions": dict(self.versions)}
+
+
+def write_results(run: RunDir, *, files: Mapping[str, str], summary: dict, t0: float,
+                  report: Callable[[dict], None] | None = None) -> dict:
+    """Write the recipe's files, then the report, then ``summary.json`` (last: it marks a finished run).
+
+    ``summary["runtime_seconds"]`` is the wall time since ``t0``, set before the report (which shows it) and again
+    before ``summary.json`` is written. Returns the summary as written.
+    """
+    for name, text in files.items():
+        run.write_text(name, text)
+    summary["runtime_seconds"] = time.perf_counter() - t0
+    if report is not None:
+        report(summary)
+    summary["runtime_seconds"] = time.perf_counter() - t0
+    run.write_json("summary.json", summary)
+    return summary
