@@ -3,7 +3,6 @@ from ._validation import MemlensInputError, MemlensWarning
 from ._version import __version__
 from .population import Population
 
-
 __all__ = ["MemlensInputError", "MemlensWarning", "Population", "__version__"]
 
 from .audits.image import AuditAttacks, AuditResult, audit_attacks, run_audit  # noqa: E402

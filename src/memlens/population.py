@@ -5,6 +5,7 @@ which example (``masks``) and what each model says about each example (``signals
 """
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -17,11 +18,14 @@ import numpy as np
 from ._io import atomic_write_bytes
 from ._validation import MemlensInputError, check_array, check_labels, check_masks, warn
 
-__all__ = ["Population", "SIGNALS", "signals_from_logits", "signals_from_proba", "atomic_write_bytes"]
+__all__ = ["Population", "SIGNALS", "SIGNAL_SIGN", "signals_from_logits", "signals_from_proba", "atomic_write_bytes"]
 
 #: Standard per-example signals. ``logit``: LiRA's stable logit φ = log p_y − log Σ_{y'≠y} p_{y'}
 #: (Carlini et al. 2022, §IV-B); ``loss``: cross-entropy −log p_y; ``correct``: 1.0 where argmax = y.
 SIGNALS = ("logit", "loss", "correct")
+#: The direction of every signal: +1 where a higher value means the model fits the example better, −1 where a lower
+#: value does (the losses). Measures and attacks orient their scores by it (higher = more memorized / member).
+SIGNAL_SIGN = {"correct": 1.0, "logit": 1.0, "loss": -1.0, "log_likelihood": 1.0, "token_accuracy": 1.0}
 
 _FORMAT = "memlens-population/1"
 
@@ -250,8 +254,6 @@ class Population:
         return cls(arrays["masks"], signals, arrays.get("seeds"), labels, provenance or {})
 
     def to_npz_bytes(self) -> bytes:
-        import io
-
         buf = io.BytesIO()
         arrays = dict(self.to_arrays())
         arrays["provenance.json"] = np.frombuffer(json.dumps(dict(self.provenance), default=str).encode(),

@@ -2,10 +2,17 @@
 coordinate ascent). Membership scores: higher = more likely a member."""
 from .external import load_external, population_from_logits, population_from_signals
 from .membership import (
-    ATTACKS, AllTargetsResult, attack_all_targets, AttackResult, calibrated_loss_attack, lira, loss_attack,
-    rmia, shadow_attack,
+    ATTACKS,
+    AllTargetsResult,
+    AttackResult,
+    attack_all_targets,
+    calibrated_loss_attack,
+    lira,
+    loss_attack,
+    rmia,
+    shadow_attack,
 )
-from .reconstruction import coordinate_ascent, log_prob_scorer, ReconstructionResult, sign_attack
+from .reconstruction import ReconstructionResult, coordinate_ascent, log_prob_scorer, sign_attack
 
 __all__ = [
     "load_external", "population_from_logits", "population_from_signals", "ATTACKS", "AllTargetsResult",
@@ -13,9 +20,19 @@ __all__ = [
     "shadow_attack", "coordinate_ascent", "log_prob_scorer", "ReconstructionResult", "sign_attack",
 ]
 from .extraction import (
-    approximate_memorization, canary_extraction, CanaryExtractionResult, ContinuationResult, continuations,
-    discoverable_memorization, edit_similarity, generate_samples, ranking_attack, RankingScores, sample_continue,
-    verbatim_matches, zlib_entropy,
+    CanaryExtractionResult,
+    ContinuationResult,
+    RankingScores,
+    approximate_memorization,
+    canary_extraction,
+    continuations,
+    discoverable_memorization,
+    edit_similarity,
+    generate_samples,
+    ranking_attack,
+    sample_continue,
+    verbatim_matches,
+    zlib_entropy,
 )
 
 __all__ += [

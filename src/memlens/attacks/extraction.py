@@ -30,14 +30,17 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int, warn
 from ..data.text import BOS, EOS, decode_tokens, encode_texts
 from ..data.text_canaries import CanaryFormat, TextCanarySet, check_canary_set
 from ..models.char_lm import (
-    AutoregressiveModel, greedy_continue, next_token_logprobs, sequence_signals, token_logprobs, sample_continue,
+    AutoregressiveModel,
+    greedy_continue,
+    next_token_logprobs,
+    sample_continue,
+    sequence_signals,
+    token_logprobs,
 )
 from ..models.char_lm import check_model as _check_model
 

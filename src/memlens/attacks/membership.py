@@ -28,11 +28,15 @@ in each result's ``params``.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from scipy.special import expit, log_ndtr
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int, warn
@@ -45,7 +49,7 @@ from ..evaluation.metrics import (
     bootstrap_metrics,
     roc,
 )
-from ..measures.feldman_zhang import SIGNAL_SIGN
+from ..population import SIGNAL_SIGN
 
 __all__ = [
     "AttackResult",
@@ -307,7 +311,6 @@ def _median_stats(masks, values, pool, targets, base: _Stats) -> _Stats:
     """Replace the means of ``base`` by medians over the same IN/OUT reference models (one target at a time)."""
     mean_in = np.empty_like(base.mean_in)
     mean_out = np.empty_like(base.mean_out)
-    import warnings
 
     for j, t in enumerate(targets):
         rows = pool.copy()
@@ -425,8 +428,6 @@ def _lira_name(online: bool, fix_variance: bool) -> str:
 
 def _lira_batch(pop, targets, *, online=True, fix_variance=False, signal="logit", estimator="mean",
                 references=None, min_variance=1e-10):
-    from scipy.special import log_ndtr
-
     if estimator not in ("mean", "median"):
         raise MemlensInputError(f"estimator must be 'mean' or 'median'; got {estimator!r}")
     min_variance = check_float("min_variance", min_variance, min_value=0.0)
@@ -578,7 +579,6 @@ def _probability(values: np.ndarray, signal: str) -> np.ndarray:
     if signal == "loss":
         return np.exp(-values)
     if signal == "logit":                                # stable logit φ = log p − log(1 − p)
-        from scipy.special import expit
 
         return expit(values)
     if signal in ("prob", "proba", "probability", "confidence"):
@@ -712,8 +712,6 @@ _DEFAULT_FEATURES = ("logit", "loss", "correct")
 
 
 def _default_classifier(seed: int):
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
     return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, early_stopping=False, random_state=seed)
 
 
@@ -747,8 +745,7 @@ def shadow_attack(pop, *, target: int, features=None, classifier=None, by_class:
     AttackResult
         ``scores``: the attack model's probability that the target trained on the example.
     """
-    from sklearn.base import clone
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # loads native thread pools: only when limiting them
 
     _check_pop(pop)
     target = _check_target(pop, target)

@@ -398,7 +398,7 @@ def _greedy(scorer, x, current, n_q, n_ev, epochs, converged, max_epochs, batch_
 
 def _goal_log_prob(z, labels):
     """``log softmax(z)[r, labels[r]]`` for logits ``z`` (batch, C), accurate also when it is close to 0."""
-    import torch
+    import torch  # torch is heavy: imported on first use
 
     rows = torch.arange(z.shape[0])
     zg = z[rows, labels]
@@ -424,7 +424,7 @@ def log_prob_scorer(model, *, goal: int | None = None, batch_size: int = 4096):
     batch_size : int, keyword-only
         Rows per forward pass.
     """
-    import torch
+    import torch  # torch is heavy: imported on first use
 
     batch_size = check_int("batch_size", batch_size, min_value=1)
 

@@ -32,10 +32,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .. import train as _train  # train_population looked up at call time (tests count training calls)
 from .._random import check_int_seed
 from .._validation import MemlensInputError, check_array, check_float, check_fraction, check_int, check_labels, warn
 from ..data import DATASETS, Dataset, load_dataset, make_masks
@@ -46,10 +48,14 @@ from ..report.html import write_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
 from ..train import TRAINERS, get_trainer
-from .. import train as _train  # train_population looked up at call time (tests count training calls)
 from . import pipeline
 from .attacks import (  # noqa: F401  (re-exported: their first home was this module)
-    ATTACK_SUITE, DEFAULT_ATTACK_TARGETS, EPSILON_CONFIDENCE, LIRA_FIXED_VARIANCE_BELOW, AuditAttacks, audit_attacks,
+    ATTACK_SUITE,
+    DEFAULT_ATTACK_TARGETS,
+    EPSILON_CONFIDENCE,
+    LIRA_FIXED_VARIANCE_BELOW,
+    AuditAttacks,
+    audit_attacks,
     privacy_summary,
 )
 from .loo import LOO_MODELS, AuditLOO, audit_loo, check_kernel_memory, check_loo  # noqa: F401  (re-exported)

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .._random import check_int_seed
+from .._random import as_generator, check_int_seed
 from .._validation import MemlensInputError, check_float, check_int
-from ..privacy.empirical import OneRunAudit, _check_delta, one_run_audit
+from ..data import Dataset, make_canaries, with_canaries
+from ..privacy.empirical import _check_delta, one_run_audit
+from ..train import train_population
 
 __all__ = ["CanaryAudit", "canary_masks", "one_run_canary_audit"]
 
@@ -29,8 +31,6 @@ def canary_masks(n_models: int, n_base: int, n_canaries: int, *, seed=0) -> np.n
     Columns ``n_base ..`` are the canaries (the layout of :func:`memlens.data.with_canaries`); every model's
     canary inclusions are independent Bernoulli(1/2) draws from ``seed``.
     """
-    from .._random import as_generator
-
     n_models = check_int("n_models", n_models, min_value=1)
     n_base = check_int("n_base", n_base, min_value=0)
     n_canaries = check_int("n_canaries", n_canaries, min_value=1)
@@ -157,9 +157,6 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
         ``.epsilons`` (n_models,), ``.epsilon_mean``, ``.accountant_epsilon``, ``.scores`` and ``.included``
         (n_models, m), ``.to_dict()``.
     """
-    from ..data import Dataset, make_canaries, with_canaries
-    from ..train import train_population
-
     if not isinstance(dataset, Dataset):
         raise MemlensInputError(f"dataset must be a memlens.data.Dataset (from load_dataset(...) or "
                                 f"from_arrays(...)); got {type(dataset).__name__}")

@@ -43,28 +43,45 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .. import train as _train
 from .._random import as_generator, check_int_seed
 from .._validation import MemlensInputError, MemlensWarning, check_fraction, check_int, warn
 from ..attacks.extraction import (
-    canary_extraction, discoverable_memorization, generate_samples, ranking_attack, verbatim_matches,
+    canary_extraction,
+    discoverable_memorization,
+    generate_samples,
+    ranking_attack,
+    verbatim_matches,
 )
 from ..data import make_masks
 from ..data.text import VOCAB_SIZE, TextDataset, encode_texts, load_text_dataset
 from ..data.text_canaries import (  # noqa: F401  (re-exported: their first home was this module)
-    DEFAULT_ALPHABET, DEFAULT_CANARY_TEMPLATE, DEFAULT_SECRET_LENGTH, CanaryFormat, NamedCanaries, canary_name,
-    insert_named_canaries, make_named_canaries,
+    DEFAULT_ALPHABET,
+    DEFAULT_CANARY_TEMPLATE,
+    DEFAULT_SECRET_LENGTH,
+    CanaryFormat,
+    NamedCanaries,
+    canary_name,
+    insert_named_canaries,
+    make_named_canaries,
 )
 from ..measures import counterfactual_influence, counterfactual_memorization, explain_documents
 from ..measures.exposure import canary_exposure
 from ..measures.text import (  # noqa: F401  (re-exported)
-    RANKING_SCORES, TOP_SAMPLES, VERBATIM_BYTES, canary_membership, canary_table, exposure_by_repetition, masked_mean,
-    ranking_attack_auc, sample_extraction,
+    RANKING_SCORES,
+    TOP_SAMPLES,
+    VERBATIM_BYTES,
+    canary_membership,
+    canary_table,
+    exposure_by_repetition,
+    masked_mean,
+    ranking_attack_auc,
+    sample_extraction,
 )
 from ..models.char_lm import AutoregressiveConfig
 from ..population import Population
 from ..report.tables import canaries_csv, explanation_text, text_examples_csv, text_pairs_csv
 from ..report.text_html import write_text_report
-from .. import train as _train
 from ..train import text_population as _text_population  # looked up at call time (tests count training calls)
 from ..train.text_population import CharLMConfig
 from . import pipeline

@@ -16,6 +16,7 @@ split's statistics).
 """
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import importlib.util
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
+from sklearn.model_selection import train_test_split
 
 from .._validation import MemlensInputError, check_array, check_labels
 
@@ -138,8 +141,6 @@ def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arra
 
 
 def _split(X, y, test_size: float, name: str, class_names, image_shape=None, description="") -> Dataset:
-    from sklearn.model_selection import train_test_split
-
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, stratify=y, random_state=0)
     return Dataset(name, np.ascontiguousarray(X_tr, dtype=np.float32), y_tr.astype(np.int64),
                    np.ascontiguousarray(X_te, dtype=np.float32), y_te.astype(np.int64),
@@ -147,8 +148,6 @@ def _split(X, y, test_size: float, name: str, class_names, image_shape=None, des
 
 
 def _digits() -> Dataset:
-    from sklearn.datasets import load_digits
-
     d = load_digits()
     return _split(d.data / 16.0, d.target, 0.25, "digits", [str(i) for i in range(10)], (8, 8),
                   "scikit-learn optical digits, 8x8 grey images scaled to [0, 1]")
@@ -207,8 +206,6 @@ def _mnist_5k() -> Dataset:
 
 
 def _caravan() -> Dataset:
-    import csv
-
     path = _package_file("ISLP", "data/Caravan.csv", "pip install --no-deps ISLP")
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
@@ -223,8 +220,6 @@ def _caravan() -> Dataset:
 
 
 def _loaders():
-    from sklearn.datasets import load_breast_cancer, load_iris, load_wine
-
     return {
         "digits": _digits,
         "fashion-mnist": _fashion_mnist,

@@ -1,11 +1,10 @@
 """Membership masks: which model trains on which example."""
 from __future__ import annotations
 
-from .._threads import physical_memory
-
 import numpy as np
 
 from .._random import as_generator
+from .._threads import physical_memory
 from .._validation import MemlensInputError, check_fraction, check_int
 
 __all__ = ["make_masks"]

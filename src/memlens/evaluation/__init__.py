@@ -8,8 +8,19 @@ import importlib
 
 from .intervals import clopper_pearson
 from .metrics import (
-    DEFAULT_FPRS, aggregate, AggregateResult, auc_null_stderr, bootstrap_ci, bootstrap_metrics, BootstrapResult,
-    ConfidenceInterval, roc, roc_auc, RocCurve, tpr_at_fpr, tpr_at_fpr_from_roc,
+    DEFAULT_FPRS,
+    AggregateResult,
+    BootstrapResult,
+    ConfidenceInterval,
+    RocCurve,
+    aggregate,
+    auc_null_stderr,
+    bootstrap_ci,
+    bootstrap_metrics,
+    roc,
+    roc_auc,
+    tpr_at_fpr,
+    tpr_at_fpr_from_roc,
 )
 
 __all__ = [

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy import stats
+from sklearn.metrics import roc_curve
 
 from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int, warn
@@ -158,8 +160,6 @@ def roc(scores, labels) -> RocCurve:
         From :func:`sklearn.metrics.roc_curve` with ``drop_intermediate=False``. With only one class the curve is
         NaN and a :class:`~memlens.MemlensWarning` is issued.
     """
-    from sklearn.metrics import roc_curve
-
     scores, labels = _check_scores_labels(scores, labels)
     n_pos = int(labels.sum())
     n_neg = int(labels.size - n_pos)
@@ -476,8 +476,6 @@ def mean_ci(values, *, level: float = 0.95) -> tuple[float, float, float]:
 
     Non-finite values are dropped; with fewer than 2 values the interval is ``(NaN, NaN)``.
     """
-    from scipy import stats
-
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -558,7 +556,6 @@ def aggregate(results: Sequence, *, fprs=DEFAULT_FPRS, level: float = 0.95, name
             continue
         if np.any((fprs > 0) & (fprs * n_neg < 1 - _FPR_SLACK)):
             low_res.append(n_neg)
-        from sklearn.metrics import roc_curve
 
         fpr, tpr, _ = roc_curve(lab, s, drop_intermediate=False)
         aucs[k] = float(np.trapezoid(tpr, fpr))

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-
-import numpy as np
 
 from .._io import atomic_write_bytes, to_jsonable
 
@@ -33,7 +30,7 @@ def write_readme(out_dir, text: str) -> Path:
 
 def save_figure(fig, out_dir, name: str) -> Path:
     """Save a matplotlib figure as PNG (``name`` without extension) and close it."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     path = Path(out_dir) / f"{name}.png"
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -65,7 +65,7 @@ def _make_data(cfg: dict, rng):
 
 def _linear(n_in: int, n_out: int, gen):
     """``torch.nn.Linear`` with PyTorch's default initialisation distribution, drawn from ``gen``."""
-    import torch
+    import torch  # torch is heavy: imported on first use
 
     layer = torch.nn.Linear(n_in, n_out)
     bound = 1.0 / np.sqrt(n_in)
@@ -78,7 +78,7 @@ def _linear(n_in: int, n_out: int, gen):
 def _nesterov_step(params, grads, bufs, *, lr: float, momentum: float) -> None:
     """One step of ``torch.optim.SGD(nesterov=True, dampening=0, weight_decay=0)``, written out (importing
     ``torch.optim`` costs seconds): ``b ← μ b + g``, ``p ← p − lr (g + μ b)``."""
-    import torch
+    import torch  # torch is heavy: imported on first use
 
     with torch.no_grad():
         for p, g, b in zip(params, grads, bufs):
@@ -87,7 +87,7 @@ def _nesterov_step(params, grads, bufs, *, lr: float, momentum: float) -> None:
 
 
 def _classification_errors(model, data) -> dict:
-    import torch
+    import torch  # torch is heavy: imported on first use
 
     out = {}
     sets = {"train": (data.X, data.y), **data.test_sets()}
@@ -116,7 +116,7 @@ def _attack(kind: str, model, data, targets: np.ndarray, cfg: dict, rng) -> dict
 
 def _train_and_attack(model, X, y, data, cfg: dict, *, kind: str, lr_at, rng_targets, rng_attack) -> dict:
     """Full-batch Nesterov SGD; at checkpoints record errors and attack a fixed subset of singletons."""
-    import torch
+    import torch  # torch is heavy: imported on first use
 
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
     singles = data.singletons
@@ -198,10 +198,10 @@ def _final(kind: str, model, data, cfg: dict, rng_targets, rng_attack) -> tuple[
 
 
 def _figure(hist: dict, final: dict, *, title: str, attack_label: str, updates_label: str = "Gradient updates"):
-    import matplotlib
+    import matplotlib  # matplotlib is heavy: imported only to draw
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     fig, ax1 = plt.subplots(figsize=(8, 5.5))
     red, blue = "tab:red", "tab:blue"
@@ -290,7 +290,7 @@ BLAS thread. Files: `results.json` (every number, per-checkpoint history), the f
 def _run(kind: str, *, name: str, title: str, figure: str, attack_label: str, what: str, cfg: dict,
          build_model, lr_at, train_data, out_dir, quick: bool, seed: int) -> dict:
     out = prepare_out_dir(out_dir)
-    import torch
+    import torch  # torch is heavy: imported on first use
 
     tic = time.perf_counter()
     with limit_threads(1):

@@ -41,7 +41,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, n_attack: int | None = N
     n_attack_final : int, optional, keyword-only
         Singletons attacked on the final model (default 64, quick 32; at most all singletons).
     """
-    import torch
+    import torch  # torch is heavy: imported on first use
 
     cfg = _config(QUICK if quick else FULL, n_attack=n_attack, n_attack_final=n_attack_final)
 

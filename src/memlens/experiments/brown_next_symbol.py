@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from .._threads import limit_threads
-from ..tasks.next_symbol import expected_singletons, make_next_symbol_data, noise_recovery, symbol_entropy_bits
 from ..models.char_lm import AutoregressiveConfig, argmax_predictions, greedy_continue, next_token_logprobs
+from ..tasks.next_symbol import expected_singletons, make_next_symbol_data, noise_recovery, symbol_entropy_bits
 from ..train.autoregressive import train_autoregressive
 from ._common import prepare_out_dir, save_figure, write_readme, write_results
 
@@ -95,15 +95,15 @@ def _get(entry: dict, key: str, field: str | None = None) -> float:
 
 
 def _figures(out, runs: dict, cfg: dict, entropy: dict) -> list[str]:
-    import matplotlib
+    import matplotlib  # matplotlib is heavy: imported only to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(runs)))
     names = []
 
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # matplotlib is heavy: imported only to draw
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for (width, res), c in zip(runs.items(), colors):

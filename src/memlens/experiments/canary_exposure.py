@@ -23,8 +23,13 @@ import math
 import time
 
 import numpy as np
+from scipy import stats
 
 from .._threads import limit_threads
+from ..audits.text import canary_measures, insert_named_canaries, make_named_canaries
+from ..data.text import VOCAB_SIZE, encode_texts, load_text_dataset
+from ..models.char_lm import AutoregressiveConfig, sequence_signals
+from ..train.autoregressive import train_autoregressive
 from ._common import prepare_out_dir, save_figure, write_readme, write_results
 
 NAME = "canary-exposure"
@@ -44,8 +49,6 @@ SETTINGS = {
 
 
 def _spearman(x, y) -> float:
-    from scipy import stats
-
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
@@ -72,9 +75,6 @@ def extraction_threshold(reps, extracted, *, level: float = 0.5):
 
 def _setup(cfg: dict, seed: int):
     """The corpus with the canaries inserted: (canaries, training texts, copy_of, test texts)."""
-    from ..data.text import load_text_dataset
-    from ..audits.text import insert_named_canaries, make_named_canaries
-
     ss = np.random.SeedSequence(seed)
     data_seed, canary_seed, insert_seed = (np.random.default_rng(s) for s in ss.spawn(3))
     ds = load_text_dataset("fortunes", max_chars=cfg["max_chars"], seed=data_seed)
@@ -89,11 +89,6 @@ def _setup(cfg: dict, seed: int):
 
 
 def _train(cfg, width, tokens, lengths, test_tokens, test_lengths, canaries, seed, *, checkpoints: bool):
-    from ..data.text import VOCAB_SIZE
-    from ..audits.text import canary_measures
-    from ..models.char_lm import AutoregressiveConfig, sequence_signals
-    from ..train.autoregressive import train_autoregressive
-
     config = AutoregressiveConfig(vocab_size=VOCAB_SIZE, context_length=tokens.shape[1], width=width,
                                   depth=cfg["depth"], arch=cfg["arch"], n_heads=1)
 
@@ -114,10 +109,10 @@ def _train(cfg, width, tokens, lengths, test_tokens, test_lengths, canaries, see
 
 
 def _figures(out, cfg, canaries, runs, history) -> list[str]:
-    import matplotlib
+    import matplotlib  # matplotlib is heavy: imported only to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     reps = np.asarray(canaries.repetitions)
     uniq = np.unique(reps)
@@ -188,8 +183,6 @@ def _figures(out, cfg, canaries, runs, history) -> list[str]:
 
 def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
     """Train the models, measure the canaries, and write figures, ``results.json`` and ``README.md``."""
-    from ..data.text import encode_texts
-
     out = prepare_out_dir(out_dir)
     cfg = dict(SETTINGS["quick" if quick else "full"])
     t0 = time.perf_counter()

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 
 from .._random import as_generator
 from .._threads import limit_threads
+from .._validation import MemlensWarning
+from ..data import make_masks
+from ..measures import memorization
 from ..tasks import long_tail as lt
+from ..train import make_model_config, train_population
 from ._common import prepare_out_dir, save_figure, write_readme, write_results
 
 NAME = "feldman-long-tail"
@@ -189,10 +194,6 @@ def _bin_label(lo, hi):
 
 def analyze_population(pop, mix, masks) -> dict:
     """Per-model excess error, Thm 2.3's right-hand side and accuracy by subpopulation frequency."""
-    import warnings
-
-    from .._validation import MemlensWarning
-    from ..measures import memorization
 
     N = mix.frequencies.shape[0]
     K = masks.shape[0]
@@ -251,9 +252,6 @@ def analyze_population(pop, mix, masks) -> dict:
 
 
 def real_learners(*, quick: bool, seed: int) -> dict:
-    from ..data import make_masks
-    from ..train import make_model_config, train_population
-
     cfg = _mixture_settings(quick)
     mix = lt.make_long_tail_mixture(n_train=cfg["n_train"], n_subpopulations=cfg["n_subpopulations"],
                                     n_features=cfg["n_features"], n_classes=M, seed=seed)
@@ -288,7 +286,7 @@ def real_learners(*, quick: bool, seed: int) -> dict:
 
 # -------------------------------------------------------------------------------------------- figures
 def _fig_sweep(sw, out):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     colors = dict(zip(LEARNERS, ("tab:blue", "tab:orange", "tab:green")))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -315,7 +313,7 @@ def _fig_sweep(sw, out):
 
 
 def _fig_subgroups(rows, out):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     fig, axes = plt.subplots(1, len(rows), figsize=(5.5 * len(rows), 4))
     for ax, r in zip(np.atleast_1d(axes), rows):
@@ -333,7 +331,7 @@ def _fig_subgroups(rows, out):
 
 
 def _fig_real(real, out):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     fig = plt.figure(figsize=(16, 8))
     grid = fig.add_gridspec(2, 3)

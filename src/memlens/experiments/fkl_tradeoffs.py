@@ -215,10 +215,10 @@ def _mixture(cfg, acc, seed) -> dict:
 # -------------------------------------------------------------------------------------------------------
 
 def _figures(out, curves, mix, cfg):
-    import matplotlib
+    import matplotlib  # matplotlib is heavy: imported only to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 

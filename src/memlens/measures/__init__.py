@@ -1,10 +1,18 @@
 """Measures: pure functions from a Population (or arrays) to per-example scores (higher = more memorized)."""
 from .feldman_zhang import (
-    SIGNAL_SIGN, high_influence_pairs, HighInfluencePairs, influence, influence_from_arrays, InfluenceResult,
-    memorization, memorization_from_arrays, MemorizationResult, worst_case_stderr,
+    SIGNAL_SIGN,
+    HighInfluencePairs,
+    InfluenceResult,
+    MemorizationResult,
+    high_influence_pairs,
+    influence,
+    influence_from_arrays,
+    memorization,
+    memorization_from_arrays,
+    worst_case_stderr,
 )
-from .loo import loo_memorization, LOOMemorizationResult
-from .information import binary_entropy, fano_bits, information_lower_bound, InformationBound
+from .information import InformationBound, binary_entropy, fano_bits, information_lower_bound
+from .loo import LOOMemorizationResult, loo_memorization
 
 __all__ = [
     "SIGNAL_SIGN", "high_influence_pairs", "HighInfluencePairs", "influence", "influence_from_arrays",
@@ -13,14 +21,22 @@ __all__ = [
     "InformationBound",
 ]
 from .exposure import (
-    canary_exposure, exposure_by_rank, exposure_extrapolated, ExposureResult, secret_log_perplexity,
+    ExposureResult,
+    canary_exposure,
+    exposure_by_rank,
+    exposure_extrapolated,
+    secret_log_perplexity,
     space_log_perplexity,
 )
 
 __all__ += ["canary_exposure", "exposure_by_rank", "exposure_extrapolated", "ExposureResult",
             "secret_log_perplexity", "space_log_perplexity"]
 from .counterfactual import (
-    counterfactual_influence, counterfactual_memorization, DocumentExplanations, explain_documents, ngram_overlap,
+    DocumentExplanations,
+    counterfactual_influence,
+    counterfactual_memorization,
+    explain_documents,
+    ngram_overlap,
 )
 
 __all__ += ["counterfactual_influence", "counterfactual_memorization", "DocumentExplanations", "explain_documents",

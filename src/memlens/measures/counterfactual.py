@@ -32,8 +32,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from scipy.stats import spearmanr
 
 from .._validation import MemlensInputError, check_int
+from ..data.text import TextDataset
 from .feldman_zhang import InfluenceResult, MemorizationResult, influence, memorization
 
 __all__ = ["counterfactual_memorization", "counterfactual_influence", "explain_documents", "DocumentExplanations",
@@ -136,8 +139,6 @@ def ngram_overlap(texts, *, n: int = 8, index=None, chunk_size: int = 512) -> tu
     neighbour : ndarray of int64, shape (len(index),)
         Index of the nearest other document, -1 when there is none.
     """
-    from scipy import sparse
-
     texts = list(texts)
     n = check_int("n", n, min_value=1)
     chunk_size = check_int("chunk_size", chunk_size, min_value=1)
@@ -287,8 +288,6 @@ def explain_documents(dataset, scores=None, *, index=None, top: int | None = Non
         percentile, "unusual characters" above the 90th surprisal percentile, and fixed format thresholds
         (symbols > 30%, upper case > 50%, digits > 20% of characters, 5 or more lines).
     """
-    from ..data.text import TextDataset
-
     if not isinstance(dataset, TextDataset):
         raise MemlensInputError(f"dataset must be a memlens.data.TextDataset; got {type(dataset).__name__}")
     texts = dataset.train_texts
@@ -386,8 +385,6 @@ def explain_documents(dataset, scores=None, *, index=None, top: int | None = Non
 
 
 def _correlations(scores: np.ndarray, props: dict) -> dict:
-    from scipy.stats import spearmanr
-
     ok = np.isfinite(scores)
     out = {}
     for name, v in props.items():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import MemlensInputError, check_array, check_float, check_int, check_masks, warn
+from ..population import SIGNAL_SIGN, Population
 
 __all__ = [
     "MemorizationResult",
@@ -35,8 +36,6 @@ __all__ = [
     "worst_case_stderr",
 ]
 
-#: +1 where a higher signal means the model fits the example better, −1 where lower does (the loss).
-SIGNAL_SIGN = {"correct": 1.0, "logit": 1.0, "loss": -1.0, "log_likelihood": 1.0, "token_accuracy": 1.0}
 
 
 def _sign(signal: str, higher_is_better: bool | None) -> float:
@@ -81,8 +80,6 @@ class MemorizationResult:
 
 
 def _check_population(pop) -> None:
-    from ..population import Population
-
     if not isinstance(pop, Population):
         raise MemlensInputError(f"pop must be a memlens Population; got {type(pop).__name__}; for raw arrays use "
                                 "memorization_from_arrays / influence_from_arrays")

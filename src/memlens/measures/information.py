@@ -29,6 +29,8 @@ import numpy as np
 
 from .._math import binary_entropy
 from .._validation import MemlensInputError, check_array, check_float, warn
+from ..evaluation.intervals import clopper_pearson
+from ..evaluation.metrics import mean_ci
 
 __all__ = ["InformationBound", "binary_entropy", "information_lower_bound", "fano_bits"]
 
@@ -38,8 +40,6 @@ def _mean_ci(values, *, confidence: float = 0.95) -> tuple[float, float, float]:
 
     NaN values are dropped; with fewer than 2 values the interval is ``(NaN, NaN)`` (and a warning).
     """
-    from ..evaluation.metrics import mean_ci
-
     confidence = check_float("confidence", confidence, min_value=0.0, max_value=1.0, min_inclusive=False,
                              max_inclusive=False)
     v = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -184,8 +184,6 @@ def information_lower_bound(errors, *, free=None, bit_entropy=1.0,
     InformationBound
         Targets with no coordinate in ``K_i`` get 0 bits and a NaN error rate (with a warning).
     """
-    from ..evaluation.intervals import clopper_pearson
-
     err = np.atleast_2d(np.asarray(errors))
     if err.ndim != 2:
         raise MemlensInputError(f"errors must be a 2-d array (n_targets, d); got shape {err.shape}")

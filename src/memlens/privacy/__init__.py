@@ -2,8 +2,16 @@
 attacks prove, Jagielski et al. 2020; the one-run audit of Steinke, Nasr & Jagielski 2023)."""
 from .accountant import ACCOUNTANTS, DPConfig, accountant_epsilon, check_dp_target, dp_plan, noise_multiplier_for
 from .empirical import (
-    EpsilonLowerBound, OneRunAudit, PrivacyAudit, clopper_pearson, empirical_epsilon, epsilon_from_counts,
-    one_run_audit, one_run_epsilon, one_run_p_value, privacy_audit,
+    EpsilonLowerBound,
+    OneRunAudit,
+    PrivacyAudit,
+    clopper_pearson,
+    empirical_epsilon,
+    epsilon_from_counts,
+    one_run_audit,
+    one_run_epsilon,
+    one_run_p_value,
+    privacy_audit,
 )
 
 __all__ = [

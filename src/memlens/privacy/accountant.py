@@ -135,7 +135,7 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
                          accountant: str = "rdp") -> float:
     """Noise multiplier ``sigma`` for which ``steps`` Poisson-subsampled Gaussian steps at rate ``sample_rate``
     spend at most ``epsilon`` (Opacus ``get_noise_multiplier``, ε tolerance 0.01)."""
-    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.accountants.utils import get_noise_multiplier  # opacus is optional (memlens[dp]) and heavy
 
     epsilon = check_float("epsilon", epsilon, min_value=0.0, min_inclusive=False)
     delta = _check_delta(delta)
@@ -151,7 +151,7 @@ def accountant_epsilon(*, noise_multiplier: float, sample_rate: float, steps: in
                        accountant: str = "rdp") -> float:
     """ε spent by ``steps`` steps of the subsampled Gaussian mechanism, by Opacus's ``RDPAccountant`` or
     ``PRVAccountant`` (inf without noise)."""
-    from opacus.accountants import PRVAccountant, RDPAccountant
+    from opacus.accountants import PRVAccountant, RDPAccountant  # opacus is optional (memlens[dp]) and heavy
 
     noise_multiplier = check_float("noise_multiplier", noise_multiplier, min_value=0.0)
     sample_rate = check_float("sample_rate", sample_rate, min_value=0.0, max_value=1.0, min_inclusive=False)

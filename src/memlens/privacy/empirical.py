@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
+from scipy.stats import binom
 
 from .._validation import MemlensInputError, check_float, check_int, check_level, warn
 from ..evaluation.intervals import clopper_pearson
@@ -224,8 +225,6 @@ def one_run_p_value(*, m: int, r: int, v: int, epsilon: float, delta: float = 0.
     epsilon : float >= 0
     delta : float in [0, 1)
     """
-    from scipy.stats import binom
-
     m = check_int("m", m, min_value=1)
     r = check_int("r", r, min_value=0, max_value=m, hint="(guesses cannot outnumber canaries)")
     v = check_int("v", v, min_value=0, max_value=r, hint="(correct guesses cannot outnumber guesses)")

@@ -6,6 +6,7 @@ arrays or result objects and returns a :class:`matplotlib.figure.Figure` that th
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from .._validation import MemlensInputError
 from ..evaluation.metrics import tpr_at_fpr_from_roc
@@ -74,7 +75,7 @@ class _Canvas:
         """Draw one image with its top-left corner at pixel (x0, y0); a NaN image leaves the cell blank."""
         if image is None or not np.all(np.isfinite(image)):
             return False
-        from matplotlib.patches import Rectangle
+        from matplotlib.patches import Rectangle  # matplotlib is heavy: imported only to draw
 
         h, w = image_shape
         img = np.asarray(image, dtype=np.float64).reshape(image_shape)
@@ -291,8 +292,6 @@ def exposure_scatter(memorization, exposure, *, mem_threshold: float = 0.25, exp
     if exposure_threshold is not None and np.isfinite(exposure_threshold):
         ax.axhline(exposure_threshold, color="#888888", linestyle=":", linewidth=1.0)
     if ok.sum() >= 3:
-        from scipy.stats import spearmanr
-
         rho = spearmanr(mem[ok], exp[ok]).statistic
         ax.plot([], [], " ", label=f"Spearman ρ = {rho:.2f}")
     ax.set_yscale("symlog", linthresh=1.0)
@@ -341,8 +340,6 @@ def loo_scatter(subset_memorization, loo_margin_memorization, *, loo_memorized=N
     ax.axvline(mem_threshold, color="#888888", linestyle="--", linewidth=1.0)
     ax.axhline(0.0, color="#888888", linestyle=":", linewidth=1.0)
     if ok.sum() >= 3:
-        from scipy.stats import spearmanr
-
         rho = spearmanr(x[ok], y[ok]).statistic
         ax.plot([], [], " ", label=f"Spearman ρ = {rho:.2f}")
     # linear within the typical size of the scores, logarithmic beyond: the bulk and the tail both stay visible

@@ -16,9 +16,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from .._io import atomic_write_bytes
-from .tables import explanation_text
 from . import figures
 from .html import _CSS, _img, _num, _table
+from .tables import explanation_text
 
 __all__ = ["render_text_report", "write_text_report", "exposure_figure"]
 
@@ -57,7 +57,7 @@ def exposure_figure(rows: Mapping[str, np.ndarray], *, max_exposure: float, titl
 
     ``rows`` is :func:`memlens.audits.text.canary_table`'s output; one point per canary, lines through the means.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     reps = np.asarray(rows["repetitions"], dtype=np.float64)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

@@ -1,6 +1,13 @@
 """Storage: run directories (atomic shards, identity, resume) and the executors that fill them (local, Ray)."""
-from .executors import EXECUTORS, Executor, ExecutorError, LocalExecutor, RayExecutor, make_executor, \
-    train_missing_shards
+from .executors import (
+           EXECUTORS,
+           Executor,
+           ExecutorError,
+           LocalExecutor,
+           RayExecutor,
+           make_executor,
+           train_missing_shards,
+)
 from .runs import RunDir, RunStorageError, package_versions, run_identity
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "LocalExecutor", "RayExecutor", "make_executor",

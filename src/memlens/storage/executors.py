@@ -21,10 +21,17 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
+import sys
+import tempfile
 from typing import Any, Callable, Iterable, Mapping
 
+from tqdm.auto import tqdm
+
+from .._threads import limit_threads
 from .._validation import MemlensInputError, check_int
+from ..population import Population
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "ExecutorError", "make_executor",
            "train_missing_shards"]
@@ -84,7 +91,7 @@ class LocalExecutor(Executor):
 # ---------------------------------------------------------------------------------------------- Ray
 def _import_ray():
     try:
-        import ray
+        import ray  # ray is optional (memlens[ray]) and heavy
     except ImportError:
         raise MemlensInputError("Ray is not installed, and executor='ray' (--backend ray) needs it; install it with "
                                 "pip install 'memlens[ray]', or use the local executor") from None
@@ -93,16 +100,12 @@ def _import_ray():
 
 def _encode(result):
     """A shard result as it travels from a Ray worker: a Population as its ``.npz`` bytes, anything else as is."""
-    from ..population import Population
-
     if isinstance(result, Population):
         return ("memlens-population-npz", result.to_npz_bytes())
     return ("value", result)
 
 
 def _decode(wire):
-    from ..population import Population
-
     kind, payload = wire
     if kind == "memlens-population-npz":
         return Population.from_npz(io.BytesIO(payload))
@@ -111,8 +114,6 @@ def _decode(wire):
 
 def _run_encoded(fn, *, _threads: int, **kwargs):
     """The body of a Ray task: ``fn(**kwargs)`` with ``_threads`` BLAS/torch threads, its result encoded."""
-    from .._threads import limit_threads
-
     with limit_threads(_threads):
         return _encode(fn(**kwargs))
 
@@ -270,7 +271,7 @@ class RayExecutor(Executor):
                 ray.shutdown()
 
     def _get(self, ray, ref, key):
-        from ray import exceptions as rex
+        from ray import exceptions as rex  # ray is optional (memlens[ray]) and heavy
 
         try:
             return ray.get(ref)
@@ -321,10 +322,6 @@ class _quiet_stderr:
     back only when the block succeeds, so a failed connection ends in memlens's one-line error alone."""
 
     def __enter__(self):
-        import os
-        import sys
-        import tempfile
-
         sys.stderr.flush()
         self._tmp = tempfile.TemporaryFile()
         self._saved = os.dup(2)
@@ -332,9 +329,6 @@ class _quiet_stderr:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        import os
-        import sys
-
         sys.stderr.flush()
         os.dup2(self._saved, 2)
         os.close(self._saved)
@@ -358,9 +352,6 @@ def train_missing_shards(run, fn: Callable[..., Any], *, shared: Mapping[str, An
     ``fixed`` the small per-run arguments. In-process executors get a per-model ``progress`` callback driving one
     tqdm bar over the run's models; ``on_shard(k, n_done, n_shards)`` is called after shard ``k`` is written.
     """
-    import sys
-
-    from tqdm.auto import tqdm
 
     executor = LocalExecutor() if executor is None else executor
     missing = run.missing_shards()

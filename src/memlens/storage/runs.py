@@ -29,13 +29,14 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from .._validation import MemlensInputError, check_int, check_masks, warn
 from .._io import atomic_write_bytes, canonical_json, to_jsonable
+from .._validation import MemlensInputError, check_int, check_masks, warn
 from ..population import Population
 
 __all__ = ["RunDir", "run_identity", "package_versions", "RUN_FORMAT", "RunStorageError"]
@@ -72,8 +73,6 @@ def run_identity(fingerprint: str, config: Mapping[str, Any], masks: np.ndarray)
 
 def package_versions() -> dict[str, str]:
     """Versions of memlens, Python and the numerical packages a run depends on."""
-    from importlib import metadata
-
     out = {"python": platform.python_version()}
     for pkg in ("memlens", "numpy", "scipy", "scikit-learn", "torch", "matplotlib", "opacus", "ray"):
         try:

@@ -1,17 +1,32 @@
 """Theory problems of the seed papers: generators with ground truth and closed forms."""
-from . import long_tail, next_symbol, clusters, sdpi
-from .long_tail import make_long_tail_mixture, sample_long_tail, tau, zipf_prior
-from .next_symbol import (
-    make_next_symbol_data, make_next_symbol_task, NextSymbolData, NextSymbolSample, NextSymbolTask,
-    noise_recovery, NoiseRecovery,
-)
+from . import clusters, long_tail, next_symbol, sdpi
 from .clusters import (
-    calibrated_rho, ClusterInstance, ClusterLabelingData, find_singletons, make_cluster_instance,
+    ClusterInstance,
+    ClusterLabelingData,
+    calibrated_rho,
+    find_singletons,
+    make_cluster_instance,
     make_cluster_labeling,
 )
+from .long_tail import make_long_tail_mixture, sample_long_tail, tau, zipf_prior
+from .next_symbol import (
+    NextSymbolData,
+    NextSymbolSample,
+    NextSymbolTask,
+    NoiseRecovery,
+    make_next_symbol_data,
+    make_next_symbol_task,
+    noise_recovery,
+)
 from .sdpi import (
-    BooleanClustering, fkl_lower_bound, GaussianClustering, mixture_lower_bound, sdpi_constant, sdpi_constants,
-    SparseHypercube, tradeoff_curve,
+    BooleanClustering,
+    GaussianClustering,
+    SparseHypercube,
+    fkl_lower_bound,
+    mixture_lower_bound,
+    sdpi_constant,
+    sdpi_constants,
+    tradeoff_curve,
 )
 
 __all__ = [

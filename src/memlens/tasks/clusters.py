@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._math import binary_entropy
 from .._random import as_generator
-from ..measures.information import binary_entropy
 from .._validation import MemlensInputError, check_float, check_int, check_labels, warn
+from ..data import from_arrays
 
 __all__ = [
     "ClusterInstance",
@@ -297,8 +298,6 @@ class ClusterLabelingData:
 
     def to_dataset(self, *, test: str = "test"):
         """The training set and one of the test sets as a :class:`memlens.data.Dataset`."""
-        from ..data import from_arrays
-
         sets = self.test_sets()
         if test not in sets:
             raise MemlensInputError(f"test must be one of {', '.join(sets)}; got {test!r}")

@@ -39,6 +39,7 @@ from scipy.special import gammaln, logsumexp, xlog1py, xlogy
 
 from .._random import as_generator
 from .._validation import MemlensInputError, check_array, check_float, check_int, warn
+from ..data import Dataset
 
 __all__ = [
     # priors
@@ -905,8 +906,6 @@ def make_long_tail_mixture(*, n_train: int = 1000, n_subpopulations: int = 500, 
     -------
     LongTailMixture
     """
-    from ..data import Dataset
-
     n = _check_n(n_train)
     N = check_int("n_subpopulations", n_subpopulations, min_value=2)
     d = check_int("n_features", n_features, min_value=1)

@@ -45,8 +45,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .._random import as_generator
 from .._math import binary_entropy
+from .._random import as_generator
 from .._validation import MemlensInputError, check_array, check_float, check_int, warn
 
 __all__ = [

@@ -63,8 +63,8 @@ import numpy as np
 from scipy import optimize, stats
 from scipy.special import expit, log_expit, xlogy
 
-from .._random import as_generator
 from .._math import binary_entropy as _binary_entropy
+from .._random import as_generator
 from .._validation import MemlensInputError, check_array, check_float, check_int, warn
 
 __all__ = [

@@ -47,12 +47,24 @@ __all__ = [
 ]
 
 from ..models.char_lm import (  # noqa: F401  (re-exported)
-    AutoregressiveConfig, AutoregressiveModel, _check_context, _check_lengths, _check_tokens, _target_mask,
-    _seed_int, argmax_predictions, greedy_continue, load_autoregressive_model, make_autoregressive_model,
-    next_token_logprobs, save_autoregressive_model, sequence_log_likelihood, sequence_signals, token_accuracy,
+    AutoregressiveConfig,
+    AutoregressiveModel,
+    _check_context,
+    _check_lengths,
+    _check_tokens,
+    _seed_int,
+    _target_mask,
+    argmax_predictions,
+    greedy_continue,
+    load_autoregressive_model,
+    make_autoregressive_model,
+    next_token_logprobs,
+    save_autoregressive_model,
+    sequence_log_likelihood,
+    sequence_signals,
+    token_accuracy,
     token_logprobs,
 )
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # training

@@ -19,12 +19,13 @@ from functools import partial
 
 import numpy as np
 
+from .._threads import limit_threads
 from .._validation import MemlensInputError
 from .closed_form import closed_form_population
 from .configs import KernelRidgeConfig, LogisticConfig, MLPConfig, RidgeConfig, make_model_config
-from .torch_logreg import fit_logistic, full_hessian_start, resolve_preconditioner
 from .sklearn_backend import fit_predict_block
 from .text_population import CharLMConfig, train_text_population
+from .torch_logreg import fit_logistic, full_hessian_start, resolve_preconditioner
 from .torch_mlp import fit_mlp
 from .trainers import BlockFit, Trainer, register_trainer
 
@@ -43,8 +44,6 @@ def _char_lm_config(**overrides) -> CharLMConfig:
 # ---------------------------------------------------------------------------------------------- logistic regression
 def _logreg_prepare(config, X, y, *, n_classes, masks, n_workers):
     """The full-data start and shared inverse Hessian (preconditioner ``full-hessian``), once per call."""
-    from .._threads import limit_threads
-
     precond = resolve_preconditioner(config.preconditioner, X.shape[1], n_classes, config.solver)
     shared = None
     if precond == "full-hessian":   # once here, with every worker's core, instead of once per worker process

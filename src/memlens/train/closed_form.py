@@ -46,6 +46,7 @@ as the population trainers do, so a LOO model sees the same feature map as the f
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -53,9 +54,12 @@ from typing import Any, Mapping
 
 import numpy as np
 import scipy.linalg as sla
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from .._validation import MemlensInputError, check_array, check_float, check_int, check_labels, check_masks, warn
 from .._version import __version__
+from ..data import Dataset
 from ..population import Population
 
 __all__ = [
@@ -878,8 +882,6 @@ def logistic_alo(X, y, *, C: float = 1.0, X_test=None, y_test=None, standardize:
 
 # ---------------------------------------------------------------------------------------------------- dataset level
 def _dataset_arrays(dataset):
-    from ..data import Dataset
-
     if not isinstance(dataset, Dataset):
         raise MemlensInputError(f"dataset must be a memlens.data.Dataset (load_dataset(name) or "
                                 f"memlens.data.from_arrays(...)); got {type(dataset).__name__}")
@@ -1038,8 +1040,6 @@ _KERNEL_CACHE_BYTES = 512 * 2**20
 
 
 def _digest(*arrays) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -1194,9 +1194,6 @@ def brute_force_loo(X, y, *, model: str = "ridge", index=None, alpha: float = 1.
     ndarray of float64, shape (len(index), n_classes)
         Same score convention as :attr:`LOOResult.loo_scores` (binary logistic: ``[0, z]``).
     """
-    from sklearn.kernel_ridge import KernelRidge
-    from sklearn.linear_model import LogisticRegression, Ridge
-
     model = _check_model(model)
     X, y, _, _, n_classes = _prepare(X, y, None, None, n_classes)
     idx = _check_index(index, X.shape[0])

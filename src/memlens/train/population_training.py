@@ -15,13 +15,14 @@ model's arithmetic is its own slice of the batched products: shards reproduce a 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from .._random import check_int_seed, model_seeds
-from .._version import __version__
 from .._threads import limit_threads, physical_memory, usable_cpus
 from .._validation import MemlensInputError, check_int, check_masks
-from ..population import Population, signals_from_logits
+from .._version import __version__
 from ..data import Dataset, TextDataset
+from ..population import Population, signals_from_logits
 from ..privacy.accountant import dp_plan
 from .builtin import SKLEARN, sgd_convergence
 from .configs import LogisticConfig
@@ -117,8 +118,6 @@ def _resolve_model(model, backend: str):
                                     f"a scikit-learn classifier; got {model!r}")
     if backend == "sklearn":
         if isinstance(model, LogisticConfig):
-            from sklearn.linear_model import LogisticRegression  # the reference path only
-
             return SKLEARN, LogisticRegression(C=model.C, tol=model.tol, max_iter=model.max_iter), model
         if trainer.closed_form:
             raise MemlensInputError(f"model {trainer.name!r} is fitted in closed form (exact subset refits); "

@@ -12,6 +12,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 
 from .._threads import limit_threads
 from .._validation import MemlensInputError
@@ -57,9 +59,6 @@ def fit_predict_block(estimator, X_train, y_train, X_test, y_test, masks, seeds,
     dict with ``train`` and ``test`` signal dicts (``(k, n)`` float32 each), ``n_iter`` (k,) (-1 where the
     estimator reports none) and ``not_converged`` (k,) bool (a ``ConvergenceWarning`` was raised).
     """
-    from sklearn.base import clone
-    from sklearn.exceptions import ConvergenceWarning
-
     k = masks.shape[0]
     p_tr = np.empty((k, X_train.shape[0], n_classes))
     p_te = np.empty((k, X_test.shape[0], n_classes))

@@ -31,12 +31,12 @@ import torch
 from torch.nn import functional as F
 
 from .._random import as_generator, check_int_seed, model_seeds
-from .._version import __version__
 from .._threads import limit_threads
 from .._validation import MemlensInputError, check_float, check_int, check_masks
+from .._version import __version__
 from ..data.text import EOS, VOCAB_SIZE, TextDataset, encode_texts
-from ..population import Population
 from ..models.char_lm import AutoregressiveConfig, AutoregressiveModel, make_autoregressive_model, sequence_signals
+from ..population import Population
 
 __all__ = ["CharLMConfig", "train_text_population", "text_signals", "TEXT_SIGNALS"]
 
