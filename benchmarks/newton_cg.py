@@ -57,9 +57,9 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.hessian_params is not None:
-        from memlens.train import torch_logreg
+        from memlens.train.logreg import newton_cg
 
-        torch_logreg._HESS_PARAMS = args.hessian_params
+        newton_cg._HESS_PARAMS = args.hessian_params
     ds = load_dataset("digits" if args.case == "digits" else "fashion-mnist")
     if args.rows is not None:
         ds = ds.subset(train_index=np.arange(args.rows))

@@ -54,7 +54,9 @@ from memlens.train import (  # noqa: E402
     brute_force_loo, kernel_ridge_loo, logistic_alo, make_model_config, ridge_loo, standardized_features,
     train_population,
 )
-from memlens.train import torch_logreg  # noqa: E402
+from memlens.train import logreg as torch_logreg  # noqa: E402
+from memlens.train.logreg import objective as lr_objective  # noqa: E402
+from memlens.train.logreg import preconditioners as lr_preconditioners  # noqa: E402
 from memlens.train.torch_mlp import init_mlp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,8 +144,8 @@ class _FlopCounter:
     def __enter__(self):
         obj = torch_logreg._Objective
         self._call, self._pre = obj.__call__, obj.preconditioner
-        self._hess, self._apply = torch_logreg._hessian_matrix, torch_logreg._SharedHessian.__call__
-        self._logits = torch_logreg.logistic_logits
+        self._hess, self._apply = lr_preconditioners._hessian_matrix, torch_logreg._SharedHessian.__call__
+        self._logits = lr_objective.logistic_logits
         counter = self
 
         def hess(X1, P, a, binary):
@@ -162,8 +164,8 @@ class _FlopCounter:
             counter.flop += 2.0 * K * np.shape(X)[0] * d * n_out
             return counter._logits(coef, intercept, X, **kw)
 
-        torch_logreg._hessian_matrix, torch_logreg._SharedHessian.__call__ = hess, apply
-        torch_logreg.logistic_logits = logits
+        lr_preconditioners._hessian_matrix, torch_logreg._SharedHessian.__call__ = hess, apply
+        lr_objective.logistic_logits = logits
 
         def call(this, W, idx):
             k, dp, n_out = W.shape
@@ -181,8 +183,8 @@ class _FlopCounter:
 
     def __exit__(self, *exc):
         torch_logreg._Objective.__call__, torch_logreg._Objective.preconditioner = self._call, self._pre
-        torch_logreg._hessian_matrix, torch_logreg._SharedHessian.__call__ = self._hess, self._apply
-        torch_logreg.logistic_logits = self._logits
+        lr_preconditioners._hessian_matrix, torch_logreg._SharedHessian.__call__ = self._hess, self._apply
+        lr_objective.logistic_logits = self._logits
 
 
 def _mlp_flop(n_steps: np.ndarray, sizes, batch_size: int) -> float:

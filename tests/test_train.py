@@ -504,7 +504,7 @@ def test_newton_cg_bad_solver():
 @pytest.mark.parametrize("precondition", ["kron", "diag", "none", "hessian"])
 def test_newton_cg_preconditioners_reach_the_same_optimum(small, precondition):
     """Every preconditioner (the default picks 'hessian' for few parameters, 'kron' for many) only changes the path."""
-    from memlens.train.torch_logreg import _fit_newton, _Objective
+    from memlens.train.logreg import _fit_newton, _Objective
 
     X, _ = standardized_features(small)
     y, tol = small.y_train, 1e-9
@@ -543,7 +543,7 @@ def test_full_hessian_preconditioner_reaches_the_kron_and_sklearn_optimum(name, 
 def test_full_hessian_weight_zero_equals_removal_and_cache(small):
     """Weight 0 = removal still holds: the data enters the shared start and matrix, never the optimum. The start
     and matrix are cached per data set: a second call reuses them (identical result), other data replaces them."""
-    from memlens.train import torch_logreg
+    from memlens.train import logreg as torch_logreg
 
     X, y, w, keep = _three_examples_out(small)
     tol = 1e-9

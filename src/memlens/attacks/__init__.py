@@ -1,7 +1,7 @@
 """Attacks: membership inference (loss, LiRA, RMIA, shadow classifier) and reconstruction (sign attack,
 coordinate ascent). Membership scores: higher = more likely a member."""
 from .external import load_external, population_from_logits, population_from_signals
-from .membership import (
+from .membership import (  # the families of attacks, gathered in one namespace
     ATTACKS,
     AllTargetsResult,
     AttackResult,

@@ -22,8 +22,8 @@ from .closed_form import (
     subset_refit_scores,
 )
 from .configs import MODEL_CONFIGS, LogisticConfig, MLPConfig, make_model_config
+from .logreg import LogisticFit, fit_logistic, logistic_logits
 from .population_training import DEFAULT_BLOCK_SIZE, standardized_features, train_population
-from .torch_logreg import LogisticFit, fit_logistic, logistic_logits
 from .torch_mlp import MLPFit, fit_mlp, mlp_logits
 from .trainers import TRAINERS, BlockFit, Trainer, config_from_dict, get_trainer, register_trainer
 

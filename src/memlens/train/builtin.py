@@ -23,9 +23,9 @@ from .._threads import limit_threads
 from .._validation import MemlensInputError
 from .closed_form import closed_form_population
 from .configs import KernelRidgeConfig, LogisticConfig, MLPConfig, RidgeConfig, make_model_config
+from .logreg import fit_logistic, full_hessian_start, resolve_preconditioner
 from .sklearn_backend import fit_predict_block
 from .text_population import CharLMConfig, train_text_population
-from .torch_logreg import fit_logistic, full_hessian_start, resolve_preconditioner
 from .torch_mlp import fit_mlp
 from .trainers import BlockFit, Trainer, register_trainer
 

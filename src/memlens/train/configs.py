@@ -52,7 +52,7 @@ class LogisticConfig:
         exact Hessian-vector products (per-model CG, Eisenstat-Walker forcing terms, Armijo line search); same
         objective, same ``tol`` test and float64 certification, ``max_iter`` counts Newton iterations (see
         :func:`memlens.train.fit_logistic`). Measured: as fast as L-BFGS on digits, 4.5x slower on a
-        10,000-row Fashion-MNIST subset (see ``memlens.train.torch_logreg``).
+        10,000-row Fashion-MNIST subset (see ``memlens.train.logreg``).
     preconditioner : {"auto", "kron", "full-hessian"}
         L-BFGS's initial inverse Hessian (see :func:`memlens.train.fit_logistic`). ``kron``: each model's
         Kronecker factorization. ``full-hessian``: the inverse of the exact Hessian of the full-data objective at

@@ -26,7 +26,9 @@ import numpy as np
 
 from .._validation import MemlensInputError
 
-__all__ = ["Trainer", "BlockFit", "TRAINERS", "get_trainer", "register_trainer", "trainer_for_config", "config_from_dict"]
+__all__ = [
+    "Trainer", "BlockFit", "TRAINERS", "get_trainer", "register_trainer", "trainer_for_config", "config_from_dict"
+]
 
 
 @dataclass(frozen=True)
