@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.memlens-installed
 DEB_PACKAGES := dataset-fashion-mnist fortunes fortunes-min
 DEMO_OUT ?= runs/demo
 
-# One BLAS/OpenMP thread per process: parallelism comes from the model axis (see DESIGN.md).
+# One BLAS/OpenMP thread per process: parallelism comes from the model axis (see docs/architecture.md).
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1

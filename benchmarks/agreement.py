@@ -1,7 +1,7 @@
 """Batched torch logistic regression vs scikit-learn on digits: speed and memorization-score agreement.
 
 Same masks, same standardized features, same objective (``LogisticRegression(C=1)``). Reported side by side
-in one run (DESIGN.md, performance principles 5-6):
+in one run (docs/architecture.md, "Performance"):
 
 * fits/s of the batched torch solver (default tolerance) in 1 and ``--jobs`` processes of 1 thread each;
 * fits/s of scikit-learn, 1 BLAS thread per process, ``--jobs`` processes, at the same tolerance, at its

@@ -3,7 +3,7 @@
     python benchmarks/run.py [--quick] [--out DIR]
 
 Measures side by side in one run (medians over repeats, ratios within the run, load average beside every
-timing; spec/performance.md, issue 5):
+timing; docs/performance.md):
 
 (a) population logistic regression on digits, K in {64, 256, 1024} (quick: {64}): memlens models/s against
     scikit-learn ``LogisticRegression`` at one BLAS thread x 2 processes on the same masks and tolerance, with
@@ -1091,7 +1091,7 @@ NOTES = [
     "features) the two shared GEMMs are small and the softmax/exp, the line search's extra evaluations, the "
     "two-loop recursion (20 small passes per iteration) and the signal evaluation dominate (table (d): about "
     "20% of the GEMM peak). The solver iterates in float32 down to max |grad| <= 1e-6 and certifies in float64, "
-    "which keeps r >= 0.99 against the tight reference (spec/performance.md §2.3).",
+    "which keeps r >= 0.99 against the tight reference (docs/performance.md, section 'Many logistic regressions at once').",
     "**Warm start** (`LogisticConfig(warm_start=True)`) starts every model from the full-data model; it is "
     "implied by the `full-hessian` preconditioner and matters only with `kron`. With `kron` it gave 1.2x fewer "
     "iterations (digits 49 -> 40; a 5,000-row Fashion-MNIST subset, K = 8: 321 -> 263) and r(mem) vs the cold "
@@ -1099,7 +1099,7 @@ NOTES = [
     "optimum by sqrt(p) tol / mu_k (mu_k >= 1/(C n_k)); tests/test_train.py checks that the starts and "
     "preconditioners agree far inside that bound.",
     "**MLP vs per-model loop.** The loop baseline here is an efficient 1-thread torch loop (same model, "
-    "`nn.Linear` + `optim.SGD`), faster than the 2.3 models/s loop in spec/performance.md §2.4, so the ratio is "
+    "`nn.Linear` + `optim.SGD`), faster than the 2.3 models/s loop measured for docs/performance.md, so the ratio is "
     "smaller. Both sides are now warmed up before timing (one untimed epoch of every model): the loop's first "
     "20-epoch repeat paid 1.2 s of one-time set-up (3.7 instead of 2.5 CPU s), and with 2 repeats that flattered "
     "earlier ratios. The population's SGD step was made about 2x faster (src/memlens/train/torch_mlp.py "

@@ -108,24 +108,24 @@ def test_examples_csv_lira_columns(finished):
         if v.size:
             expect[i] = v.mean()
     np.testing.assert_allclose(_col(rows, "lira_online_in"), expect, rtol=1e-5, atol=1e-6, equal_nan=True)
-    # the exposed list: memorization >= 0.25 and exposure >= the pooled online-LiRA threshold at 1% FPR
+    # the flagged list: memorization >= 0.25 and exposure >= the pooled online-LiRA threshold at 1% FPR
     s = json.loads((out / "summary.json").read_text())
     pooled = attack_all_targets(pop, "lira", targets=np.arange(N_TARGETS), online=True, fix_variance=True)
     sc, lab = pooled.scores.ravel(), pooled.labels.ravel()
     curve = roc(sc[np.isfinite(sc)], lab[np.isfinite(sc)])
     thr = curve.thresholds[np.flatnonzero(curve.fpr <= 0.01)[-1]]
-    assert s["attacks"]["exposure_threshold"] == pytest.approx(thr)
+    assert s["attacks"]["flag_threshold"] == pytest.approx(thr)
     mem = memorization(pop).scores
     with np.errstate(invalid="ignore"):
         both = set(np.flatnonzero((mem >= MEM_THRESHOLD) & (expect >= thr - 1e-9 * abs(thr))).tolist())
-    assert set(s["attacks"]["exposed"]) == both and s["attacks"]["n_exposed"] == len(both)
+    assert set(s["attacks"]["flagged"]) == both and s["attacks"]["n_flagged"] == len(both)
 
 
 def test_report_has_roc_figure_tpr_table_and_exposure(finished):
     out, _ = finished
     page = (out / "report.html").read_text()
     s = json.loads((out / "summary.json").read_text())
-    assert 'alt="ROC curves"' in page and 'alt="memorization vs LiRA exposure"' in page
+    assert 'alt="ROC curves"' in page and 'alt="memorization vs LiRA score as a member"' in page
     table = re.search(r'<table class="tpr">(.*?)</table>', page, re.S)
     assert table and "TPR @ 0.1% FPR" in table.group(1)
     for key in SUITE:
@@ -133,7 +133,7 @@ def test_report_has_roc_figure_tpr_table_and_exposure(finished):
     pooled = s["attacks"]["table"]["lira-online"]["tpr"]["0.001"]["pooled"]
     assert f"{100 * pooled:.2f}%" in table.group(1)
     assert "audited ε lower bound" in page and "lower bound" in page and "95%" in page
-    n_grid = 1 if s["attacks"]["n_exposed"] else 0
+    n_grid = 1 if s["attacks"]["n_flagged"] else 0
     assert _pngs(page) == 4 + 2 + n_grid
     assert not re.search(r'(src|href)="(?!data:)', page)
 
@@ -214,7 +214,7 @@ def test_resume_with_attacks_equals_uninterrupted(finished, data_file, tmp_path)
 
 
 def test_audit_attacks_oracle_population():
-    """Signals that reveal membership: every attack has AUC 1 and every memorized example is exposed."""
+    """Signals that reveal membership: every attack has AUC 1 and every memorized example is flagged."""
     rng = np.random.default_rng(0)
     n_models, n = 12, 60
     masks = rng.random((n_models, n)) < 0.5
@@ -232,7 +232,7 @@ def test_audit_attacks_oracle_population():
     for key, res in att.results.items():
         assert res.aggregate.pooled_auc == pytest.approx(1.0), key
     assert np.all(mem.scores == 1.0)
-    assert set(att.exposed.tolist()) == set(np.flatnonzero(np.isfinite(att.lira_online_in)).tolist())
+    assert set(att.flagged.tolist()) == set(np.flatnonzero(np.isfinite(att.lira_online_in)).tolist())
     assert att.epsilon["lira-online"].epsilon > 0 and att.privacy is None
 
 

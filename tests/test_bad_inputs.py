@@ -1,10 +1,10 @@
-"""Bad input, systematically (DESIGN.md "Validation at the public boundary", "Undefined is NaN plus a warning",
+"""Bad input, systematically (docs/architecture.md, "Conventions": validation at the public boundary, undefined is NaN plus a warning,
 "Reliability"): a table of bad inputs across the public API, the command line and the files of a run directory.
 
 Every case asserts the exact kind of outcome:
 
 * API: :class:`MemlensInputError` whose message names the parameter and the bad value;
-* undefined results: NaN exactly where DESIGN.md says, plus a :class:`MemlensWarning`;
+* undefined results: NaN exactly where docs/architecture.md says, plus a :class:`MemlensWarning`;
 * command line: exit status 2, one ``memlens: error:`` line on stderr, no traceback, and the files of an existing
   run byte-identical afterwards;
 * damaged run files: refused with a clear error and nothing changed, or detected and retrained on ``--resume`` to

@@ -80,8 +80,8 @@ def test_audit_writes_every_output(finished, data_file):
         assert r["train_label"] == r["test_label"]
     page = (out / "report.html").read_text()
     pngs = re.findall(r'src="data:image/png;base64,', page)
-    # histogram, most, least, pairs; ROC curves, exposure scatter and (when there are any) the exposed examples
-    assert len(pngs) == 4 + 2 + (1 if s["attacks"]["n_exposed"] else 0)
+    # histogram, most, least, pairs; ROC curves, the memorization-vs-LiRA scatter and (when there are any) the flagged examples
+    assert len(pngs) == 4 + 2 + (1 if s["attacks"]["n_flagged"] else 0)
     assert not re.search(r'(src|href)="(?!data:)', page)
 
 

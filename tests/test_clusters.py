@@ -10,7 +10,7 @@ from memlens.tasks.clusters import (calibrated_rho, find_singletons, make_cluste
 
 
 def test_calibrated_rho_matches_the_paper():
-    # spec §1.5 / §6: rho(n=500, d=1000, a=50000) = 0.17390, about 174 fixed coordinates per cluster
+    # docs/theory.md: rho(n=500, d=1000, a=50000) = 0.17390, about 174 fixed coordinates per cluster
     rho = calibrated_rho(500, 1000, a=50000)
     assert rho == pytest.approx(0.17390, abs=5e-6)
     by_hand = math.sqrt((2 * math.log(50000 * 0.368 * 500) - math.log(math.log(500))) / 1000)

@@ -25,7 +25,7 @@ def test_paper_table_rows(N, n, n_tau1, frac, opt):
     pi = lt.zipf_prior(N)
     assert n * lt.tau(pi, n=n) == pytest.approx(n_tau1, abs=5e-4)
     assert lt.expected_singletons(pi, n=n) / n == pytest.approx(frac, abs=5e-4)
-    # the spec's table truncates (0.10752 is printed 0.107), so allow one unit in the last place
+    # the table of docs/theory.md truncates (0.10752 is printed 0.107), so allow one unit in the last place
     assert lt.opt_error(pi, n=n, n_classes=M) == pytest.approx(opt, abs=1e-3)
 
 

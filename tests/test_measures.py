@@ -124,7 +124,7 @@ def test_planted_memorization_lookup_learner():
 
 
 def test_duplicate_test_point_has_influence_equal_to_memorization():
-    """infl[j, i] for a test point j that duplicates train point i equals mem[i] (seeds.md §6)."""
+    """infl[j, i] for a test point j that duplicates train point i equals mem[i] (docs/theory.md, "Label memorization")."""
     rng = np.random.default_rng(5)
     masks = make_masks(500, 50, p=0.7, seed=6)
     correct_train = np.where(masks, 1.0, (rng.random(masks.shape) < 0.3).astype(float))

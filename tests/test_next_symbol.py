@@ -112,7 +112,7 @@ def test_entropy_hand_values():
 
 
 def test_bound_reduces_to_spec_h2_bound_and_vanishes_at_reference_error():
-    # spec §1.6 example: m = 826 free bits, mean error 0.03 -> 826 (1 - h2(0.03)) ≈ 665.4 bits
+    # docs/theory.md example: m = 826 free bits, mean error 0.03 -> 826 (1 - h2(0.03)) ≈ 665.4 bits
     assert memorized_bits_lower_bound(0.03, n_symbols=826, alphabet_size=2, noise=1.0) == pytest.approx(
         826 * (1 - 0.1943918), rel=1e-6)
     a, p = 8, 0.2

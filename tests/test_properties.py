@@ -157,7 +157,7 @@ def test_undefined_columns_are_nan_and_do_not_touch_the_others(pop, kind):
 @FEW
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(12, 30))
 def test_weight_zero_equals_removing_the_example(seed, n):
-    """DESIGN.md, performance principle 1: weighted training with weight 0 equals training without the example."""
+    """docs/architecture.md, "Performance": weighted training with weight 0 equals training without the example."""
     from memlens.train import fit_logistic
 
     rng = np.random.default_rng(seed)

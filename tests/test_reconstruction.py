@@ -269,7 +269,7 @@ def test_binary_entropy_hand_values():
 
 
 def test_information_bound_hand_computed():
-    # spec §1.6 example: m free bits, error rate 0.03 -> m (1 - h2(0.03)); 826 free bits give about 666 bits
+    # docs/theory.md example: m free bits, error rate 0.03 -> m (1 - h2(0.03)); 826 free bits give about 666 bits
     h = -(0.03 * math.log2(0.03) + 0.97 * math.log2(0.97))
     assert 826 * (1 - h) == pytest.approx(665.4, abs=0.1)
     d = 1000

@@ -164,8 +164,13 @@ def check_labels(name: str, value, *, n_rows: int | None = None, n_classes: int 
     return arr
 
 
-def check_masks(name: str, value, *, n_examples: int | None = None, min_models: int = 1) -> np.ndarray:
-    """A boolean membership matrix ``(n_models, n_examples)``."""
+def check_masks(name: str, value, *, n_examples: int | None = None, min_models: int = 1,
+                nonempty_rows: str | None = None) -> np.ndarray:
+    """A boolean membership matrix ``(n_models, n_examples)``.
+
+    With ``nonempty_rows`` (what a column is, e.g. ``"training example"``), every row must hold at least one True:
+    a model needs something to train on.
+    """
     arr = np.asarray(value)
     if arr.ndim != 2:
         raise MemlensInputError(f"{name} must be a 2-d array (n_models, n_examples); got shape {arr.shape}")
@@ -180,6 +185,11 @@ def check_masks(name: str, value, *, n_examples: int | None = None, min_models: 
     if n_examples is not None and arr.shape[1] != n_examples:
         raise MemlensInputError(f"{name} must have one column per training example ({n_examples}); "
                                 f"got shape {arr.shape}")
+    if nonempty_rows is not None:
+        empty = np.flatnonzero(~arr.any(1))
+        if empty.size:
+            raise MemlensInputError(f"every mask row needs at least one {nonempty_rows} (True); rows "
+                                    f"{empty[:5].tolist()} are all False", param=name)
     return arr
 
 

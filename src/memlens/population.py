@@ -1,4 +1,4 @@
-"""The Population: the one contract between training and measuring (DESIGN.md, "The Population").
+"""The Population: the one contract between training and measuring (docs/architecture.md, "The Population").
 
 Everything the sample-level measures and membership attacks need derives from two arrays: which model saw
 which example (``masks``) and what each model says about each example (``signals``).

@@ -124,6 +124,17 @@ def _levenshtein(a: np.ndarray, la: np.ndarray, b: np.ndarray, lb: np.ndarray) -
     return out
 
 
+def _pairs(generated, target) -> tuple[list, list]:
+    """``(generated, target)`` as two lists of equal length (strings or token sequences), or a clear error."""
+    if isinstance(generated, str) or isinstance(target, str):
+        raise MemlensInputError("generated and target must be sequences of strings or of token sequences (wrap a "
+                                "single string in a list)")
+    g, t = list(generated), list(target)
+    if len(g) != len(t):
+        raise MemlensInputError(f"generated and target must pair up; got {len(g)} and {len(t)} sequences")
+    return g, t
+
+
 def edit_similarity(generated, target) -> np.ndarray:
     """Normalized edit similarity ``1 − Levenshtein(g, t) / max(|g|, |t|)`` of paired sequences (1 when both are
     empty).
@@ -137,12 +148,7 @@ def edit_similarity(generated, target) -> np.ndarray:
     -------
     ndarray of float64, shape (n,), in [0, 1]; higher = closer.
     """
-    if isinstance(generated, str) or isinstance(target, str):
-        raise MemlensInputError("generated and target must be sequences of strings or of token sequences (wrap a "
-                                "single string in a list)")
-    g, t = list(generated), list(target)
-    if len(g) != len(t):
-        raise MemlensInputError(f"generated and target must pair up; got {len(g)} and {len(t)} sequences")
+    g, t = _pairs(generated, target)
     if not g:
         return np.zeros(0, dtype=np.float64)
 
@@ -183,12 +189,7 @@ def bleu(generated, target, *, max_n: int = 4, epsilon: float = 0.1) -> np.ndarr
     -------
     ndarray of float64, shape (n,), in [0, 1]; higher = closer. 0 for an empty generation (1 if both are empty).
     """
-    if isinstance(generated, str) or isinstance(target, str):
-        raise MemlensInputError("generated and target must be sequences of strings or of token sequences (wrap a "
-                                "single string in a list)")
-    g, t = list(generated), list(target)
-    if len(g) != len(t):
-        raise MemlensInputError(f"generated and target must pair up; got {len(g)} and {len(t)} sequences")
+    g, t = _pairs(generated, target)
     max_n = check_int("max_n", max_n, min_value=1)
     epsilon = check_float("epsilon", epsilon, min_value=0.0, min_inclusive=False)
     out = np.zeros(len(g), dtype=np.float64)
@@ -256,23 +257,23 @@ class ContinuationResult:
         ok = np.cumprod(self.generated == self.target, axis=1)
         return self._masked(ok.sum(axis=1).astype(np.float64))
 
+    def _on_eligible(self, metric) -> np.ndarray:
+        """``(n,)`` ``metric(generated, target)`` on the eligible rows, NaN on the others."""
+        out = np.full(self.eligible.shape, np.nan)
+        idx = np.flatnonzero(self.eligible)
+        if idx.size:
+            out[idx] = metric(list(self.generated[idx]), list(self.target[idx]))
+        return out
+
     @property
     def similarity(self) -> np.ndarray:
         """``(n,)`` normalized edit similarity of generation and suffix (tokens, EOS counted as a token)."""
-        sim = np.full(self.eligible.shape, np.nan)
-        idx = np.flatnonzero(self.eligible)
-        if idx.size:
-            sim[idx] = edit_similarity(list(self.generated[idx]), list(self.target[idx]))
-        return sim
+        return self._on_eligible(edit_similarity)
 
     @property
     def bleu(self) -> np.ndarray:
         """``(n,)`` sentence BLEU of generation against suffix (tokens; see :func:`bleu`)."""
-        out = np.full(self.eligible.shape, np.nan)
-        idx = np.flatnonzero(self.eligible)
-        if idx.size:
-            out[idx] = bleu(list(self.generated[idx]), list(self.target[idx]))
-        return out
+        return self._on_eligible(bleu)
 
     def texts(self) -> tuple[list[str], list[str]]:
         """Decoded ``(generated, target)`` strings (empty where not eligible)."""

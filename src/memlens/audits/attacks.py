@@ -1,5 +1,5 @@
 """The audit's membership attacks: LiRA, RMIA and the loss attack against target models of the population, each
-example's LiRA exposure, and the audited ε lower bound beside the accountant's ε.
+example's LiRA score as a member, the examples LiRA flags, and the audited ε lower bound beside the accountant's ε.
 
 LiRA online and offline (Carlini et al. 2022), RMIA (Zarifzadeh et al. 2024) and the loss attack (Yeom et al. 2018)
 attack up to ``n_targets`` target models in turn, each with all other models of the population as its references;
@@ -24,7 +24,7 @@ from ..privacy.empirical import empirical_epsilon, privacy_audit
 __all__ = ["AuditAttacks", "audit_attacks", "privacy_summary", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS",
            "LIRA_FIXED_VARIANCE_BELOW", "EPSILON_LEVEL", "EPSILON_CONFIDENCE", "MEM_THRESHOLD"]
 
-#: Feldman & Zhang (2020, §3) threshold of a memorized example (the exposed examples are memorized ones).
+#: Feldman & Zhang (2020, §3) threshold of a memorized example (the flagged examples are memorized ones).
 MEM_THRESHOLD = 0.25
 #: The attacks of the audit: (name in summary.json, attack of :func:`memlens.attacks.attack_all_targets`, kwargs).
 ATTACK_SUITE = (
@@ -45,7 +45,7 @@ EPSILON_CONFIDENCE = EPSILON_LEVEL   # the older name
 
 @dataclass(frozen=True, eq=False)
 class AuditAttacks:
-    """Membership attacks on an audit's population, with the per-example LiRA exposure and the audited ε.
+    """Membership attacks on an audit's population, with each example's LiRA score as a member, the flagged examples and the audited ε.
 
     Attributes
     ----------
@@ -62,15 +62,16 @@ class AuditAttacks:
     in_target : ndarray of bool, shape (n_train,)
         Whether the example is in the training set of ``targets[0]``.
     lira_online_in : ndarray, shape (n_train,)
-        Exposure: the mean online LiRA score of the example over the attacked targets that trained on it (how
+        LiRA score as a member: the mean online LiRA score of the example over the attacked targets that trained on it (how
         strongly LiRA flags it when it is a member); NaN when no attacked target trained on it. The mean over
         *all* targets is not used: the OUT targets' large negative log-likelihood ratios dominate it (on digits,
         256 logreg models, its Spearman correlation with memorization is −0.29, against +0.55 for this one).
-    exposure_threshold : float
+    flag_threshold : float
         The pooled online-LiRA threshold at 1% FPR: a member scoring at least this is flagged at 1% FPR.
-    exposed : ndarray of int
+    flagged : ndarray of int
         Training examples that are both highly memorized (memorization >= :data:`MEM_THRESHOLD`) and highly
-        exposed (``lira_online_in >= exposure_threshold``), most exposed first.
+        flagged by LiRA (``lira_online_in >= flag_threshold``), highest LiRA score first. ("Exposure" is kept for
+        Carlini et al.'s canary exposure, :mod:`memlens.measures.exposure`.)
     epsilon : mapping of str to memlens.evaluation.EpsilonLowerBound or None
         Audited ε lower bound per attack from its pooled scores (Jagielski et al. 2020); None where the attack has
         no defined scores for members and non-members (too few reference models).
@@ -84,8 +85,8 @@ class AuditAttacks:
     lira_online: np.ndarray
     in_target: np.ndarray
     lira_online_in: np.ndarray
-    exposure_threshold: float
-    exposed: np.ndarray
+    flag_threshold: float
+    flagged: np.ndarray
     epsilon: Mapping[str, Any]
     privacy: Any
     settings: Mapping[str, Any] = field(default_factory=dict)
@@ -112,7 +113,7 @@ def _dp_provenance(pop: Population) -> dict | None:
 
 def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFAULT_ATTACK_TARGETS,
                   level: float = 0.95, delta: float = 0.0, accountant_epsilon: float | None = None) -> AuditAttacks:
-    """Run the audit's membership attacks on a population and measure each example's exposure.
+    """Run the audit's membership attacks on a population and measure each example's LiRA score as a member.
 
     Every attack of :data:`ATTACK_SUITE` attacks the first ``min(n_targets, n_models)`` models in turn, each with
     all other models of the population as references (:func:`memlens.attacks.attack_all_targets`). LiRA uses
@@ -194,7 +195,7 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
     mem_scores = np.asarray(memorization_scores, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         both = np.flatnonzero((mem_scores >= MEM_THRESHOLD) & (lira_in >= threshold))
-    exposed = both[np.argsort(-lira_in[both], kind="stable")]
+    flagged = both[np.argsort(-lira_in[both], kind="stable")]
     privacy = None
     defined = {k: e for k, e in eps.items() if e is not None}
     if accountant_epsilon is not None and defined:
@@ -207,9 +208,9 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
                 "lira_online_column": f"online LiRA score against target model {int(targets[0])}",
                 "lira_online_in_column": "mean online LiRA score over the attacked targets that trained on the "
                                          "example",
-                "exposure_threshold": threshold,
-                "exposure_rule": "lira_online_in >= pooled online-LiRA threshold at 1% FPR"}
-    return AuditAttacks(results, targets, pooled, scores[0].copy(), labels[0].copy(), lira_in, threshold, exposed,
+                "flag_threshold": threshold,
+                "flag_rule": "lira_online_in >= pooled online-LiRA threshold at 1% FPR"}
+    return AuditAttacks(results, targets, pooled, scores[0].copy(), labels[0].copy(), lira_in, threshold, flagged,
                         eps, privacy, settings, tuple(notes))
 
 

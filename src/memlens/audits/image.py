@@ -217,7 +217,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     attacks : bool
         Run the membership attacks of :func:`audit_attacks` (LiRA online and offline, RMIA, loss) and the ε
         audit; they add the ``attacks`` and ``privacy`` tables to ``summary.json``, three LiRA columns to
-        ``examples.csv`` and ROC curves, a memorization-vs-exposure scatter and the exposed examples to
+        ``examples.csv`` and ROC curves, a memorization-vs-LiRA scatter and the flagged examples to
         ``report.html``. They read the trained population only (not part of the run's identity).
     attack_targets : int >= 1
         Number of target models attacked in turn (the first rows; capped at ``n_models``).
@@ -337,7 +337,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         att = audit_attacks(pop, memorization_scores=mem.scores, n_targets=attack_targets, delta=delta,
                             accountant_epsilon=acc_eps)
         summary["attacks"] = {**att.settings, "fprs": [1e-3, 1e-2], "table": att.table(),
-                              "n_exposed": int(att.exposed.size), "exposed": att.exposed.tolist(),
+                              "n_flagged": int(att.flagged.size), "flagged": att.flagged.tolist(),
                               "notes": list(att.notes)}
         summary["privacy"] = privacy_summary(att, dp=dp_record, delta=delta)
         summary["attack_seconds"] = time.perf_counter() - t_att

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._random import as_generator, check_int_seed
-from .._validation import MemlensInputError, check_float, check_int
+from .._validation import MemlensInputError, check_int, check_level
 from ..data import Dataset, make_canaries, with_canaries
 from ..privacy.empirical import _check_delta, one_run_audit
 from ..train import train_population
@@ -79,6 +79,11 @@ class CanaryAudit:
     provenance: dict = field(default_factory=dict)
 
     @property
+    def level(self) -> float:
+        """Confidence of every audited ε, ``1 − beta``."""
+        return 1.0 - self.beta
+
+    @property
     def n_models(self) -> int:
         return len(self.audits)
 
@@ -124,7 +129,7 @@ def _default_k(m: int) -> list[int]:
 
 
 def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind: str = "mislabeled", dp=None,
-                         seed: int = 0, n_models: int = 1, k_pos=None, k_neg=None, beta: float = 0.05,
+                         seed: int = 0, n_models: int = 1, k_pos=None, k_neg=None, level: float | None = None, beta: float | None = None,
                          delta: float | None = None) -> CanaryAudit:
     """Insert canaries, train, and audit ε from each single training run (Steinke, Nasr & Jagielski 2023).
 
@@ -146,8 +151,10 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
     k_pos, k_neg : int or sequence of int, optional
         Numbers of "in" / "out" guesses (top / bottom scores). Default: both from
         ``{m/20, m/10, m/4, m/2}``, every combination tried with a Bonferroni-corrected level.
-    beta : float in (0, 1)
-        Each audited ε holds with confidence ``1 − beta``.
+    level : float in (0, 1), default 0.95
+        Each audited ε holds with this confidence (``beta = 1 − level``).
+    beta : float in (0, 1), optional
+        The older name, as the error probability ``1 − level``.
     delta : float in [0, 1), optional
         δ of the audit. None: the accountant's δ for DP runs, else ``1 / (10 n_train)`` (the DP default rule).
 
@@ -162,7 +169,7 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
                                 f"from_arrays(...)); got {type(dataset).__name__}")
     seed = check_int_seed(seed, why="the training seeds derive from it")
     n_models = check_int("n_models", n_models, min_value=1)
-    beta = check_float("beta", beta, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False)
+    beta = check_level(level, error_name="beta", error_value=beta)
     if delta is not None:
         delta = _check_delta(delta)
     ss_canary, ss_mask = np.random.SeedSequence(seed).spawn(2)

@@ -8,7 +8,8 @@ Every 2 updates it records the classification error on the training set and on t
 goal label's log-probability. The paper attacks the first 3 singletons; this reproduction attacks a fixed
 random subset of ``n_attack`` singletons at every checkpoint and every singleton at the end, and reports the
 mean recovery error with a 95% Student-t interval, on all bits and on the free bits (noise given the
-distribution), and the implied lower bound on the bits memorized per singleton (spec §1.6).
+distribution), and the implied lower bound on the bits memorized per singleton (docs/theory.md, "From an attack to a
+memorization bound").
 
 The helpers in this module are shared with :mod:`memlens.experiments.brown_mlp`.
 """
@@ -31,7 +32,8 @@ NAME = "brown-logreg"
 DESCRIPTION = ("Brown et al. STOC'21, logistic-regression figure: a sign attack on the goal log-probability "
                "recovers singleton training points, noise bits included")
 
-PAPER_RECOVERED = ">0.97"  # fraction of singleton bits recovered, both models (spec §1.5, "Reported outcome")
+#: fraction of singleton bits recovered, both models (docs/theory.md, "The cluster-labeling generator")
+PAPER_RECOVERED = ">0.97"
 TARGET_RECOVERED = 0.97
 CONFIDENCE = 0.95
 
@@ -166,7 +168,7 @@ def _final(kind: str, model, data, cfg: dict, rng_targets, rng_attack) -> tuple[
     a = _attack(kind, model, data, targets, cfg, rng_attack)
     elapsed = time.perf_counter() - tic
     errs = _classification_errors(model, data)
-    bound = information_lower_bound(a["errors"], free=a["free"], confidence=CONFIDENCE)
+    bound = information_lower_bound(a["errors"], free=a["free"], level=CONFIDENCE)
 
     def ci(vals):
         mean, lo, hi = mean_ci(vals, level=CONFIDENCE)
@@ -271,7 +273,8 @@ rho = {data_info['rho']:.5f} (about {data_info['mean_fixed_coordinates']:.1f} fi
 | bits memorized per singleton, lower bound (95% CI) | {ci_bits} | |
 
 Target (≥ 97% of singleton bits recovered): **{"met" if final['target_met'] else "NOT met"}**.
-The bits-memorized bound is ``I(X_i; M | P) ≥ m_i (1 − h2(ē_i))`` on the free coordinates (spec §1.6), with the
+The bits-memorized bound is ``I(X_i; M | P) ≥ m_i (1 − h2(ē_i))`` on the free coordinates (docs/theory.md, "From an
+attack to a memorization bound"), with the
 observed error rate; the conservative version (Clopper–Pearson upper limit of the error rate) gives
 {bits['bits_per_target_conservative']:.1f} bits per singleton.
 

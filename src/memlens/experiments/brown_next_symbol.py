@@ -1,16 +1,18 @@
 """Reproduction ``brown-next-symbol``: next-symbol prediction makes a small language model store its singletons' noise.
 
-Brown, Bun, Feldman, Smith & Talwar (STOC 2021, arXiv:2012.06421), spec §1.3: on next-symbol prediction an accurate
+Brown, Bun, Feldman, Smith & Talwar (STOC 2021, arXiv:2012.06421), docs/theory.md: on next-symbol prediction an accurate
 learner memorizes almost all of its singletons, ``I(X_S; M | P) = (1 − o(1)) H(X_S | P)``, including the noise that
 is irrelevant to the task. The paper runs no experiment on this task and its exact definition is not available
-(spec §1.4b), so this reproduction uses the documented interpretation of :mod:`memlens.tasks.next_symbol`: noisy
+(docs/theory.md, "Next-symbol prediction"), so this reproduction uses the documented interpretation of
+:mod:`memlens.tasks.next_symbol`: noisy
 copies of long-tailed (Zipf) subpopulations' reference strings, followed by the subpopulation's next symbol.
 
 A small causal transformer (:mod:`memlens.train.autoregressive`) is trained as a language model on the sequences,
 for several widths. At checkpoints across training it measures the next-symbol accuracy on fresh copies of
 singleton, frequent and unseen subpopulations, and how much of each singleton's noise the model reproduces:
 greedy continuation from the copy's first ``prompt_length`` symbols (extraction) and teacher-forced argmax
-predictions (every position), each turned into a lower bound on ``I(X_i; M | P)`` in bits by spec §1.6's h2 bound
+predictions (every position), each turned into a lower bound on ``I(X_i; M | P)`` in bits by the bound of
+docs/theory.md ("From an attack to a memorization bound"), h2 bound
 generalized with Fano's inequality. Controls: the same measurement on fresh copies of the same subpopulations
 (noise the model never saw: bound ≈ 0), and on the copies of frequent subpopulations.
 """
@@ -227,7 +229,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
         "quick": quick,
         "seed": seed,
         "interpretation": ("next-symbol task of Brown et al. as documented in memlens.tasks.next_symbol (the paper's "
-                           "exact definition is not available; spec §1.4b)"),
+                           "exact definition is not available; docs/theory.md, 'Next-symbol prediction')"),
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
         "data": {
             "n_train": len(train), "n_subpopulations": task.n_subpopulations,
@@ -257,7 +259,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
             "control_fresh_copy_bits": largest["fresh_singles_greedy"]["bits_lower_bound"],
             "total_singleton_bits_teacher_forced":
                 largest["singletons_teacher_forced"]["bits_lower_bound"] * int(data.singletons.size),
-            "paper": ("no experiment on this task in the paper; theorem (spec §1.3): an accurate learner has "
+            "paper": ("no experiment on this task in the paper; theorem (docs/theory.md): an accurate learner has "
                       "I(X_S; M | P) = (1 − o(1)) H(X_S | P) on a set S of Ω(n) singletons, i.e. a fraction of "
                       "entropy → 1"),
         },

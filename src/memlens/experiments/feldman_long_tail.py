@@ -1,8 +1,8 @@
 """Reproduction: Feldman (STOC 2020), *Does Learning Require Memorization? A Short Tale about a Long Tail*.
 
-Four parts, each with the theory beside the measurement (spec/seeds.md §2.1–2.3):
+Four parts, each with the theory beside the measurement (docs/theory.md, "Label memorization"):
 
-1. the paper's Zipf numbers (spec §2.3 table) recomputed from the closed forms, with the paper's values;
+1. the paper's Zipf numbers (the table of docs/theory.md) recomputed from the closed forms, with the paper's values;
 2. simulated learners on the discrete model (ignore singletons, γ-memorization-limited, ε-label-private by
    randomized response) against the cost-of-not-fitting bounds, over a sweep of n, N and the Zipf exponent;
 3. the two-subgroup disparate-cost examples, closed form and simulation;
@@ -35,7 +35,7 @@ M = 10                      # classes, as in the paper's examples
 GAMMA = 0.5                 # memorization limit of the paper's examples
 EPSILON = math.log(6)       # label-DP level whose Thm 4.8 bound equals gamma = 0.5 for 10 classes
 
-# spec §2.3: (N, n) and the paper's values (None where the paper gives none)
+# docs/theory.md, "The long tail in numbers": (N, n) and the paper's values (None where the paper gives none)
 PAPER_ROWS = [
     (50_000, 50_000, {"n_tau1": 0.47, "singleton_fraction": 0.17, "opt": 0.15, "cost_not_fitting": 0.07}),
     (5_000, 50_000, {"cost_limited": 0.015}),
@@ -427,7 +427,7 @@ def _readme(res) -> str:
              "Tail*: the closed forms, simulations and real learners of `memlens.tasks.long_tail`.", "",
              f"Run: quick={res['quick']}, seed={res['seed']}, {res['runtime_s']:.0f} s. Every number below is in "
              "`results.json`.", "",
-             "## 1. The paper's Zipf numbers (spec §2.3)", "",
+             "## 1. The paper's Zipf numbers (docs/theory.md, 'The long tail in numbers')", "",
              "Closed forms with π̄^N uniform over the Zipf list (the paper's approximation); column 4 recomputes τ₁ "
              "with a Monte Carlo sample of the exact marginal of D(x) under D ~ D_π^X.", "",
              "| N | n | n·τ₁ | n·τ₁ (exact D_π^X, MC) | singleton fraction | opt (10 cls) | cost, ignore singletons"

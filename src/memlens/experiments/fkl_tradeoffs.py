@@ -1,6 +1,7 @@
 """Feldman–Kornowski–Lyu (COLT 2025): memorization against sample size, theory beside the learners.
 
-For the Gaussian clustering, Boolean clustering and sparse-hypercube problems (spec/seeds.md §3.4, derived
+For the Gaussian clustering, Boolean clustering and sparse-hypercube problems (docs/theory.md, "The three problems",
+derived
 instantiations) this puts on log–log axes, for several dimensions ``d`` at one fixed target accuracy:
 
 - the FKL lower bound ``((1 − τ_n)/ρ_n)(ln 2 − h(α))`` on excess memorization ``I(M; X_{1:n} | θ)``;
@@ -8,7 +9,7 @@ instantiations) this puts on log–log axes, for several dimensions ``d`` at one
   the target, and its accuracy measured by Monte Carlo;
 - baselines that keep more (the noiseless learner, storing the raw sample);
 - fitted slopes (predicted: ≈ −1 for the Gaussian problem, an exponential collapse for the Boolean one
-  once ``n r² ≫ 1``, a ``2^{−Θ(n)}`` decay for the subcube; spec §6, derived predictions, not paper numbers);
+  once ``n r² ≫ 1``, a ``2^{−Θ(n)}`` decay for the subcube; docs/theory.md, derived predictions, not paper numbers);
 - the mixture-of-clusters extension (FKL Sec. 5): per-cluster bounds summed over Zipf-distributed clusters.
 """
 from __future__ import annotations
@@ -126,8 +127,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
     curves = {"gaussian": {}, "gaussian_c_sweep": {}, "boolean": {}, "sparse_hypercube": {}}
     results = {"config": {k: (list(v) if isinstance(v, (tuple, np.ndarray)) else v) for k, v in cfg.items()},
                "quick": quick, "seed": seed, "units": "nats (bits = nats / ln 2)",
-               "source": "spec/seeds.md §3.4-3.5 (derived instantiations; not the paper's own parametrizations)",
-               "paper_values": "none: the paper is theory; the slopes below are derived predictions (spec §6)"}
+               "source": "memlens docs/theory.md, 'The three problems' (derived instantiations; not the paper's own parametrizations)",
+               "paper_values": "none: the paper is theory; the slopes below are derived predictions (docs/theory.md)"}
     notes = []
     with limit_threads(1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MemlensWarning)
@@ -327,9 +328,9 @@ def _readme(res, cfg) -> str:
         "# fkl-tradeoffs: memorization/sample trade-offs via SDPIs",
         "",
         "Feldman, Kornowski, Lyu, *Trade-offs in Data Memorization via Strong Data Processing Inequalities*, "
-        "COLT 2025 (arXiv:2506.01855). The three problems are the instantiations of spec/seeds.md §3.4, "
+        "COLT 2025 (arXiv:2506.01855). The three problems are the instantiations of memlens's docs/theory.md ('The three problems'), "
         "**derived for this project** (the paper's exact parametrizations were not available); the paper "
-        "reports no numbers to compare with, so the targets are the derived predictions of spec §6.",
+        "reports no numbers to compare with, so the targets are the derived predictions (docs/theory.md).",
         "",
         f"Run: {'quick' if res['quick'] else 'full'}, seed {res['seed']}, dimensions {list(cfg['dims'])}, "
         f"calibration c = {cfg['c']} (r² = c/√d), target accuracy {cfg['accuracy']}, Monte Carlo "

@@ -2,7 +2,8 @@
 
 Brown, Bun, Feldman, Smith, Talwar (STOC 2021, arXiv:2012.06421) measure memorization by the conditional
 mutual information ``I(X; M | P)`` between the training set and the model given the data distribution
-(§1.2 of the spec). A reconstruction attack turns into a lower bound on it (spec §1.6, derived for this
+(docs/theory.md, "Memorization of irrelevant bits"). A reconstruction attack turns into a lower bound on it
+(docs/theory.md, "From an attack to a memorization bound", derived for this
 project): the attack's output ``X̂_i`` is a function of the model, so by data processing
 ``I(X_i; M | P) ≥ I(X_i; X̂_i | P)``. On a set ``K_i`` of coordinates that are independent given ``P``
 (the free coordinates of a subcube cluster), with ``H_k`` the entropy of bit ``k`` given ``P`` and
@@ -35,20 +36,19 @@ from ..evaluation.metrics import mean_ci
 __all__ = ["InformationBound", "binary_entropy", "information_lower_bound", "fano_bits"]
 
 
-def _mean_ci(values, *, confidence: float = 0.95) -> tuple[float, float, float]:
+def _mean_ci(values, *, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and two-sided Student-t confidence interval of independent values: ``(mean, low, high)``.
 
     NaN values are dropped; with fewer than 2 values the interval is ``(NaN, NaN)`` (and a warning).
     """
-    confidence = check_float("confidence", confidence, min_value=0.0, max_value=1.0, min_inclusive=False,
-                             max_inclusive=False)
+    level = check_float("level", level, min_value=0.0, max_value=1.0, min_inclusive=False, max_inclusive=False)
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     n_finite = int(np.isfinite(v).sum())
     if n_finite == 0:
         warn("no finite value to average; the mean and its interval are NaN")
     elif n_finite < 2:
         warn("a confidence interval needs at least 2 values; it is NaN")
-    return mean_ci(v, level=confidence)
+    return mean_ci(v, level=level)
 
 
 def fano_bits(error_probabilities, *, free=None, bit_entropy=1.0) -> np.ndarray:
@@ -96,7 +96,8 @@ class InformationBound:
         Wrong bits among ``K_i``.
     error_rate : ndarray, shape (n_targets,)
         ``ē_i = n_errors / n_bits`` (NaN where ``n_bits = 0``).
-    confidence : float
+    level : float
+        Confidence level of ``bits_lower`` (one-sided) and of :meth:`mean_ci`.
     """
 
     bits: np.ndarray
@@ -105,7 +106,12 @@ class InformationBound:
     n_bits: np.ndarray
     n_errors: np.ndarray
     error_rate: np.ndarray
-    confidence: float
+    level: float
+
+    @property
+    def confidence(self) -> float:
+        """The older name of :attr:`level`."""
+        return self.level
 
     @property
     def total_bits(self) -> float:
@@ -118,9 +124,9 @@ class InformationBound:
         total = float(np.sum(self.entropy_bits))
         return float(np.sum(self.bits)) / total if total > 0 else float("nan")
 
-    def mean_ci(self, *, confidence: float | None = None) -> tuple[float, float, float]:
+    def mean_ci(self, *, level: float | None = None) -> tuple[float, float, float]:
         """Mean bits per target and its Student-t interval over targets: ``(mean, low, high)``."""
-        return _mean_ci(self.bits, confidence=self.confidence if confidence is None else confidence)
+        return _mean_ci(self.bits, level=self.level if level is None else level)
 
     def pooled_bits(self) -> float:
         """Mean entropy per target times ``1 − h2(ē)`` with ``ē`` pooled over all targets' bits (bits per
@@ -157,11 +163,12 @@ def _free_mask(free, shape) -> np.ndarray:
     return free
 
 
-def information_lower_bound(errors, *, free=None, bit_entropy=1.0,
-                            confidence: float = 0.95) -> InformationBound:
+def information_lower_bound(errors, *, free=None, bit_entropy=1.0, level: float | None = None,
+                            confidence: float | None = None) -> InformationBound:
     """Lower bound on ``I(X_i; M | P)`` per target from a reconstruction's per-bit errors.
 
-    Brown et al. (STOC 2021) memorization measure; bound of spec §1.6 (derived):
+    Brown et al. (STOC 2021) memorization measure; bound of docs/theory.md, "From an attack to a memorization bound"
+    (derived):
     ``I(X_i; M | P) ≥ Σ_{k∈K_i} H_k − m_i h2(ē_i)``, which is ``m_i (1 − h2(ē_i))`` for free bits.
 
     Parameters
@@ -176,8 +183,11 @@ def information_lower_bound(errors, *, free=None, bit_entropy=1.0,
     bit_entropy : float or array broadcastable to (n_targets, d), keyword-only
         ``H_k`` in bits (1 for a uniform free bit; ``h2((1 − ρ)/2)`` for the ρ-correlated variant,
         :meth:`~memlens.tasks.clusters.ClusterInstance.bit_entropy`).
+    level : float, keyword-only, default 0.95
+        Confidence level of the conservative bound ``bits_lower`` (one-sided) and of
+        :meth:`InformationBound.mean_ci`.
     confidence : float, keyword-only
-        Level of the conservative bound ``bits_lower`` and of :meth:`InformationBound.mean_ci`.
+        The older name of ``level``.
 
     Returns
     -------
@@ -192,8 +202,12 @@ def information_lower_bound(errors, *, free=None, bit_entropy=1.0,
             raise MemlensInputError("errors must be boolean or 0/1 (True = wrong bit); for per-bit error "
                                     "probabilities use fano_bits")
         err = err.astype(bool)
-    confidence = check_float("confidence", confidence, min_value=0.5, max_value=1.0, min_inclusive=False,
-                             max_inclusive=False, hint="(one-sided level)")
+    if level is not None and confidence is not None:
+        raise MemlensInputError(f"level and confidence name the same setting; got both (level={level!r}, "
+                                f"confidence={confidence!r}): pass level only", param="level")
+    name, level = ("confidence", confidence) if confidence is not None else ("level", 0.95 if level is None else level)
+    level = check_float(name, level, min_value=0.5, max_value=1.0, min_inclusive=False, max_inclusive=False,
+                        hint="(one-sided level)")
     free = _free_mask(free, err.shape)
     H = np.broadcast_to(np.asarray(bit_entropy, dtype=np.float64), err.shape)
     if np.any(H < 0) or np.any(H > 1) or np.any(np.isnan(H)):
@@ -209,11 +223,11 @@ def information_lower_bound(errors, *, free=None, bit_entropy=1.0,
     h = binary_entropy(np.nan_to_num(rate))
     bits = np.maximum(0.0, entropy - m * h)
     # one-sided Clopper–Pearson upper limit of the error rate (the two-sided interval at level 2c − 1)
-    _, upper = clopper_pearson(k, np.maximum(m, 1), level=2 * confidence - 1)
+    _, upper = clopper_pearson(k, np.maximum(m, 1), level=2 * level - 1)
     upper = np.where(empty, 0.0, np.atleast_1d(upper))
     h_up = np.where(upper >= 0.5, 1.0, binary_entropy(np.clip(upper, 0.0, 1.0)))
     # a rate above 1/2 is informative too (flip the guess), but the conservative version does not credit it
     h_up = np.where(rate > 0.5, 1.0, h_up)
     bits_lower = np.maximum(0.0, entropy - m * h_up)
     return InformationBound(bits=bits, bits_lower=bits_lower, entropy_bits=entropy, n_bits=m.astype(np.int64),
-                            n_errors=k.astype(np.int64), error_rate=rate, confidence=confidence)
+                            n_errors=k.astype(np.int64), error_rate=rate, level=level)

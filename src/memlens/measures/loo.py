@@ -1,7 +1,7 @@
 """Leave-one-out label memorization, exactly (ridge, kernel ridge) or approximately (logistic regression).
 
 Feldman (2020), "Does learning require memorization? A short tale about a long tail", Definition 4.1
-(spec/seeds.md §2.2):
+(docs/theory.md, "Label memorization"):
 
     mem(A, S, i) = Pr_{h~A(S)}[h(xᵢ) = yᵢ] − Pr_{h~A(S \\ i)}[h(xᵢ) = yᵢ].
 

@@ -2,7 +2,8 @@
 
 A training algorithm that is (ε, δ)-differentially private bounds every membership test: for any threshold,
 ``TPR <= e^ε · FPR + δ`` and, for the complementary test, ``TNR <= e^ε · FNR + δ`` (Kairouz, Oh & Viswanath 2015;
-see docs/theory.md, "Auditing differential privacy"). An attack that beats these inequalities with statistical confidence proves a lower bound on
+see docs/theory.md, "Auditing differential privacy"). An attack that beats these inequalities with statistical
+confidence proves a lower bound on
 ε. Two ways are implemented:
 
 * :func:`empirical_epsilon`: **many training runs** (Jagielski, Ullman & Oprea 2020, NeurIPS, "Auditing

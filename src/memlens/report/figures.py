@@ -1,6 +1,7 @@
 """Figures for the audit report: pure functions from results or arrays to matplotlib figures.
 
-Nothing here computes a measure (DESIGN.md: plotting never happens inside a measure); every function takes
+Nothing here computes a measure (docs/architecture.md, "Conventions": plotting never happens inside a measure);
+every function takes
 arrays or result objects and returns a :class:`matplotlib.figure.Figure` that the caller saves or inlines.
 """
 from __future__ import annotations
@@ -11,7 +12,18 @@ from scipy.stats import spearmanr
 from .._validation import MemlensInputError
 from ..evaluation.metrics import tpr_at_fpr_from_roc
 
-__all__ = ["memorization_histogram", "image_grid", "pair_figure", "roc_curves", "exposure_scatter"]
+__all__ = ["memorization_histogram", "image_grid", "pair_figure", "roc_curves", "flag_scatter"]
+
+
+def _finish(fig, ax, *, xlabel: str, ylabel: str, legend: str, title: str):
+    """Labels, legend and title of a one-axes figure, the top and right spines hidden; returns ``fig``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc=legend, frameon=False, fontsize=8.5)
+    ax.set_title(title)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
 
 
 def _figure(width: float, height: float):
@@ -234,13 +246,9 @@ def roc_curves(curves, *, title: str | None = None, fprs=(1e-3, 1e-2)):
     ax.set_yscale("log")
     ax.set_xlim(lo, 1.0)
     ax.set_ylim(lo, 1.0)
-    ax.set_xlabel("false-positive rate (non-members flagged)")
-    ax.set_ylabel("true-positive rate (members flagged)")
-    ax.legend(loc="lower right", frameon=False, fontsize=8.5)
-    ax.set_title(title or "Membership attacks: ROC on log–log axes")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="false-positive rate (non-members flagged)",
+                   ylabel="true-positive rate (members flagged)", legend="lower right",
+                   title=title or "Membership attacks: ROC on log–log axes")
 
 
 def _thin_roc(fpr: np.ndarray, tpr: np.ndarray, lo: float, n_grid: int = 600):
@@ -255,28 +263,28 @@ def _thin_roc(fpr: np.ndarray, tpr: np.ndarray, lo: float, n_grid: int = 600):
     return fpr[idx], tpr[idx]
 
 
-def exposure_scatter(memorization, exposure, *, mem_threshold: float = 0.25, exposure_threshold=None,
+def flag_scatter(memorization, lira_score, *, mem_threshold: float = 0.25, flag_threshold=None,
                      highlight=None, title: str | None = None):
-    """Scatter of per-example memorization (x) against a membership attack's exposure score (y).
+    """Scatter of per-example memorization (x) against its membership-attack score as a member (y).
 
     Parameters
     ----------
     memorization : array, shape (n_examples,), or a MemorizationResult
         Higher = more memorized.
-    exposure : array, shape (n_examples,)
-        Attack score of each example, higher = more exposed (e.g. the mean online LiRA score over the target
+    lira_score : array, shape (n_examples,)
+        Attack score of each example, higher = more strongly flagged as a member (e.g. the mean online LiRA score over the target
         models that trained on it). Drawn on a symmetric-log axis (LiRA's log-likelihood ratios span decades).
     mem_threshold : float
         Vertical line (Feldman & Zhang's 0.25).
-    exposure_threshold : float, optional
+    flag_threshold : float, optional
         Horizontal line (e.g. the attack's threshold at 1% FPR).
     highlight : array of int, optional
-        Examples drawn in red (e.g. highly memorized and highly exposed).
+        Examples drawn in red (e.g. highly memorized and flagged by LiRA).
     """
     mem = np.asarray(getattr(memorization, "scores", memorization), dtype=np.float64).ravel()
-    exp = np.asarray(exposure, dtype=np.float64).ravel()
+    exp = np.asarray(lira_score, dtype=np.float64).ravel()
     if mem.shape != exp.shape:
-        raise MemlensInputError(f"memorization and exposure must have the same shape; got {mem.shape} and "
+        raise MemlensInputError(f"memorization and lira_score must have the same shape; got {mem.shape} and "
                                 f"{exp.shape}")
     ok = np.isfinite(mem) & np.isfinite(exp)
     fig = _figure(6.4, 4.6)
@@ -287,21 +295,17 @@ def exposure_scatter(memorization, exposure, *, mem_threshold: float = 0.25, exp
         h = np.asarray(highlight, dtype=np.int64)
         h = h[ok[h]]
         ax.scatter(mem[h], exp[h], s=14, color="#c44e52", linewidths=0,
-                   label=f"{h.size} highly memorized and highly exposed")
+                   label=f"{h.size} highly memorized and flagged by LiRA")
     ax.axvline(mem_threshold, color="#888888", linestyle="--", linewidth=1.0)
-    if exposure_threshold is not None and np.isfinite(exposure_threshold):
-        ax.axhline(exposure_threshold, color="#888888", linestyle=":", linewidth=1.0)
+    if flag_threshold is not None and np.isfinite(flag_threshold):
+        ax.axhline(flag_threshold, color="#888888", linestyle=":", linewidth=1.0)
     if ok.sum() >= 3:
         rho = spearmanr(mem[ok], exp[ok]).statistic
         ax.plot([], [], " ", label=f"Spearman ρ = {rho:.2f}")
     ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xlabel("memorization estimate (Feldman–Zhang)")
-    ax.set_ylabel("exposure: mean online LiRA score as a member")
-    ax.legend(loc="upper left", frameon=False, fontsize=8.5)
-    ax.set_title(title or "Memorization vs membership-attack exposure")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, xlabel="memorization estimate (Feldman–Zhang)",
+                   ylabel="LiRA score as a member (mean online LiRA score over IN targets)", legend="upper left",
+                   title=title or "Memorization vs membership-attack flags (LiRA)")
 
 
 def loo_scatter(subset_memorization, loo_margin_memorization, *, loo_memorized=None, mem_threshold: float = 0.25,

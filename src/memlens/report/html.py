@@ -4,8 +4,8 @@ Sections: a summary table, the memorization histogram, the most and least memori
 grids for image datasets, tables for tabular ones), and the high-influence pairs (each memorized training
 example beside the test examples it influences most, Feldman & Zhang 2020, §3 and Figs. 4–6). With the audit's
 membership attacks: their ROC curves on log–log axes and the table of AUC and TPR at 0.1% / 1% FPR, the audited ε
-lower bound (beside the accountant's ε for DP-SGD runs), memorization against LiRA exposure, and the examples that
-are both highly memorized and highly exposed. With the audit's leave-one-out option: leave-one-out memorization
+lower bound (beside the accountant's ε for DP-SGD runs), memorization against the LiRA score as a member, and the
+examples that are both highly memorized and flagged by LiRA. With the audit's leave-one-out option: leave-one-out memorization
 (Feldman 2020, Def. 4.1) beside the subset estimate, and the most leave-one-out-memorized examples.
 """
 from __future__ import annotations
@@ -262,22 +262,21 @@ def _privacy_section(s: Mapping[str, Any]) -> str:
             + _table(None, rows))
 
 
-def _exposure_section(s, dataset, mem, attacks, *, n_show: int = 24) -> str:
-    a = s["attacks"]
-    exposed = np.asarray(attacks.exposed, dtype=np.int64)
+def _flag_section(s, dataset, mem, attacks, *, n_show: int = 24) -> str:
+    flagged = np.asarray(attacks.flagged, dtype=np.int64)
     parts = [
-        "<h2>Memorization and exposure</h2>",
-        '<p class="note">Exposure of an example: its mean online LiRA score over the attacked target models that '
-        "trained on it (how strongly the attack flags it when it is a member). Highly exposed: exposure at least the "
-        f"pooled online-LiRA threshold at 1% FPR ({_num(attacks.exposure_threshold, 2)}). <code>examples.csv</code> "
+        "<h2>Memorization and the LiRA attack</h2>",
+        '<p class="note">LiRA score of an example as a member: its mean online LiRA score over the attacked target models that '
+        "trained on it (how strongly the attack flags it when it is a member). Flagged: a LiRA score as a member at least the "
+        f"pooled online-LiRA threshold at 1% FPR ({_num(attacks.flag_threshold, 2)}). <code>examples.csv</code> "
         f"holds this as <code>lira_online_in</code>, and <code>lira_online</code>: the online LiRA score against "
         f"target model {int(attacks.targets[0])} (<code>in_target</code> says whether it trained on the example).</p>",
-        _img(figures.exposure_scatter(mem.scores, attacks.lira_online_in, mem_threshold=s["mem_threshold"],
-                                      exposure_threshold=attacks.exposure_threshold, highlight=exposed),
-             "memorization vs LiRA exposure"),
-        f"<h3>{exposed.size:,} examples both highly memorized (≥ {s['mem_threshold']:g}) and highly exposed</h3>",
+        _img(figures.flag_scatter(mem.scores, attacks.lira_online_in, mem_threshold=s["mem_threshold"],
+                                      flag_threshold=attacks.flag_threshold, highlight=flagged),
+             "memorization vs LiRA score as a member"),
+        f"<h3>{flagged.size:,} examples both highly memorized (≥ {s['mem_threshold']:g}) and flagged by LiRA</h3>",
     ]
-    shown = exposed[:n_show]
+    shown = flagged[:n_show]
     if shown.size == 0:
         parts.append("<p>None.</p>")
         return "\n".join(parts)
@@ -285,13 +284,13 @@ def _exposure_section(s, dataset, mem, attacks, *, n_show: int = 24) -> str:
         caps = [f"#{i} y={_label(dataset, dataset.y_train[i])}\nmem {_num(mem.scores[i], 2)} "
                 f"LiRA {_num(attacks.lira_online_in[i], 1)}" for i in shown]
         parts.append(_img(figures.image_grid(dataset.X_train[shown], image_shape=dataset.image_shape, captions=caps,
-                                             n_cols=8), "highly memorized and highly exposed examples"))
+                                             n_cols=8), "highly memorized examples flagged by LiRA"))
     rows = [[int(i), _label(dataset, dataset.y_train[i]), float(mem.scores[i]), float(attacks.lira_online_in[i])]
             for i in shown]
-    parts.append(_table(["index", "label", "memorization", "exposure (mean LiRA as member)"], rows))
-    if exposed.size > shown.size:
-        parts.append(f'<p class="note">Most exposed {shown.size} of {exposed.size:,}; all are listed in '
-                     "<code>summary.json</code> (<code>attacks.exposed</code>).</p>")
+    parts.append(_table(["index", "label", "memorization", "LiRA score as a member (mean)"], rows))
+    if flagged.size > shown.size:
+        parts.append(f'<p class="note">Highest LiRA scores: {shown.size} of {flagged.size:,}; all are listed in '
+                     "<code>summary.json</code> (<code>attacks.flagged</code>).</p>")
     return "\n".join(parts)
 
 
@@ -379,8 +378,8 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
     max_pair_rows : int
         How many training examples the pair figure shows.
     attacks : memlens.audits.image.AuditAttacks, optional
-        With ``summary["attacks"]``: the membership-attack, privacy and exposure sections (pooled ROC curves,
-        ``exposed`` examples, ``lira_online_in``). Without it the page has none of them.
+        With ``summary["attacks"]``: the membership-attack, privacy and LiRA-flag sections (pooled ROC curves,
+        ``flagged`` examples, ``lira_online_in``). Without it the page has none of them.
     loo : memlens.audits.image.AuditLOO, optional
         With ``summary["loo"]``: the leave-one-out section (its table from the summary; the scatter against the
         subset estimate and the most leave-one-out-memorized examples from ``loo``).
@@ -420,7 +419,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         _pairs_section(dataset, mem, influence, pairs, max_rows=max_pair_rows),
         _attack_section(s, attacks) if s.get("attacks") else "",
         _privacy_section(s) if s.get("attacks") else "",
-        _exposure_section(s, dataset, mem, attacks) if attacks is not None and s.get("attacks") else "",
+        _flag_section(s, dataset, mem, attacks) if attacks is not None and s.get("attacks") else "",
         _loo_section(s, dataset, mem, loo, n_show=n_show) if s.get("loo") else "",
         '<p class="note">Files beside this page: <code>examples.csv</code> (every training example), '
         "<code>pairs.csv</code>, <code>summary.json</code>, <code>population/</code> (per-model signals, "

@@ -1,4 +1,4 @@
-"""Executors: where the shards of a population are trained (DESIGN.md, "Scale beyond one machine").
+"""Executors: where the shards of a population are trained (docs/architecture.md, "Executors").
 
 Population training is embarrassingly parallel across shards of models. An executor takes one shard function
 and the keyword arguments of every shard, calls the function once per shard, and hands each result to the

@@ -1,4 +1,4 @@
-"""Run directories: resumable, verifiable storage for a population trained shard by shard (DESIGN.md, "Reliability").
+"""Run directories: resumable, verifiable storage for a population trained shard by shard (docs/architecture.md, "Storage").
 
 Layout of a run directory ``DIR``::
 

@@ -1,11 +1,13 @@
 """Brown et al.'s next-symbol prediction task (documented interpretation) and the noise it forces a model to store.
 
 Brown, Bun, Feldman, Smith & Talwar, "When is Memorization of Irrelevant Training Data Necessary for
-High-Accuracy Learning?" (STOC 2021, arXiv:2012.06421), §1.3 of the project spec: on next-symbol prediction every
+High-Accuracy Learning?" (STOC 2021, arXiv:2012.06421), docs/theory.md, "Memorization of irrelevant bits": on
+next-symbol prediction every
 ε-suboptimal learner has ``I(X; M | P) = Ω(n·d)``, and a set ``S`` of singletons with ``E|S| = Ω(n)`` is memorized
 almost whole, ``I(X_S; M | P) = (1 − o(1)) H(X_S | P)``, noise included.
 
-The paper's exact definition of the task is not available to this project (spec §1.4b). This module implements
+The paper's exact definition of the task is not available to this project (docs/theory.md, "Next-symbol
+prediction"). This module implements
 the following **interpretation**, with every parameter open:
 
 * A task instance ``P ~ q`` has ``N`` subpopulations with frequencies ``α`` (Zipf with any exponent, uniform over
@@ -16,18 +18,20 @@ the following **interpretation**, with every parameter open:
   ``y_j``: the sequence ``(x_1, …, x_L, y_j)``.
 * The task is to predict the next symbol ``y_j`` from the prefix ``x_{1:L}``. With a single training copy of a
   subpopulation (a *singleton*), a learner cannot tell the noisy symbols from the reference's, so an accurate
-  learner has to keep the whole copy (Brown et al.'s mechanism, spec §1.4b).
+  learner has to keep the whole copy (Brown et al.'s mechanism, docs/theory.md, "Next-symbol prediction").
 
 Given ``P``, the symbols of a copy are independent, each equal to the reference's with probability
 ``1 − noise + noise/A`` and to any other symbol with probability ``noise/A``; :func:`symbol_entropy_bits` is their
-entropy. The reconstruction bound (spec §1.6, generalized from bits to ``A`` symbols by Fano's inequality; a
+entropy. The reconstruction bound (docs/theory.md, "From an attack to a memorization bound", generalized from bits
+to ``A`` symbols by Fano's inequality; a
 derivation of this project, not a statement of the paper): a reconstruction ``X̂`` of ``m`` symbols computed from
 the model (and, optionally, from the copy's own earlier symbols, by the chain rule) with mean symbol error ``ē``
 gives
 
     I(X_i; M | P) ≥ Σ_k [H − h2(e_k) − e_k log2(A − 1)] ≥ m · (H − h2(ē) − ē log2(A − 1)),
 
-by concavity. For ``A = 2`` and ``noise = 1`` (uniform free bits) this is exactly spec §1.6's ``m (1 − h2(ē))``.
+by concavity. For ``A = 2`` and ``noise = 1`` (uniform free bits) this is exactly the bound of docs/theory.md ("From
+an attack to a memorization bound"), ``m (1 − h2(ē))``.
 The bound is 0 at ``ē = noise (A − 1)/A``, the error of a model that knows the reference but none of the noise:
 only reproduced noise counts. Why it holds (derived): the symbols of a copy are independent given ``P``, so
 ``I(X; M | P) = Σ_k I(X_k; M | X_{<k}, P)``; a reconstruction ``X̂_k`` computed from ``M`` and ``X_{<k}`` (teacher
@@ -382,8 +386,8 @@ def fano_bits_per_symbol(error, *, alphabet_size: int, entropy: float) -> np.nda
 
 def memorized_bits_lower_bound(mean_error, *, n_symbols: int, alphabet_size: int, noise: float) -> float:
     """``m · max(0, H − h2(ē) − ē log2(A − 1))`` bits: the lower bound on ``I(X_i; M | P)`` from a reconstruction of
-    ``m = n_symbols`` symbols of a copy with mean symbol error ``ē`` (spec §1.6 generalized by Fano; module
-    docstring). With ``alphabet_size=2, noise=1`` it is spec §1.6's ``m (1 − h2(ē))``."""
+    ``m = n_symbols`` symbols of a copy with mean symbol error ``ē`` (docs/theory.md, generalized by Fano; module
+    docstring). With ``alphabet_size=2, noise=1`` it is the bound of docs/theory.md ("From an attack to a memorization bound"), ``m (1 − h2(ē))``."""
     n_symbols = check_int("n_symbols", n_symbols, min_value=0)
     h = symbol_entropy_bits(alphabet_size=alphabet_size, noise=noise)
     return n_symbols * float(fano_bits_per_symbol(mean_error, alphabet_size=alphabet_size, entropy=h))

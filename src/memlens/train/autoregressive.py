@@ -1,17 +1,8 @@
-"""Training the small autoregressive (next-token) model of :mod:`memlens.models.char_lm`.
+"""Training the small autoregressive (next-token) model of :mod:`memlens.models.char_lm` (Adam or SGD with
+momentum, warm-up and cosine decay, gradient clipping, loss on chosen target tokens).
 
-The model, its signals and decoding live in :mod:`memlens.models.char_lm` (re-exported here, where they were
-first defined).
-
-The model is a token-level language model: a causal transformer (pre-LayerNorm blocks, learned positions) or a
-GRU, with vocabulary size, context length, width and depth as parameters. ``logits[:, t]`` is the distribution of
-``tokens[:, t + 1]`` given ``tokens[:, :t + 1]``; the first token is never predicted, so prepend a
-beginning-of-sequence token when the first symbol matters.
-
-Signals are functions from a batch of sequences ``(n, T)`` (optionally ragged through ``lengths``) to per-sequence
-arrays ``(n,)`` — ``log_likelihood``, ``loss``, ``token_accuracy`` — so that a population of models gives the
-``(n_models, n_sequences)`` signal arrays of :class:`memlens.Population` by stacking. Generation is greedy.
-Everything random takes ``seed``; the global torch RNG is left as it was.
+The model, its per-sequence signals and decoding live in :mod:`memlens.models.char_lm`; their names are re-exported
+here, where they were first defined. Everything random takes ``seed``; the global torch RNG is left as it was.
 """
 from __future__ import annotations
 

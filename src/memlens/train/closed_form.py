@@ -1,6 +1,6 @@
 """Closed-form leave-one-out, approximate leave-one-out and exact subset refits: n models for the price of one.
 
-Three model families whose leave-one-out (LOO) models need no retraining (DESIGN.md, performance principle 3):
+Three model families whose leave-one-out (LOO) models need no retraining (docs/architecture.md, "Performance"):
 
 ``ridge``
     Least-squares classification on one-hot targets with an unpenalized intercept,

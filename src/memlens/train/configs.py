@@ -37,7 +37,8 @@ class LogisticConfig:
     tol : float > 0
         Convergence threshold on the largest absolute entry of the gradient of the normalized objective
         ``mean_{i in S_k} CE_i + ||W_k||^2 / (2 C |S_k|)`` (the quantity scikit-learn's ``tol`` bounds for the
-        ``lbfgs`` solver). Memorization scores need tight convergence (spec/performance.md §2.3).
+        ``lbfgs`` solver). Memorization scores need tight convergence (docs/performance.md, "Many logistic
+        regressions at once").
     standardize : bool
         Z-score the features with the mean and standard deviation of the *full* training split (constant
         features are left centred, with scale 1).

@@ -284,7 +284,7 @@ def ridge_loo(X, y, *, alpha: float = 1.0, X_test=None, y_test=None, standardize
 
     Fits ``min_β ‖Y − X̃β‖² + alpha ‖β_w‖²`` on one-hot targets ``Y`` with ``X̃ = [X, 1]`` (intercept unpenalized;
     the minimizer of ``sklearn.linear_model.Ridge(alpha)``) and applies the PRESS identity (Allen 1974,
-    Technometrics 16(1); performance.md §1.6): ``ŷ₋ᵢ = (ŷᵢ − hᵢᵢ yᵢ) / (1 − hᵢᵢ)``. Cost: one ``(d+1)²``
+    Technometrics 16(1); docs/performance.md, "Closed forms"): ``ŷ₋ᵢ = (ŷᵢ − hᵢᵢ yᵢ) / (1 − hᵢᵢ)``. Cost: one ``(d+1)²``
     factorisation and ``O(n d²)``.
 
     Parameters
@@ -342,7 +342,8 @@ def kernel_ridge_loo(X, y, *, alpha: float = 1.0, kernel: str = "rbf", gamma: fl
 
     Fits ``a = (K + alpha I)⁻¹ Y`` (no intercept; ``sklearn.kernel_ridge.KernelRidge(alpha, kernel, gamma)``)
     and uses the identity ``rᵢ = aᵢ / [(K + alpha I)⁻¹]ᵢᵢ`` for the LOO residual (Rifkin & Lippert 2007, §4;
-    performance.md §1.6), so ``ŷ₋ᵢ = yᵢ − aᵢ / Gᵢᵢ``. Cost: one n×n inverse (O(n³)); for the linear kernel with
+    docs/performance.md, "Closed forms"), so ``ŷ₋ᵢ = yᵢ − aᵢ / Gᵢᵢ``. Cost: one n×n inverse (O(n³)); for the linear
+    kernel with
     d < n, O(n² d) through the d×d primal system.
 
     Parameters

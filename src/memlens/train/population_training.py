@@ -201,11 +201,7 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     if trainer.text:
         raise MemlensInputError(f"model {trainer.name!r} trains on documents; pass a memlens.data.TextDataset "
                                 "(load_text_dataset(...))", param="model")
-    masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1)
-    empty = np.flatnonzero(~masks.any(1))
-    if empty.size:
-        raise MemlensInputError(f"every mask row needs at least one training example (True); rows "
-                                f"{empty[:5].tolist()} are all False")
+    masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1, nonempty_rows="training example")
     seed = check_int_seed(seed, why="per-model seeds must be reproducible from the run's manifest")
     model_offset = check_int("model_offset", model_offset, min_value=0)
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or not (n_jobs >= 1 or n_jobs == -1):

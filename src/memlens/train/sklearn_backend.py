@@ -4,7 +4,7 @@ This is the reference path (and the way to audit models memlens does not batch):
 ``sklearn.base.clone`` of the estimator fitted on its IN rows; ``predict_proba`` on both splits is mapped
 into the full class set (a class absent from a model's subset gets probability 0) and turned into the
 standard signals in the worker, so only ``(n_models, n_examples)`` arrays travel between processes.
-BLAS is limited to one thread per process (spec/performance.md §2.2: default threading makes small
+BLAS is limited to one thread per process (docs/performance.md, "BLAS threads": default threading makes small
 scikit-learn fits 15-18x slower on this machine).
 """
 from __future__ import annotations

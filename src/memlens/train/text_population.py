@@ -332,11 +332,7 @@ def train_text_population(dataset: TextDataset, *, masks, config: CharLMConfig |
     config = CharLMConfig() if config is None else config
     if not isinstance(config, CharLMConfig):
         raise MemlensInputError(f"config must be a CharLMConfig or None; got {type(config).__name__}")
-    masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1)
-    empty = np.flatnonzero(~masks.any(1))
-    if empty.size:
-        raise MemlensInputError(f"every mask row needs at least one training document (True); rows "
-                                f"{empty[:5].tolist()} are all False")
+    masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1, nonempty_rows="training document")
     seed = check_int_seed(seed, why="per-model seeds must be reproducible from the run's manifest")
     model_offset = check_int("model_offset", model_offset, min_value=0)
     threads = check_int("threads", threads, min_value=1)

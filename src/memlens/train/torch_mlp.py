@@ -2,12 +2,13 @@
 
 Model ``k`` has its own parameters (the leading axis of every weight tensor), its own initialization and its
 own minibatch order, both drawn from its own seed; one optimizer step advances every model of the block with
-batched matrix products (spec/performance.md §2.4: 8-14x over a Python loop of models on this CPU).
+batched matrix products (docs/performance.md, "Many small MLPs at once": 8-14x over a Python loop of models on this
+CPU).
 
 The minibatches of model ``k`` in an epoch are consecutive slices of ``in_idx[rng.permutation(len(in_idx))]``,
 ``in_idx`` being the (sorted) indices of its IN examples. A model therefore depends on its training subset only
 through the examples themselves: training on a dataset from which example ``i`` was deleted and masking ``i``
-OUT give the same model (the weight-0 invariant of DESIGN.md is exact here, not approximate). Models with
+OUT give the same model (the weight-0 invariant of docs/architecture.md is exact here, not approximate). Models with
 fewer IN examples finish their epoch in fewer steps and are left untouched (no update, no momentum decay) in
 the remaining steps of the block's epoch; the last minibatch of an epoch holds the remainder.
 

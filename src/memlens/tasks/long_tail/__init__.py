@@ -17,7 +17,8 @@ The model (Sec. 2 of the paper; the theorem numbers below are those of the arXiv
     τ_ℓ = E_{α~π̄^N}[α^{ℓ+1} (1−α)^{n−ℓ}] / E_{α~π̄^N}[α^ℓ (1−α)^{n−ℓ}],
 
 the expected frequency of a point seen exactly ``ℓ`` times (``errn_Z(A, ℓ)`` counts the ``ℓ``-times-seen points
-that ``A`` does not fit). The closed forms here follow the paper's numerical examples (spec §2.3) and
+that ``A`` does not fit). The closed forms here follow the paper's numerical examples (docs/theory.md, "The long
+tail in numbers") and
 approximate ``π̄^N`` by the uniform distribution over the normalized list ``α_i = π_i / Σ_j π_j``; that
 approximation is exact for :func:`sample_distribution` with ``model="permuted"``. For the paper's own
 ``D_π^X`` (``model="prior"``) use :func:`prior_marginal_sample` with :func:`tau_from_marginal`.

@@ -166,7 +166,8 @@ def tau(frequencies, *, n: int, ell=1):
 
     It is the excess error an algorithm pays, per ``ℓ``-times-seen training point it does not fit:
     ``err ≥ opt + Σ_ℓ τ_ℓ errn(A, ℓ)``. ``π̄^N`` is approximated by the uniform distribution over the
-    normalized list ``α_i = π_i / Σ π`` (the approximation of the paper's numerical examples, spec §2.3; exact
+    normalized list ``α_i = π_i / Σ π`` (the approximation of the paper's numerical examples, docs/theory.md, "The
+    long tail in numbers"; exact
     for ``model="permuted"``). Zipf with ``N = n = 50,000`` gives ``τ_1 = 0.472 / n``.
 
     Parameters
@@ -200,7 +201,7 @@ def expected_count(frequencies, *, n: int, ell=1):
 
 
 def expected_singletons(frequencies, *, n: int) -> float:
-    """Expected number of points seen exactly once: ``n Σ_i α_i (1−α_i)^{n−1}`` (spec §2.3)."""
+    """Expected number of points seen exactly once: ``n Σ_i α_i (1−α_i)^{n−1}`` (docs/theory.md, "The long tail in numbers")."""
     return expected_count(frequencies, n=n, ell=1)
 
 
@@ -217,7 +218,7 @@ def expected_mass(frequencies, *, n: int, ell=1):
 
 
 def unseen_mass(frequencies, *, n: int) -> float:
-    """Expected probability mass of points absent from ``S``: ``Σ_i α_i (1−α_i)^n`` (spec §2.3)."""
+    """Expected probability mass of points absent from ``S``: ``Σ_i α_i (1−α_i)^n`` (docs/theory.md, "The long tail in numbers")."""
     return expected_mass(frequencies, n=n, ell=0)
 
 
@@ -228,7 +229,8 @@ def _check_classes(n_classes) -> int:
 def opt_error(frequencies, *, n: int, n_classes: int) -> float:
     """Bayes-optimal error ``opt(π, F)`` for uniform labels and clean training labels: ``(1 − 1/m) · unseen mass``.
 
-    The optimal algorithm predicts the observed label of every seen point and guesses elsewhere (spec §2.3:
+    The optimal algorithm predicts the observed label of every seen point and guesses elsewhere (docs/theory.md,
+    "The long tail in numbers":
     ``opt ≈ 0.9 · unseen mass`` for 10 classes). With label noise the optimum also errs on seen points; the
     simulation computes it exactly (:func:`memorize_all` is the Bayes-optimal learner).
     """
@@ -239,7 +241,7 @@ def opt_error(frequencies, *, n: int, n_classes: int) -> float:
 def tail_weight(frequencies, *, n: int, low: float | None = None, high: float | None = None) -> float:
     """``weight(π̄^N, [β1, β2])``: expected total mass of points with frequency in ``[β1, β2]``.
 
-    Defaults ``β1 = 1/(3n)``, ``β2 = 2/n``, the interval of the tail lemma (Feldman 2020, Sec. 2; spec §2.1).
+    Defaults ``β1 = 1/(3n)``, ``β2 = 2/n``, the interval of the tail lemma (Feldman 2020, Sec. 2; docs/theory.md).
     """
     n = _check_n(n)
     alpha = _alpha(frequencies)
@@ -275,7 +277,7 @@ def cost_of_not_fitting(frequencies, *, n: int, n_classes: int, max_count: int =
     ``Σ_{ℓ ≤ max_count} τ_ℓ · E#ℓ · conf · unfit_fraction`` (Feldman 2020, Thm 2.3; Thm 2.4 with label noise).
     ``unfit_fraction`` is the probability that such a point's label is not predicted; it defaults to
     ``1 − 1/m`` (an algorithm that ignores those points guesses). ``max_count = 1``: ignoring singletons
-    (spec §2.3: 0.0804 × 0.9 = 0.072 for Zipf ``N = n = 50,000``).
+    (docs/theory.md, "The long tail in numbers": 0.0804 × 0.9 = 0.072 for Zipf ``N = n = 50,000``).
     Label noise is supported for ``max_count = 1`` only (points seen more often have data-dependent margins).
     """
     n = _check_n(n)
@@ -387,7 +389,7 @@ def group_costs(frequencies, groups, *, n: int, n_classes: int, gamma: float) ->
 
 @dataclass(frozen=True)
 class LongTailNumbers:
-    """The closed-form quantities of one setting (one row of the spec §2.3 table)."""
+    """The closed-form quantities of one setting (one row of the table in docs/theory.md, "The long tail in numbers")."""
 
     N: int
     n: int
@@ -408,7 +410,7 @@ class LongTailNumbers:
 
 
 def long_tail_numbers(frequencies, *, n: int, n_classes: int = 10, gamma: float = 0.5) -> LongTailNumbers:
-    """All spec §2.3 quantities for one prior and sample size (``n·τ_1``, singleton fraction, opt, costs)."""
+    """All the quantities of docs/theory.md's long-tail table for one prior and sample size (``n·τ_1``, singleton fraction, opt, costs)."""
     n = _check_n(n)
     alpha = _alpha(frequencies)
     t1 = tau(alpha, n=n)

@@ -18,7 +18,7 @@ def accuracy_information(accuracy):
 
     ``I(M; X) ≥ I(M; y | x) = H(y | x) − H(y | x, M) ≥ ln 2 − h(α)`` when ``y`` is a fair coin independent
     of ``x`` (true for all three problems here) and ``α ≥ 1/2`` (Fano's inequality for a binary label).
-    Derived for this project (spec/seeds.md §3.2, "link to accuracy"); 0 for ``α ≤ 1/2``.
+    Derived for this project (docs/theory.md, "The link to accuracy"); 0 for ``α ≤ 1/2``.
     """
     a = np.asarray(accuracy, dtype=np.float64)
     return np.where(a > 0.5, LN2 - binary_entropy(np.clip(a, 0.0, 1.0)), 0.0)
@@ -30,7 +30,7 @@ def fkl_lower_bound(info_test, *, tau, rho, one_minus_tau=None, delta=0.0, eps=0
     ``((1 − τ_n)/ρ_n) · I(M; X) − neg_n`` with
     ``neg_n = 8 δ ((1 − τ_n)/ρ_n) log(|𝓜|/δ) + 8 ε log(|𝓜|/ε)`` for a ``(τ_n, ε)``-SDPI of
     ``(θ, X_{1:n})`` and a ``(ρ_n, δ)``-SDPI of ``(X, X_{1:n})``. The last term of ``neg_n`` is truncated in
-    the available source and completed by symmetry (spec §3.2, derived). With exact SDPIs
+    the available source and completed by symmetry (docs/theory.md, "The reduction", derived). With exact SDPIs
     (``delta = eps = 0``, the problems of this module) ``neg_n = 0``.
 
     Parameters

@@ -179,9 +179,23 @@ class _ClusterProblem:
         return noise
 
 
+class _CorrelationProblem(_ClusterProblem):
+    """A problem of dimension ``d`` whose label-aligned examples have correlation ``r`` with ``θ`` (the Gaussian and
+    the Boolean clustering): the checks of ``d`` and ``r``, and their parameters."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "d", check_int("d", self.d, min_value=1))
+        object.__setattr__(self, "r", check_float("r", self.r, min_value=0.0, max_value=1.0, min_inclusive=False,
+                                                  max_inclusive=False, hint="(a correlation)"))
+
+    @property
+    def params(self) -> dict:
+        return {"d": self.d, "r": self.r, "r2": self.r ** 2}
+
+
 @dataclass(frozen=True)
-class GaussianClustering(_ClusterProblem):
-    """Gaussian clustering (spec/seeds.md §3.4 (G); an interpretation of FKL App. B, derived).
+class GaussianClustering(_CorrelationProblem):
+    """Gaussian clustering (docs/theory.md, problem (G); an interpretation of FKL App. B, derived).
 
     ``θ ~ N(0, I_d)``, ``y ~ Unif{±1}``, ``x | θ, y ~ N(y r θ, (1 − r²) I_d)``; the label-aligned example
     ``y x`` has per-coordinate correlation ``r`` with ``θ`` and unit variance.
@@ -202,11 +216,6 @@ class GaussianClustering(_ClusterProblem):
     noise_name: str = field(default="q2", init=False)
     learner_name: str = field(default="noisy mean", init=False)
 
-    def __post_init__(self):
-        object.__setattr__(self, "d", check_int("d", self.d, min_value=1))
-        object.__setattr__(self, "r", check_float("r", self.r, min_value=0.0, max_value=1.0, min_inclusive=False,
-                                                  max_inclusive=False, hint="(a correlation)"))
-
     @classmethod
     def calibrated(cls, d: int, *, c: float = 1.0) -> "GaussianClustering":
         """``r² = c/√d``: one example gives constant accuracy (≈ Φ(c) for large d)."""
@@ -216,10 +225,6 @@ class GaussianClustering(_ClusterProblem):
         if r2 >= 1:
             raise MemlensInputError(f"c must be < sqrt(d) = {math.sqrt(d):.3g} so that r² = c/√d < 1; got {c}")
         return cls(d=d, r=math.sqrt(r2))
-
-    @property
-    def params(self) -> dict:
-        return {"d": self.d, "r": self.r, "r2": self.r ** 2}
 
     # --- generator -----------------------------------------------------------------------------------
     def _draw_theta(self, shape, rng):
@@ -234,7 +239,7 @@ class GaussianClustering(_ClusterProblem):
     def sdpi(self, n):
         """``(τ_n, 1 − τ_n, ρ_n)`` arrays: ``τ_n = n r²/(1 + (n−1) r²)``, ``ρ_n = n r⁴/(1 + (n−1) r²)``.
 
-        Squared maximal correlations of ``(θ_j, x̄_j)`` and ``(x̃_j, x̄_j)`` (spec §3.4 (G)); for jointly
+        Squared maximal correlations of ``(θ_j, x̄_j)`` and ``(x̃_j, x̄_j)`` (docs/theory.md, problem (G)); for jointly
         Gaussian pairs they equal the mutual-information SDPI constants, and they tensorize over coordinates.
         """
         n = _check_n(n).astype(np.float64)
@@ -304,8 +309,8 @@ class GaussianClustering(_ClusterProblem):
 
 
 @dataclass(frozen=True)
-class BooleanClustering(_ClusterProblem):
-    """Boolean clustering (spec/seeds.md §3.4 (B); an interpretation of FKL App. C, derived).
+class BooleanClustering(_CorrelationProblem):
+    """Boolean clustering (docs/theory.md, problem (B); an interpretation of FKL App. C, derived).
 
     ``θ ~ Unif{±1}^d``, ``y ~ Unif{±1}``; each coordinate of the label-aligned example ``x̃ = y x`` equals
     ``θ_j`` with probability ``a = (1 + r)/2``, independently.
@@ -320,20 +325,11 @@ class BooleanClustering(_ClusterProblem):
     noise_name: str = field(default="eta", init=False)
     learner_name: str = field(default="majority + randomized response", init=False)
 
-    def __post_init__(self):
-        object.__setattr__(self, "d", check_int("d", self.d, min_value=1))
-        object.__setattr__(self, "r", check_float("r", self.r, min_value=0.0, max_value=1.0, min_inclusive=False,
-                                                  max_inclusive=False, hint="(a correlation)"))
-
     @classmethod
     def calibrated(cls, d: int, *, c: float = 1.0) -> "BooleanClustering":
         """``r² = c/√d``: one example gives constant accuracy."""
         g = GaussianClustering.calibrated(d, c=c)
         return cls(d=g.d, r=g.r)
-
-    @property
-    def params(self) -> dict:
-        return {"d": self.d, "r": self.r, "r2": self.r ** 2}
 
     @property
     def _a(self):
@@ -460,13 +456,13 @@ class BooleanClustering(_ClusterProblem):
 
 @dataclass(frozen=True)
 class SparseHypercube(_ClusterProblem):
-    """Sparse Boolean hypercube / subcube (spec/seeds.md §3.4 (S); an interpretation of FKL App. D, derived).
+    """Sparse Boolean hypercube / subcube (docs/theory.md, problem (S); an interpretation of FKL App. D, derived).
 
     ``θ_j ∈ {−1, 0, +1}`` independently: *fixed* (``±1``, each with probability ``p_fixed/2``) or *free*
     (0, probability ``1 − p_fixed``), so ``|F| ~ Bin(d, p_fixed)``. The label-aligned example ``x̃ = y x`` has
     ``x̃_j = θ_j`` on fixed coordinates and a uniform sign on free ones. (Brown et al.'s subcube with
     independent fixing; the paper's exact sparse problem — possibly ``|F| = k`` exactly — was not
-    available, spec §3.4.)
+    available; docs/theory.md, problem (S).)
 
     Matching learner (noise ``η``): per coordinate the statistic ``T_j ∈ {all −1, mixed, all +1}`` of the
     label-aligned training column; ``M_j = 0`` when mixed, else the common sign flipped w.p. ``η``;

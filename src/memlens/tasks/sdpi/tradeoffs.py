@@ -209,7 +209,7 @@ def _per_count(problem, counts_unique, accuracy, with_learner=True):
 def mixture_lower_bound(problem, counts, *, accuracy: float) -> MixtureBound:
     """Lower bound for a mixture of independent clusters: ``Σ_c f(n_c)`` (nats).
 
-    Derived (spec §3.4, "Mixtures"; FKL Sec. 5 states such an extension): with independent cluster
+    Derived (docs/theory.md, "Mixtures"; FKL Sec. 5 states such an extension): with independent cluster
     parameters and the cluster assignments given, ``I(M; X | θ) ≥ Σ_c I(M; X_c | θ_c)`` (chain rule; the
     other clusters' data act as independent randomness of the algorithm), and each term obeys the
     single-cluster bound at ``n_c`` samples when cluster ``c`` is predicted with accuracy ``accuracy``.

@@ -60,7 +60,8 @@ def fit_logistic(X, y, weights, *, n_classes: int | None = None, C: float = 1.0,
         parameters) whatever the start, and the memorization scores of warm and cold starts agree
         (tests/test_train.py). The bound is a worst case; the observed differences are far smaller. Starting
         from the full-data model is safe *because* each model is then run to ``tol``: stopping after a fixed
-        number of iterations would leave the held-out example's influence in the start (spec/performance.md §2.3).
+        number of iterations would leave the held-out example's influence in the start (docs/performance.md, "Many
+        logistic regressions at once").
     solver : {"lbfgs", "newton-cg"}
         ``lbfgs`` (the default): the preconditioned L-BFGS above. ``newton-cg``: batched truncated Newton
         (:func:`_newton_cg`): per-model preconditioned CG on the exact Hessian (Hessian-vector products of all

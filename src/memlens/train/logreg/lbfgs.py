@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .objective import _armijo, _dot, _Objective, _progress
+from .objective import _armijo, _dot, _Objective, _outputs, _progress
 
 __all__ = []
 
@@ -32,11 +32,8 @@ def _lbfgs(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, history: 
     """
     K, dp, n_out = W0.shape
     dtype = W0.dtype
-    W_out = W0.clone()
-    f_out = torch.full((K,), float("nan"), dtype=dtype)
-    g_out = torch.full((K,), float("nan"), dtype=dtype)
-    it_out = torch.zeros(K, dtype=torch.int64)
-    conv_out = torch.zeros(K, dtype=torch.bool)
+    buf = _outputs(W0)
+    W_out, f_out, g_out, it_out, conv_out = buf["W"], buf["f"], buf["g"], buf["it"], buf["conv"]
 
     ids = torch.arange(K)                        # global index of each active model
     W = W0.clone()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .lbfgs import _SWITCH_TOL
-from .objective import LogisticFit, _armijo, _dot, _Objective, _progress
+from .objective import LogisticFit, _armijo, _dot, _Objective, _outputs, _progress
 from .preconditioners import _DiagPreconditioner, _kron_subset, _MeanHessianPreconditioner
 
 __all__ = []
@@ -75,12 +75,8 @@ def _newton_cg(obj: _Objective, W0: torch.Tensor, *, tol: float, max_iter, patie
     """
     K, dp, n_out = W0.shape
     dtype = W0.dtype
-    W_out = W0.clone()
-    f_out = torch.full((K,), float("nan"), dtype=dtype)
-    g_out = torch.full((K,), float("nan"), dtype=dtype)
-    it_out = torch.zeros(K, dtype=torch.int64)
-    hv_out = torch.zeros(K, dtype=torch.int64)
-    conv_out = torch.zeros(K, dtype=torch.bool)
+    buf = _outputs(W0, "hvp")
+    W_out, f_out, g_out, it_out, conv_out, hv_out = buf["W"], buf["f"], buf["g"], buf["it"], buf["conv"], buf["hvp"]
 
     ids = torch.arange(K)
     W = W0.clone()

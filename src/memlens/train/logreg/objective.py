@@ -250,3 +250,14 @@ def _progress(G: torch.Tensor, tol: float, patience: int | None, best: torch.Ten
     best = torch.where(better, gmax, best)
     since = torch.where(better, torch.zeros_like(since), since + 1)
     return converged, best, since, since >= patience
+
+
+def _outputs(W0: torch.Tensor, *counters: str) -> dict:
+    """The per-model result buffers of a solver over ``K`` models: final weights, objective, max |grad|, iterations,
+    converged, and one int64 counter per name in ``counters``."""
+    K = W0.shape[0]
+    out = {"W": W0.clone(), "f": torch.full((K,), float("nan"), dtype=W0.dtype),
+           "g": torch.full((K,), float("nan"), dtype=W0.dtype), "it": torch.zeros(K, dtype=torch.int64),
+           "conv": torch.zeros(K, dtype=torch.bool)}
+    out.update({name: torch.zeros(K, dtype=torch.int64) for name in counters})
+    return out
