@@ -112,3 +112,33 @@ def test_bad_input(digits):
         with_canaries(other, make_canaries(digits, n_canaries=5))
     with pytest.raises(MemlensInputError, match="CanarySet"):
         with_canaries(digits, np.zeros((5, 64)))
+
+
+def test_one_run_audit_as_a_run_directory_equals_in_memory_and_resumes(tmp_path, monkeypatch):
+    """With ``out`` the audit is a recipe on the audit pipeline: the same scores as in memory (one shard, the same
+    block), canaries.csv and summary.json written, and a second call with resume trains nothing."""
+    import json
+
+    import memlens.train
+
+    from memlens.data import load_dataset
+
+    data = load_dataset("digits").subset(train_index=np.arange(300), test_index=np.arange(60))
+    kw = dict(model="logreg", n_canaries=40, kind="mislabeled", seed=3, n_models=3)
+    mem = one_run_canary_audit(data, **kw)
+    out = tmp_path / "run"
+    disk = one_run_canary_audit(data, out=out, shard_size=3, **kw)
+    np.testing.assert_array_equal(disk.scores, mem.scores)
+    np.testing.assert_array_equal(disk.included, mem.included)
+    np.testing.assert_array_equal(disk.epsilons, mem.epsilons)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epsilon_per_model"] == mem.epsilons.tolist() and summary["n_shards"] == 1
+    lines = (out / "canaries.csv").read_text().splitlines()
+    assert lines[0] == "model,canary,included,score" and len(lines) == 1 + 3 * 40
+    calls = []
+    real = memlens.train.train_population
+    monkeypatch.setattr(memlens.train, "train_population", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = one_run_canary_audit(data, out=out, resume=True, shard_size=3, **kw)
+    assert calls == [] and np.array_equal(again.epsilons, mem.epsilons)
+    with pytest.raises(MemlensInputError, match="resume"):   # another seed: another run, refused
+        one_run_canary_audit(data, out=out, resume=True, shard_size=3, **{**kw, "seed": 4})

@@ -37,7 +37,6 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .. import train as _train  # train_population looked up at call time (tests count training calls)
 from .._random import check_int_seed
 from .._validation import MemlensInputError, check_array, check_float, check_fraction, check_int, check_labels, warn
 from ..data import DATASETS, Dataset, load_dataset, make_masks
@@ -294,8 +293,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     trained = pipeline.train_run(opts, config=config, data=ds, masks=masks, job=job)
     run = trained.run
     provs = [p.provenance for p in trained.shards]
-    trainer_record = _trainer_provenance(provs)
-    dp_record = _dp_record(provs) if dp is not None else None
+    trainer_record = pipeline.merge_provenance(provs)
+    dp_record = pipeline.merge_dp_records(provs) if dp is not None else None
     if dp_record is not None:
         trainer_record["dp"] = dp_record
     pop = trained.population
@@ -356,22 +355,6 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     return AuditResult(opts.out, summary, ds, pop, mem, infl, pairs, trained.trained, att, loo_res)
 
 
-def _trainer_provenance(provs: list) -> dict:
-    """The shards' provenance merged: shared fields once, convergence diagnostics per shard and in total."""
-    provs = [dict(p) for p in provs]
-    if not provs:
-        return {}
-    merged = {k: v for k, v in provs[0].items()
-              if k not in ("model_offset", "n_models", "convergence") and all(p.get(k) == v for p in provs)}
-    conv = [p.get("convergence") for p in provs]
-    if all(isinstance(c, Mapping) for c in conv):
-        merged["convergence_by_shard"] = conv
-        not_conv = [c.get("n_not_converged") for c in conv]
-        if all(isinstance(n, (int, np.integer)) for n in not_conv):
-            merged["n_not_converged"] = int(sum(not_conv))
-    return merged
-
-
 def _dp_config(dp_epsilon, dp_delta):
     """A :class:`memlens.train.DPConfig` from the audit's DP arguments (None without ``dp_epsilon``)."""
     if dp_epsilon is None:
@@ -388,22 +371,8 @@ def _dp_config(dp_epsilon, dp_delta):
     return DPConfig(epsilon=eps, delta=delta)
 
 
-def _dp_record(provs: list) -> dict | None:
-    """The shards' ``provenance["dp"]`` merged: the largest accountant ε over shards (the guarantee of all)."""
-    recs = [dict(p["dp"]) for p in provs if isinstance(p, Mapping) and isinstance(p.get("dp"), Mapping)]
-    if not recs:
-        return None
-    out = dict(recs[0])
-    eps = [r.get("epsilon_accountant") for r in recs]
-    if all(isinstance(e, (int, float)) for e in eps):
-        out["epsilon_accountant"] = float(max(eps))
-    return out
+#: The function every executor runs for a shard of this audit (a module attribute, so tests can replace it).
+_train_shard = pipeline.train_population_shard
 
-
-def _train_shard(dataset, *, model, masks, seed, backend, model_offset, dp=None, progress=None) -> Population:
-    """Train the models of one shard (rows ``model_offset ...`` of the run): the function every executor runs."""
-    extra = {} if dp is None else {"dp": dp}
-    return _train.train_population(dataset, model=model, masks=masks, seed=seed, backend=backend,
-                                   model_offset=model_offset, progress=progress, **extra)
 
 

@@ -8,9 +8,14 @@ Steinke et al. (arXiv:2305.08846; the p-value of their Appendix D, :func:`memlen
 turns the number of correct guesses into a lower bound on ε with confidence ``1 − beta`` — from a single
 training run. Each model is one independent audit; the accountant's ε (an upper bound, for DP-SGD runs) is
 reported beside the audited lower bounds.
+
+With ``out`` the audit is a recipe on the audit pipeline (:mod:`memlens.audits.pipeline`): the models are trained
+shard by shard into a run directory (resumable, its identity checked), and ``canaries.csv`` and ``summary.json``
+are written there.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +25,9 @@ from .._random import as_generator, check_int_seed
 from .._validation import MemlensInputError, check_int, check_level
 from ..data import Dataset, make_canaries, with_canaries
 from ..privacy.empirical import _check_delta, one_run_audit
-from ..train import train_population
+from ..report.tables import csv_text, fmt
+from ..train import get_trainer
+from . import pipeline
 
 __all__ = ["CanaryAudit", "canary_masks", "one_run_canary_audit"]
 
@@ -129,8 +136,9 @@ def _default_k(m: int) -> list[int]:
 
 
 def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind: str = "mislabeled", dp=None,
-                         seed: int = 0, n_models: int = 1, k_pos=None, k_neg=None, level: float | None = None, beta: float | None = None,
-                         delta: float | None = None) -> CanaryAudit:
+                         seed: int = 0, n_models: int = 1, k_pos=None, k_neg=None, level: float | None = None,
+                         beta: float | None = None, delta: float | None = None, out=None, resume: bool = False,
+                         overwrite: bool = False, shard_size: int = 4, progress: bool = False) -> CanaryAudit:
     """Insert canaries, train, and audit ε from each single training run (Steinke, Nasr & Jagielski 2023).
 
     Parameters
@@ -157,6 +165,12 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
         The older name, as the error probability ``1 − level``.
     delta : float in [0, 1), optional
         δ of the audit. None: the accountant's δ for DP runs, else ``1 / (10 n_train)`` (the DP default rule).
+    out : str or Path, optional
+        A run directory: the models are trained shard by shard into it (``resume`` continues a killed run,
+        ``overwrite`` replaces one) and ``canaries.csv`` (per model and canary: inclusion and score) and
+        ``summary.json`` (:meth:`CanaryAudit.to_dict` and the run's record) are written. None: in memory only.
+    resume, overwrite, shard_size, progress :
+        As in :func:`memlens.audits.image.run_audit` (with ``out`` only).
 
     Returns
     -------
@@ -164,6 +178,7 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
         ``.epsilons`` (n_models,), ``.epsilon_mean``, ``.accountant_epsilon``, ``.scores`` and ``.included``
         (n_models, m), ``.to_dict()``.
     """
+    t0 = time.perf_counter()
     if not isinstance(dataset, Dataset):
         raise MemlensInputError(f"dataset must be a memlens.data.Dataset (from load_dataset(...) or "
                                 f"from_arrays(...)); got {type(dataset).__name__}")
@@ -172,6 +187,13 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
     beta = check_level(level, error_name="beta", error_value=beta)
     if delta is not None:
         delta = _check_delta(delta)
+    trainer = get_trainer(model)
+    model_config = model if not isinstance(model, str) else trainer.make_config()
+    opts = None
+    if out is not None:
+        opts = pipeline.check_run_options(out=out, resume=resume, overwrite=overwrite, shard_size=shard_size,
+                                          progress=progress)
+        pipeline.check_target(opts)
     ss_canary, ss_mask = np.random.SeedSequence(seed).spawn(2)
     canaries = make_canaries(dataset, n_canaries=n_canaries, kind=kind, seed=np.random.default_rng(ss_canary))
     m = canaries.n_canaries
@@ -179,7 +201,23 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
     kn = _default_k(m) if k_neg is None else k_neg
     data, idx = with_canaries(dataset, canaries)
     masks = canary_masks(n_models, dataset.n_train, m, seed=np.random.default_rng(ss_mask))
-    pop = train_population(data, model=model, masks=masks, seed=seed, dp=dp)
+    job = pipeline.ShardJob(pipeline.train_population_shard, shared={"dataset": data},
+                            fixed={"model": model, "seed": seed, "dp": dp}, desc=f"training {trainer.name} on {data.name}")
+    if opts is None:
+        pop = job.fn(data, masks=masks, model_offset=0, **job.fixed)
+    else:
+        config = {"kind": "one-run-canary-audit", "dataset": dataset.name, "model": trainer.name,
+                  "model_config": model_config.to_dict(), "n_models": n_models, "n_canaries": m,
+                  "canary_kind": kind, "seed": seed, "dp": None if dp is None else dp.to_dict(),
+                  "masks": "every base example IN; each canary IN with probability 1/2, SeedSequence(seed).spawn(2)[1]"}
+        trained = pipeline.train_run(opts, config=config, data=data, masks=masks, job=job,
+                                     result_files=("canaries.csv",))
+        pop = trained.population
+        provs = [p.provenance for p in trained.shards]
+        record = pipeline.merge_provenance(provs)
+        if dp is not None:   # the guarantee of all shards: the largest accountant ε
+            record["dp"] = pipeline.merge_dp_records(provs)
+        pop = type(pop)(pop.masks, pop.signals, pop.seeds, dict(pop.labels), record)
 
     dp_info = pop.provenance.get("dp")
     if dp_info is not None:
@@ -194,6 +232,12 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
     included = pop.masks[:, idx]
     audits = tuple(one_run_audit(scores[k], included[k], k_pos=kp, k_neg=kn, delta=delta, beta=beta)
                    for k in range(n_models))
-    name = getattr(model, "name", model) if not isinstance(model, str) else model
     prov = {**pop.provenance, "canaries": canaries.to_dict()}
-    return CanaryAudit(audits, scores, included, acc_eps, float(delta), beta, kind, str(name), dp_info, prov)
+    res = CanaryAudit(audits, scores, included, acc_eps, float(delta), beta, kind, trainer.name, dp_info, prov)
+    if opts is not None:
+        rows = ([k, c, int(included[k, c]), fmt(scores[k, c])] for k in range(n_models) for c in range(m))
+        pipeline.write_results(trained.run, files={"canaries.csv": csv_text(["model", "canary", "included", "score"],
+                                                                            rows)},
+                               summary={**res.to_dict(), **pipeline.RunRecord.of(trained, opts).to_json()},
+                               t0=t0)
+    return res

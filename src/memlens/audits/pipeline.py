@@ -23,13 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
+from .. import train as _train  # train_population looked up at call time (tests count training calls)
 from .._validation import MemlensInputError, check_int
 from ..population import Population
 from ..storage.executors import Executor, make_executor, train_missing_shards
 from ..storage.runs import RunDir, check_writable, package_versions
 
 __all__ = ["RunOptions", "check_run_options", "check_target", "check_subset_size", "ShardJob", "TrainedRun",
-           "train_run", "RunRecord", "write_results"]
+           "train_run", "RunRecord", "write_results", "train_population_shard", "merge_provenance",
+           "merge_dp_records"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,15 @@ class ShardJob:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     desc: str = "training"
     setup: Callable[[], Mapping[str, Any]] | None = None
+
+
+def train_population_shard(dataset, *, model, masks, seed, model_offset, backend: str = "torch", dp=None,
+                           progress=None) -> Population:
+    """Train the models of one shard (rows ``model_offset ...`` of the run) with
+    :func:`memlens.train.train_population`: the shard function of every audit of feature-array data."""
+    extra = {} if dp is None else {"dp": dp}
+    return _train.train_population(dataset, model=model, masks=masks, seed=seed, backend=backend,
+                                   model_offset=model_offset, progress=progress, **extra)
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,3 +225,32 @@ def write_results(run: RunDir, *, files: Mapping[str, str], summary: dict, t0: f
     summary["runtime_seconds"] = time.perf_counter() - t0
     run.write_json("summary.json", summary)
     return summary
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+def merge_provenance(provs: list) -> dict:
+    """The shards' provenance merged: shared fields once, convergence diagnostics per shard and in total."""
+    provs = [dict(p) for p in provs]
+    if not provs:
+        return {}
+    merged = {k: v for k, v in provs[0].items()
+              if k not in ("model_offset", "n_models", "convergence") and all(p.get(k) == v for p in provs)}
+    conv = [p.get("convergence") for p in provs]
+    if all(isinstance(c, Mapping) for c in conv):
+        merged["convergence_by_shard"] = conv
+        not_conv = [c.get("n_not_converged") for c in conv]
+        if all(isinstance(n, (int, np.integer)) for n in not_conv):
+            merged["n_not_converged"] = int(sum(not_conv))
+    return merged
+
+
+def merge_dp_records(provs: list) -> dict | None:
+    """The shards' ``provenance["dp"]`` merged: the largest accountant ε over shards (the guarantee of all)."""
+    recs = [dict(p["dp"]) for p in provs if isinstance(p, Mapping) and isinstance(p.get("dp"), Mapping)]
+    if not recs:
+        return None
+    out = dict(recs[0])
+    eps = [r.get("epsilon_accountant") for r in recs]
+    if all(isinstance(e, (int, float)) for e in eps):
+        out["epsilon_accountant"] = float(max(eps))
+    return out
