@@ -1,9 +1,9 @@
 """memlens: measure how much machine-learning models memorize their training data, and show why."""
-from ._validation import MemlensInputError, MemlensWarning
+from ._validation import MemlensInputError, MemlensTrainingError, MemlensWarning
 from ._version import __version__
 from .population import Population
 
-__all__ = ["MemlensInputError", "MemlensWarning", "Population", "__version__"]
+__all__ = ["MemlensInputError", "MemlensTrainingError", "MemlensWarning", "Population", "__version__"]
 
 from .audits.image import AuditAttacks, AuditResult, audit_attacks, run_audit  # noqa: E402
 from .storage.runs import RunDir  # noqa: E402

@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "MemlensInputError",
     "MemlensWarning",
+    "MemlensTrainingError",
     "check_int",
     "check_float",
     "check_fraction",
@@ -50,6 +51,11 @@ def _param_of(message: str) -> str | None:
     """The parameter a message starts with (``"n_models must be >= 2 ..."`` -> ``"n_models"``), else None."""
     m = _PARAM_RE.match(message)
     return m.group(1) if m else None
+
+
+class MemlensTrainingError(RuntimeError):
+    """Training failed for a reason the input could not show in advance (a model's loss became non-finite); the
+    message names the model and the step. A run directory keeps the shards finished before it."""
 
 
 class MemlensWarning(UserWarning):

@@ -46,7 +46,7 @@ from ..privacy.accountant import DPConfig, check_dp_target
 from ..report.html import write_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
-from ..train import TRAINERS, get_trainer
+from ..train import TRAINERS, configure_model
 from . import pipeline
 from .attacks import (  # noqa: F401  (re-exported: their first home was this module)
     ATTACK_SUITE,
@@ -155,13 +155,9 @@ def _check_dataset(dataset):
     return dataset
 
 
-def _model_config(model: str, params: Mapping[str, Any] | None = None) -> dict:
-    if not isinstance(model, str) or model not in MODELS:
-        raise MemlensInputError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
-    if params is not None and (not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params)):
-        raise MemlensInputError(f"model_params must be a mapping of field names to values, e.g. {{'C': 0.01}}; "
-                                f"got {params!r}")
-    return dict(get_trainer(model).make_config(**dict(params or {})).to_dict())
+def _model_config(model, params: Mapping[str, Any] | None = None) -> dict:
+    """The audit's model configuration as recorded in the run's identity."""
+    return dict(configure_model(model, params)[1].to_dict())
 
 
 # ---------------------------------------------------------------------------------------------- the audit
@@ -262,11 +258,13 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     attack_targets = check_int("attack_targets", attack_targets, min_value=1,
                                hint="(the number of target models to attack)")
     dp = _dp_config(dp_epsilon, dp_delta)
-    model_config = _model_config(model, model_params)
-    trainer = get_trainer(model)
+    trainer, trainer_model = configure_model(model, model_params)
+    model_config = dict(trainer_model.to_dict())
+    model = model if isinstance(model, str) else trainer.name
     if dp is not None and not trainer.supports_dp:
-        raise MemlensInputError(f"dp_epsilon (DP-SGD) trains by noisy gradient descent; model {model!r} is fitted in "
-                                "closed form: use --model logreg or mlp with --dp-epsilon, or drop --dp-epsilon")
+        why = "is fitted in closed form" if trainer.closed_form else "has no DP-SGD training in memlens"
+        raise MemlensInputError(f"dp_epsilon (DP-SGD) trains by noisy gradient descent; model {model!r} {why}: use "
+                                "--model logreg or mlp with --dp-epsilon, or drop --dp-epsilon", param="dp_epsilon")
     if trainer.closed_form and backend != "torch":
         raise MemlensInputError(f"backend must be 'torch' (the default) for model {model!r}, which is fitted in "
                                 f"closed form; got backend={backend!r}")
@@ -286,7 +284,6 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     if dp is not None:   # only DP runs carry the key, so non-private runs keep their identity
         config["dp"] = dp.to_dict()
     masks = audit_masks(n_models, ds.n_train, subset_ratio=subset_ratio, seed=seed)
-    trainer_model = trainer.make_config(**dict(model_params)) if model_params else model
     job = pipeline.ShardJob(_train_shard, shared={"dataset": ds},
                             fixed={"model": trainer_model, "seed": seed, "backend": backend, "dp": dp},
                             desc=f"training {model} on {ds.name}")

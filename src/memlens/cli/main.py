@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._random import check_seed
-from .._validation import MemlensInputError, MemlensWarning
+from .._validation import MemlensInputError, MemlensTrainingError, MemlensWarning
 from ..audits.image import run_audit
 from ..data import from_arrays
 from ..experiments import get_experiment, list_experiments
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     except MemlensInputError as exc:
         print(f"memlens: error: {_one_line(_flagged(exc))}", file=sys.stderr)
         return 2
-    except (RunStorageError, ExecutorError) as exc:  # the disk or the cluster failed: finished shards are kept
+    except (RunStorageError, ExecutorError, MemlensTrainingError) as exc:  # finished shards are kept
         print(f"memlens: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

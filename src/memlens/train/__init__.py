@@ -9,7 +9,7 @@ from ..models.char_lm import (
 )
 from . import autoregressive
 from .autoregressive import AutoregressiveRun, train_autoregressive
-from .builtin import CHAR_LM, KERNEL_RIDGE, LOGREG, MLP, RIDGE, SKLEARN
+from .builtin import CHAR_LM, KERNEL_RIDGE, LOGREG, MLP, RIDGE, SKLEARN, TORCH_MODULE, configure_model
 from .closed_form import (
     LOOResult,
     brute_force_loo,
@@ -25,11 +25,13 @@ from .configs import MODEL_CONFIGS, LogisticConfig, MLPConfig, make_model_config
 from .logreg import LogisticFit, fit_logistic, logistic_logits
 from .population_training import DEFAULT_BLOCK_SIZE, standardized_features, train_population
 from .torch_mlp import MLPFit, fit_mlp, mlp_logits
+from .torch_module import TorchModule, TorchModuleConfig
 from .trainers import TRAINERS, BlockFit, Trainer, config_from_dict, get_trainer, register_trainer
 
 __all__ = [
     "BlockFit", "Trainer", "TRAINERS", "config_from_dict", "get_trainer", "register_trainer", "CHAR_LM",
-    "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN",
+    "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN", "TORCH_MODULE", "configure_model", "TorchModule",
+    "TorchModuleConfig",
     "autoregressive", "AutoregressiveConfig", "AutoregressiveModel", "AutoregressiveRun", "greedy_continue",
     "make_autoregressive_model", "sequence_signals", "train_autoregressive", "MODEL_CONFIGS", "LogisticConfig",
     "make_model_config", "MLPConfig", "DEFAULT_BLOCK_SIZE", "standardized_features", "train_population",

@@ -11,25 +11,30 @@
     (:mod:`memlens.train.sklearn_backend`).
 ``char-lm``
     The byte-level language model of the text audit (:mod:`memlens.train.text_population`).
+``torch-module``
+    The user's own ``torch.nn.Module`` from a factory ``PATH.py:FUNC``, vectorized over a block of models
+    (:mod:`memlens.train.torch_module`).
 """
 from __future__ import annotations
 
 import dataclasses
 from functools import partial
+from typing import Mapping
 
 import numpy as np
 
 from .._threads import limit_threads
 from .._validation import MemlensInputError
+from . import torch_module
 from .closed_form import closed_form_population
 from .configs import KernelRidgeConfig, LogisticConfig, MLPConfig, RidgeConfig, make_model_config
 from .logreg import fit_logistic, full_hessian_start, resolve_preconditioner
 from .sklearn_backend import fit_predict_block
 from .text_population import CharLMConfig, train_text_population
 from .torch_mlp import fit_mlp
-from .trainers import BlockFit, Trainer, register_trainer
+from .trainers import TRAINERS, BlockFit, Trainer, get_trainer, register_trainer, trainer_for_config
 
-__all__ = ["LOGREG", "MLP", "RIDGE", "KERNEL_RIDGE", "SKLEARN", "CHAR_LM"]
+__all__ = ["LOGREG", "MLP", "RIDGE", "KERNEL_RIDGE", "SKLEARN", "CHAR_LM", "TORCH_MODULE", "configure_model"]
 
 
 def _char_lm_config(**overrides) -> CharLMConfig:
@@ -53,7 +58,7 @@ def _logreg_prepare(config, X, y, *, n_classes, masks, n_workers):
     return shared, {"preconditioner": precond}
 
 
-def _logreg_fit(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared):
+def _logreg_fit(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, **context):
     fit = fit_logistic(X, y, masks.astype(np.float64), n_classes=n_classes, C=config.C, tol=config.tol,
                        max_iter=config.max_iter, init="full" if config.warm_start else None, solver=config.solver,
                        preconditioner=config.preconditioner, shared_start=shared)
@@ -79,7 +84,7 @@ LOGREG = register_trainer(Trainer(
 
 
 # ---------------------------------------------------------------------------------------------- MLP
-def _mlp_fit(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared):
+def _mlp_fit(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, **context):
     fit = fit_mlp(X, y, masks, seeds=seeds, n_classes=n_classes, hidden=config.hidden, epochs=config.epochs,
                   batch_size=config.batch_size, lr=config.lr, momentum=config.momentum,
                   weight_decay=config.weight_decay)
@@ -124,7 +129,7 @@ KERNEL_RIDGE = register_trainer(Trainer(
 
 
 # ---------------------------------------------------------------------------------------------- scikit-learn
-def _sklearn_fit(estimator, X, y, X_test, y_test, *, n_classes, masks, seeds, shared):
+def _sklearn_fit(estimator, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, **context):
     res = fit_predict_block(estimator, X, y, X_test, y_test, masks, seeds, n_classes)
     return BlockFit(None, {"train": res["train"], "test": res["test"]},
                     {"n_iter": res["n_iter"], "converged": ~res["not_converged"]})
@@ -156,3 +161,38 @@ CHAR_LM = register_trainer(Trainer(
     name="char-lm", config_type=CharLMConfig, make_config=_char_lm_config, fit_block=None,
     convergence=_exact_convergence, population=_char_lm, text=True))
 
+
+# ---------------------------------------------------------------------------------------------- the user's module
+TORCH_MODULE = register_trainer(Trainer(
+    name="torch-module", config_type=torch_module.TorchModuleConfig, make_config=torch_module.make_config,
+    fit_block=torch_module.fit_block, convergence=sgd_convergence, block_size=32, feature_dtype=np.float32))
+
+
+def configure_model(model, params=None):
+    """``(trainer, config)`` of an audit's ``model`` argument with ``params`` overriding fields of its configuration.
+
+    ``model`` is a registered trainer name (``"logreg"``), a factory spec of the user's own module
+    (``"net.py:make_net"`` or ``"package.module:make_net"``: the ``torch-module`` trainer), or a configuration
+    object (``LogisticConfig(...)``, ``TorchModule(factory, ...)``).
+    """
+    if params is not None and (not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params)):
+        raise MemlensInputError(f"model_params must be a mapping of field names to values, e.g. {{'C': 0.01}}; "
+                                f"got {params!r}", param="model_params")
+    params = dict(params or {})
+    if isinstance(model, str) and ":" in model:
+        return TORCH_MODULE, TORCH_MODULE.make_config(factory=model, **params)
+    if isinstance(model, str):
+        trainer = get_trainer(model)
+        if trainer.config_type is None or trainer.text:
+            usable = [n for n, t in TRAINERS.items() if t.config_type is not None and not t.text]
+            raise MemlensInputError(f"model must be one of {', '.join(usable)} or a factory PATH.py:FUNC of your "
+                                    f"own torch module; got {model!r}", param="model")
+        return trainer, trainer.make_config(**params)
+    trainer = trainer_for_config(model)
+    if trainer is None or trainer.text:
+        raise MemlensInputError(f"model must be a trainer name, a factory spec PATH.py:FUNC or a model "
+                                f"configuration (LogisticConfig, TorchModule(...), ...); got {model!r}",
+                                param="model")
+    if params:
+        model = dataclasses.replace(model, **params)
+    return trainer, model

@@ -28,6 +28,7 @@ from .builtin import SKLEARN, sgd_convergence
 from .configs import LogisticConfig
 from .dp_sgd import fit_dp_sgd
 from .sklearn_backend import check_sklearn_classifier, is_sklearn_classifier
+from .torch_module import input_shape_of
 from .trainers import TRAINERS, BlockFit, Trainer, get_trainer, trainer_for_config
 
 __all__ = ["train_population", "standardized_features", "DEFAULT_BLOCK_SIZE"]
@@ -73,7 +74,7 @@ def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
 
 
 def _train_block(trainer: Trainer, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None,
-                 dp_net=None, shared=None) -> dict:
+                 dp_net=None, shared=None, input_shape=None, first_model=0) -> dict:
     """Train the models of one block (rows of ``masks``) and return their signals and diagnostics."""
     with limit_threads(1):
         if dp_run is not None:
@@ -87,7 +88,7 @@ def _train_block(trainer: Trainer, model, Xtr, ytr, Xte, yte, n_classes: int, ma
             res = BlockFit(fit.logits, None, {"n_iter": fit.n_steps, "final_loss": fit.final_loss})
         else:
             res = trainer.fit_block(model, Xtr, ytr, Xte, yte, n_classes=n_classes, masks=masks, seeds=seeds,
-                                    shared=shared)
+                                    shared=shared, input_shape=input_shape, first_model=first_model)
         if res.signals is not None:
             return {"train": res.signals["train"], "test": res.signals["test"], "diag": dict(res.diag)}
         k = masks.shape[0]
@@ -254,8 +255,9 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     shared, record = None, {}
     if trainer.prepare is not None and dp_run is None:
         shared, record = trainer.prepare(model, Xtr, ytr, n_classes=n_classes, masks=masks, n_workers=n_workers)
-    args = [(trainer, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run, dp_net, shared)
-            for a, b in blocks]
+    input_shape = input_shape_of(dataset)
+    args = [(trainer, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run, dp_net, shared,
+             input_shape, model_offset + a) for a, b in blocks]
     if n_workers == 1:
         results = _collect((_train_block(*a) for a in args), blocks, progress)
     else:

@@ -65,9 +65,10 @@ class Trainer:
     make_config : callable
         ``make_config(**overrides) -> config``; refuses unknown fields naming them.
     fit_block : callable or None
-        ``fit_block(config, X_train, y_train, X_test, y_test, *, n_classes, masks, seeds, shared) -> BlockFit``.
-        Trains the models of one block (rows of ``masks``), each with its own seed. None for trainers with
-        ``population``.
+        ``fit_block(config, X_train, y_train, X_test, y_test, *, n_classes, masks, seeds, shared, input_shape,
+        first_model) -> BlockFit``. Trains the models of one block (rows of ``masks``), each with its own seed;
+        ``input_shape`` is ``(C, H, W)`` for images and ``(d,)`` for rows, ``first_model`` the run's index of the
+        block's first model (for error messages). None for trainers with ``population``.
     convergence : callable
         ``convergence(config, diag) -> dict``: the provenance's ``convergence`` record from the concatenated
         diagnostics.

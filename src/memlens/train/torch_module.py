@@ -1,0 +1,644 @@
+"""Any ``torch.nn.Module`` as a vectorized population: the user's own architecture, trained many models at a time.
+
+The user gives a *factory* ``factory(input_shape, n_classes) -> nn.Module`` (``input_shape`` is ``(C, H, W)`` for
+images, ``(d,)`` for tabular rows) whose module maps a batch to logits. A block of ``k`` models is trained together:
+
+* every model is built by the factory under its own seed (PyTorch's default initialization, drawn from that seed);
+* the parameters and buffers are stacked along a new leading model axis (``torch.func.stack_module_state``) and one
+  ``vmap(functional_call)`` runs the forward and backward pass of the whole block;
+* model ``k`` draws its minibatches from its own training rows (the True entries of its mask row) with its own
+  generator: epoch after epoch a fresh permutation of those rows, cut into batches of ``batch_size`` (the last
+  smaller); models with fewer rows simply finish their epochs in fewer steps and wait;
+* the optimizer (SGD with momentum, Nesterov and weight decay, or Adam/AdamW) and the learning-rate schedule are
+  ``torch.optim``'s own, applied to the stacked tensors: both are elementwise, so each model's update is exactly the
+  one ``torch.optim`` would make for that model alone;
+* BatchNorm keeps per-model running statistics (the stacked buffers), dropout draws per-model masks
+  (``randomness="different"``), residual connections need nothing special.
+
+**Invariant** (tested): model ``k`` of a vectorized block equals the same module trained alone by a plain torch loop
+with the same seed and minibatches, to float tolerance; an example outside a model's mask is never drawn, so weight
+0 equals removal exactly. A module that cannot be vectorized (in-place operations on inputs, data-dependent control
+flow) is reported in one line and trained in a per-model loop with the same minibatch streams and updates
+(``vectorize="auto"``; ``vectorize=False`` forces the loop).
+
+A model whose loss becomes non-finite stops the run with an error naming the model and the step (finished shards of
+a run directory are kept).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .._threads import limit_threads
+from .._validation import MemlensInputError, MemlensTrainingError, check_float, check_int, warn
+from .trainers import BlockFit
+
+__all__ = ["TorchModuleConfig", "TorchModule", "load_factory", "fit_module_block", "module_logits",
+           "input_shape_of", "OPTIMIZERS", "SCHEDULES"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "linear")
+_EVAL_ROWS = 1024   # rows per forward pass when the signals are computed
+
+
+def input_shape_of(dataset_or_shape, n_features: int | None = None) -> tuple:
+    """The factory's ``input_shape``: ``(C, H, W)`` for images (a 2-d ``image_shape`` gets one channel), ``(d,)``
+    for tabular rows."""
+    shape = getattr(dataset_or_shape, "image_shape", dataset_or_shape)
+    n = getattr(dataset_or_shape, "n_features", n_features)
+    if shape is None:
+        return (int(n),)
+    shape = tuple(int(s) for s in shape)
+    return (1, *shape) if len(shape) == 2 else shape
+
+
+# ---------------------------------------------------------------------------------------------- the factory
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_module_from_file(path: Path):
+    name = f"memlens_user_{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise MemlensInputError(f"model: cannot import {str(path)!r} as Python source; pass a .py file",
+                                param="model")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)   # runs the user's file, as a test runner runs conftest.py
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise MemlensInputError(f"model: importing {str(path)!r} failed ({type(exc).__name__}: {exc}); fix the "
+                                "file so that it imports", param="model") from None
+    return module
+
+
+def load_factory(spec: str) -> tuple[Callable, str]:
+    """``(factory, sha256)`` of a factory spec ``PATH.py:FUNC`` or ``package.module:FUNC``.
+
+    The hash is that of the file defining the factory (part of a run's identity, so a changed architecture is not
+    mistaken for the old one). Importing a file runs it, as a test runner runs ``conftest.py``.
+    """
+    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
+        raise MemlensInputError(f"model must be a trainer name or a factory spec PATH.py:FUNC (or "
+                                f"package.module:FUNC); got {spec!r}", param="model")
+    where, func = spec.split(":")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).expanduser().resolve()
+        if not path.is_file():
+            raise MemlensInputError(f"model: the factory file {where!r} does not exist; pass an existing "
+                                    "PATH.py:FUNC", param="model")
+        module = _load_module_from_file(path)
+        digest = _file_sha256(path)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as exc:
+            raise MemlensInputError(f"model: cannot import module {where!r} ({type(exc).__name__}: {exc}); pass "
+                                    "PATH.py:FUNC or an importable package.module:FUNC", param="model") from None
+        source = getattr(module, "__file__", None)
+        digest = _file_sha256(Path(source)) if source and Path(source).is_file() else "unknown"
+    factory = getattr(module, func, None)
+    if factory is None or not callable(factory):
+        raise MemlensInputError(f"model: {where!r} has no function {func!r}; define "
+                                f"def {func}(input_shape, n_classes) returning a torch.nn.Module", param="model")
+    return factory, digest
+
+
+def _callable_identity(factory: Callable) -> tuple[str, str]:
+    """``(spec, sha256)`` of a factory given as a Python callable: its module and name, and the hash of its
+    source (of its file where the source is not available)."""
+    module = getattr(factory, "__module__", None) or "?"
+    name = getattr(factory, "__qualname__", None) or getattr(factory, "__name__", None) or type(factory).__name__
+    try:
+        source = inspect.getsource(factory)
+        digest = hashlib.sha256(source.encode()).hexdigest()
+    except (OSError, TypeError):
+        file = getattr(sys.modules.get(module), "__file__", None)
+        digest = _file_sha256(Path(file)) if file and Path(file).is_file() else "unknown"
+    return f"{module}:{name}", digest
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class TorchModuleConfig:
+    """Training of a user's ``nn.Module`` population (every field but the callable is part of a run's identity).
+
+    Attributes
+    ----------
+    factory : str
+        ``PATH.py:FUNC`` or ``package.module:FUNC``: ``FUNC(input_shape, n_classes) -> nn.Module`` (for a callable
+        given in Python, its ``module:qualname``).
+    factory_sha256 : str
+        Hash of the factory's file (or source); filled in when the configuration is made.
+    epochs : int >= 1
+    batch_size : int >= 1
+    optimizer : {"sgd", "adam", "adamw"}
+    lr : float > 0
+    momentum : float in [0, 1)
+        SGD's momentum (``torch.optim.SGD``); Adam's ``beta1`` stays at its default.
+    nesterov : bool
+    weight_decay : float >= 0
+    schedule : {"constant", "cosine", "linear"}
+        Learning rate per step: constant, cosine decay to 0, or linear decay to 0 over all steps.
+    vectorize : {"auto", True, False}
+        ``auto`` vectorizes when a trial forward pass of the stacked block succeeds, else trains one model at a time
+        (with a one-line warning); the results agree either way.
+    device : str
+        ``"cpu"`` or ``"cuda"`` (where torch sees a GPU).
+    standardize : bool
+        Z-score the features with the full training split's statistics first (every model sees the same map).
+    """
+
+    factory: str
+    factory_sha256: str = ""
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "constant"
+    vectorize: Any = "auto"
+    device: str = "cpu"
+    standardize: bool = True
+    callable_: Any = field(default=None, compare=False, repr=False)
+
+    name = "torch-module"
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "epochs", check_int("epochs", self.epochs, min_value=1))
+        set_(self, "batch_size", check_int("batch_size", self.batch_size, min_value=1))
+        if self.optimizer not in OPTIMIZERS:
+            raise MemlensInputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}",
+                                    param="optimizer")
+        set_(self, "lr", check_float("lr", self.lr, min_value=0.0, min_inclusive=False))
+        set_(self, "momentum", check_float("momentum", self.momentum, min_value=0.0, max_value=1.0,
+                                           max_inclusive=False))
+        set_(self, "weight_decay", check_float("weight_decay", self.weight_decay, min_value=0.0))
+        if self.schedule not in SCHEDULES:
+            raise MemlensInputError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}",
+                                    param="schedule")
+        if self.vectorize not in ("auto", True, False):
+            raise MemlensInputError(f"vectorize must be 'auto', True or False; got {self.vectorize!r}",
+                                    param="vectorize")
+        for flag in ("nesterov", "standardize"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise MemlensInputError(f"{flag} must be True or False; got {getattr(self, flag)!r}", param=flag)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise MemlensInputError("nesterov needs optimizer='sgd' with momentum > 0; got "
+                                    f"optimizer={self.optimizer!r}, momentum={self.momentum}", param="nesterov")
+        if not isinstance(self.device, str) or not self.device:
+            raise MemlensInputError(f"device must be a torch device name such as 'cpu' or 'cuda'; got "
+                                    f"{self.device!r}", param="device")
+
+    def to_dict(self) -> dict:
+        """JSON-serializable fields plus ``name`` (the callable itself is identified by ``factory`` and its hash)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "callable_"}
+        return {"name": self.name, **d}
+
+    def make_factory(self) -> Callable:
+        """The factory callable (loaded from ``factory`` when the configuration came from a spec)."""
+        if self.callable_ is not None:
+            return self.callable_
+        factory, digest = load_factory(self.factory)
+        if self.factory_sha256 and digest != self.factory_sha256:
+            raise MemlensInputError(f"model: the factory file of {self.factory!r} changed since this configuration "
+                                    "was made (its hash differs); start a new run for the new architecture",
+                                    param="model")
+        return factory
+
+
+def TorchModule(factory, **settings) -> TorchModuleConfig:  # noqa: N802 - reads as the trainer it configures
+    """A :class:`TorchModuleConfig` for ``train_population(..., model=TorchModule(factory, epochs=..., ...))``.
+
+    ``factory`` is a callable ``factory(input_shape, n_classes) -> nn.Module`` or a spec ``PATH.py:FUNC`` /
+    ``package.module:FUNC``; ``settings`` are the other fields of :class:`TorchModuleConfig`.
+    """
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TorchModuleConfig)} - {"callable_"})
+    if unknown:
+        raise MemlensInputError(f"unknown field(s) {', '.join(unknown)} for model 'torch-module'; valid fields: "
+                                f"{', '.join(f.name for f in dataclasses.fields(TorchModuleConfig) if f.name != 'callable_')}",
+                                param="model_params")
+    settings = {k: v for k, v in settings.items() if k not in ("factory_sha256", "callable_")}
+    if callable(factory):
+        spec, digest = _callable_identity(factory)
+        return TorchModuleConfig(factory=spec, factory_sha256=digest, callable_=factory, **settings)
+    _, digest = load_factory(factory)
+    return TorchModuleConfig(factory=factory, factory_sha256=digest, **settings)
+
+
+def make_config(**fields) -> TorchModuleConfig:
+    """The registry's ``make_config``: ``factory`` is required (a spec or a callable)."""
+    if "factory" not in fields:
+        raise MemlensInputError("model 'torch-module' needs a factory: pass --model PATH.py:FUNC (or "
+                                "TorchModule(factory, ...) in Python)", param="model")
+    factory = fields.pop("factory")
+    fields.pop("name", None)
+    digest = fields.pop("factory_sha256", "")
+    cfg = TorchModule(factory, **fields)
+    if digest and cfg.factory_sha256 != digest:
+        raise MemlensInputError(f"model: the factory file of {cfg.factory!r} changed since the run was made (its "
+                                "hash differs); start a new run for the new architecture", param="model")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------- building
+def _build(factory: Callable, input_shape: tuple, n_classes: int, seed: int, device):
+    """Model ``factory(input_shape, n_classes)`` initialized from ``seed`` (the global RNG is restored)."""
+    import torch  # heavy: imported on first use
+    from torch import nn  # heavy: imported on first use
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed) % (2 ** 63))
+        module = factory(tuple(input_shape), int(n_classes))
+    if not isinstance(module, nn.Module):
+        raise MemlensInputError(f"model: the factory must return a torch.nn.Module; got {type(module).__name__} "
+                                "from factory(input_shape, n_classes)", param="model")
+    if not any(p.requires_grad for p in module.parameters()):
+        raise MemlensInputError(f"model: the module from the factory has no trainable parameters "
+                                f"({type(module).__name__}); return a module with parameters", param="model")
+    return module.to(device)
+
+
+def _check_output(out, k: int, rows: int, n_classes: int) -> None:
+    if tuple(out.shape) != (k, rows, n_classes):
+        raise MemlensInputError(f"model: the module must map a batch (rows, *input_shape) to logits (rows, "
+                                f"n_classes={n_classes}); got output shape {tuple(out.shape)[1:]} for {rows} rows",
+                                param="model")
+
+
+def _streams(masks: np.ndarray, seeds: np.ndarray, epochs: int, batch_size: int) -> tuple[list, int]:
+    """Per model, its minibatches (index arrays into the rows) for every step, and the number of steps.
+
+    Model ``k`` shuffles its own rows every epoch with ``numpy.random.default_rng(seeds[k])`` and cuts the order
+    into batches of ``batch_size`` (the last smaller). All models run ``max`` steps; a model whose batches are
+    exhausted (fewer rows) takes no step for the remaining ones.
+    """
+    out = []
+    for k in range(masks.shape[0]):
+        rows = np.flatnonzero(masks[k])
+        rng = np.random.default_rng(np.random.SeedSequence([int(seeds[k]), 0x6D6231]))
+        batches = []
+        for _ in range(epochs):
+            order = rows[rng.permutation(rows.size)]
+            batches += [order[i:i + batch_size] for i in range(0, order.size, batch_size)]
+        out.append(batches)
+    return out, max(len(b) for b in out)
+
+
+def _lr_factor(schedule: str, step: int, n_steps: int) -> float:
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / max(1, n_steps)))
+    if schedule == "linear":
+        return 1.0 - step / max(1, n_steps)
+    return 1.0
+
+
+def _optimizer(config: TorchModuleConfig, params):
+    import torch  # heavy: imported on first use
+
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+# ---------------------------------------------------------------------------------------------- training
+@dataclass(frozen=True, eq=False)
+class ModuleFit:
+    """A trained block of modules: the stacked state and how to evaluate it.
+
+    Attributes
+    ----------
+    base : nn.Module
+        The architecture (on the ``meta`` device when vectorized; model 0 otherwise).
+    params, buffers : dict of str to Tensor, each (k, ...)
+        Stacked parameters and buffers of the ``k`` models.
+    vectorized : bool
+    n_steps : ndarray of int, shape (k,)
+        Optimizer steps each model took.
+    final_loss : ndarray, shape (k,)
+        Mean minibatch loss of each model over its last epoch.
+    """
+
+    base: Any
+    params: dict
+    buffers: dict
+    vectorized: bool
+    n_steps: np.ndarray
+    final_loss: np.ndarray
+    input_shape: tuple
+    device: Any
+    models: tuple = ()
+
+    def logits(self, X) -> np.ndarray:
+        """``(k, rows, n_classes)`` logits of every model on rows ``X`` (flat or shaped), in eval mode."""
+        return module_logits(self, X)
+
+
+def _forward_fn(base):
+    from torch.func import functional_call  # heavy: imported on first use
+
+    def f(p, b, x):
+        return functional_call(base, (p, b), (x,))
+    return f
+
+
+def fit_module_block(config: TorchModuleConfig, X, y, *, masks, seeds, n_classes: int, input_shape: tuple,
+                     model_offset: int = 0) -> ModuleFit:
+    """Train one module per mask row, the rows of a block together (see the module docstring).
+
+    Parameters
+    ----------
+    config : TorchModuleConfig
+    X : ndarray, shape (n, n_features), float32
+        Training rows (reshaped to ``(n, *input_shape)``).
+    y : ndarray of int, shape (n,)
+    masks : ndarray of bool, shape (k, n)
+        Each model's training rows; every row needs one.
+    seeds : ndarray of int, shape (k,)
+        Per-model seeds: initialization (``torch.manual_seed``) and minibatch order.
+    n_classes : int
+    input_shape : tuple
+    model_offset : int
+        Global index of the first model (named in errors).
+    """
+    import torch  # heavy: imported on first use
+    from torch import nn  # heavy: imported on first use
+    from torch.func import stack_module_state, vmap  # heavy: imported on first use
+    from torch.nn import functional as F  # heavy: imported on first use
+
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MemlensInputError("device is 'cuda' but torch sees no GPU here; use device='cpu'", param="device")
+    factory = config.make_factory()
+    k, n = masks.shape
+    Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32)).reshape(n, *input_shape).to(device)
+    yt = torch.as_tensor(np.asarray(y, dtype=np.int64)).to(device)
+    models = [_build(factory, input_shape, n_classes, seeds[j], device) for j in range(k)]
+    streams, n_steps = _streams(masks, seeds, config.epochs, config.batch_size)
+    probe = copy.deepcopy(models[0])   # the output's shape, checked before any training (on a copy: BatchNorm)
+    try:
+        trial_out = probe(Xt[: min(2, n)])
+    except Exception as exc:  # noqa: BLE001 - the user's module failed on a batch of the data
+        raise MemlensInputError(f"model: the module from {config.factory!r} fails on a batch of shape "
+                                f"{(min(2, n), *input_shape)} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+                                "; it must map (rows, *input_shape) to logits (rows, n_classes)", param="model") from None
+    _check_output(trial_out[None], 1, min(2, n), n_classes)
+    del probe, trial_out
+    vectorize = config.vectorize
+    if vectorize is True:
+        ok, reason = _vectorizable(models, Xt[: min(2, n)], n_classes)
+        if not ok:
+            raise MemlensInputError(f"model {config.factory!r} cannot be vectorized ({reason}); use "
+                                    "vectorize='auto' or False to train one model at a time", param="vectorize")
+    elif vectorize == "auto":
+        vectorize, reason = _vectorizable(models, Xt[: min(2, n)], n_classes)
+        if not vectorize:
+            warn(f"model {config.factory!r} cannot be vectorized ({reason}); training one model at a time "
+                 "(vectorize=False), with the same results")
+        elif k > 1:
+            vectorize = _vectorizing_pays(models, Xt, yt, streams, n_classes)
+    for m in models:
+        m.train()
+    steps = np.zeros(k, dtype=np.int64)
+    last_losses = [[] for _ in range(k)]
+    epoch_steps = [len(s) / config.epochs for s in streams]
+    if vectorize:
+        params, buffers = stack_module_state(models)
+        base = copy.deepcopy(models[0]).to("meta")
+        base.train()
+        leaves = list(params.values())
+        opt = _optimizer(config, leaves)
+        fwd = vmap(_forward_fn(base), in_dims=(0, 0, 0), randomness="different")
+        for t in range(n_steps):
+            active = [j for j in range(k) if t < len(streams[j])]
+            for g in opt.param_groups:
+                g["lr"] = config.lr * _lr_factor(config.schedule, t, n_steps)
+            if len(active) < k:
+                # models that are done keep their state: run the block on the active ones only
+                _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes,
+                             last_losses, steps, epoch_steps, model_offset)
+                continue
+            b = max(len(streams[j][t]) for j in range(k))
+            if all(len(streams[j][t]) == b for j in range(k)):
+                idx = torch.as_tensor(np.stack([streams[j][t] for j in range(k)])).to(device)
+                out = fwd(params, buffers, Xt[idx])
+                _check_output(out, k, b, n_classes)
+                losses = F.cross_entropy(out.reshape(-1, n_classes), yt[idx].reshape(-1),
+                                         reduction="none").reshape(k, b).mean(1)
+            else:
+                _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes,
+                             last_losses, steps, epoch_steps, model_offset)
+                continue
+            _check_finite(losses, list(range(k)), t, model_offset)
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            opt.step()
+            _record(losses, list(range(k)), t, last_losses, steps, epoch_steps)
+        result_base = base
+    else:
+        for j, m in enumerate(models):
+            opt = _optimizer(config, [p for p in m.parameters()])
+            for t, batch in enumerate(streams[j]):
+                for g in opt.param_groups:
+                    g["lr"] = config.lr * _lr_factor(config.schedule, t, n_steps)
+                idx = torch.as_tensor(batch).to(device)
+                out = m(Xt[idx])
+                _check_output(out[None], 1, len(batch), n_classes)
+                loss = F.cross_entropy(out, yt[idx])
+                _check_finite(loss[None], [j], t, model_offset)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                _record(loss.detach()[None], [j], t, last_losses, steps, epoch_steps)
+        params, buffers = stack_module_state(models)
+        result_base = models[0]
+    assert isinstance(result_base, nn.Module)
+    final = np.array([float(np.mean(v)) if v else math.nan for v in last_losses])
+    return ModuleFit(result_base, {n_: p.detach() for n_, p in params.items()}, dict(buffers), bool(vectorize),
+                     steps, final, tuple(input_shape), device, () if vectorize else tuple(models))
+
+
+def _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes, last_losses, steps,
+                 epoch_steps, model_offset):
+    """One step for the models in ``active`` whose batches may differ in size: each model's forward on its own
+    batch (one vmap over a model axis of one), losses summed, one optimizer step. The gradients of the idle models
+    are zero and masked out of the update by restoring their slices."""
+    import torch  # heavy: imported on first use
+    from torch.func import vmap  # heavy: imported on first use
+    from torch.nn import functional as F  # heavy: imported on first use
+
+    fwd = vmap(_forward_fn(base), in_dims=(0, 0, 0), randomness="different")
+    k = next(iter(params.values())).shape[0]
+    idle = [j for j in range(k) if j not in active]
+    saved = {name: p.detach()[idle].clone() for name, p in params.items()} if idle else {}
+    saved_state = _optimizer_state_slices(opt, idle)
+    losses, updated = [], []
+    for j in active:
+        idx = torch.as_tensor(streams[j][t]).to(Xt.device)
+        pj = {name: p[j:j + 1] for name, p in params.items()}
+        bj = {name: b[j:j + 1].clone() for name, b in buffers.items()}   # updated in place by the forward pass
+        out = fwd(pj, bj, Xt[idx][None])
+        _check_output(out, 1, idx.numel(), n_classes)
+        losses.append(F.cross_entropy(out[0], yt[idx]))
+        updated.append((j, bj))
+    losses = torch.stack(losses)
+    _check_finite(losses, active, t, model_offset)
+    opt.zero_grad(set_to_none=False)
+    losses.sum().backward()
+    opt.step()
+    with torch.no_grad():
+        for j, bj in updated:
+            for name, b in buffers.items():
+                b[j:j + 1].copy_(bj[name])
+    if idle:
+        with torch.no_grad():
+            for name, p in params.items():
+                p[idle] = saved[name]
+        _restore_optimizer_state(opt, idle, saved_state)
+    _record(losses, active, t, last_losses, steps, epoch_steps)
+
+
+def _optimizer_state_slices(opt, idle):
+    if not idle:
+        return None
+    return {id(p): {key: v[idle].clone() for key, v in st.items() if hasattr(v, "dim") and v.dim() > 0}
+            for p, st in opt.state.items()}
+
+
+def _restore_optimizer_state(opt, idle, saved):
+    import torch  # heavy: imported on first use
+
+    with torch.no_grad():
+        for p, st in opt.state.items():
+            for key, v in saved.get(id(p), {}).items():
+                st[key][idle] = v
+
+
+def _check_finite(losses, rows, t, model_offset):
+    import torch  # heavy: imported on first use
+
+    bad = ~torch.isfinite(losses.detach())
+    if bool(bad.any()):
+        j = rows[int(torch.nonzero(bad)[0])]
+        raise MemlensTrainingError(f"model {model_offset + j} has a non-finite training loss at step {t}: lower lr "
+                                   "(--model-param lr=...) or check the data; finished shards are kept")
+
+
+def _record(losses, rows, t, last_losses, steps, epoch_steps):
+    """Count the step of each model in ``rows`` and keep its losses of the last epoch (for ``final_loss``)."""
+    vals = losses.detach().cpu().numpy()
+    for v, j in zip(vals, rows):
+        steps[j] += 1
+        last_losses[j].append(float(v))
+        keep = max(1, int(round(epoch_steps[j])))
+        if len(last_losses[j]) > keep:
+            del last_losses[j][0]
+
+
+def _vectorizable(models, x, n_classes) -> tuple[bool, str]:
+    """Whether a trial forward of the stacked block runs under ``vmap`` (and its reason when it does not)."""
+    import torch  # heavy: imported on first use
+    from torch.func import stack_module_state, vmap  # heavy: imported on first use
+
+    trial = [copy.deepcopy(m) for m in models[:2]]
+    params, buffers = stack_module_state(trial)
+    base = copy.deepcopy(trial[0]).to("meta")
+    try:
+        with torch.no_grad():
+            vmap(_forward_fn(base), in_dims=(0, 0, 0), randomness="different")(
+                params, buffers, x[None].expand(len(trial), *x.shape))
+    except Exception as exc:  # noqa: BLE001 - any failure means: train one model at a time
+        return False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    return True, ""
+
+
+def _vectorizing_pays(models, Xt, yt, streams, n_classes) -> bool:
+    """Whether one forward and backward pass of the stacked block beats the same pass model by model (timed on
+    copies, the second of two repeats; no optimizer step). On CPUs a vmapped convolution becomes a grouped one,
+    which is often slower than the per-model loop; small dense modules gain from the batched products."""
+    import torch  # heavy: imported on first use
+    from torch.func import stack_module_state, vmap  # heavy: imported on first use
+    from torch.nn import functional as F  # heavy: imported on first use
+
+    b = min(len(s[0]) for s in streams)
+    idx = torch.as_tensor(np.stack([s[0][:b] for s in streams])).to(Xt.device)
+    trial = [copy.deepcopy(m) for m in models]
+    params, buffers = stack_module_state(trial)
+    base = copy.deepcopy(trial[0]).to("meta")
+    fwd = vmap(_forward_fn(base), in_dims=(0, 0, 0), randomness="different")
+
+    def stacked():
+        out = fwd(params, buffers, Xt[idx])
+        F.cross_entropy(out.reshape(-1, n_classes), yt[idx].reshape(-1)).backward()
+
+    def loop():
+        for j, m in enumerate(trial):
+            F.cross_entropy(m(Xt[idx[j]]), yt[idx[j]]).backward()
+
+    times = {}
+    for name, fn in (("stacked", stacked), ("loop", loop)):
+        for _ in range(2):
+            t0 = time.perf_counter()
+            fn()
+            times[name] = time.perf_counter() - t0
+    return times["stacked"] < times["loop"]
+
+
+def module_logits(fit: ModuleFit, X, *, rows: int = _EVAL_ROWS) -> np.ndarray:
+    """``(k, n, n_classes)`` logits of every model of ``fit`` on ``X`` (eval mode: BatchNorm uses each model's
+    running statistics, dropout is off), ``rows`` rows at a time."""
+    import torch  # heavy: imported on first use
+    from torch.func import vmap  # heavy: imported on first use
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    outs = []
+    with torch.no_grad():
+        if fit.vectorized:
+            base = fit.base
+            base.eval()
+            fwd = vmap(_forward_fn(base), in_dims=(0, 0, None))
+            for r0 in range(0, n, rows):
+                xb = torch.as_tensor(X[r0:r0 + rows]).reshape(-1, *fit.input_shape).to(fit.device)
+                outs.append(fwd(fit.params, fit.buffers, xb).double().cpu().numpy())
+            base.train()
+        else:
+            for m in fit.models:
+                m.eval()
+            for r0 in range(0, n, rows):
+                xb = torch.as_tensor(X[r0:r0 + rows]).reshape(-1, *fit.input_shape).to(fit.device)
+                outs.append(np.stack([m(xb).double().cpu().numpy() for m in fit.models]))
+            for m in fit.models:
+                m.train()
+    return np.concatenate(outs, axis=1)
+
+
+def fit_block(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, input_shape=None, first_model=0):
+    """The registry's ``fit_block``: train the block, return a function from rows to its logits."""
+    if input_shape is None:
+        input_shape = (X.shape[1],)
+    with limit_threads(1):
+        fit = fit_module_block(config, X, y, masks=masks, seeds=seeds, n_classes=n_classes, input_shape=input_shape,
+                               model_offset=first_model)
+    return BlockFit(fit.logits, None, {"n_iter": fit.n_steps, "final_loss": fit.final_loss})

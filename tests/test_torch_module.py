@@ -1,0 +1,238 @@
+"""The user's own torch module as a population (memlens.train.torch_module): vectorized equals a plain torch loop,
+weight 0 equals removal, the audit runs on a factory file, and bad factories get one clear line."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from memlens import MemlensInputError, MemlensTrainingError
+from memlens.cli import main
+from memlens.data import from_arrays, load_dataset
+from memlens.train import TorchModule, train_population
+from memlens.train.torch_module import _build, _lr_factor, _streams, fit_module_block, input_shape_of
+
+NET_FILE = '''
+from torch import nn
+
+
+def make_net(input_shape, n_classes):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Conv2d(c, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * h * w, n_classes))
+
+
+def not_a_module(input_shape, n_classes):
+    return "a string"
+
+
+def no_parameters(input_shape, n_classes):
+    return nn.Flatten()
+
+
+def wrong_shape(input_shape, n_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0] * input_shape[1] * input_shape[2], n_classes + 1))
+'''
+
+
+def cnn(input_shape, n_classes):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Conv2d(c, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(6 * h * w, n_classes))
+
+
+class Residual(nn.Module):
+    def __init__(self, d, n_classes):
+        super().__init__()
+        self.inp = nn.Linear(d, 16)
+        self.block = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
+        self.out = nn.Linear(16, n_classes)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x.flatten(1)))
+        return self.out(h + self.block(h))
+
+
+def residual(input_shape, n_classes):
+    return Residual(int(np.prod(input_shape)), n_classes)
+
+
+class DataDependent(nn.Module):
+    """Control flow on the data: not vectorizable."""
+
+    def __init__(self, d, n_classes):
+        super().__init__()
+        self.lin = nn.Linear(d, n_classes)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        if x.sum() > 0:
+            return self.lin(x)
+        return self.lin(-x)
+
+
+def data_dependent(input_shape, n_classes):
+    return DataDependent(int(np.prod(input_shape)), n_classes)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_dataset("digits")
+    X = (d.X_train[:200] / 16.0).astype(np.float32)
+    return X, d.y_train[:200].astype(np.int64)
+
+
+def _reference(factory, X, y, masks, seeds, config, input_shape):
+    """Each model trained alone by a plain torch loop with the same seed and minibatches."""
+    streams, n_steps = _streams(masks, seeds, config.epochs, config.batch_size)
+    Xt = torch.as_tensor(X).reshape(-1, *input_shape)
+    yt = torch.as_tensor(y)
+    out = []
+    for k in range(masks.shape[0]):
+        m = _build(factory, input_shape, 10, seeds[k], "cpu")
+        m.train()
+        if config.optimizer == "sgd":
+            opt = torch.optim.SGD(m.parameters(), lr=config.lr, momentum=config.momentum,
+                                  weight_decay=config.weight_decay, nesterov=config.nesterov)
+        else:
+            opt = torch.optim.Adam(m.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        for t, batch in enumerate(streams[k]):
+            for g in opt.param_groups:
+                g["lr"] = config.lr * _lr_factor(config.schedule, t, n_steps)
+            loss = nn.functional.cross_entropy(m(Xt[batch]), yt[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        m.eval()
+        with torch.no_grad():
+            out.append(m(Xt).double().numpy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("factory,shape,settings", [
+    (cnn, (1, 8, 8), dict(optimizer="sgd", momentum=0.9, weight_decay=5e-4, schedule="cosine", nesterov=True)),
+    (residual, (64,), dict(optimizer="adam", lr=0.01, weight_decay=0.0, schedule="linear")),
+])
+def test_vectorized_block_equals_a_plain_torch_loop(digits, factory, shape, settings):
+    X, y = digits
+    rng = np.random.default_rng(0)
+    masks = np.zeros((4, 200), dtype=bool)
+    for k, size in enumerate((140, 140, 120, 97)):   # unequal subsets: models finish their epochs at other steps
+        masks[k, rng.choice(200, size, replace=False)] = True
+    seeds = np.array([11, 12, 13, 14])
+    cfg = TorchModule(factory, epochs=2, batch_size=32, vectorize=True, **{"lr": 0.05, **settings})
+    fit = fit_module_block(cfg, X, y, masks=masks, seeds=seeds, n_classes=10, input_shape=shape)
+    assert fit.vectorized
+    ref = _reference(factory, X, y, masks, seeds, cfg, shape)
+    np.testing.assert_allclose(fit.logits(X), ref, atol=2e-4, rtol=1e-4)
+    loop = fit_module_block(TorchModule(factory, epochs=2, batch_size=32, vectorize=False, **{"lr": 0.05, **settings}),
+                            X, y, masks=masks, seeds=seeds, n_classes=10, input_shape=shape)
+    assert not loop.vectorized
+    np.testing.assert_allclose(loop.logits(X), ref, atol=2e-4, rtol=1e-4)
+    steps = np.array([len(s) for s in _streams(masks, seeds, 2, 32)[0]])
+    np.testing.assert_array_equal(fit.n_steps, steps)
+
+
+def test_weight_zero_equals_removal(digits):
+    """An example outside a model's mask is never drawn: training on the mask equals training on the data with the
+    OUT rows deleted (same seed, same minibatch order of the remaining rows)."""
+    X, y = digits
+    mask = np.random.default_rng(1).random(200) < 0.6
+    cfg = TorchModule(cnn, epochs=2, batch_size=16, lr=0.05)
+    with_mask = fit_module_block(cfg, X, y, masks=mask[None], seeds=np.array([5]), n_classes=10,
+                                 input_shape=(1, 8, 8))
+    removed = fit_module_block(cfg, X[mask], y[mask], masks=np.ones((1, int(mask.sum())), dtype=bool),
+                               seeds=np.array([5]), n_classes=10, input_shape=(1, 8, 8))
+    np.testing.assert_array_equal(with_mask.logits(X), removed.logits(X))
+
+
+def test_train_population_of_a_module_and_its_identity(digits):
+    X, y = digits
+    ds = from_arrays(X, y, X[:50], y[:50], image_shape=(8, 8), name="d")
+    assert input_shape_of(ds) == (1, 8, 8)
+    masks = np.random.default_rng(2).random((3, 200)) < 0.7
+    pop = train_population(ds, model=TorchModule(cnn, epochs=1, batch_size=32), masks=masks, seed=0)
+    assert pop.signal("train", "logit").shape == (3, 200) and pop.signal("test", "loss").shape == (3, 50)
+    rec = pop.provenance["model"]
+    assert rec["name"] == "torch-module" and rec["factory"].endswith(":cnn") and len(rec["factory_sha256"]) == 64
+    assert pop.provenance["convergence"]["unit"] == "SGD steps"
+    # shards reproduce the whole run: model k depends on its own seed and rows only
+    part = train_population(ds, model=TorchModule(cnn, epochs=1, batch_size=32), masks=masks[1:], seed=0,
+                            model_offset=1)
+    np.testing.assert_allclose(part.signal("train", "logit"), pop.signal("train", "logit")[1:], atol=1e-4)
+
+
+def test_not_vectorizable_module_falls_back_with_one_line(digits):
+    X, y = digits
+    masks = np.random.default_rng(3).random((2, 200)) < 0.7
+    with pytest.warns(UserWarning, match="cannot be vectorized"):
+        fit = fit_module_block(TorchModule(data_dependent, epochs=1, batch_size=32), X, y, masks=masks,
+                               seeds=np.array([1, 2]), n_classes=10, input_shape=(64,))
+    assert not fit.vectorized
+    with pytest.raises(MemlensInputError, match="cannot be vectorized"):
+        fit_module_block(TorchModule(data_dependent, epochs=1, vectorize=True), X, y, masks=masks,
+                         seeds=np.array([1, 2]), n_classes=10, input_shape=(64,))
+
+
+def test_bad_factories_are_refused_with_one_line(digits, tmp_path):
+    X, y = digits
+    path = tmp_path / "net.py"
+    path.write_text(NET_FILE)
+    masks = np.ones((2, 200), dtype=bool)
+    cases = [(f"{tmp_path}/missing.py:make_net", "does not exist"), (f"{path}:nothing", "has no function 'nothing'"),
+             (f"{path}:not_a_module", "must return a torch.nn.Module"),
+             (f"{path}:no_parameters", "no trainable parameters"),
+             (f"{path}:wrong_shape", "n_classes=10"), ("justaname", "factory spec")]
+    for spec, msg in cases:
+        with pytest.raises(MemlensInputError, match=msg):
+            cfg = TorchModule(spec, epochs=1)
+            fit_module_block(cfg, X, y, masks=masks, seeds=np.array([1, 2]), n_classes=10, input_shape=(1, 8, 8))
+    with pytest.raises(MemlensInputError, match="optimizer must be one of"):
+        TorchModule(cnn, optimizer="lbfgs")
+    with pytest.raises(MemlensInputError, match="unknown field"):
+        TorchModule(cnn, epoch=3)
+
+
+def test_non_finite_loss_names_the_model_and_the_step(digits):
+    X, y = digits
+    with pytest.raises(MemlensTrainingError, match=r"model [0-9]+ has a non-finite training loss at step [0-9]+"):
+        fit_module_block(TorchModule(residual, epochs=5, lr=1e8, momentum=0.9, weight_decay=0.0), X, y,
+                         masks=np.ones((2, 200), dtype=bool), seeds=np.array([1, 2]), n_classes=10,
+                         input_shape=(64,), model_offset=3)
+
+
+def test_audit_of_a_module_file_end_to_end_and_resume_refuses_a_changed_architecture(data_file, tmp_path, capsys):
+    net = tmp_path / "net.py"
+    net.write_text(NET_FILE)
+    out = tmp_path / "run"
+    args = ["audit", "--data", str(data_file), "--model", f"{net}:make_net", "--models", "4", "--shard-size", "2",
+            "--model-param", "epochs=2", "--model-param", "batch_size=32", "--attack-targets", "2", "--out",
+            str(out), "--no-progress"]
+    assert main(args) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["model"] == f"{net}:make_net" and s["model_config"]["name"] == "torch-module"
+    assert s["model_config"]["epochs"] == 2 and len(s["model_config"]["factory_sha256"]) == 64
+    assert (out / "examples.csv").exists() and (out / "report.html").exists() and s["n_shards"] == 2
+    assert 0.3 < s["test_accuracy"] <= 1.0
+    before = (out / "summary.json").read_bytes()
+    net.write_text(NET_FILE.replace("nn.Conv2d(c, 4", "nn.Conv2d(c, 5").replace("4 * h * w", "5 * h * w"))
+    capsys.readouterr()
+    assert main(args[:-2] + ["--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "memlens: error:" in err
+    assert (out / "summary.json").read_bytes() == before
+    assert main(["audit", "--data", str(data_file), "--model", f"{net}:make_net", "--dp-epsilon", "8",
+                 "--out", str(tmp_path / "dp")]) == 2
+    assert "no DP-SGD" in capsys.readouterr().err
+
+
+def test_warnings_do_not_leak_from_the_speed_trial(digits):
+    X, y = digits
+    masks = np.random.default_rng(4).random((3, 200)) < 0.7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_module_block(TorchModule(residual, epochs=1, batch_size=32), X, y, masks=masks,
+                               seeds=np.array([1, 2, 3]), n_classes=10, input_shape=(64,))
+    assert fit.n_steps.min() >= 1
