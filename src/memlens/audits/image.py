@@ -61,7 +61,8 @@ from .loo import LOO_MODELS, AuditLOO, audit_loo, check_kernel_memory, check_loo
 
 __all__ = ["AuditResult", "AuditAttacks", "run_audit", "audit_attacks", "MODELS", "MEM_THRESHOLD",
            "INFL_THRESHOLD", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS", "LIRA_FIXED_VARIANCE_BELOW", "audit_masks",
-           "population_accuracy", "AuditLOO", "audit_loo", "LOO_MODELS", "examples_csv", "pairs_csv"]
+           "population_accuracy", "AuditLOO", "audit_loo", "LOO_MODELS", "examples_csv", "pairs_csv",
+           "measure_and_write"]
 
 #: Model names the audit accepts: every registered trainer with a configuration that trains on feature arrays
 #: (logreg, mlp, and ridge / kernel-ridge, fitted in closed form instead of trained).
@@ -301,28 +302,40 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
              "tolerance; their scores are less reliable (raise max_iter in the model config)")
     run.save_population(pop)
 
-    # ---- measure
-    mem = memorization(pop, signal="correct")
+    head = {"model": model, "model_config": model_config, "backend": backend, "n_models": n_models,
+            "subset_ratio": subset_ratio, "seed": seed}
+    loo_fn = (lambda mem: audit_loo(ds, model=model, model_config=model_config, subset_memorization=mem)) \
+        if loo else None
+    return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": trainer_record, "dp": dp_record},
+                             attacks=attacks, attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn,
+                             t0=t0)
+
+
+def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail: Mapping, attacks: bool,
+                      attack_targets: int, dp_record=None, loo_fn=None, t0: float,
+                      signal: str = "correct") -> AuditResult:
+    """The measuring and writing steps of the image/tabular audit on a trained run, shared by every recipe whose
+    population has ``train`` and ``test`` signals (trained here or computed elsewhere, :mod:`.external`):
+    Feldman–Zhang memorization and influence on ``signal``, high-influence pairs, the attacks and the ε audit, the
+    optional leave-one-out step (``loo_fn(memorization) -> AuditLOO``), then examples.csv, pairs.csv, the report and
+    summary.json (``head`` and ``tail`` are the recipe's own summary fields around the measured ones)."""
+    mem = memorization(pop, signal=signal)
     # Thresholded pairs are only needed for memorized training examples (high_influence_pairs keeps no others).
-    infl = influence(pop, signal="correct", split="test", top_k=TOP_K, threshold=INFL_THRESHOLD,
+    infl = influence(pop, signal=signal, split="test", top_k=TOP_K, threshold=INFL_THRESHOLD,
                      pair_columns=np.nan_to_num(mem.scores, nan=-np.inf) >= MEM_THRESHOLD)
     pairs = high_influence_pairs(mem, infl, train_labels=ds.y_train, test_labels=ds.y_test,
                                  mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD)
     train_acc, test_acc = population_accuracy(pop)
     finite = np.isfinite(mem.scores)
     summary = {
-        "dataset": ds.name, "n_train": ds.n_train, "n_test": ds.n_test, "n_classes": ds.n_classes,
-        "model": model, "model_config": model_config, "backend": backend,
-        "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
+        "dataset": ds.name, "n_train": ds.n_train, "n_test": ds.n_test, "n_classes": ds.n_classes, **head,
         "train_accuracy": train_acc, "test_accuracy": test_acc,
         "mem_threshold": MEM_THRESHOLD, "infl_threshold": INFL_THRESHOLD,
         "n_memorized": mem.n_memorized(MEM_THRESHOLD),
         "n_undefined": int((~finite).sum()),
         "mean_memorization": float(np.mean(mem.scores[finite])) if finite.any() else math.nan,
         "n_pairs": len(pairs), "n_pairs_unique_test": pairs.n_unique_test,
-        **pipeline.RunRecord.of(trained, opts).to_json(), "runtime_seconds": None,
-        "trainer": trainer_record,
-        "dp": dp_record,
+        **pipeline.RunRecord.of(trained, opts).to_json(), "runtime_seconds": None, **tail,
     }
     att = None
     if attacks:
@@ -339,13 +352,14 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         summary["attack_seconds"] = time.perf_counter() - t_att
 
     loo_res = None
-    if loo:
-        loo_res = audit_loo(ds, model=model, model_config=model_config, subset_memorization=mem)
+    if loo_fn is not None:
+        loo_res = loo_fn(mem)
         summary["loo"] = dict(loo_res.summary)
 
     # ---- write results: the CSVs, the report, summary.json last
     pipeline.write_results(
-        run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res), "pairs.csv": pairs_csv(pairs)},
+        trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res),
+                            "pairs.csv": pairs_csv(pairs)},
         summary=summary, t0=t0,
         report=lambda s: write_report(opts.out / "report.html", summary=s, dataset=ds, memorization=mem,
                                       influence=infl, pairs=pairs, attacks=att, loo=loo_res))

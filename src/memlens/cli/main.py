@@ -26,6 +26,7 @@ import numpy as np
 
 from .._random import check_seed
 from .._validation import MemlensInputError, MemlensTrainingError, MemlensWarning
+from ..audits.external import run_external_audit
 from ..audits.image import run_audit
 from ..data import from_arrays
 from ..experiments import get_experiment, list_experiments
@@ -42,7 +43,8 @@ _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--s
           "model": "--model", "out": "--out", "shard_size": "--shard-size", "resume and overwrite":
           "--resume and --overwrite", "reproduction": "NAME", "attack_targets": "--attack-targets",
           "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo",
-          "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus"}
+          "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus",
+          "external": "--external", "model_params": "--model-param", "on_shard": "on_shard"}
 
 
 class _UsageError(Exception):
@@ -81,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--data", metavar="FILE.npz", default=None,
                        help="your own data: an .npz with arrays X_train, y_train, X_test, y_test (optional: "
                             "image_shape, class_names)")
+    audit.add_argument("--external", metavar="FOLDER", default=None,
+                       help="audit models trained elsewhere: a folder of .npy masks, outputs (or signals) and labels "
+                            "in the layout of memlens.attacks.external; the same outputs as a trained audit")
     audit.add_argument("--model", default="logreg",
                        help="logreg (default), mlp, ridge or kernel-ridge (ridge and kernel-ridge: exact closed-form "
                             "refits on every subset instead of training); char-lm: the text audit's byte-level "
@@ -197,6 +202,35 @@ def load_npz_dataset(path):
         raise MemlensInputError(f"--data {str(path)!r}: {exc}") from None
 
 
+def _trained(args):
+    dataset = load_npz_dataset(args.data) if args.data is not None else (args.dataset or "digits")
+    return run_audit(dataset=dataset, model=args.model, model_params=parse_model_params(args.model_param),
+                     n_models=args.models, subset_ratio=args.subset_ratio,
+                     seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                     shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
+                     attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
+                     loo=args.loo, executor=args.backend, ray_address=args.ray_address,
+                     ray_num_cpus=args.ray_num_cpus)
+
+
+#: Flags that describe training, refused with --external (the models were trained elsewhere).
+_TRAINING_FLAGS = (("data", "--data", None), ("dataset", "--dataset", None), ("model", "--model", "logreg"),
+                   ("model_param", "--model-param", None), ("dp_epsilon", "--dp-epsilon", None),
+                   ("dp_delta", "--dp-delta", None), ("loo", "--loo", False), ("seed", "--seed", 0),
+                   ("subset_ratio", "--subset-ratio", 0.7), ("models", "--models", 256))
+
+
+def _external(args):
+    for dest, flag, default in _TRAINING_FLAGS:
+        if getattr(args, dest) != default:
+            raise MemlensInputError(f"{flag} describes training, and --external audits models trained elsewhere; got "
+                                    f"{flag} with --external {args.external!r}: drop {flag}", param="external")
+    return run_external_audit(args.external, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                              shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
+                              attack_targets=args.attack_targets, executor=args.backend,
+                              ray_address=args.ray_address, ray_num_cpus=args.ray_num_cpus)
+
+
 def _audit(args) -> int:
     if is_text_audit(args):  # --dataset fortunes, --text FILE or --model char-lm
         if args.model_param:
@@ -212,14 +246,10 @@ def _audit(args) -> int:
     if args.data is not None and args.dataset is not None:
         raise MemlensInputError(f"--dataset and --data exclude each other; got --dataset {args.dataset!r} and "
                                 f"--data {args.data!r}: pass one of them")
-    dataset = load_npz_dataset(args.data) if args.data is not None else (args.dataset or "digits")
-    result = run_audit(dataset=dataset, model=args.model, model_params=parse_model_params(args.model_param),
-                       n_models=args.models, subset_ratio=args.subset_ratio,
-                       seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
-                       shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
-                       attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
-                       loo=args.loo, executor=args.backend, ray_address=args.ray_address,
-                       ray_num_cpus=args.ray_num_cpus)
+    if args.external is not None:
+        result = _external(args)
+    else:
+        result = _trained(args)
     s = result.summary
     print(f"{s['dataset']}: {s['n_models']} {s['model']} models, train accuracy {100 * s['train_accuracy']:.1f}%, "
           f"test accuracy {100 * s['test_accuracy']:.1f}%; {s['n_memorized']} examples with memorization >= "

@@ -9,7 +9,7 @@ from ..models.char_lm import (
 )
 from . import autoregressive
 from .autoregressive import AutoregressiveRun, train_autoregressive
-from .builtin import CHAR_LM, KERNEL_RIDGE, LOGREG, MLP, RIDGE, SKLEARN, TORCH_MODULE, configure_model
+from .builtin import CHAR_LM, FUNCTION, KERNEL_RIDGE, LOGREG, MLP, RIDGE, SKLEARN, TORCH_MODULE, configure_model
 from .closed_form import (
     LOOResult,
     brute_force_loo,
@@ -22,6 +22,7 @@ from .closed_form import (
     subset_refit_scores,
 )
 from .configs import MODEL_CONFIGS, LogisticConfig, MLPConfig, make_model_config
+from .function import FitFunction, FitFunctionConfig
 from .logreg import LogisticFit, fit_logistic, logistic_logits
 from .population_training import DEFAULT_BLOCK_SIZE, standardized_features, train_population
 from .torch_mlp import MLPFit, fit_mlp, mlp_logits
@@ -30,7 +31,7 @@ from .trainers import TRAINERS, BlockFit, Trainer, config_from_dict, get_trainer
 
 __all__ = [
     "BlockFit", "Trainer", "TRAINERS", "config_from_dict", "get_trainer", "register_trainer", "CHAR_LM",
-    "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN", "TORCH_MODULE", "configure_model", "TorchModule",
+    "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN", "TORCH_MODULE", "FUNCTION", "FitFunction", "FitFunctionConfig", "configure_model", "TorchModule",
     "TorchModuleConfig",
     "autoregressive", "AutoregressiveConfig", "AutoregressiveModel", "AutoregressiveRun", "greedy_continue",
     "make_autoregressive_model", "sequence_signals", "train_autoregressive", "MODEL_CONFIGS", "LogisticConfig",

@@ -14,6 +14,9 @@
 ``torch-module``
     The user's own ``torch.nn.Module`` from a factory ``PATH.py:FUNC``, vectorized over a block of models
     (:mod:`memlens.train.torch_module`).
+``function``
+    Any training function ``fit(X, y, seed) -> predict`` (JAX, TensorFlow, XGBoost, ...), one model per call
+    (:mod:`memlens.train.function`).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import numpy as np
 
 from .._threads import limit_threads
 from .._validation import MemlensInputError
-from . import torch_module
+from . import function, torch_module
 from .closed_form import closed_form_population
 from .configs import KernelRidgeConfig, LogisticConfig, MLPConfig, RidgeConfig, make_model_config
 from .logreg import fit_logistic, full_hessian_start, resolve_preconditioner
@@ -34,7 +37,7 @@ from .text_population import CharLMConfig, train_text_population
 from .torch_mlp import fit_mlp
 from .trainers import TRAINERS, BlockFit, Trainer, get_trainer, register_trainer, trainer_for_config
 
-__all__ = ["LOGREG", "MLP", "RIDGE", "KERNEL_RIDGE", "SKLEARN", "CHAR_LM", "TORCH_MODULE", "configure_model"]
+__all__ = ["LOGREG", "MLP", "RIDGE", "KERNEL_RIDGE", "SKLEARN", "CHAR_LM", "TORCH_MODULE", "FUNCTION", "configure_model"]
 
 
 def _char_lm_config(**overrides) -> CharLMConfig:
@@ -162,23 +165,36 @@ CHAR_LM = register_trainer(Trainer(
     convergence=_exact_convergence, population=_char_lm, text=True))
 
 
-# ---------------------------------------------------------------------------------------------- the user's module
+# ---------------------------------------------------------------------------------------------- the user's model
 TORCH_MODULE = register_trainer(Trainer(
     name="torch-module", config_type=torch_module.TorchModuleConfig, make_config=torch_module.make_config,
     fit_block=torch_module.fit_block, convergence=sgd_convergence, block_size=32, feature_dtype=np.float32))
+
+
+def _function_convergence(config, diag):
+    return {"unit": "one call of the user's fit per model", "n_models": int(diag["n_rows"].size),
+            "rows_per_model_mean": float(np.mean(diag["n_rows"]))}
+
+
+FUNCTION = register_trainer(Trainer(
+    name="function", config_type=function.FitFunctionConfig, make_config=function.make_config,
+    fit_block=function.fit_block, convergence=_function_convergence, block_size=8, feature_dtype=np.float32))
 
 
 def configure_model(model, params=None):
     """``(trainer, config)`` of an audit's ``model`` argument with ``params`` overriding fields of its configuration.
 
     ``model`` is a registered trainer name (``"logreg"``), a factory spec of the user's own module
-    (``"net.py:make_net"`` or ``"package.module:make_net"``: the ``torch-module`` trainer), or a configuration
-    object (``LogisticConfig(...)``, ``TorchModule(factory, ...)``).
+    (``"net.py:make_net"`` or ``"package.module:make_net"``: the ``torch-module`` trainer), a training-function spec
+    (``"fit:train.py:fit"``: the ``function`` trainer), or a configuration object (``LogisticConfig(...)``,
+    ``TorchModule(factory, ...)``, ``FitFunction(fit, ...)``).
     """
     if params is not None and (not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params)):
         raise MemlensInputError(f"model_params must be a mapping of field names to values, e.g. {{'C': 0.01}}; "
                                 f"got {params!r}", param="model_params")
     params = dict(params or {})
+    if isinstance(model, str) and model.startswith(function.SPEC_PREFIX):
+        return FUNCTION, FUNCTION.make_config(fit=model[len(function.SPEC_PREFIX):], **params)
     if isinstance(model, str) and ":" in model:
         return TORCH_MODULE, TORCH_MODULE.make_config(factory=model, **params)
     if isinstance(model, str):

@@ -1,0 +1,157 @@
+"""Any training function as a population: models of other frameworks (JAX, TensorFlow, XGBoost, a scikit-learn
+pipeline), one model per call, through the same sharded, resumable, Ray-capable run.
+
+The user gives ``fit(X, y, seed) -> predict``: it trains one model on the rows ``X`` (float32, ``(m, n_features)``;
+reshape them with the dataset's ``image_shape`` if the model wants images) and labels ``y`` (int, ``(m,)``) with its
+own seed, and returns ``predict(X) -> (rows, n_classes)`` class scores of the trained model: raw logits
+(``output="logits"``) or probabilities (``output="proba"``). memlens calls it once per model with that model's
+training rows, turns the scores into the standard signals (``logit``, ``loss``, ``correct``) on the training and
+test splits, and keeps no model.
+
+On the command line: ``memlens audit --model fit:PATH.py:FUNC`` (the file is imported, which runs it, as a test
+runner runs ``conftest.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .._validation import MemlensInputError
+from ..population import signals_from_logits, signals_from_proba
+from .torch_module import _callable_identity, load_factory
+from .trainers import BlockFit
+
+__all__ = ["FitFunctionConfig", "FitFunction", "make_config", "fit_block", "SPEC_PREFIX"]
+
+#: Prefix of a training-function spec on the command line: ``--model fit:PATH.py:FUNC``.
+SPEC_PREFIX = "fit:"
+OUTPUTS = ("logits", "proba")
+
+
+@dataclass(frozen=True)
+class FitFunctionConfig:
+    """A training function ``fit(X, y, seed) -> predict`` (every field but the callable is part of a run's identity).
+
+    Attributes
+    ----------
+    fit : str
+        ``PATH.py:FUNC`` or ``package.module:FUNC`` (for a callable given in Python, its ``module:qualname``).
+    fit_sha256 : str
+        Hash of the function's file (or source).
+    output : {"logits", "proba"}
+        What ``predict`` returns: raw class scores, or probabilities (clipped at 1e-12 before the logarithm).
+    standardize : bool
+        Z-score the features with the full training split's statistics before ``fit`` sees them.
+    """
+
+    fit: str
+    fit_sha256: str = ""
+    output: str = "logits"
+    standardize: bool = False
+    callable_: Any = field(default=None, compare=False, repr=False)
+
+    name = "function"
+
+    def __post_init__(self):
+        if self.output not in OUTPUTS:
+            raise MemlensInputError(f"output must be 'logits' or 'proba' (what predict returns); got "
+                                    f"{self.output!r}", param="output")
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise MemlensInputError(f"standardize must be True or False; got {self.standardize!r}",
+                                    param="standardize")
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "callable_"}
+        return {"name": self.name, **d}
+
+    def function(self) -> Callable:
+        if self.callable_ is not None:
+            return self.callable_
+        fn, digest = load_factory(self.fit)
+        if self.fit_sha256 and digest != self.fit_sha256:
+            raise MemlensInputError(f"model: the file of {self.fit!r} changed since this configuration was made (its "
+                                    "hash differs); start a new run for the new training function", param="model")
+        return fn
+
+
+def FitFunction(fit, **settings) -> FitFunctionConfig:  # noqa: N802 - reads as the trainer it configures
+    """A :class:`FitFunctionConfig` for ``train_population(..., model=FitFunction(fit, output="proba"))``.
+
+    ``fit`` is a callable ``fit(X, y, seed) -> predict`` or a spec ``PATH.py:FUNC`` / ``package.module:FUNC``.
+    """
+    names = {f.name for f in dataclasses.fields(FitFunctionConfig)} - {"callable_", "fit", "fit_sha256"}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise MemlensInputError(f"unknown field(s) {', '.join(unknown)} for model 'function'; valid fields: "
+                                f"{', '.join(sorted(names))}", param="model_params")
+    if callable(fit):
+        spec, digest = _callable_identity(fit)
+        return FitFunctionConfig(fit=spec, fit_sha256=digest, callable_=fit, **settings)
+    if isinstance(fit, str) and fit.startswith(SPEC_PREFIX):
+        fit = fit[len(SPEC_PREFIX):]
+    _, digest = load_factory(fit)
+    return FitFunctionConfig(fit=fit, fit_sha256=digest, **settings)
+
+
+def make_config(**fields) -> FitFunctionConfig:
+    """The registry's ``make_config``: ``fit`` is required (a spec or a callable)."""
+    if "fit" not in fields:
+        raise MemlensInputError("model 'function' needs a training function: pass --model fit:PATH.py:FUNC (or "
+                                "FitFunction(fit, ...) in Python)", param="model")
+    fit = fields.pop("fit")
+    fields.pop("name", None)
+    digest = fields.pop("fit_sha256", "")
+    cfg = FitFunction(fit, **fields)
+    if digest and cfg.fit_sha256 != digest:
+        raise MemlensInputError(f"model: the file of {cfg.fit!r} changed since the run was made (its hash differs); "
+                                "start a new run for the new training function", param="model")
+    return cfg
+
+
+def _scores(predict, X, n_classes: int, what: str, model: int) -> np.ndarray:
+    try:
+        out = np.asarray(predict(X), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - the user's predict failed
+        raise MemlensInputError(f"model: predict of model {model} failed on the {what} rows ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); it must map "
+                                "(rows, n_features) to (rows, n_classes) class scores", param="model") from None
+    if out.shape != (X.shape[0], n_classes):
+        raise MemlensInputError(f"model: predict must return class scores of shape (rows, n_classes) = "
+                                f"({X.shape[0]}, {n_classes}) on the {what} rows; got {out.shape} from model {model}",
+                                param="model")
+    return out
+
+
+def fit_block(config: FitFunctionConfig, X, y, X_test, y_test, *, n_classes, masks, seeds, shared,
+              input_shape=None, first_model=0) -> BlockFit:
+    """Call ``fit`` once per mask row (its rows, its seed), and the signals of each returned ``predict``."""
+    fit = config.function()
+    k = masks.shape[0]
+    sig = {"train": {}, "test": {}}
+    per = {"train": [], "test": []}
+    for j in range(k):
+        rows = np.flatnonzero(masks[j])
+        try:
+            predict = fit(np.ascontiguousarray(X[rows], dtype=np.float32), np.asarray(y[rows], dtype=np.int64),
+                          int(seeds[j]))
+        except MemlensInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's training failed: name the model
+            raise MemlensInputError(f"model: fit failed for model {first_model + j} ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:160] if str(exc) else ''})", param="model") from None
+        if not callable(predict):
+            raise MemlensInputError(f"model: fit must return a function predict(X) -> (rows, n_classes) scores; got "
+                                    f"{type(predict).__name__} for model {first_model + j}", param="model")
+        for split, (Xs, ys) in (("train", (X, y)), ("test", (X_test, y_test))):
+            s = _scores(predict, np.ascontiguousarray(Xs, dtype=np.float32), n_classes, split, first_model + j)
+            to_signals = signals_from_logits if config.output == "logits" else signals_from_proba
+            per[split].append(to_signals(s[None], ys))
+    for split in ("train", "test"):
+        for name in ("logit", "loss", "correct"):
+            sig[split][name] = np.concatenate([p[name] for p in per[split]])
+    n_rows = masks.sum(1)
+    return BlockFit(None, sig, {"n_iter": np.full(k, -1, dtype=np.int64), "converged": np.ones(k, dtype=bool),
+                                "n_rows": n_rows})
