@@ -236,3 +236,80 @@ def test_warnings_do_not_leak_from_the_speed_trial(digits):
         fit = fit_module_block(TorchModule(residual, epochs=1, batch_size=32), X, y, masks=masks,
                                seeds=np.array([1, 2, 3]), n_classes=10, input_shape=(64,))
     assert fit.n_steps.min() >= 1
+
+
+# ---------------------------------------------------------------------------------------------- augmentation, cnn
+def test_shift_flip_by_hand():
+    from memlens.train.torch_module import shift_flip
+
+    x = torch.arange(9, dtype=torch.float32).reshape(1, 1, 3, 3)          # B=1, C=1, H=W=3
+    same = shift_flip(x, np.array([1]), np.array([1]), np.array([False]), 1)
+    assert torch.equal(same, x)
+    down_right = shift_flip(x, np.array([0]), np.array([0]), np.array([False]), 1)   # content moves down-right
+    assert down_right[0, 0].tolist() == [[0, 0, 0], [0, 0, 1], [0, 3, 4]]
+    mirrored = shift_flip(x, np.array([1]), np.array([1]), np.array([True]), 1)
+    assert mirrored[0, 0].tolist() == [[2, 1, 0], [5, 4, 3], [8, 7, 6]]
+
+
+def test_augmented_vectorized_block_equals_the_plain_loop_with_the_same_draws(digits):
+    from memlens.train.torch_module import _augment_draws, shift_flip
+
+    X, y = digits
+    masks = np.random.default_rng(5).random((3, 200)) < 0.7
+    seeds = np.array([21, 22, 23])
+    cfg = TorchModule(cnn, epochs=2, batch_size=32, lr=0.05, augment=True, flip=True, crop_padding=1,
+                      vectorize=True)
+    fit = fit_module_block(cfg, X, y, masks=masks, seeds=seeds, n_classes=10, input_shape=(1, 8, 8))
+    streams, n_steps = _streams(masks, seeds, 2, 32)
+    draws = _augment_draws(streams, seeds, 1, True)
+    Xt, yt = torch.as_tensor(X).reshape(-1, 1, 8, 8), torch.as_tensor(y)
+    for k in range(3):
+        m = _build(cnn, (1, 8, 8), 10, seeds[k], "cpu")
+        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        for t, batch in enumerate(streams[k]):
+            dy, dx, fl = draws[k][t]
+            loss = nn.functional.cross_entropy(m(shift_flip(Xt[batch], dy, dx, fl, 1)), yt[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        m.eval()
+        with torch.no_grad():
+            np.testing.assert_allclose(fit.logits(X)[k], m(Xt).double().numpy(), atol=2e-4, rtol=1e-4)
+
+
+def test_query_augmentation_averages_the_signals(digits):
+    from memlens.population import signals_from_logits
+    from memlens.train.torch_module import augmented_queries, query_signals
+
+    X, y = digits
+    fit = fit_module_block(TorchModule(cnn, epochs=1, batch_size=32), X, y, masks=np.ones((2, 200), dtype=bool),
+                           seeds=np.array([1, 2]), n_classes=10, input_shape=(1, 8, 8))
+    plain = signals_from_logits(fit.logits(X), y)
+    one = query_signals(fit, X, y, [(1, 1, False, 1)])          # the identity query alone: the plain signals
+    for name in ("logit", "loss", "correct"):
+        np.testing.assert_allclose(one[name], plain[name], rtol=1e-6, atol=1e-6)
+    queries = augmented_queries(1, True)
+    assert queries == [(1, 1, False, 1), (1, 1, True, 1), (0, 0, False, 1), (2, 2, False, 1)]
+    many = query_signals(fit, X, y, queries)
+    per = [signals_from_logits(fit.logits(X, query=q), y) for q in queries]
+    np.testing.assert_allclose(many["logit"], np.mean([p["logit"] for p in per], axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(many["correct"], plain["correct"])
+
+
+def test_builtin_cnn_audit_and_its_refusals(data_file, tmp_path, capsys):
+    from memlens.train import get_trainer
+
+    out = tmp_path / "cnn"
+    assert main(["audit", "--data", str(data_file), "--model", "cnn", "--models", "4", "--model-param", "epochs=2",
+                 "--model-param", "query_augment=true", "--attack-targets", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["model"] == "cnn" and s["model_config"]["augment"] is True and s["model_config"]["width"] == 16
+    assert s["trainer"]["convergence_by_shard"][0]["unit"] == "SGD steps" and 0 <= s["test_accuracy"] <= 1
+    with pytest.raises(MemlensInputError, match="unknown field"):
+        get_trainer("cnn").make_config(widht=8)
+    tab = from_arrays(np.zeros((20, 5), np.float32), np.arange(20) % 2, np.zeros((4, 5), np.float32),
+                      np.arange(4) % 2, name="tab")
+    with pytest.raises(MemlensInputError, match="needs images"):
+        train_population(tab, model=get_trainer("cnn").make_config(epochs=1, augment=False),
+                         masks=np.ones((2, 20), dtype=bool), seed=0)

@@ -9,7 +9,7 @@ from ..models.char_lm import (
 )
 from . import autoregressive
 from .autoregressive import AutoregressiveRun, train_autoregressive
-from .builtin import CHAR_LM, FUNCTION, KERNEL_RIDGE, LOGREG, MLP, RIDGE, SKLEARN, TORCH_MODULE, configure_model
+from .builtin import CHAR_LM, CNN, FUNCTION, KERNEL_RIDGE, LOGREG, MLP, RIDGE, SKLEARN, TORCH_MODULE, configure_model
 from .closed_form import (
     LOOResult,
     brute_force_loo,
@@ -21,6 +21,7 @@ from .closed_form import (
     score_signals,
     subset_refit_scores,
 )
+from .cnn import CNNConfig, residual_cnn
 from .configs import MODEL_CONFIGS, LogisticConfig, MLPConfig, make_model_config
 from .function import FitFunction, FitFunctionConfig
 from .logreg import LogisticFit, fit_logistic, logistic_logits
@@ -31,7 +32,7 @@ from .trainers import TRAINERS, BlockFit, Trainer, config_from_dict, get_trainer
 
 __all__ = [
     "BlockFit", "Trainer", "TRAINERS", "config_from_dict", "get_trainer", "register_trainer", "CHAR_LM",
-    "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN", "TORCH_MODULE", "FUNCTION", "FitFunction", "FitFunctionConfig", "configure_model", "TorchModule",
+    "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN", "TORCH_MODULE", "CNN", "CNNConfig", "residual_cnn", "FUNCTION", "FitFunction", "FitFunctionConfig", "configure_model", "TorchModule",
     "TorchModuleConfig",
     "autoregressive", "AutoregressiveConfig", "AutoregressiveModel", "AutoregressiveRun", "greedy_continue",
     "make_autoregressive_model", "sequence_signals", "train_autoregressive", "MODEL_CONFIGS", "LogisticConfig",

@@ -14,6 +14,9 @@
 ``torch-module``
     The user's own ``torch.nn.Module`` from a factory ``PATH.py:FUNC``, vectorized over a block of models
     (:mod:`memlens.train.torch_module`).
+``cnn``
+    The built-in residual CNN for 8x8 / 28x28 grey and 32x32 colour images, with data augmentation
+    (:mod:`memlens.train.cnn`), trained like ``torch-module``.
 ``function``
     Any training function ``fit(X, y, seed) -> predict`` (JAX, TensorFlow, XGBoost, ...), one model per call
     (:mod:`memlens.train.function`).
@@ -28,7 +31,7 @@ import numpy as np
 
 from .._threads import limit_threads
 from .._validation import MemlensInputError
-from . import function, torch_module
+from . import cnn, function, torch_module
 from .closed_form import closed_form_population
 from .configs import KernelRidgeConfig, LogisticConfig, MLPConfig, RidgeConfig, make_model_config
 from .logreg import fit_logistic, full_hessian_start, resolve_preconditioner
@@ -37,7 +40,7 @@ from .text_population import CharLMConfig, train_text_population
 from .torch_mlp import fit_mlp
 from .trainers import TRAINERS, BlockFit, Trainer, get_trainer, register_trainer, trainer_for_config
 
-__all__ = ["LOGREG", "MLP", "RIDGE", "KERNEL_RIDGE", "SKLEARN", "CHAR_LM", "TORCH_MODULE", "FUNCTION", "configure_model"]
+__all__ = ["LOGREG", "MLP", "RIDGE", "KERNEL_RIDGE", "SKLEARN", "CHAR_LM", "TORCH_MODULE", "CNN", "FUNCTION", "configure_model"]
 
 
 def _char_lm_config(**overrides) -> CharLMConfig:
@@ -166,9 +169,19 @@ CHAR_LM = register_trainer(Trainer(
 
 
 # ---------------------------------------------------------------------------------------------- the user's model
+def module_convergence(config, diag):
+    """SGD's record, and how many models trained in vectorized blocks (the rest one at a time)."""
+    return {**sgd_convergence(config, diag), "n_vectorized": int(np.sum(diag["vectorized"]))}
+
+
 TORCH_MODULE = register_trainer(Trainer(
     name="torch-module", config_type=torch_module.TorchModuleConfig, make_config=torch_module.make_config,
-    fit_block=torch_module.fit_block, convergence=sgd_convergence, block_size=32, feature_dtype=np.float32))
+    fit_block=torch_module.fit_block, convergence=module_convergence, block_size=32, feature_dtype=np.float32))
+
+
+CNN = register_trainer(Trainer(
+    name="cnn", config_type=cnn.CNNConfig, make_config=cnn.make_config, fit_block=torch_module.fit_block,
+    convergence=module_convergence, block_size=32, feature_dtype=np.float32))
 
 
 def _function_convergence(config, diag):

@@ -43,10 +43,11 @@ import numpy as np
 
 from .._threads import limit_threads
 from .._validation import MemlensInputError, MemlensTrainingError, check_float, check_int, warn
+from ..population import signals_from_logits
 from .trainers import BlockFit
 
 __all__ = ["TorchModuleConfig", "TorchModule", "load_factory", "fit_module_block", "module_logits",
-           "input_shape_of", "OPTIMIZERS", "SCHEDULES"]
+           "input_shape_of", "OPTIMIZERS", "SCHEDULES", "shift_flip", "augmented_queries", "query_signals"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -163,6 +164,18 @@ class TorchModuleConfig:
         ``"cpu"`` or ``"cuda"`` (where torch sees a GPU).
     standardize : bool
         Z-score the features with the full training split's statistics first (every model sees the same map).
+    augment : bool
+        Data augmentation of image inputs, drawn per model and per step from the model's own generator: a random
+        crop of the image zero-padded by ``crop_padding`` pixels, and a horizontal flip with probability 1/2 where
+        ``flip`` allows it.
+    crop_padding : int >= 0 or "auto"
+        ``auto``: one eighth of the image's height, at least 1 pixel.
+    flip : bool or "auto"
+        Horizontal flips in augmentation and queries; ``auto``: for colour images (3 channels) only, since a
+        flipped digit is another symbol (set True for data whose classes are mirror-symmetric, e.g. clothing).
+    query_augment : bool
+        LiRA's augmented queries (Carlini et al. 2022, §VI): every signal is the mean over the original image, its
+        flip (where allowed) and two shifted copies (``correct`` stays that of the original image).
     """
 
     factory: str
@@ -178,6 +191,10 @@ class TorchModuleConfig:
     vectorize: Any = "auto"
     device: str = "cpu"
     standardize: bool = True
+    augment: bool = False
+    crop_padding: Any = "auto"
+    flip: Any = "auto"
+    query_augment: bool = False
     callable_: Any = field(default=None, compare=False, repr=False)
 
     name = "torch-module"
@@ -205,6 +222,14 @@ class TorchModuleConfig:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise MemlensInputError("nesterov needs optimizer='sgd' with momentum > 0; got "
                                     f"optimizer={self.optimizer!r}, momentum={self.momentum}", param="nesterov")
+        for flag in ("augment", "query_augment"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise MemlensInputError(f"{flag} must be True or False; got {getattr(self, flag)!r}", param=flag)
+        if self.crop_padding != "auto":
+            set_(self, "crop_padding", check_int("crop_padding", self.crop_padding, min_value=0,
+                                                 hint="(pixels of zero padding of the random crop, or 'auto')"))
+        if self.flip not in ("auto", True, False):
+            raise MemlensInputError(f"flip must be 'auto', True or False; got {self.flip!r}", param="flip")
         if not isinstance(self.device, str) or not self.device:
             raise MemlensInputError(f"device must be a torch device name such as 'cpu' or 'cuda'; got "
                                     f"{self.device!r}", param="device")
@@ -304,6 +329,63 @@ def _streams(masks: np.ndarray, seeds: np.ndarray, epochs: int, batch_size: int)
     return out, max(len(b) for b in out)
 
 
+def _augmentation(config: TorchModuleConfig, input_shape: tuple) -> tuple[int, bool] | None:
+    """``(crop_padding, flip)`` of the configuration for images of ``input_shape``; None without augmentation."""
+    if not (config.augment or config.query_augment):
+        return None
+    if len(input_shape) != 3:
+        raise MemlensInputError(f"augment and query_augment need image inputs (C, H, W); got input_shape "
+                                f"{tuple(input_shape)}: give the dataset an image_shape, or drop them", param="augment")
+    pad = max(1, input_shape[1] // 8) if config.crop_padding == "auto" else int(config.crop_padding)
+    flip = input_shape[0] == 3 if config.flip == "auto" else bool(config.flip)
+    return pad, flip
+
+
+def _augment_draws(streams: list, seeds, pad: int, flip: bool) -> list:
+    """Per model and step, the crop offsets ``(dy, dx)`` in ``[0, 2 pad]`` and flips of every image of its batch,
+    from the model's own generator (a stream apart from its minibatch order)."""
+    out = []
+    for batches, seed in zip(streams, seeds):
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x617567]))
+        per = []
+        for b in batches:
+            shifts = rng.integers(0, 2 * pad + 1, size=(len(b), 2))
+            flips = rng.random(len(b)) < 0.5 if flip else np.zeros(len(b), dtype=bool)
+            per.append((shifts[:, 0], shifts[:, 1], flips))
+        out.append(per)
+    return out
+
+
+def shift_flip(x, dy, dx, flip, pad: int):
+    """Images ``x`` (..., B, C, H, W) zero-padded by ``pad``, cropped back to (H, W) at offsets ``dy, dx`` (..., B)
+    in ``[0, 2 pad]`` (``pad`` each: no shift), and mirrored where ``flip`` (..., B) is True."""
+    import torch  # heavy: imported on first use
+    from torch.nn import functional as F  # heavy: imported on first use
+
+    H, W = x.shape[-2], x.shape[-1]
+    dy = torch.as_tensor(dy, device=x.device)
+    dx = torch.as_tensor(dx, device=x.device)
+    flip = torch.as_tensor(flip, device=x.device)
+    if pad:
+        xp = F.pad(x, (pad, pad, pad, pad))
+        lead = x.shape[:-2]
+        rows = (dy[..., None] + torch.arange(H, device=x.device))[..., None, :, None]          # (..., B, 1, H, 1)
+        xr = torch.gather(xp, -2, rows.expand(*lead, H, W + 2 * pad))
+        cols = (dx[..., None] + torch.arange(W, device=x.device))[..., None, None, :]          # (..., B, 1, 1, W)
+        x = torch.gather(xr, -1, cols.expand(*lead, H, W))
+    return torch.where(flip[..., None, None, None], x.flip(-1), x)
+
+
+def _augmented(xb, draws, rows, t, pad):
+    """The batch ``xb`` (K, B, ...) of the models ``rows`` at step ``t``, augmented with their draws."""
+    if draws is None:
+        return xb
+    dy = np.stack([draws[j][t][0] for j in rows])
+    dx = np.stack([draws[j][t][1] for j in rows])
+    fl = np.stack([draws[j][t][2] for j in rows])
+    return shift_flip(xb, dy, dx, fl, pad)
+
+
 def _lr_factor(schedule: str, step: int, n_steps: int) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * step / max(1, n_steps)))
@@ -350,9 +432,10 @@ class ModuleFit:
     device: Any
     models: tuple = ()
 
-    def logits(self, X) -> np.ndarray:
-        """``(k, rows, n_classes)`` logits of every model on rows ``X`` (flat or shaped), in eval mode."""
-        return module_logits(self, X)
+    def logits(self, X, *, query=None) -> np.ndarray:
+        """``(k, rows, n_classes)`` logits of every model on rows ``X`` (flat or shaped), in eval mode; ``query``
+        ``(dy, dx, flip, pad)`` shifts and mirrors every image first (LiRA's augmented queries)."""
+        return module_logits(self, X, query=query)
 
 
 def _forward_fn(base):
@@ -396,6 +479,9 @@ def fit_module_block(config: TorchModuleConfig, X, y, *, masks, seeds, n_classes
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64)).to(device)
     models = [_build(factory, input_shape, n_classes, seeds[j], device) for j in range(k)]
     streams, n_steps = _streams(masks, seeds, config.epochs, config.batch_size)
+    aug = _augmentation(config, input_shape)
+    draws = _augment_draws(streams, seeds, *aug) if aug is not None and config.augment else None
+    pad = aug[0] if aug is not None else 0
     probe = copy.deepcopy(models[0])   # the output's shape, checked before any training (on a copy: BatchNorm)
     try:
         trial_out = probe(Xt[: min(2, n)])
@@ -437,18 +523,18 @@ def fit_module_block(config: TorchModuleConfig, X, y, *, masks, seeds, n_classes
             if len(active) < k:
                 # models that are done keep their state: run the block on the active ones only
                 _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes,
-                             last_losses, steps, epoch_steps, model_offset)
+                             last_losses, steps, epoch_steps, model_offset, draws, pad)
                 continue
             b = max(len(streams[j][t]) for j in range(k))
             if all(len(streams[j][t]) == b for j in range(k)):
                 idx = torch.as_tensor(np.stack([streams[j][t] for j in range(k)])).to(device)
-                out = fwd(params, buffers, Xt[idx])
+                out = fwd(params, buffers, _augmented(Xt[idx], draws, range(k), t, pad))
                 _check_output(out, k, b, n_classes)
                 losses = F.cross_entropy(out.reshape(-1, n_classes), yt[idx].reshape(-1),
                                          reduction="none").reshape(k, b).mean(1)
             else:
                 _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes,
-                             last_losses, steps, epoch_steps, model_offset)
+                             last_losses, steps, epoch_steps, model_offset, draws, pad)
                 continue
             _check_finite(losses, list(range(k)), t, model_offset)
             opt.zero_grad(set_to_none=True)
@@ -463,7 +549,7 @@ def fit_module_block(config: TorchModuleConfig, X, y, *, masks, seeds, n_classes
                 for g in opt.param_groups:
                     g["lr"] = config.lr * _lr_factor(config.schedule, t, n_steps)
                 idx = torch.as_tensor(batch).to(device)
-                out = m(Xt[idx])
+                out = m(_augmented(Xt[idx][None], draws, [j], t, pad)[0])
                 _check_output(out[None], 1, len(batch), n_classes)
                 loss = F.cross_entropy(out, yt[idx])
                 _check_finite(loss[None], [j], t, model_offset)
@@ -480,7 +566,7 @@ def fit_module_block(config: TorchModuleConfig, X, y, *, masks, seeds, n_classes
 
 
 def _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes, last_losses, steps,
-                 epoch_steps, model_offset):
+                 epoch_steps, model_offset, draws=None, pad=0):
     """One step for the models in ``active`` whose batches may differ in size: each model's forward on its own
     batch (one vmap over a model axis of one), losses summed, one optimizer step. The gradients of the idle models
     are zero and masked out of the update by restoring their slices."""
@@ -498,7 +584,7 @@ def _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt,
         idx = torch.as_tensor(streams[j][t]).to(Xt.device)
         pj = {name: p[j:j + 1] for name, p in params.items()}
         bj = {name: b[j:j + 1].clone() for name, b in buffers.items()}   # updated in place by the forward pass
-        out = fwd(pj, bj, Xt[idx][None])
+        out = fwd(pj, bj, _augmented(Xt[idx][None], draws, [j], t, pad))
         _check_output(out, 1, idx.numel(), n_classes)
         losses.append(F.cross_entropy(out[0], yt[idx]))
         updated.append((j, bj))
@@ -605,7 +691,7 @@ def _vectorizing_pays(models, Xt, yt, streams, n_classes) -> bool:
     return times["stacked"] < times["loop"]
 
 
-def module_logits(fit: ModuleFit, X, *, rows: int = _EVAL_ROWS) -> np.ndarray:
+def module_logits(fit: ModuleFit, X, *, rows: int = _EVAL_ROWS, query=None) -> np.ndarray:
     """``(k, n, n_classes)`` logits of every model of ``fit`` on ``X`` (eval mode: BatchNorm uses each model's
     running statistics, dropout is off), ``rows`` rows at a time."""
     import torch  # heavy: imported on first use
@@ -614,20 +700,28 @@ def module_logits(fit: ModuleFit, X, *, rows: int = _EVAL_ROWS) -> np.ndarray:
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
     outs = []
+
+    def rows_of(r0):
+        xb = torch.as_tensor(X[r0:r0 + rows]).reshape(-1, *fit.input_shape).to(fit.device)
+        if query is not None:
+            dy, dx, fl, pad = query
+            m = xb.shape[0]
+            xb = shift_flip(xb, np.full(m, dy), np.full(m, dx), np.full(m, fl), pad)
+        return xb
+
     with torch.no_grad():
         if fit.vectorized:
             base = fit.base
             base.eval()
             fwd = vmap(_forward_fn(base), in_dims=(0, 0, None))
             for r0 in range(0, n, rows):
-                xb = torch.as_tensor(X[r0:r0 + rows]).reshape(-1, *fit.input_shape).to(fit.device)
-                outs.append(fwd(fit.params, fit.buffers, xb).double().cpu().numpy())
+                outs.append(fwd(fit.params, fit.buffers, rows_of(r0)).double().cpu().numpy())
             base.train()
         else:
             for m in fit.models:
                 m.eval()
             for r0 in range(0, n, rows):
-                xb = torch.as_tensor(X[r0:r0 + rows]).reshape(-1, *fit.input_shape).to(fit.device)
+                xb = rows_of(r0)
                 outs.append(np.stack([m(xb).double().cpu().numpy() for m in fit.models]))
             for m in fit.models:
                 m.train()
@@ -641,4 +735,36 @@ def fit_block(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, 
     with limit_threads(1):
         fit = fit_module_block(config, X, y, masks=masks, seeds=seeds, n_classes=n_classes, input_shape=input_shape,
                                model_offset=first_model)
-    return BlockFit(fit.logits, None, {"n_iter": fit.n_steps, "final_loss": fit.final_loss})
+        diag = {"n_iter": fit.n_steps, "final_loss": fit.final_loss,
+                "vectorized": np.full(fit.n_steps.shape, fit.vectorized)}
+        if not config.query_augment:
+            return BlockFit(fit.logits, None, diag)
+        queries = augmented_queries(*_augmentation(config, input_shape))
+        signals = {split: query_signals(fit, Xs, ys, queries)
+                   for split, (Xs, ys) in (("train", (X, y)), ("test", (X_test, y_test)))}
+    return BlockFit(None, signals, diag)
+
+
+def augmented_queries(pad: int, flip: bool) -> list:
+    """LiRA's queries of an image: the original, its mirror image (where flips are allowed) and the image shifted by
+    ``pad`` pixels up-left and down-right, as ``(dy, dx, flip, pad)``."""
+    out = [(pad, pad, False, pad)]
+    if flip:
+        out.append((pad, pad, True, pad))
+    if pad:
+        out += [(0, 0, False, pad), (2 * pad, 2 * pad, False, pad)]
+    return out
+
+
+def query_signals(fit: ModuleFit, X, y, queries, *, rows: int = 4096) -> dict:
+    """The standard signals averaged over augmented queries (Carlini et al. 2022, §VI): ``logit`` and ``loss`` are
+    the means over the queries; ``correct`` is the original image's. Shape ``(k, n)`` each, float32."""
+    n = X.shape[0]
+    k = fit.n_steps.shape[0]
+    out = {name: np.empty((k, n), dtype=np.float32) for name in ("logit", "loss", "correct")}
+    for r0 in range(0, n, rows):
+        per = [signals_from_logits(fit.logits(X[r0:r0 + rows], query=q), y[r0:r0 + rows]) for q in queries]
+        out["logit"][:, r0:r0 + rows] = np.mean([p["logit"] for p in per], axis=0)
+        out["loss"][:, r0:r0 + rows] = np.mean([p["loss"] for p in per], axis=0)
+        out["correct"][:, r0:r0 + rows] = per[0]["correct"]
+    return out
