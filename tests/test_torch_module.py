@@ -313,3 +313,16 @@ def test_builtin_cnn_audit_and_its_refusals(data_file, tmp_path, capsys):
     with pytest.raises(MemlensInputError, match="needs images"):
         train_population(tab, model=get_trainer("cnn").make_config(epochs=1, augment=False),
                          masks=np.ones((2, 20), dtype=bool), seed=0)
+
+
+@pytest.mark.parametrize("spec,msg", [("missing.py:make_net", "does not exist"), ("{net}:nothing", "no function"),
+                                      ("{net}:wrong_shape", "n_classes=10"), ("{net}:not_a_module", "nn.Module")])
+def test_cli_refuses_bad_factories_in_one_line_before_any_work(data_file, tmp_path, capsys, spec, msg):
+    net = tmp_path / "net.py"
+    net.write_text(NET_FILE)
+    out = tmp_path / "run"
+    code = main(["audit", "--data", str(data_file), "--model", spec.format(net=net), "--models", "2",
+                 "--model-param", "epochs=1", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("memlens: error: --model") and err.count("\n") == 1 and msg in err
+    assert "Traceback" not in err and not out.exists()

@@ -22,3 +22,7 @@ __all__ += ["AuditLOO", "audit_loo"]
 from .audits.text import TextAuditResult, run_text_audit  # noqa: E402
 
 __all__ += ["TextAuditResult", "run_text_audit"]
+
+from .audits.external import run_external_audit  # noqa: E402
+
+__all__ += ["run_external_audit"]

@@ -176,12 +176,13 @@ def module_convergence(config, diag):
 
 TORCH_MODULE = register_trainer(Trainer(
     name="torch-module", config_type=torch_module.TorchModuleConfig, make_config=torch_module.make_config,
-    fit_block=torch_module.fit_block, convergence=module_convergence, block_size=32, feature_dtype=np.float32))
+    fit_block=torch_module.fit_block, convergence=module_convergence, block_size=32, feature_dtype=np.float32,
+    check=torch_module.preflight))
 
 
 CNN = register_trainer(Trainer(
     name="cnn", config_type=cnn.CNNConfig, make_config=cnn.make_config, fit_block=torch_module.fit_block,
-    convergence=module_convergence, block_size=32, feature_dtype=np.float32))
+    convergence=module_convergence, block_size=32, feature_dtype=np.float32, check=torch_module.preflight))
 
 
 def _function_convergence(config, diag):

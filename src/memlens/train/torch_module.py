@@ -728,6 +728,26 @@ def module_logits(fit: ModuleFit, X, *, rows: int = _EVAL_ROWS, query=None) -> n
     return np.concatenate(outs, axis=1)
 
 
+def preflight(config: TorchModuleConfig, dataset) -> None:
+    """Build one model from the factory and run it on two rows of ``dataset``: a missing file or function, a
+    factory that returns no module, a module without parameters or with logits of the wrong shape, and augmentation
+    of non-images are refused here, before a run directory is created."""
+    import torch  # heavy: imported on first use
+
+    shape = input_shape_of(dataset)
+    _augmentation(config, shape)
+    model = _build(config.make_factory(), shape, dataset.n_classes, 0, "cpu")
+    x = torch.as_tensor(np.ascontiguousarray(dataset.X_train[:2], dtype=np.float32)).reshape(-1, *shape)
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except Exception as exc:  # noqa: BLE001 - the user's module failed on a batch of the data
+        raise MemlensInputError(f"model: the module from {config.factory!r} fails on a batch of shape "
+                                f"{tuple(x.shape)} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it must "
+                                "map (rows, *input_shape) to logits (rows, n_classes)", param="model") from None
+    _check_output(out[None], 1, x.shape[0], dataset.n_classes)
+
+
 def fit_block(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, input_shape=None, first_model=0):
     """The registry's ``fit_block``: train the block, return a function from rows to its logits."""
     if input_shape is None:

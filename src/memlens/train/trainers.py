@@ -87,6 +87,9 @@ class Trainer:
         ``population(dataset, config, masks, *, seed, model_offset, progress, block_size, **options) ->
         Population`` for trainers that fit a whole population their own way (exact closed forms, the byte-level
         language model). ``train_population`` validates the common inputs and delegates.
+    check : callable, optional
+        ``check(config, dataset)``: a cheap preflight (build one model, run it on two rows) that an audit calls
+        before it creates its run directory, so a broken user model is refused before any work.
     loo : bool
         A closed-form (ridge, kernel ridge) or one-Newton-step (logistic regression) leave-one-out exists.
     exact_loo : bool
@@ -107,6 +110,7 @@ class Trainer:
     prepare: Callable | None = None
     dp_model: Callable | None = None
     population: Callable | None = None
+    check: Callable | None = None
     loo: bool = False
     exact_loo: bool = False
     text: bool = False
