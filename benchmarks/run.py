@@ -807,6 +807,10 @@ def markdown(res: dict) -> str:
         L.append("## Why targets are missed, and caveats\n")
         L.extend(f"- {n}" for n in res["notes"])
         L.append("")
+    tm = ROOT / "benchmarks" / "torch_module.md"
+    if not res["quick"] and tm.exists():   # measured by benchmarks/torch_module.py, a run of its own
+        body = tm.read_text().split("\n", 1)[1].replace("\n## (", "\n### (")
+        L.append("\n## (f) The user's own torch module: vectorized blocks against a per-model loop\n" + body)
     return "\n".join(L)
 
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from .._validation import MemlensInputError
 from ..population import signals_from_logits, signals_from_proba
-from .torch_module import _callable_identity, load_factory
 from .trainers import BlockFit
+from .user_code import load_checked, make_user_config, user_config
 
 __all__ = ["FitFunctionConfig", "FitFunction", "make_config", "fit_block", "SPEC_PREFIX"]
 
@@ -70,11 +70,7 @@ class FitFunctionConfig:
     def function(self) -> Callable:
         if self.callable_ is not None:
             return self.callable_
-        fn, digest = load_factory(self.fit)
-        if self.fit_sha256 and digest != self.fit_sha256:
-            raise MemlensInputError(f"model: the file of {self.fit!r} changed since this configuration was made (its "
-                                    "hash differs); start a new run for the new training function", param="model")
-        return fn
+        return load_checked(self.fit, self.fit_sha256)
 
 
 def FitFunction(fit, **settings) -> FitFunctionConfig:  # noqa: N802 - reads as the trainer it configures
@@ -82,33 +78,13 @@ def FitFunction(fit, **settings) -> FitFunctionConfig:  # noqa: N802 - reads as 
 
     ``fit`` is a callable ``fit(X, y, seed) -> predict`` or a spec ``PATH.py:FUNC`` / ``package.module:FUNC``.
     """
-    names = {f.name for f in dataclasses.fields(FitFunctionConfig)} - {"callable_", "fit", "fit_sha256"}
-    unknown = sorted(set(settings) - names)
-    if unknown:
-        raise MemlensInputError(f"unknown field(s) {', '.join(unknown)} for model 'function'; valid fields: "
-                                f"{', '.join(sorted(names))}", param="model_params")
-    if callable(fit):
-        spec, digest = _callable_identity(fit)
-        return FitFunctionConfig(fit=spec, fit_sha256=digest, callable_=fit, **settings)
-    if isinstance(fit, str) and fit.startswith(SPEC_PREFIX):
-        fit = fit[len(SPEC_PREFIX):]
-    _, digest = load_factory(fit)
-    return FitFunctionConfig(fit=fit, fit_sha256=digest, **settings)
+    return user_config(FitFunctionConfig, "fit", fit, settings, model="function", prefix=SPEC_PREFIX)
 
 
 def make_config(**fields) -> FitFunctionConfig:
     """The registry's ``make_config``: ``fit`` is required (a spec or a callable)."""
-    if "fit" not in fields:
-        raise MemlensInputError("model 'function' needs a training function: pass --model fit:PATH.py:FUNC (or "
-                                "FitFunction(fit, ...) in Python)", param="model")
-    fit = fields.pop("fit")
-    fields.pop("name", None)
-    digest = fields.pop("fit_sha256", "")
-    cfg = FitFunction(fit, **fields)
-    if digest and cfg.fit_sha256 != digest:
-        raise MemlensInputError(f"model: the file of {cfg.fit!r} changed since the run was made (its hash differs); "
-                                "start a new run for the new training function", param="model")
-    return cfg
+    return make_user_config(FitFunction, "fit", fields, model="function",
+                            how="a training function: pass --model fit:PATH.py:FUNC (or FitFunction(fit, ...))")
 
 
 def _scores(predict, X, n_classes: int, what: str, model: int) -> np.ndarray:

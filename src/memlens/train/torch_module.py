@@ -28,15 +28,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import importlib
-import importlib.util
-import inspect
 import math
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -45,6 +39,7 @@ from .._threads import limit_threads
 from .._validation import MemlensInputError, MemlensTrainingError, check_float, check_int, warn
 from ..population import signals_from_logits
 from .trainers import BlockFit
+from .user_code import load_checked, make_user_config, user_config
 
 __all__ = ["TorchModuleConfig", "TorchModule", "load_factory", "fit_module_block", "module_logits",
            "input_shape_of", "OPTIMIZERS", "SCHEDULES", "shift_flip", "augmented_queries", "query_signals"]
@@ -63,76 +58,6 @@ def input_shape_of(dataset_or_shape, n_features: int | None = None) -> tuple:
         return (int(n),)
     shape = tuple(int(s) for s in shape)
     return (1, *shape) if len(shape) == 2 else shape
-
-
-# ---------------------------------------------------------------------------------------------- the factory
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _load_module_from_file(path: Path):
-    name = f"memlens_user_{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise MemlensInputError(f"model: cannot import {str(path)!r} as Python source; pass a .py file",
-                                param="model")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)   # runs the user's file, as a test runner runs conftest.py
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise MemlensInputError(f"model: importing {str(path)!r} failed ({type(exc).__name__}: {exc}); fix the "
-                                "file so that it imports", param="model") from None
-    return module
-
-
-def load_factory(spec: str) -> tuple[Callable, str]:
-    """``(factory, sha256)`` of a factory spec ``PATH.py:FUNC`` or ``package.module:FUNC``.
-
-    The hash is that of the file defining the factory (part of a run's identity, so a changed architecture is not
-    mistaken for the old one). Importing a file runs it, as a test runner runs ``conftest.py``.
-    """
-    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
-        raise MemlensInputError(f"model must be a trainer name or a factory spec PATH.py:FUNC (or "
-                                f"package.module:FUNC); got {spec!r}", param="model")
-    where, func = spec.split(":")
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        path = Path(where).expanduser().resolve()
-        if not path.is_file():
-            raise MemlensInputError(f"model: the factory file {where!r} does not exist; pass an existing "
-                                    "PATH.py:FUNC", param="model")
-        module = _load_module_from_file(path)
-        digest = _file_sha256(path)
-    else:
-        try:
-            module = importlib.import_module(where)
-        except Exception as exc:
-            raise MemlensInputError(f"model: cannot import module {where!r} ({type(exc).__name__}: {exc}); pass "
-                                    "PATH.py:FUNC or an importable package.module:FUNC", param="model") from None
-        source = getattr(module, "__file__", None)
-        digest = _file_sha256(Path(source)) if source and Path(source).is_file() else "unknown"
-    factory = getattr(module, func, None)
-    if factory is None or not callable(factory):
-        raise MemlensInputError(f"model: {where!r} has no function {func!r}; define "
-                                f"def {func}(input_shape, n_classes) returning a torch.nn.Module", param="model")
-    return factory, digest
-
-
-def _callable_identity(factory: Callable) -> tuple[str, str]:
-    """``(spec, sha256)`` of a factory given as a Python callable: its module and name, and the hash of its
-    source (of its file where the source is not available)."""
-    module = getattr(factory, "__module__", None) or "?"
-    name = getattr(factory, "__qualname__", None) or getattr(factory, "__name__", None) or type(factory).__name__
-    try:
-        source = inspect.getsource(factory)
-        digest = hashlib.sha256(source.encode()).hexdigest()
-    except (OSError, TypeError):
-        file = getattr(sys.modules.get(module), "__file__", None)
-        digest = _file_sha256(Path(file)) if file and Path(file).is_file() else "unknown"
-    return f"{module}:{name}", digest
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -243,12 +168,7 @@ class TorchModuleConfig:
         """The factory callable (loaded from ``factory`` when the configuration came from a spec)."""
         if self.callable_ is not None:
             return self.callable_
-        factory, digest = load_factory(self.factory)
-        if self.factory_sha256 and digest != self.factory_sha256:
-            raise MemlensInputError(f"model: the factory file of {self.factory!r} changed since this configuration "
-                                    "was made (its hash differs); start a new run for the new architecture",
-                                    param="model")
-        return factory
+        return load_checked(self.factory, self.factory_sha256)
 
 
 def TorchModule(factory, **settings) -> TorchModuleConfig:  # noqa: N802 - reads as the trainer it configures
@@ -257,32 +177,13 @@ def TorchModule(factory, **settings) -> TorchModuleConfig:  # noqa: N802 - reads
     ``factory`` is a callable ``factory(input_shape, n_classes) -> nn.Module`` or a spec ``PATH.py:FUNC`` /
     ``package.module:FUNC``; ``settings`` are the other fields of :class:`TorchModuleConfig`.
     """
-    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TorchModuleConfig)} - {"callable_"})
-    if unknown:
-        raise MemlensInputError(f"unknown field(s) {', '.join(unknown)} for model 'torch-module'; valid fields: "
-                                f"{', '.join(f.name for f in dataclasses.fields(TorchModuleConfig) if f.name != 'callable_')}",
-                                param="model_params")
-    settings = {k: v for k, v in settings.items() if k not in ("factory_sha256", "callable_")}
-    if callable(factory):
-        spec, digest = _callable_identity(factory)
-        return TorchModuleConfig(factory=spec, factory_sha256=digest, callable_=factory, **settings)
-    _, digest = load_factory(factory)
-    return TorchModuleConfig(factory=factory, factory_sha256=digest, **settings)
+    return user_config(TorchModuleConfig, "factory", factory, settings, model="torch-module")
 
 
 def make_config(**fields) -> TorchModuleConfig:
     """The registry's ``make_config``: ``factory`` is required (a spec or a callable)."""
-    if "factory" not in fields:
-        raise MemlensInputError("model 'torch-module' needs a factory: pass --model PATH.py:FUNC (or "
-                                "TorchModule(factory, ...) in Python)", param="model")
-    factory = fields.pop("factory")
-    fields.pop("name", None)
-    digest = fields.pop("factory_sha256", "")
-    cfg = TorchModule(factory, **fields)
-    if digest and cfg.factory_sha256 != digest:
-        raise MemlensInputError(f"model: the factory file of {cfg.factory!r} changed since the run was made (its "
-                                "hash differs); start a new run for the new architecture", param="model")
-    return cfg
+    return make_user_config(TorchModule, "factory", fields, model="torch-module",
+                            how="a factory: pass --model PATH.py:FUNC (or TorchModule(factory, ...) in Python)")
 
 
 # ---------------------------------------------------------------------------------------------- building
