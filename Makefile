@@ -49,6 +49,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''
 
 bench: $(STAMP)
+	$(PY) benchmarks/torch_module.py
 	$(PY) benchmarks/run.py
 
 bench-quick: $(STAMP)
