@@ -326,3 +326,31 @@ def test_cli_refuses_bad_factories_in_one_line_before_any_work(data_file, tmp_pa
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("memlens: error: --model") and err.count("\n") == 1 and msg in err
     assert "Traceback" not in err and not out.exists()
+
+
+def dropout_net(input_shape, n_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), 32), nn.ReLU(), nn.Dropout(0.3),
+                         nn.Linear(32, n_classes))
+
+
+def test_dropout_draws_per_model_masks_and_evaluation_is_deterministic(digits):
+    X, y = digits
+    masks = np.ones((3, 200), dtype=bool)
+    seeds = np.array([7, 7, 7])        # the same seed and rows: only dropout's per-model masks can separate them
+    fit = fit_module_block(TorchModule(dropout_net, epochs=2, batch_size=32, vectorize=True), X, y, masks=masks,
+                           seeds=seeds, n_classes=10, input_shape=(64,))
+    logits = fit.logits(X)
+    assert not np.allclose(logits[0], logits[1])            # randomness="different": each model its own masks
+    np.testing.assert_array_equal(logits, fit.logits(X))    # eval mode: no dropout
+    no_drop = fit_module_block(TorchModule(residual, epochs=1, batch_size=32, vectorize=True), X, y, masks=masks,
+                               seeds=seeds, n_classes=10, input_shape=(64,)).logits(X)
+    np.testing.assert_allclose(no_drop[0], no_drop[1], atol=1e-6)   # without dropout the three models coincide
+
+
+def test_cuda_is_refused_where_torch_sees_no_gpu(digits):
+    X, y = digits
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(MemlensInputError, match="no GPU"):
+        fit_module_block(TorchModule(residual, epochs=1, device="cuda"), X, y, masks=np.ones((2, 200), dtype=bool),
+                         seeds=np.array([1, 2]), n_classes=10, input_shape=(64,))
