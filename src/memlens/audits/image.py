@@ -29,6 +29,7 @@ data differ is refused. The attacks are :mod:`memlens.audits.attacks`, the leave
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from .attacks import (  # noqa: F401  (re-exported: their first home was this mo
     privacy_summary,
 )
 from .loo import LOO_MODELS, AuditLOO, audit_loo, check_kernel_memory, check_loo  # noqa: F401  (re-exported)
+from .summaries import AuditSummary
 
 __all__ = ["AuditResult", "AuditAttacks", "run_audit", "audit_attacks", "MODELS", "MEM_THRESHOLD",
            "INFL_THRESHOLD", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS", "LIRA_FIXED_VARIANCE_BELOW", "audit_masks",
@@ -86,7 +88,7 @@ class AuditResult:
         The run directory (``manifest.json``, ``population/``, ``examples.csv``, ``pairs.csv``,
         ``summary.json``, ``report.html``).
     summary : dict
-        The content of ``summary.json``.
+        The content of ``summary.json`` (``record.to_json()``).
     dataset : memlens.data.Dataset
     population : Population
         ``n_models`` models; signals ``logit``, ``loss``, ``correct`` on ``train`` and ``test``.
@@ -101,6 +103,8 @@ class AuditResult:
         The membership attacks on the population (None with ``attacks=False``).
     loo : AuditLOO or None
         Leave-one-out memorization beside the subset estimate (``loo=True``; None otherwise).
+    record : memlens.audits.summaries.AuditSummary
+        The summary, typed (what the report and the command line read).
     """
 
     out: Path
@@ -113,6 +117,7 @@ class AuditResult:
     shards_trained: tuple = field(default=())
     attacks: Any = None
     loo: Any = None
+    record: Any = None
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -329,16 +334,13 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
                                  mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD)
     train_acc, test_acc = population_accuracy(pop)
     finite = np.isfinite(mem.scores)
-    summary = {
-        "dataset": ds.name, "n_train": ds.n_train, "n_test": ds.n_test, "n_classes": ds.n_classes, **head,
-        "train_accuracy": train_acc, "test_accuracy": test_acc,
-        "mem_threshold": MEM_THRESHOLD, "infl_threshold": INFL_THRESHOLD,
-        "n_memorized": mem.n_memorized(MEM_THRESHOLD),
-        "n_undefined": int((~finite).sum()),
-        "mean_memorization": float(np.mean(mem.scores[finite])) if finite.any() else math.nan,
-        "n_pairs": len(pairs), "n_pairs_unique_test": pairs.n_unique_test,
-        **pipeline.RunRecord.of(trained, opts).to_json(), "runtime_seconds": None, **tail,
-    }
+    summary = AuditSummary(
+        dataset=ds.name, n_train=ds.n_train, n_test=ds.n_test, n_classes=ds.n_classes, **head,
+        train_accuracy=train_acc, test_accuracy=test_acc, mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD,
+        n_memorized=mem.n_memorized(MEM_THRESHOLD), n_undefined=int((~finite).sum()),
+        mean_memorization=float(np.mean(mem.scores[finite])) if finite.any() else math.nan,
+        n_pairs=len(pairs), n_pairs_unique_test=pairs.n_unique_test, run=pipeline.RunRecord.of(trained, opts),
+        **tail)
     att = None
     if attacks:
         t_att = time.perf_counter()
@@ -347,25 +349,26 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
         acc_eps = float(acc_eps) if acc_eps is not None and math.isfinite(float(acc_eps)) else None
         att = audit_attacks(pop, memorization_scores=mem.scores, n_targets=attack_targets, delta=delta,
                             accountant_epsilon=acc_eps)
-        summary["attacks"] = {**att.settings, "fprs": [1e-3, 1e-2], "table": att.table(),
+        summary = dataclasses.replace(
+            summary, attacks={**att.settings, "fprs": [1e-3, 1e-2], "table": att.table(),
                               "n_flagged": int(att.flagged.size), "flagged": att.flagged.tolist(),
-                              "notes": list(att.notes)}
-        summary["privacy"] = privacy_summary(att, dp=dp_record, delta=delta)
-        summary["attack_seconds"] = time.perf_counter() - t_att
+                              "notes": list(att.notes)},
+            privacy=privacy_summary(att, dp=dp_record, delta=delta), attack_seconds=time.perf_counter() - t_att)
 
     loo_res = None
     if loo_fn is not None:
         loo_res = loo_fn(mem)
-        summary["loo"] = dict(loo_res.summary)
+        summary = dataclasses.replace(summary, loo=dict(loo_res.summary))
 
     # ---- write results: the CSVs, the report, summary.json last
-    pipeline.write_results(
+    summary = pipeline.write_results(
         trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res),
                             "pairs.csv": pairs_csv(pairs)},
         summary=summary, t0=t0,
         report=lambda s: write_report(opts.out / "report.html", summary=s, dataset=ds, memorization=mem,
                                       influence=infl, pairs=pairs, attacks=att, loo=loo_res))
-    return AuditResult(opts.out, summary, ds, pop, mem, infl, pairs, trained.trained, att, loo_res)
+    return AuditResult(opts.out, summary.to_json(), ds, pop, mem, infl, pairs, trained.trained, att, loo_res,
+                       summary)
 
 
 def _dp_config(dp_epsilon, dp_delta):

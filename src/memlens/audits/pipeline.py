@@ -210,20 +210,30 @@ class RunRecord:
                 "executor": self.executor, "run_id": self.run_id, "versions": dict(self.versions)}
 
 
-def write_results(run: RunDir, *, files: Mapping[str, str], summary: dict, t0: float,
-                  report: Callable[[dict], None] | None = None) -> dict:
+def write_results(run: RunDir, *, files: Mapping[str, str], summary, t0: float,
+                  report: Callable[[Any], None] | None = None):
     """Write the recipe's files, then the report, then ``summary.json`` (last: it marks a finished run).
 
-    ``summary["runtime_seconds"]`` is the wall time since ``t0``, set before the report (which shows it) and again
-    before ``summary.json`` is written. Returns the summary as written.
+    ``summary`` is a typed summary (:mod:`memlens.audits.summaries`: ``with_runtime``, ``to_json``) or a dict. Its
+    runtime is the wall time since ``t0``, set before the report (which shows it) and again before ``summary.json``
+    is written. Returns the summary as written (typed in, typed out).
     """
     for name, text in files.items():
         run.write_text(name, text)
-    summary["runtime_seconds"] = time.perf_counter() - t0
+    typed = hasattr(summary, "to_json")
+
+    def stamped():
+        seconds = time.perf_counter() - t0
+        if typed:
+            return summary.with_runtime(seconds)
+        summary["runtime_seconds"] = seconds
+        return summary
+
+    summary = stamped()
     if report is not None:
         report(summary)
-    summary["runtime_seconds"] = time.perf_counter() - t0
-    run.write_json("summary.json", summary)
+    summary = stamped()
+    run.write_json("summary.json", summary.to_json() if typed else summary)
     return summary
 
 

@@ -85,6 +85,7 @@ from ..report.text_html import write_text_report
 from ..train import text_population as _text_population  # looked up at call time (tests count training calls)
 from ..train.text_population import CharLMConfig
 from . import pipeline
+from .summaries import TextAuditSummary
 
 __all__ = ["TextAuditResult", "run_text_audit", "TEXT_DATASETS", "TEXT_MODELS", "DEFAULT_CANARY_TEMPLATE",
            "DEFAULT_REPETITIONS", "text_audit_masks", "canary_membership", "canary_table", "ranking_attack_auc",
@@ -146,6 +147,8 @@ class TextAuditResult:
     ranking : dict
         :func:`ranking_attack_auc`: membership AUC of each ranking-attack score, IN vs OUT documents.
     shards_trained : tuple of int
+    record : memlens.audits.summaries.TextAuditSummary
+        The summary, typed (``summary`` is its ``to_json()``).
     """
 
     out: Path
@@ -162,6 +165,7 @@ class TextAuditResult:
     explanations: Any = None
     ranking: Mapping[str, Any] = field(default_factory=dict)
     shards_trained: tuple = field(default=())
+    record: Any = None
 
 
 # ---------------------------------------------------------------------------------------------- masks
@@ -544,27 +548,23 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     # ---- measure
     t_meas = time.perf_counter()
     analysis = _analyse(pop, full, copy_of, canaries, cfg)
-    summary = {
-        "kind": "text-audit", "dataset": full.name, "source": full.source,
-        "n_documents": int((copy_of < 0).sum()), "n_test": full.n_test, "n_train_columns": full.n_train,
-        "corpus": ds.description, "model": model, "model_config": model_config,
-        "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
-        "mem_threshold": MEM_THRESHOLD, "infl_threshold": INFL_THRESHOLD,
-        "prefix_len": prefix_len, "suffix_len": suffix_len,
-        **analysis["summary"],
-        **pipeline.RunRecord.of(trained, opts).to_json(),
-        "measure_seconds": time.perf_counter() - t_meas, "runtime_seconds": None,
-    }
+    summary = TextAuditSummary(
+        dataset=full.name, source=full.source, n_documents=int((copy_of < 0).sum()), n_test=full.n_test,
+        n_train_columns=full.n_train, corpus=ds.description, model=model, model_config=model_config,
+        n_models=n_models, subset_ratio=subset_ratio, seed=seed, mem_threshold=MEM_THRESHOLD,
+        infl_threshold=INFL_THRESHOLD, prefix_len=prefix_len, suffix_len=suffix_len, analysis=analysis["summary"],
+        run=pipeline.RunRecord.of(trained, opts), measure_seconds=time.perf_counter() - t_meas)
     files = {"examples.csv": text_examples_csv(full, copy_of, analysis), "pairs.csv": text_pairs_csv(analysis["pairs"])}
     if canaries is not None:
         files["canaries.csv"] = canaries_csv(canaries, analysis["canary_rows"])
-    pipeline.write_results(
+    summary = pipeline.write_results(
         run, files=files, summary=summary, t0=t0,
         report=lambda s: write_text_report(opts.out / "report.html", summary=s, dataset=full, copy_of=copy_of,
                                            canaries=canaries, analysis=analysis))
-    return TextAuditResult(opts.out, summary, full, pop, copy_of, canaries, analysis["canary_in"],
+    return TextAuditResult(opts.out, summary.to_json(), full, pop, copy_of, canaries, analysis["canary_in"],
                            analysis["memorization"], analysis["memorization_ll"], analysis["influence"],
-                           analysis["canary_rows"], analysis["explanations"], analysis["ranking"], trained.trained)
+                           analysis["canary_rows"], analysis["explanations"], analysis["ranking"], trained.trained,
+                           summary)
 
 
 def _train_text_shard(full, *, masks, cfg, seed, model_offset, canaries, prefix_len, suffix_len, exposure_method,

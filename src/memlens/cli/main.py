@@ -250,25 +250,8 @@ def _audit(args) -> int:
         result = _external(args)
     else:
         result = _trained(args)
-    s = result.summary
-    print(f"{s['dataset']}: {s['n_models']} {s['model']} models, train accuracy {100 * s['train_accuracy']:.1f}%, "
-          f"test accuracy {100 * s['test_accuracy']:.1f}%; {s['n_memorized']} examples with memorization >= "
-          f"{s['mem_threshold']:g}, {s['n_pairs']} high-influence pairs; {s['runtime_seconds']:.1f} s")
-    if "attacks" in s:
-        t = s["attacks"]["table"]
-        p = s["privacy"]
-        lira = t["lira-online"]
-        print(f"LiRA (online, {s['attacks']['n_targets']} targets): AUC {lira['auc']['mean']:.3f}, TPR at 0.1% FPR "
-              f"{100 * lira['tpr']['0.001']['pooled']:.2f}% (pooled); audited epsilon >= "
-              f"{p['audited_epsilon_lower_bound']:.2f} ({100 * p['confidence']:.0f}% confidence)"
-              + (f", accountant's epsilon {p['accountant_epsilon']:.2f}" if p.get("accountant_epsilon") is not None
-                 else ""))
-    if "loo" in s:
-        b = s["loo"]
-        a = b["agreement"]["loo_memorization_vs_subset"]
-        print(f"leave-one-out ({b['method']}, {b['seconds']:.2f} s): {b['n_memorized_loo']} examples memorized at "
-              f"leave-one-out vs {b['n_memorized_subset']} by the subset estimate ({b['n_memorized_both']} both); "
-              f"Pearson r {a['pearson']:.2f}, Spearman {a['spearman']:.2f}")
+    for line in result.record.lines():
+        print(line)
     print(f"report: {result.out / 'report.html'}")
     return 0
 

@@ -139,12 +139,13 @@ def _run_from_args(args, print_fn) -> int:
         config=config or None, prefix_len=args.prefix_len, suffix_len=args.suffix_len,
         executor=getattr(args, "backend", None) or "local", ray_address=getattr(args, "ray_address", None),
         ray_num_cpus=getattr(args, "ray_num_cpus", None))
-    s = result.summary
-    print_fn(f"{s['dataset']}: {s['n_models']} char-lm models on {s['n_documents']} documents, per-token accuracy "
-             f"{100 * s['token_accuracy_in']:.1f}% on own documents, {100 * s['token_accuracy_test']:.1f}% on test; "
-             f"{s['n_memorized']} documents with counterfactual memorization >= {s['mem_threshold']:g}; "
-             f"{s['runtime_seconds']:.1f} s")
-    c = s.get("canaries")
+    r = result.record
+    a = r.analysis
+    print_fn(f"{r.dataset}: {r.n_models} char-lm models on {r.n_documents} documents, per-token accuracy "
+             f"{100 * a['token_accuracy_in']:.1f}% on own documents, {100 * a['token_accuracy_test']:.1f}% on test; "
+             f"{a['n_memorized']} documents with counterfactual memorization >= {r.mem_threshold:g}; "
+             f"{r.runtime_seconds:.1f} s")
+    c = a.get("canaries")
     if c:
         parts = [f"{b['repetitions']}x: {b['exposure_in']:.1f} bits, {100 * b['extracted_in']:.0f}% extracted"
                  for b in c["by_repetition"]]

@@ -360,7 +360,8 @@ def _loo_section(s: Mapping[str, Any], dataset, mem, loo, *, n_show: int = 24) -
 
 def render_report(*, summary: Mapping[str, Any], dataset, memorization, influence, pairs, n_show: int = 24,
                   max_pair_rows: int = 12, attacks=None, loo=None) -> str:
-    """The HTML text of the audit report.
+    """The HTML text of the audit report (``summary``: an :class:`~memlens.audits.summaries.AuditSummary` or
+    its ``to_json()`` dict).
 
     Parameters
     ----------
@@ -384,6 +385,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         With ``summary["loo"]``: the leave-one-out section (its table from the summary; the scatter against the
         subset estimate and the most leave-one-out-memorized examples from ``loo``).
     """
+    summary = summary.to_json() if hasattr(summary, "to_json") else summary
     s = summary
     mem = memorization
     ranking = mem.ranking()

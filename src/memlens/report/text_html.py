@@ -251,6 +251,7 @@ def render_text_report(*, summary: Mapping[str, Any], dataset, copy_of, canaries
     n_show : int
         How many most memorized documents to list.
     """
+    summary = summary.to_json() if hasattr(summary, "to_json") else summary
     s = summary
     mem = analysis["memorization"]
     copy_of = np.asarray(copy_of)

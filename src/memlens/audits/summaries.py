@@ -1,0 +1,177 @@
+"""Typed summaries of the audits: what ``summary.json`` holds, as frozen dataclasses with ``to_json()``.
+
+The recipes build them, the report and the command line read them, and ``to_json()`` writes the file (the same
+keys, in the same order, as the first version's dictionaries, so readers of ``summary.json`` see no change). Blocks
+whose layout belongs to one step (the attacks table, the privacy audit, leave-one-out, the trainer's convergence
+record, the text audit's analysis) stay mappings inside the typed record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .pipeline import RunRecord
+
+__all__ = ["AuditSummary", "TextAuditSummary"]
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """The summary of an image/tabular audit (trained here, or read from an external run).
+
+    Attributes
+    ----------
+    dataset, n_train, n_test, n_classes :
+        The data.
+    model, model_config, backend, n_models, subset_ratio, seed :
+        The population's identity (``model_config`` is the configuration's ``to_dict()``).
+    train_accuracy, test_accuracy : float
+        Mean over models: on each model's own training examples, and on the test split.
+    mem_threshold, infl_threshold : float
+        Feldman & Zhang's thresholds of a memorized example and of a high-influence pair.
+    n_memorized, n_undefined : int
+        Examples with memorization at least ``mem_threshold``; examples without IN or OUT models (NaN).
+    mean_memorization : float
+    n_pairs, n_pairs_unique_test : int
+        High-influence pairs, and the distinct test examples among them.
+    run : RunRecord
+        Shards, timing, executor, identity, versions.
+    trainer : mapping
+        The shards' merged provenance (configuration, convergence per shard).
+    dp : mapping or None
+        The DP-SGD record (σ, q, steps, the accountant's ε) of a private population.
+    attacks, privacy : mapping or None
+        The attack table and settings, and the ε audit beside the accountant's ε (``attacks=True``).
+    attack_seconds : float or None
+    loo : mapping or None
+        The leave-one-out block (``loo=True``).
+    runtime_seconds : float or None
+        Wall time of the whole audit (set when the results are written).
+    """
+
+    dataset: str
+    n_train: int
+    n_test: int
+    n_classes: int
+    model: str
+    model_config: Mapping[str, Any]
+    backend: str
+    n_models: int
+    subset_ratio: float
+    seed: int | None
+    train_accuracy: float
+    test_accuracy: float
+    mem_threshold: float
+    infl_threshold: float
+    n_memorized: int
+    n_undefined: int
+    mean_memorization: float
+    n_pairs: int
+    n_pairs_unique_test: int
+    run: RunRecord
+    trainer: Mapping[str, Any] = field(default_factory=dict)
+    dp: Mapping[str, Any] | None = None
+    attacks: Mapping[str, Any] | None = None
+    privacy: Mapping[str, Any] | None = None
+    attack_seconds: float | None = None
+    loo: Mapping[str, Any] | None = None
+    runtime_seconds: float | None = None
+
+    def with_runtime(self, seconds: float) -> "AuditSummary":
+        return dataclasses.replace(self, runtime_seconds=float(seconds))
+
+    def to_json(self) -> dict:
+        """``summary.json``: the fields in the first version's order, the run record spread in."""
+        out = {name: getattr(self, name) for name in (
+            "dataset", "n_train", "n_test", "n_classes", "model", "model_config", "backend", "n_models",
+            "subset_ratio", "seed", "train_accuracy", "test_accuracy", "mem_threshold", "infl_threshold",
+            "n_memorized", "n_undefined", "mean_memorization", "n_pairs", "n_pairs_unique_test")}
+        out.update(self.run.to_json())
+        out.update(runtime_seconds=self.runtime_seconds, trainer=dict(self.trainer),
+                   dp=None if self.dp is None else dict(self.dp))
+        if self.attacks is not None:
+            out.update(attacks=dict(self.attacks), privacy=dict(self.privacy or {}),
+                       attack_seconds=self.attack_seconds)
+        if self.loo is not None:
+            out["loo"] = dict(self.loo)
+        return out
+
+    def lines(self) -> list[str]:
+        """What the command line prints: the population, the attacks (with the ε audit) and leave-one-out."""
+        out = [f"{self.dataset}: {self.n_models} {self.model} models, train accuracy "
+               f"{100 * self.train_accuracy:.1f}%, test accuracy {100 * self.test_accuracy:.1f}%; {self.n_memorized} "
+               f"examples with memorization >= {self.mem_threshold:g}, {self.n_pairs} high-influence pairs; "
+               f"{(self.runtime_seconds or math.nan):.1f} s"]
+        if self.attacks is not None:
+            lira, p = self.attacks["table"]["lira-online"], self.privacy or {}
+            acc = p.get("accountant_epsilon")
+            out.append(f"LiRA (online, {self.attacks['n_targets']} targets): AUC {lira['auc']['mean']:.3f}, TPR at 0.1% "
+                       f"FPR {100 * lira['tpr']['0.001']['pooled']:.2f}% (pooled); audited epsilon >= "
+                       f"{p['audited_epsilon_lower_bound']:.2f} ({100 * p['confidence']:.0f}% confidence)"
+                       + (f", accountant's epsilon {acc:.2f}" if acc is not None else ""))
+        if self.loo is not None:
+            b = self.loo
+            a = b["agreement"]["loo_memorization_vs_subset"]
+            out.append(f"leave-one-out ({b['method']}, {b['seconds']:.2f} s): {b['n_memorized_loo']} examples memorized "
+                       f"at leave-one-out vs {b['n_memorized_subset']} by the subset estimate "
+                       f"({b['n_memorized_both']} both); Pearson r {a['pearson']:.2f}, Spearman {a['spearman']:.2f}")
+        return out
+
+
+@dataclass(frozen=True)
+class TextAuditSummary:
+    """The summary of a text audit (language models with canaries).
+
+    Attributes
+    ----------
+    dataset, source, corpus :
+        The corpus: its name, where it came from, its description.
+    n_documents, n_test, n_train_columns : int
+        Corpus training documents, test documents, and training columns (documents plus canary copies).
+    model, model_config, n_models, subset_ratio, seed :
+        The population's identity.
+    mem_threshold, infl_threshold : float
+    prefix_len, suffix_len : int
+        Discoverable memorization's prompt and target lengths.
+    analysis : mapping
+        Accuracy and loss in and out, counterfactual memorization, extraction, the ranking attack, sample
+        extraction and the canary tables (:func:`memlens.audits.text` ``_analyse``).
+    run : RunRecord
+    measure_seconds : float
+    runtime_seconds : float or None
+    """
+
+    dataset: str
+    source: str
+    n_documents: int
+    n_test: int
+    n_train_columns: int
+    corpus: str
+    model: str
+    model_config: Mapping[str, Any]
+    n_models: int
+    subset_ratio: float
+    seed: int
+    mem_threshold: float
+    infl_threshold: float
+    prefix_len: int
+    suffix_len: int
+    analysis: Mapping[str, Any]
+    run: RunRecord
+    measure_seconds: float
+    runtime_seconds: float | None = None
+
+    def with_runtime(self, seconds: float) -> "TextAuditSummary":
+        return dataclasses.replace(self, runtime_seconds=float(seconds))
+
+    def to_json(self) -> dict:
+        out = {"kind": "text-audit"}
+        out.update({name: getattr(self, name) for name in (
+            "dataset", "source", "n_documents", "n_test", "n_train_columns", "corpus", "model", "model_config",
+            "n_models", "subset_ratio", "seed", "mem_threshold", "infl_threshold", "prefix_len", "suffix_len")})
+        out.update(self.analysis)
+        out.update(self.run.to_json())
+        out.update(measure_seconds=self.measure_seconds, runtime_seconds=self.runtime_seconds)
+        return out
