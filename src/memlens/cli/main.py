@@ -1,6 +1,7 @@
 """The ``memlens`` command line: a thin layer over the library.
 
-    memlens audit [--dataset digits | --data FILE.npz] [--model logreg|mlp|ridge|kernel-ridge]
+    memlens audit [--dataset digits | --data FILE.npz | --external FOLDER]
+                  [--model logreg|mlp|ridge|kernel-ridge|cnn|PATH.py:FUNC|fit:PATH.py:FUNC]
                   [--model-param KEY=VALUE ...] [--loo]
                   [--models K] [--subset-ratio R]
                   [--seed S] [--out DIR] [--resume | --overwrite] [--no-progress]
@@ -88,13 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "in the layout of memlens.attacks.external; the same outputs as a trained audit")
     audit.add_argument("--model", default="logreg",
                        help="logreg (default), mlp, ridge or kernel-ridge (ridge and kernel-ridge: exact closed-form "
-                            "refits on every subset instead of training); char-lm: the text audit's byte-level "
-                            "language model")
+                            "refits on every subset instead of training), cnn (the built-in residual CNN, with "
+                            "augmentation), PATH.py:FUNC (your own torch module: FUNC(input_shape, n_classes) returns "
+                            "an nn.Module; the file is imported, which runs it), fit:PATH.py:FUNC (your own training "
+                            "function fit(X, y, seed) -> predict); char-lm: the text audit's byte-level language "
+                            "model")
     audit.add_argument("--model-param", action="append", default=None, metavar="KEY=VALUE",
                        help="override a field of the model configuration, repeatable: e.g. --model-param C=0.01 "
                             "(logreg), --model-param hidden=256,128 (mlp), --model-param alpha=10 (ridge); the "
-                            "fields are those of memlens.train.LogisticConfig, MLPConfig, RidgeConfig and "
-                            "KernelRidgeConfig")
+                            "fields are those of memlens.train.LogisticConfig, MLPConfig, RidgeConfig, "
+                            "KernelRidgeConfig, CNNConfig, TorchModuleConfig (e.g. epochs=10, lr=0.05, "
+                            "optimizer=adam) and FitFunctionConfig (output=proba)")
     audit.add_argument("--loo", action="store_true",
                        help="also compute leave-one-out memorization of every training example (exact for ridge and "
                             "kernel-ridge, one Newton step for logreg) and compare it with the subset estimate")
