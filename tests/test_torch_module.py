@@ -354,3 +354,15 @@ def test_cuda_is_refused_where_torch_sees_no_gpu(digits):
     with pytest.raises(MemlensInputError, match="no GPU"):
         fit_module_block(TorchModule(residual, epochs=1, device="cuda"), X, y, masks=np.ones((2, 200), dtype=bool),
                          seeds=np.array([1, 2]), n_classes=10, input_shape=(64,))
+
+
+def test_strided_cnn_arch(digits):
+    from memlens.train import get_trainer
+
+    X, y = digits
+    ds = from_arrays(X, y, X[:40], y[:40], image_shape=(8, 8), name="d")
+    cfg = get_trainer("cnn").make_config(arch="strided", epochs=1, batch_size=32)
+    pop = train_population(ds, model=cfg, masks=np.ones((2, 200), dtype=bool), seed=0)
+    assert pop.signal("test", "logit").shape == (2, 40) and pop.provenance["model"]["arch"] == "strided"
+    with pytest.raises(MemlensInputError, match="arch must be one of"):
+        get_trainer("cnn").make_config(arch="vgg")

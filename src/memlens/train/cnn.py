@@ -19,9 +19,26 @@ from pathlib import Path
 from .._validation import MemlensInputError, check_int
 from .torch_module import TorchModuleConfig
 
-__all__ = ["residual_cnn", "CNNConfig", "make_config"]
+__all__ = ["residual_cnn", "strided_cnn", "CNNConfig", "make_config", "ARCHS"]
 
 _SPEC = "memlens.train.cnn:residual_cnn"
+
+
+def strided_cnn(input_shape, n_classes, *, width: int = 16):
+    """A small, fast CNN: two 5x5 convolutions of stride 2 (``width`` and ``2 width`` channels, BatchNorm, ReLU) and
+    a linear layer. On full Fashion-MNIST (width 16, 6 epochs, SGD with Nesterov momentum and a cosine schedule) it
+    reaches about 90% test accuracy at 7.6 s per model-epoch on one core of this machine."""
+    from torch import nn  # heavy: imported on first use
+
+    if len(input_shape) != 3:
+        raise MemlensInputError(f"model 'cnn' needs images (C, H, W); got input_shape {tuple(input_shape)}: give the "
+                                "dataset an image_shape (e.g. image_shape=[28, 28] in the .npz)", param="model")
+    c, h, w = input_shape
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    h4, w4 = (h2 + 1) // 2, (w2 + 1) // 2
+    return nn.Sequential(nn.Conv2d(c, width, 5, stride=2, padding=2), nn.BatchNorm2d(width), nn.ReLU(),
+                         nn.Conv2d(width, 2 * width, 5, stride=2, padding=2), nn.BatchNorm2d(2 * width), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(2 * width * h4 * w4, n_classes))
 
 
 def residual_cnn(input_shape, n_classes, *, width: int = 16):
@@ -53,6 +70,10 @@ def residual_cnn(input_shape, n_classes, *, width: int = 16):
     return nn.Sequential(*layers)
 
 
+#: The built-in architectures: ``arch`` -> factory.
+ARCHS = {"residual": residual_cnn, "strided": strided_cnn}
+
+
 def _own_sha256() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -60,7 +81,8 @@ def _own_sha256() -> str:
 @dataclass(frozen=True)
 class CNNConfig(TorchModuleConfig):
     """The built-in CNN's training: :class:`~memlens.train.torch_module.TorchModuleConfig` with the factory fixed
-    to :func:`residual_cnn`, augmentation on, and the architecture's ``width`` (channels of the first stage)."""
+    to :func:`residual_cnn` (``arch="residual"``) or :func:`strided_cnn` (``arch="strided"``: smaller and about
+    4x cheaper per image), augmentation on, and the architecture's ``width`` (channels of the first stage)."""
 
     factory: str = _SPEC
     epochs: int = 15
@@ -72,6 +94,7 @@ class CNNConfig(TorchModuleConfig):
     schedule: str = "cosine"
     augment: bool = True
     width: int = 16
+    arch: str = "residual"
 
     name = "cnn"
 
@@ -80,12 +103,14 @@ class CNNConfig(TorchModuleConfig):
             raise MemlensInputError(f"model 'cnn' has its own factory ({_SPEC}); got factory={self.factory!r}: use "
                                     "--model PATH.py:FUNC for your own module", param="model_params")
         object.__setattr__(self, "width", check_int("width", self.width, min_value=1))
+        if self.arch not in ARCHS:
+            raise MemlensInputError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}", param="arch")
         if not self.factory_sha256:
             object.__setattr__(self, "factory_sha256", _own_sha256())
         super().__post_init__()
 
     def make_factory(self):
-        return partial(residual_cnn, width=self.width)
+        return partial(ARCHS[self.arch], width=self.width)
 
 
 def make_config(**fields) -> CNNConfig:
