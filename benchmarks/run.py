@@ -811,6 +811,10 @@ def markdown(res: dict) -> str:
     if not res["quick"] and tm.exists():   # measured by benchmarks/torch_module.py, a run of its own
         body = tm.read_text().split("\n", 1)[1].replace("\n## (", "\n### (")
         L.append("\n## (f) The user's own torch module: vectorized blocks against a per-model loop\n" + body)
+    fc = ROOT / "benchmarks" / "fmnist_cnn.md"
+    if not res["quick"] and fc.exists():   # measured by benchmarks/fmnist_cnn.py (about an hour)
+        L.append("\n## (g) 128 CNNs on full Fashion-MNIST, the whole audit measured end to end\n"
+                 + fc.read_text().split("\n", 1)[1])
     return "\n".join(L)
 
 
