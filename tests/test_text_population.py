@@ -181,3 +181,13 @@ def test_gru_population_trains_one_at_a_time():
     assert np.all(np.isfinite(pop.signal("train", "loss")))
     # it learned something: training loss below the uniform-byte baseline log(258)
     assert pop.signal("train", "loss").mean() < np.log(258)
+
+
+def test_train_population_picks_the_trainer_of_the_data_kind():
+    """A TextDataset's default trainer is char-lm; a feature-array trainer named for it is refused by name."""
+    from memlens.data import text_dataset_from_texts
+    from memlens.train import train_population
+
+    ds = text_dataset_from_texts([f"document {i}" for i in range(8)], name="t", test_texts=["test 0", "test 1"])
+    with pytest.raises(MemlensInputError, match="trains on feature arrays"):
+        train_population(ds, model="logreg", masks=np.ones((2, ds.n_train), dtype=bool), seed=0)

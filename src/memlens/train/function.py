@@ -13,7 +13,6 @@ runner runs ``conftest.py``).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,7 +21,7 @@ import numpy as np
 from .._validation import MemlensInputError
 from ..population import signals_from_logits, signals_from_proba
 from .trainers import BlockFit
-from .user_code import load_checked, make_user_config, user_config
+from .user_code import config_dict, load_checked, make_user_config, user_config
 
 __all__ = ["FitFunctionConfig", "FitFunction", "make_config", "fit_block", "SPEC_PREFIX"]
 
@@ -64,8 +63,7 @@ class FitFunctionConfig:
                                     param="standardize")
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "callable_"}
-        return {"name": self.name, **d}
+        return config_dict(self)
 
     def function(self) -> Callable:
         if self.callable_ is not None:

@@ -129,15 +129,15 @@ def _resolve_model(model, backend: str):
     return trainer, model, model
 
 
-def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "torch", model_offset: int = 0,
+def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torch", model_offset: int = 0,
                      progress=None, n_jobs: int = 1, block_size: int | None = None, dp=None) -> Population:
     """Train one model per mask row and collect the per-example signals of every model.
 
     Parameters
     ----------
     dataset : memlens.data.Dataset
-    model : str, LogisticConfig, MLPConfig or scikit-learn classifier
-        ``"logreg"`` (multinomial L2 logistic regression, exactly scikit-learn's objective, tightly
+    model : str, LogisticConfig, MLPConfig or scikit-learn classifier, optional
+        Default: ``"logreg"`` for a Dataset, ``"char-lm"`` for a TextDataset. ``"logreg"`` (multinomial L2 logistic regression, exactly scikit-learn's objective, tightly
         converged), ``"mlp"`` (ReLU MLP, SGD with momentum), a configuration from
         :func:`make_model_config`, or, with ``backend="sklearn"``, any classifier with ``fit`` and
         ``predict_proba`` (cloned per model and fitted on the raw features: put preprocessing in a Pipeline).
@@ -187,8 +187,10 @@ def train_population(dataset, *, model="logreg", masks, seed=0, backend: str = "
     weight-0 invariant "masking an example OUT equals deleting it" holds given that preprocessing (deleting
     a row from the dataset also changes the statistics: compare with ``standardize=False``).
     """
+    if model is None:   # the default trainer of the kind of data
+        model = "char-lm" if isinstance(dataset, TextDataset) else "logreg"
     if isinstance(dataset, TextDataset):
-        trainer = get_trainer(model if model != "logreg" else "char-lm")
+        trainer = get_trainer(model)
         if not trainer.text:
             raise MemlensInputError(f"model {trainer.name!r} trains on feature arrays; a TextDataset needs a text "
                                     "trainer (model='char-lm')", param="model")

@@ -27,7 +27,6 @@ a run directory are kept).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from .._threads import limit_threads
 from .._validation import MemlensInputError, MemlensTrainingError, check_float, check_int, warn
 from ..population import signals_from_logits
 from .trainers import BlockFit
-from .user_code import load_checked, make_user_config, user_config
+from .user_code import config_dict, load_checked, make_user_config, user_config
 
 __all__ = ["TorchModuleConfig", "TorchModule", "load_factory", "fit_module_block", "module_logits",
            "input_shape_of", "OPTIMIZERS", "SCHEDULES", "shift_flip", "augmented_queries", "query_signals"]
@@ -161,8 +160,7 @@ class TorchModuleConfig:
 
     def to_dict(self) -> dict:
         """JSON-serializable fields plus ``name`` (the callable itself is identified by ``factory`` and its hash)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "callable_"}
-        return {"name": self.name, **d}
+        return config_dict(self)
 
     def make_factory(self) -> Callable:
         """The factory callable (loaded from ``factory`` when the configuration came from a spec)."""
@@ -209,6 +207,24 @@ def _check_output(out, k: int, rows: int, n_classes: int) -> None:
         raise MemlensInputError(f"model: the module must map a batch (rows, *input_shape) to logits (rows, "
                                 f"n_classes={n_classes}); got output shape {tuple(out.shape)[1:]} for {rows} rows",
                                 param="model")
+
+
+def _probe(module, x, config: TorchModuleConfig, n_classes: int) -> None:
+    """Run ``module`` on the rows ``x`` (eval mode, no gradients: no BatchNorm statistic changes) and refuse an
+    exception or logits that are not ``(rows, n_classes)``, naming the factory."""
+    import torch  # heavy: imported on first use
+
+    was_training = module.training
+    try:
+        with torch.no_grad():
+            out = module.eval()(x)
+    except Exception as exc:  # noqa: BLE001 - the user's module failed on a batch of the data
+        raise MemlensInputError(f"model: the module from {config.factory!r} fails on a batch of shape "
+                                f"{tuple(x.shape)} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it must "
+                                "map (rows, *input_shape) to logits (rows, n_classes)", param="model") from None
+    finally:
+        module.train(was_training)
+    _check_output(out[None], 1, x.shape[0], n_classes)
 
 
 def _streams(masks: np.ndarray, seeds: np.ndarray, epochs: int, batch_size: int) -> tuple[list, int]:
@@ -383,15 +399,7 @@ def fit_module_block(config: TorchModuleConfig, X, y, *, masks, seeds, n_classes
     aug = _augmentation(config, input_shape)
     draws = _augment_draws(streams, seeds, *aug) if aug is not None and config.augment else None
     pad = aug[0] if aug is not None else 0
-    probe = copy.deepcopy(models[0])   # the output's shape, checked before any training (on a copy: BatchNorm)
-    try:
-        trial_out = probe(Xt[: min(2, n)])
-    except Exception as exc:  # noqa: BLE001 - the user's module failed on a batch of the data
-        raise MemlensInputError(f"model: the module from {config.factory!r} fails on a batch of shape "
-                                f"{(min(2, n), *input_shape)} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-                                "; it must map (rows, *input_shape) to logits (rows, n_classes)", param="model") from None
-    _check_output(trial_out[None], 1, min(2, n), n_classes)
-    del probe, trial_out
+    _probe(models[0], Xt[: min(2, n)], config, n_classes)   # the output's shape, before any training
     vectorize = config.vectorize
     if vectorize is True:
         ok, reason = _vectorizable(models, Xt[: min(2, n)], n_classes)
@@ -421,22 +429,17 @@ def fit_module_block(config: TorchModuleConfig, X, y, *, masks, seeds, n_classes
             active = [j for j in range(k) if t < len(streams[j])]
             for g in opt.param_groups:
                 g["lr"] = config.lr * _lr_factor(config.schedule, t, n_steps)
-            if len(active) < k:
-                # models that are done keep their state: run the block on the active ones only
-                _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes,
-                             last_losses, steps, epoch_steps, model_offset, draws, pad)
+            if len(active) < k or len({len(streams[j][t]) for j in range(k)}) > 1:
+                # models that are done, or batches of other sizes: each active model on its own batch
+                _step_subset(fwd, params, buffers, opt, active, streams, t, Xt, yt, n_classes, last_losses, steps,
+                             epoch_steps, model_offset, draws, pad)
                 continue
-            b = max(len(streams[j][t]) for j in range(k))
-            if all(len(streams[j][t]) == b for j in range(k)):
-                idx = torch.as_tensor(np.stack([streams[j][t] for j in range(k)])).to(device)
-                out = fwd(params, buffers, _augmented(Xt[idx], draws, range(k), t, pad))
-                _check_output(out, k, b, n_classes)
-                losses = F.cross_entropy(out.reshape(-1, n_classes), yt[idx].reshape(-1),
-                                         reduction="none").reshape(k, b).mean(1)
-            else:
-                _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes,
-                             last_losses, steps, epoch_steps, model_offset, draws, pad)
-                continue
+            b = len(streams[0][t])
+            idx = torch.as_tensor(np.stack([streams[j][t] for j in range(k)])).to(device)
+            out = fwd(params, buffers, _augmented(Xt[idx], draws, range(k), t, pad))
+            _check_output(out, k, b, n_classes)
+            losses = F.cross_entropy(out.reshape(-1, n_classes), yt[idx].reshape(-1),
+                                     reduction="none").reshape(k, b).mean(1)
             _check_finite(losses, list(range(k)), t, model_offset)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
@@ -466,16 +469,14 @@ def fit_module_block(config: TorchModuleConfig, X, y, *, masks, seeds, n_classes
                      steps, final, tuple(input_shape), device, () if vectorize else tuple(models))
 
 
-def _step_subset(config, base, params, buffers, opt, active, streams, t, Xt, yt, n_classes, last_losses, steps,
+def _step_subset(fwd, params, buffers, opt, active, streams, t, Xt, yt, n_classes, last_losses, steps,
                  epoch_steps, model_offset, draws=None, pad=0):
     """One step for the models in ``active`` whose batches may differ in size: each model's forward on its own
     batch (one vmap over a model axis of one), losses summed, one optimizer step. The gradients of the idle models
     are zero and masked out of the update by restoring their slices."""
     import torch  # heavy: imported on first use
-    from torch.func import vmap  # heavy: imported on first use
     from torch.nn import functional as F  # heavy: imported on first use
 
-    fwd = vmap(_forward_fn(base), in_dims=(0, 0, 0), randomness="different")
     k = next(iter(params.values())).shape[0]
     idle = [j for j in range(k) if j not in active]
     saved = {name: p.detach()[idle].clone() for name, p in params.items()} if idle else {}
@@ -639,14 +640,7 @@ def preflight(config: TorchModuleConfig, dataset) -> None:
     _augmentation(config, shape)
     model = _build(config.make_factory(), shape, dataset.n_classes, 0, "cpu")
     x = torch.as_tensor(np.ascontiguousarray(dataset.X_train[:2], dtype=np.float32)).reshape(-1, *shape)
-    try:
-        with torch.no_grad():
-            out = model.eval()(x)
-    except Exception as exc:  # noqa: BLE001 - the user's module failed on a batch of the data
-        raise MemlensInputError(f"model: the module from {config.factory!r} fails on a batch of shape "
-                                f"{tuple(x.shape)} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it must "
-                                "map (rows, *input_shape) to logits (rows, n_classes)", param="model") from None
-    _check_output(out[None], 1, x.shape[0], dataset.n_classes)
+    _probe(model, x, config, dataset.n_classes)
 
 
 def fit_block(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, input_shape=None, first_model=0):

@@ -17,7 +17,8 @@ from typing import Callable
 
 from .._validation import MemlensInputError
 
-__all__ = ["load_factory", "load_checked", "callable_identity", "user_config", "make_user_config"]
+__all__ = ["load_factory", "load_checked", "callable_identity", "user_config", "make_user_config",
+           "config_dict"]
 
 
 def _file_sha256(path: Path) -> str:
@@ -131,3 +132,10 @@ def load_checked(spec: str, sha256: str) -> Callable:
         raise MemlensInputError(f"model: the file of {spec!r} changed since this configuration was made (its hash "
                                 "differs); start a new run for the new code", param="model")
     return fn
+
+
+def config_dict(cfg) -> dict:
+    """``to_dict()`` of a user-code configuration: ``name`` and every field but the callable itself (which is
+    identified by its spec and hash)."""
+    fields = (f.name for f in dataclasses.fields(cfg) if f.name != "callable_")
+    return {"name": cfg.name, **{name: getattr(cfg, name) for name in fields}}
