@@ -15,8 +15,9 @@ from memlens import Population
 from memlens.attacks import attack_all_targets, lira
 from memlens.audits.image import LIRA_FIXED_VARIANCE_BELOW, MEM_THRESHOLD, audit_attacks, run_audit
 from memlens.cli.main import load_npz_dataset, main
-from memlens.evaluation import empirical_epsilon, roc
+from memlens.evaluation import roc
 from memlens.measures import memorization
+from memlens.privacy.paired import GUESS_FRACTIONS, paired_one_run_audit
 
 N_MODELS, SHARD, N_TARGETS = 16, 6, 5
 SUITE = {"lira-online": ("lira", {"online": True, "fix_variance": True}),
@@ -76,12 +77,23 @@ def test_summary_tables_equal_direct_attacks(finished):
             np.testing.assert_allclose(row["tpr"][f]["ci"], agg.tpr_ci[j], rtol=1e-9, atol=1e-12)
             assert row["tpr"][f]["pooled"] == pytest.approx(agg.pooled_tpr[j], rel=1e-9, abs=1e-12)
         assert 0.0 <= row["auc"]["mean"] <= 1.0
-        # the audited ε of each attack: empirical_epsilon on its scores pooled over the targets
-        sc, lab = direct.scores.ravel(), direct.labels.ravel()
-        ok = np.isfinite(sc)
-        eps = empirical_epsilon(sc[ok], lab[ok], alpha=0.05).epsilon
-        assert row["epsilon_lower_bound"] == pytest.approx(eps, rel=1e-9)
-        assert s["privacy"]["by_attack"][key]["epsilon"] == pytest.approx(eps, rel=1e-9)
+        # the audited ε of each attack: the best paired one-run audit over the targets, the error shared
+        # (Bonferroni) among the 4 attacks x the targets x the guess counts
+        n_t = direct.scores.shape[0]
+        per = [paired_one_run_audit(direct.scores[t], direct.labels[t], level=0.95, n_other_tests=4 * n_t,
+                                    seed=t).epsilon for t in range(n_t)]
+        blk = row["epsilon"]
+        assert row["epsilon_lower_bound"] == pytest.approx(max(per), rel=1e-12)
+        assert blk["per_target"] == pytest.approx(per, rel=1e-12)
+        assert s["privacy"]["by_attack"][key]["epsilon"] == pytest.approx(max(per), rel=1e-12)
+        assert blk["level"] == 0.95 and blk["valid"] is True and blk["n_tests"] == 4 * n_t * len(GUESS_FRACTIONS)
+        assert "Steinke" in blk["method"]
+        # the trials: IN/OUT pairs of distinct examples of one target, never more than the examples
+        n_train = pop.masks.shape[1]
+        best_mask = pop.masks[blk["best_target"]]
+        assert blk["n_members"] == blk["n_nonmembers"] == min(best_mask.sum(), (~best_mask).sum())
+        assert blk["n_members"] + blk["n_nonmembers"] <= n_train
+        assert blk["n_correct"] <= blk["n_guesses"] <= blk["n_pairs"]
     p = s["privacy"]
     assert p["dp"] is False and p["accountant_epsilon"] is None and p["confidence"] == 0.95
     best = max(row["epsilon_lower_bound"] for row in a["table"].values())

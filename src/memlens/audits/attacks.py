@@ -2,9 +2,11 @@
 example's LiRA score as a member, the examples LiRA flags, and the audited ε lower bound beside the accountant's ε.
 
 LiRA online and offline (Carlini et al. 2022), RMIA (Zarifzadeh et al. 2024) and the loss attack (Yeom et al. 2018)
-attack up to ``n_targets`` target models in turn, each with all other models of the population as its references;
-the audited ε lower bound of Jagielski, Ullman & Oprea (2020) is computed from each attack's pooled scores.
-These read a trained population only, so any audit recipe can add them.
+attack up to ``n_targets`` target models in turn, each with all other models of the population as its references.
+The audited ε lower bound is the paired one-run audit of :mod:`memlens.privacy.paired` (Steinke, Nasr & Jagielski
+2023 over random IN/OUT pairs of each target), Bonferroni-corrected over attacks, targets and guess counts, so its
+confidence holds for how the masks were drawn. These read a trained population only, so any audit recipe can add
+them.
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from .._validation import MemlensWarning, check_int, warn
 from ..attacks import attack_all_targets
 from ..evaluation import RocCurve, roc
 from ..population import Population
-from ..privacy.empirical import empirical_epsilon, privacy_audit
+from ..privacy.empirical import privacy_audit
+from ..privacy.paired import GUESS_FRACTIONS, PAIRED_ASSUMPTIONS, PAIRED_METHOD, paired_one_run_audit
 
-__all__ = ["AuditAttacks", "audit_attacks", "privacy_summary", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS",
+__all__ = ["AuditAttacks", "AuditedEpsilon", "audit_attacks", "audited_epsilon", "privacy_summary", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS",
            "LIRA_FIXED_VARIANCE_BELOW", "EPSILON_LEVEL", "EPSILON_CONFIDENCE", "MEM_THRESHOLD"]
 
 #: Feldman & Zhang (2020, §3) threshold of a memorized example (the flagged examples are memorized ones).
@@ -41,6 +44,88 @@ LIRA_FIXED_VARIANCE_BELOW = 64
 #: Confidence level of the audited ε lower bound (Clopper–Pearson, error probability 1 − 0.95).
 EPSILON_LEVEL = 0.95
 EPSILON_CONFIDENCE = EPSILON_LEVEL   # the older name
+#: Attacks that read only the target model (valid even when other models' masks reveal the target's).
+_TARGET_ONLY = frozenset({"loss"})
+
+
+@dataclass(frozen=True, eq=False)
+class AuditedEpsilon:
+    """One attack's audited ε lower bound over the attacked targets (the ``epsilon`` block of ``summary.json``).
+
+    Attributes
+    ----------
+    best : memlens.privacy.PairedOneRunAudit
+        The paired one-run audit of the target with the largest bound.
+    best_target : int
+        Its model row.
+    per_target : ndarray, shape (n_targets,)
+        Every target's bound (each at the same Bonferroni-corrected level).
+    level : float
+        Confidence of ``epsilon`` (and of the largest over attacks): the error is shared among attacks × targets ×
+        guess counts.
+    valid : bool
+        False where the proof's assumption fails for this attack (masks balanced over models reveal a target's
+        membership to attacks that read the other models' masks); ``epsilon`` is then NaN.
+    why : str
+        Why not valid ('' when valid).
+    """
+
+    best: Any
+    best_target: int
+    per_target: np.ndarray
+    level: float
+    valid: bool = True
+    why: str = ""
+
+    @property
+    def epsilon(self) -> float:
+        return float(self.best.epsilon) if self.valid else math.nan
+
+    @property
+    def delta(self) -> float:
+        return float(self.best.delta)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.best.to_dict()
+        d.update(epsilon=self.epsilon, level=self.level, valid=self.valid, why=self.why or None,
+                 best_target=self.best_target, per_target=[float(e) for e in self.per_target],
+                 n_targets=int(self.per_target.size))
+        return d
+
+
+def audited_epsilon(scores: np.ndarray, labels: np.ndarray, *, targets, delta: float = 0.0,
+                    level: float = EPSILON_LEVEL, n_attacks: int = 1, reads_other_masks: bool = True,
+                    balanced_masks: bool = False, seed: int = 0) -> AuditedEpsilon:
+    """An attack's audited ε lower bound: the best paired one-run audit over its targets.
+
+    Parameters
+    ----------
+    scores : array, shape (n_targets, n_train)
+        The attack's scores against each target (higher = member; NaN where undefined).
+    labels : array of bool, shape (n_targets, n_train)
+        Each target's membership.
+    targets : sequence of int
+        The targets' model rows (seeds of the random matching).
+    delta : float
+        δ of the null hypothesis.
+    level : float
+        Overall confidence, shared (Bonferroni) among ``n_attacks`` × targets × guess counts.
+    n_attacks : int
+        Attacks the caller takes the best of.
+    reads_other_masks, balanced_masks : bool
+        An attack reading other models' masks on masks balanced over models is not covered by the proof.
+    seed : int
+        Base seed of the matchings (target ``t`` uses ``seed + t``, the same pairs for every attack).
+    """
+    n_t = scores.shape[0]
+    audits = [paired_one_run_audit(scores[i], labels[i], delta=delta, level=level, n_other_tests=n_t * n_attacks,
+                                   seed=seed + int(targets[i])) for i in range(n_t)]
+    per = np.array([a.epsilon for a in audits], dtype=np.float64)
+    best = int(np.argmax(per))
+    valid = not (reads_other_masks and balanced_masks)
+    why = "" if valid else ("every example is IN for the same number of models, so the other models' masks, "
+                            "which this attack reads, reveal the target's membership")
+    return AuditedEpsilon(audits[best], int(targets[best]), per, level, valid, why)
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,9 +157,9 @@ class AuditAttacks:
         Training examples that are both highly memorized (memorization >= :data:`MEM_THRESHOLD`) and highly
         flagged by LiRA (``lira_online_in >= flag_threshold``), highest LiRA score first. ("Exposure" is kept for
         Carlini et al.'s canary exposure, :mod:`memlens.measures.exposure`.)
-    epsilon : mapping of str to memlens.evaluation.EpsilonLowerBound or None
-        Audited ε lower bound per attack from its pooled scores (Jagielski et al. 2020); None where the attack has
-        no defined scores for members and non-members (too few reference models).
+    epsilon : mapping of str to AuditedEpsilon or None
+        Audited ε lower bound per attack (paired one-run audit over the targets, :func:`audited_epsilon`); None
+        where the attack has no defined scores for members and non-members (too few reference models).
     privacy : memlens.evaluation.PrivacyAudit
         The lower bounds beside the accountant's ε (None for a non-private population).
     """
@@ -100,7 +185,9 @@ class AuditAttacks:
             agg = res.aggregate.to_dict()
             first = res.results[0].params
             agg["params"] = {k: v for k, v in first.items() if isinstance(v, (str, int, float, bool, type(None)))}
-            agg["epsilon_lower_bound"] = math.nan if self.epsilon[key] is None else self.epsilon[key].epsilon
+            e = self.epsilon[key]
+            agg["epsilon_lower_bound"] = math.nan if e is None else e.epsilon
+            agg["epsilon"] = None if e is None else e.to_dict()
             out[key] = agg
         return out
 
@@ -141,10 +228,10 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
 
     Notes
     -----
-    The audited ε is :func:`memlens.evaluation.empirical_epsilon` (Jagielski, Ullman & Oprea 2020) on each attack's
-    scores pooled over targets: a lower bound at confidence ``EPSILON_LEVEL`` (Clopper–Pearson), with the
-    threshold chosen on the same data and the examples of one model counted as separate trials, both of which
-    make it optimistic; it is a heuristic audit, not a proof.
+    The audited ε of each attack is :func:`audited_epsilon`: the paired one-run audit of
+    :mod:`memlens.privacy.paired` on every target, the best of them, with the error ``1 − EPSILON_LEVEL`` shared
+    among attacks × targets × guess counts, so the largest bound over all attacks holds at ``EPSILON_LEVEL``. Its
+    trials are IN/OUT pairs of distinct examples of one target, never more than the examples.
     """
     n_targets = check_int("attack_targets", n_targets, min_value=1)
     n_models = pop.masks.shape[0]
@@ -153,6 +240,8 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
     fixed = n_ref < LIRA_FIXED_VARIANCE_BELOW
     results, pooled, eps = {}, {}, {}
     notes = []
+    col = pop.masks.sum(axis=0)
+    balanced = bool(n_models > 2 and col.size > 1 and np.all(col == col[0]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MemlensWarning)
         for key, attack, kwargs in ATTACK_SUITE:
@@ -165,7 +254,9 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
             ok = np.isfinite(sc)
             if lab[ok].any() and not lab[ok].all():
                 pooled[key] = roc(sc[ok], lab[ok])
-                eps[key] = empirical_epsilon(sc[ok], lab[ok], delta=delta, level=EPSILON_LEVEL)
+                eps[key] = audited_epsilon(res.scores, res.labels, targets=targets, delta=delta, level=EPSILON_LEVEL,
+                                           n_attacks=len(ATTACK_SUITE), reads_other_masks=key not in _TARGET_ONLY,
+                                           balanced_masks=balanced)
             else:   # too few reference models: no defined score for members and non-members alike
                 nan = np.array([np.nan])
                 pooled[key] = RocCurve(nan, nan, nan, int(lab[ok].sum()), int((~lab[ok]).sum()))
@@ -197,7 +288,7 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
         both = np.flatnonzero((mem_scores >= MEM_THRESHOLD) & (lira_in >= threshold))
     flagged = both[np.argsort(-lira_in[both], kind="stable")]
     privacy = None
-    defined = {k: e for k, e in eps.items() if e is not None}
+    defined = {k: e.epsilon for k, e in eps.items() if e is not None and e.valid}
     if accountant_epsilon is not None and defined:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MemlensWarning)   # a violation is reported in the summary
@@ -217,7 +308,7 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
 def privacy_summary(att: AuditAttacks, *, dp: dict | None, delta: float) -> dict:
     """``summary.json``'s ``privacy``: the accountant's ε (DP runs) beside the audited ε lower bounds."""
     by_attack = {k: None if e is None else e.to_dict() for k, e in att.epsilon.items()}
-    defined = [k for k, e in att.epsilon.items() if e is not None]
+    defined = [k for k, e in att.epsilon.items() if e is not None and e.valid]
     best_key = max(defined, key=lambda k: att.epsilon[k].epsilon) if defined else None
     out = {
         "dp": dp is not None,
@@ -228,11 +319,12 @@ def privacy_summary(att: AuditAttacks, *, dp: dict | None, delta: float) -> dict
         "audited_epsilon_lower_bound": att.epsilon[best_key].epsilon if best_key else math.nan,
         "audited_by": best_key,
         "confidence": EPSILON_LEVEL,
-        "method": "Jagielski et al. 2020: Clopper-Pearson bounds on TPR and FPR of the best threshold of each "
-                  "attack's scores pooled over target models",
-        "caveat": "a lower bound on epsilon at 95% confidence per attack; the threshold and the attack are chosen "
-                  "on the same data and the examples of one model are not independent trials, so the bound is "
-                  "optimistic (a heuristic audit)",
+        "method": PAIRED_METHOD,
+        "method_short": "paired one-run audit",
+        "assumptions": PAIRED_ASSUMPTIONS,
+        "caveat": (f"a lower bound on epsilon holding with probability {EPSILON_LEVEL:g} for the best of all attacks, "
+                   f"targets and {len(GUESS_FRACTIONS)} guess counts (Bonferroni); each trial is a pair of distinct "
+                   "examples of one target model, and a pair swap costs 2*epsilon, so the bound is conservative"),
         "by_attack": by_attack,
     }
     if att.privacy is not None:

@@ -108,9 +108,8 @@ class AuditSummary:
             lira, p = self.attacks["table"]["lira-online"], self.privacy or {}
             acc = p.get("accountant_epsilon")
             out.append(f"LiRA (online, {self.attacks['n_targets']} targets): AUC {lira['auc']['mean']:.3f}, TPR at 0.1% "
-                       f"FPR {100 * lira['tpr']['0.001']['pooled']:.2f}% (pooled); audited epsilon >= "
-                       f"{p['audited_epsilon_lower_bound']:.2f} ({100 * p['confidence']:.0f}% confidence)"
-                       + (f", accountant's epsilon {acc:.2f}" if acc is not None else ""))
+                       f"FPR {100 * lira['tpr']['0.001']['pooled']:.2f}% (pooled)")
+            out.append(_epsilon_line(p) + (f"; accountant's epsilon {acc:.2f}" if acc is not None else ""))
         if self.loo is not None:
             b = self.loo
             a = b["agreement"]["loo_memorization_vs_subset"]
@@ -118,6 +117,17 @@ class AuditSummary:
                        f"at leave-one-out vs {b['n_memorized_subset']} by the subset estimate "
                        f"({b['n_memorized_both']} both); Pearson r {a['pearson']:.2f}, Spearman {a['spearman']:.2f}")
         return out
+
+
+def _epsilon_line(p: Mapping[str, Any]) -> str:
+    """The CLI's audited-ε line: the bound, its method, level, and the trials it used."""
+    eps, by = p.get("audited_epsilon_lower_bound"), p.get("audited_by")
+    if by is None or eps is None or not math.isfinite(eps):
+        return "audited epsilon: undefined (no attack has a valid bound; see summary.json privacy.by_attack)"
+    blk = (p.get("by_attack") or {}).get(by) or {}
+    method = p.get("method_short", "paired one-run audit")
+    return (f"audited epsilon >= {eps:.2f} at {100 * p['confidence']:.0f}% confidence ({method}, {by} on target {blk.get('best_target')}: {blk.get('n_correct')} of "
+            f"{blk.get('n_guesses')} pair guesses right among {blk.get('n_pairs')} IN/OUT pairs of distinct examples)")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ _FPR_SLACK = 1e-9
 
 
 # --------------------------------------------------------------------------------------------- validation
-def _check_scores_labels(scores, labels, *, names=("scores", "labels")) -> tuple[np.ndarray, np.ndarray]:
+def _check_scores_labels(scores, labels, *, names=("scores", "labels"),
+                         allow_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
     s_name, l_name = names
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1:
@@ -72,7 +73,7 @@ def _check_scores_labels(scores, labels, *, names=("scores", "labels")) -> tuple
             raise MemlensInputError(f"{l_name} must be boolean (True = member) or 0/1; got values "
                                     f"{np.unique(labels)[:5]}")
         labels = labels.astype(bool)
-    if scores.size and not np.all(np.isfinite(scores)):
+    if scores.size and not allow_nan and not np.all(np.isfinite(scores)):
         bad = int(scores.size - np.count_nonzero(np.isfinite(scores)))
         raise MemlensInputError(f"{s_name} contains {bad} NaN or infinite value(s); drop undefined scores first "
                                 "(AttackResult metrics do this for you)")

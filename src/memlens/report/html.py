@@ -246,18 +246,31 @@ def _privacy_section(s: Mapping[str, Any]) -> str:
     else:
         rows.append(("accountant's ε", "none: the models were trained without differential privacy "
                                       "(--dp-epsilon E trains them with DP-SGD)"))
+    by = p.get("audited_by")
+    blk = (p.get("by_attack") or {}).get(by) or {}
     rows.append((f"audited ε lower bound ({conf} confidence)",
-                 f"{_num(p['audited_epsilon_lower_bound'], 3)} (best attack: {p['audited_by']}, "
-                 f"δ = {p['delta']:.3g})"))
+                 f"{_num(p['audited_epsilon_lower_bound'], 3)} (best attack: {by}, target model "
+                 f"{blk.get('best_target', '–')}, δ = {p['delta']:.3g})"))
+    if blk:
+        rows.append(("trials the bound used", f"{blk.get('n_pairs')} IN/OUT pairs of distinct examples "
+                     f"({blk.get('n_members')} members, {blk.get('n_nonmembers')} non-members); "
+                     f"{blk.get('n_correct')} of {blk.get('n_guesses')} guesses right"))
+    invalid = [k for k, b in (p.get("by_attack") or {}).items() if b and not b.get("valid", True)]
+    if invalid:
+        rows.append(("not covered by the proof", f"{', '.join(invalid)}: {(p['by_attack'][invalid[0]] or {}).get('why')}"))
     if p.get("dp"):
         rows.append(("consistent (audited ≤ accountant)", "yes" if p.get("consistent") else
                      f"no: {', '.join(p.get('violations', []))}"))
     return ("<h2>Privacy: audited ε</h2>"
-            '<p class="note">The audited ε is a <b>lower bound</b> (Jagielski, Ullman &amp; Oprea 2020): for the best '
-            "threshold of each attack's pooled scores, Clopper–Pearson bounds on TPR and FPR give "
-            f"ε ≥ ln((TPR<sub>low</sub> − δ) / FPR<sub>high</sub>) with {conf} confidence. The threshold is "
-            "chosen "
-            "on the same data and examples of one model are not independent trials, so it is a heuristic audit. "
+            '<p class="note">The audited ε is a <b>lower bound</b> that holds with the stated confidence '
+            "(a paired one-run audit, after Steinke, Nasr &amp; Jagielski 2023). For each attacked target model, "
+            "every example of the smaller side (IN or OUT) is matched to a random example of the other side; which "
+            "one of a pair the model trained on is then a fair coin. The attack guesses the member of each pair "
+            "(higher score), on its most confident pairs; if the training were ε-DP, such guesses could be right "
+            "with probability at most e<sup>2ε</sup>/(1 + e<sup>2ε</sup>) (swapping a pair changes two examples). "
+            "The largest ε that the count of right guesses rejects is the bound; the error probability is "
+            f"shared among all attacks, targets and guess counts, so the best of them holds at {conf}. Each example "
+            "is one trial at most. Assumptions: " + html.escape(str(p.get("assumptions", ""))) + ". "
             "The accountant's ε is an upper bound; an audited value above it would reveal a privacy bug.</p>"
             + _table(None, rows))
 
