@@ -21,8 +21,10 @@ from ._validation import MemlensInputError, check_array, check_labels, check_mas
 __all__ = ["Population", "SIGNALS", "SIGNAL_SIGN", "signals_from_logits", "signals_from_proba", "atomic_write_bytes"]
 
 #: Standard per-example signals. ``logit``: LiRA's stable logit φ = log p_y − log Σ_{y'≠y} p_{y'}
-#: (Carlini et al. 2022, §IV-B); ``loss``: cross-entropy −log p_y; ``correct``: 1.0 where argmax = y.
-SIGNALS = ("logit", "loss", "correct")
+#: (Carlini et al. 2022, §IV-B); ``loss``: cross-entropy −log p_y; ``correct``: 1.0 where argmax = y; ``pred``: the
+#: predicted class argmax (as a float; what the models that did not see an example predict for it separates a
+#: mislabeled example from an atypical one). ``pred`` is optional: populations without it still load.
+SIGNALS = ("logit", "loss", "correct", "pred")
 #: The direction of every signal: +1 where a higher value means the model fits the example better, −1 where a lower
 #: value does (the losses). Measures and attacks orient their scores by it (higher = more memorized / member).
 SIGNAL_SIGN = {"correct": 1.0, "logit": 1.0, "loss": -1.0, "log_likelihood": 1.0, "token_accuracy": 1.0}
@@ -51,7 +53,7 @@ def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
 
     Returns
     -------
-    dict with ``logit``, ``loss``, ``correct``, each float32 of shape (n_models, n_examples).
+    dict with ``logit``, ``loss``, ``correct``, ``pred``, each float32 of shape (n_models, n_examples).
     A (model, example) pair whose class scores are not all finite (a diverged model) gets NaN in every signal,
     with a :class:`~memlens.MemlensWarning`.
     """
@@ -83,6 +85,7 @@ def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
         "logit": (z_y - lse_others).astype(np.float32),
         "loss": (lse - z_y).astype(np.float32),
         "correct": correct.astype(np.float32),
+        "pred": z.argmax(axis=2).astype(np.float32),
     }
     if undefined.any():
         for arr in out.values():
@@ -108,6 +111,7 @@ def signals_from_proba(proba, y, *, eps: float = 1e-12) -> dict[str, np.ndarray]
         "logit": (np.log(p_y) - np.log(rest)).astype(np.float32),
         "loss": (-np.log(p_y)).astype(np.float32),
         "correct": (p.argmax(axis=2) == y[None, :]).astype(np.float32),
+        "pred": p.argmax(axis=2).astype(np.float32),
     }
 
 

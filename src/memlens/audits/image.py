@@ -41,7 +41,7 @@ import numpy as np
 from .._random import check_int_seed
 from .._validation import MemlensInputError, check_array, check_float, check_fraction, check_int, check_labels, warn
 from ..data import DATASETS, Dataset, load_dataset, make_masks
-from ..measures import high_influence_pairs, influence, memorization
+from ..measures import high_influence_pairs, influence, memorization, noise_floor, out_predictions
 from ..population import Population
 from ..privacy.accountant import DPConfig, check_dp_target
 from ..report.html import write_report
@@ -333,14 +333,19 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
     pairs = high_influence_pairs(mem, infl, train_labels=ds.y_train, test_labels=ds.y_test,
                                  mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD)
     train_acc, test_acc = population_accuracy(pop)
+    out_pred = (out_predictions(pop.masks, pop.signal("train", "pred"), ds.n_classes)
+                if "pred" in pop.signals.get("train", {}) else None)
     finite = np.isfinite(mem.scores)
+    floor = noise_floor(pop.masks, pop.signal("train", signal), signal=signal, test_values=pop.signal("test", signal),
+                        train_labels=ds.y_train, test_labels=ds.y_test, mem_threshold=MEM_THRESHOLD,
+                        infl_threshold=INFL_THRESHOLD, seed=np.random.SeedSequence([int(head.get("seed") or 0), 7]))
     summary = AuditSummary(
         dataset=ds.name, n_train=ds.n_train, n_test=ds.n_test, n_classes=ds.n_classes, **head,
         train_accuracy=train_acc, test_accuracy=test_acc, mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD,
         n_memorized=mem.n_memorized(MEM_THRESHOLD), n_undefined=int((~finite).sum()),
         mean_memorization=float(np.mean(mem.scores[finite])) if finite.any() else math.nan,
         n_pairs=len(pairs), n_pairs_unique_test=pairs.n_unique_test, run=pipeline.RunRecord.of(trained, opts),
-        **tail)
+        noise_floor=floor.to_dict(), **tail)
     att = None
     if attacks:
         t_att = time.perf_counter()
@@ -362,11 +367,11 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
 
     # ---- write results: the CSVs, the report, summary.json last
     summary = pipeline.write_results(
-        trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res),
+        trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred),
                             "pairs.csv": pairs_csv(pairs)},
         summary=summary, t0=t0,
         report=lambda s: write_report(opts.out / "report.html", summary=s, dataset=ds, memorization=mem,
-                                      influence=infl, pairs=pairs, attacks=att, loo=loo_res))
+                                      influence=infl, pairs=pairs, attacks=att, loo=loo_res, out_pred=out_pred))
     return AuditResult(opts.out, summary.to_json(), ds, pop, mem, infl, pairs, trained.trained, att, loo_res,
                        summary)
 

@@ -36,6 +36,10 @@ class AuditSummary:
     mean_memorization : float
     n_pairs, n_pairs_unique_test : int
         High-influence pairs, and the distinct test examples among them.
+    noise_floor : mapping or None
+        :class:`memlens.measures.NoiseFloor` ``.to_dict()``: the counts the same estimators give on null
+        populations, and the models a standard error of 0.05 needs; its counts are also spread in as
+        ``n_memorized_noise_floor`` and ``n_pairs_noise_floor``.
     run : RunRecord
         Shards, timing, executor, identity, versions.
     trainer : mapping
@@ -71,6 +75,7 @@ class AuditSummary:
     n_pairs: int
     n_pairs_unique_test: int
     run: RunRecord
+    noise_floor: Mapping[str, Any] | None = None
     trainer: Mapping[str, Any] = field(default_factory=dict)
     dp: Mapping[str, Any] | None = None
     attacks: Mapping[str, Any] | None = None
@@ -88,6 +93,9 @@ class AuditSummary:
             "dataset", "n_train", "n_test", "n_classes", "model", "model_config", "backend", "n_models",
             "subset_ratio", "seed", "train_accuracy", "test_accuracy", "mem_threshold", "infl_threshold",
             "n_memorized", "n_undefined", "mean_memorization", "n_pairs", "n_pairs_unique_test")}
+        if self.noise_floor is not None:
+            out.update(n_memorized_noise_floor=self.noise_floor["n_memorized"],
+                       n_pairs_noise_floor=self.noise_floor["n_pairs"], noise_floor=dict(self.noise_floor))
         out.update(self.run.to_json())
         out.update(runtime_seconds=self.runtime_seconds, trainer=dict(self.trainer),
                    dp=None if self.dp is None else dict(self.dp))
@@ -104,6 +112,8 @@ class AuditSummary:
                f"{100 * self.train_accuracy:.1f}%, test accuracy {100 * self.test_accuracy:.1f}%; {self.n_memorized} "
                f"examples with memorization >= {self.mem_threshold:g}, {self.n_pairs} high-influence pairs; "
                f"{(self.runtime_seconds or math.nan):.1f} s"]
+        if self.noise_floor is not None:
+            out.append(_floor_line(self.noise_floor, "examples", "high-influence pairs"))
         if self.attacks is not None:
             lira, p = self.attacks["table"]["lira-online"], self.privacy or {}
             acc = p.get("accountant_epsilon")
@@ -117,6 +127,24 @@ class AuditSummary:
                        f"at leave-one-out vs {b['n_memorized_subset']} by the subset estimate "
                        f"({b['n_memorized_both']} both); Pearson r {a['pearson']:.2f}, Spearman {a['spearman']:.2f}")
         return out
+
+
+def _floor_line(nf: Mapping[str, Any], what: str, pairs_what: str | None) -> str:
+    """The CLI's noise-floor line: the null counts and the models a standard error of 0.05 needs."""
+    pairs = (f", {nf['n_pairs']:.0f} {pairs_what}" if pairs_what and nf.get("n_pairs") is not None else "")
+    need, every = nf.get("models_for_target_stderr_median_memorized"), nf.get("models_for_target_stderr_every_example")
+    target = f"±{nf['target_stderr']:g}"
+    return (f"noise floor (memberships shuffled among the models): {nf['n_memorized']:.0f} {what} over the "
+            f"threshold{pairs}; standard error of a memorized {what[:-1]} {_se(nf['stderr_median'])} (median)"
+            + (f": about {need} models for {target}" if need is not None else "")
+            + (f", {every} for {target} on every {what[:-1]}" if every is not None else "")
+            + ("; with so few models the standard errors themselves are rough" if nf.get("n_models", 99) < 20
+               else ""))
+
+
+def _se(x) -> str:
+    """A standard error for people: '<0.001' where the models agree, else three decimals."""
+    return "n/a" if x is None or not math.isfinite(x) else ("<0.001" if x < 0.001 else f"{x:.3f}")
 
 
 def _epsilon_line(p: Mapping[str, Any]) -> str:

@@ -65,7 +65,7 @@ from ..data.text_canaries import (  # noqa: F401  (re-exported: their first home
     insert_named_canaries,
     make_named_canaries,
 )
-from ..measures import counterfactual_influence, counterfactual_memorization, explain_documents
+from ..measures import counterfactual_influence, counterfactual_memorization, explain_documents, noise_floor
 from ..measures.exposure import canary_exposure
 from ..measures.text import (  # noqa: F401  (re-exported)
     RANKING_SCORES,
@@ -603,6 +603,10 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
     pairs = [(int(i), int(j), float(mem.scores[i]), float(v))
              for i, j, v in zip(infl.pair_train, infl.pair_eval, infl.pair_value)
              if copy_of[int(i)] < 0 and memorized[int(i)]]
+    floor = noise_floor(pop.masks, pop.signal("train", "token_accuracy"), signal="token_accuracy",
+                        test_values=pop.signal("test", "token_accuracy"), mem_threshold=MEM_THRESHOLD,
+                        infl_threshold=INFL_THRESHOLD, columns=docs,
+                        seed=7)
     ext = pop.signal("train", "extracted").astype(np.float64)
     extracted_in = masked_mean(ext, pop.masks)
     extracted_out = masked_mean(ext, ~pop.masks)
@@ -622,6 +626,8 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
         "token_accuracy_in": acc_in, "token_accuracy_out": acc_out, "token_accuracy_test": acc_test,
         "loss_in_nats": loss_in, "loss_test_nats": loss_test, "bits_per_byte_test": loss_test / math.log(2),
         "n_memorized": int(memorized[docs].sum()),
+        "n_memorized_noise_floor": floor.n_memorized, "n_pairs_noise_floor": floor.n_pairs,
+        "noise_floor": floor.to_dict(),
         "mean_memorization": float(np.nanmean(mem.scores[docs])) if np.isfinite(mem.scores[docs]).any() else None,
         "n_pairs": len(pairs),
         "discoverable_in": float(np.nanmean(doc_ext_in)) if np.isfinite(doc_ext_in).any() else None,

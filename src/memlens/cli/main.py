@@ -199,10 +199,12 @@ def load_npz_dataset(path):
                                 "numpy.savez(FILE, X_train=..., y_train=..., X_test=..., y_test=...)")
     image_shape = arrays.get("image_shape")
     class_names = arrays.get("class_names")
+    feature_names = arrays.get("feature_names")
     try:
         return from_arrays(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
                            name=path.stem, image_shape=None if image_shape is None else image_shape.tolist(),
-                           class_names=None if class_names is None else class_names.tolist())
+                           class_names=None if class_names is None else class_names.tolist(),
+                           feature_names=None if feature_names is None else feature_names.tolist())
     except MemlensInputError as exc:
         raise MemlensInputError(f"--data {str(path)!r}: {exc}") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .._validation import MemlensInputError
+from ..audits.summaries import _floor_line
 from ..audits.text import DEFAULT_REPETITIONS, TEXT_DATASETS, TEXT_MODELS, run_text_audit
 from ..data.text_canaries import DEFAULT_ALPHABET, DEFAULT_CANARY_TEMPLATE, DEFAULT_SECRET_LENGTH
 
@@ -145,6 +146,8 @@ def _run_from_args(args, print_fn) -> int:
              f"{100 * a['token_accuracy_in']:.1f}% on own documents, {100 * a['token_accuracy_test']:.1f}% on test; "
              f"{a['n_memorized']} documents with counterfactual memorization >= {r.mem_threshold:g}; "
              f"{r.runtime_seconds:.1f} s")
+    if a.get("noise_floor"):
+        print_fn(_floor_line(a["noise_floor"], "documents", None))
     c = a.get("canaries")
     if c:
         parts = [f"{b['repetitions']}x: {b['exposure_in']:.1f} bits, {100 * b['extracted_in']:.0f}% extracted"

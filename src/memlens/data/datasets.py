@@ -49,6 +49,10 @@ class Dataset:
     class_names : tuple of str, length n_classes
     image_shape : tuple of int or None
         ``(height, width)`` when each row is a flattened grey image, else None.
+    description : str
+    feature_names : tuple of str or None
+        Names of the feature columns of tabular data (shown in reports); None: ``x[j]``. Not part of the
+        fingerprint.
     """
 
     name: str
@@ -59,6 +63,7 @@ class Dataset:
     class_names: tuple
     image_shape: tuple | None = None
     description: str = ""
+    feature_names: tuple | None = None
     _fingerprint: list = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -98,7 +103,7 @@ class Dataset:
 
 
 def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arrays",
-                class_names=None, image_shape=None) -> Dataset:
+                class_names=None, image_shape=None, feature_names=None) -> Dataset:
     """Wrap user-supplied arrays as a :class:`Dataset`, validating them first.
 
     Raises :class:`~memlens.MemlensInputError` for NaN/inf features, shape mismatches, labels that are not
@@ -137,14 +142,21 @@ def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arra
         image_shape = tuple(int(s) for s in image_shape)
         if int(np.prod(image_shape)) != X_train.shape[1]:
             raise MemlensInputError(f"image_shape {image_shape} does not match n_features={X_train.shape[1]}")
-    return Dataset(name, X_train, y_train, X_test, y_test, class_names, image_shape)
+    if feature_names is not None:
+        feature_names = tuple(str(f) for f in feature_names)
+        if len(feature_names) != X_train.shape[1]:
+            raise MemlensInputError(f"feature_names must name each of the {X_train.shape[1]} feature columns; got "
+                                    f"{len(feature_names)} names")
+    return Dataset(name, X_train, y_train, X_test, y_test, class_names, image_shape, feature_names=feature_names)
 
 
-def _split(X, y, test_size: float, name: str, class_names, image_shape=None, description="") -> Dataset:
+def _split(X, y, test_size: float, name: str, class_names, image_shape=None, description="",
+           feature_names=None) -> Dataset:
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, stratify=y, random_state=0)
     return Dataset(name, np.ascontiguousarray(X_tr, dtype=np.float32), y_tr.astype(np.int64),
                    np.ascontiguousarray(X_te, dtype=np.float32), y_te.astype(np.int64),
-                   tuple(class_names), image_shape, description)
+                   tuple(class_names), image_shape, description,
+                   None if feature_names is None else tuple(str(f) for f in feature_names))
 
 
 def _digits() -> Dataset:
@@ -155,7 +167,8 @@ def _digits() -> Dataset:
 
 def _sk_table(loader, name: str) -> Dataset:
     d = loader()
-    return _split(d.data, d.target, 0.25, name, list(d.target_names), None, f"scikit-learn {name}")
+    return _split(d.data, d.target, 0.25, name, list(d.target_names), None, f"scikit-learn {name}",
+                  feature_names=list(d.feature_names))
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -216,7 +229,8 @@ def _caravan() -> Dataset:
     X = np.array([[float(r[j]) for j in feats] for r in body], dtype=np.float32)
     y = np.array([1 if r[target] == "Yes" else 0 for r in body], dtype=np.int64)
     return _split(X, y, 0.25, "caravan", ["No", "Yes"], None,
-                  "ISLP Caravan insurance purchases (tabular stand-in for Purchase-100)")
+                  "ISLP Caravan insurance purchases (tabular stand-in for Purchase-100)",
+                  feature_names=[header[j] for j in feats])
 
 
 def _loaders():

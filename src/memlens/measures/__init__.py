@@ -9,16 +9,19 @@ from .feldman_zhang import (
     influence_from_arrays,
     memorization,
     memorization_from_arrays,
+    out_predictions,
+    OutPredictions,
     worst_case_stderr,
 )
 from .information import InformationBound, binary_entropy, fano_bits, information_lower_bound
 from .loo import LOOMemorizationResult, loo_memorization
+from .noise_floor import TARGET_STDERR, NoiseFloor, models_for_stderr, noise_floor, null_masks
 
 __all__ = [
     "SIGNAL_SIGN", "high_influence_pairs", "HighInfluencePairs", "influence", "influence_from_arrays",
     "InfluenceResult", "memorization", "memorization_from_arrays", "MemorizationResult", "worst_case_stderr",
     "loo_memorization", "LOOMemorizationResult", "binary_entropy", "fano_bits", "information_lower_bound",
-    "InformationBound",
+    "InformationBound", "out_predictions", "OutPredictions", "NoiseFloor", "noise_floor", "null_masks", "models_for_stderr", "TARGET_STDERR",
 ]
 from .exposure import (
     ExposureResult,

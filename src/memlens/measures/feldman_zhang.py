@@ -34,6 +34,8 @@ __all__ = [
     "high_influence_pairs",
     "SIGNAL_SIGN",
     "worst_case_stderr",
+    "OutPredictions",
+    "out_predictions",
 ]
 
 
@@ -374,3 +376,60 @@ def high_influence_pairs(mem: MemorizationResult, infl: InfluenceResult, *, trai
            (train_labels[i] == test_labels[j])
     return HighInfluencePairs(i[keep], j[keep], m[keep], v[keep], train_labels[i[keep]],
                               float(mem_threshold), float(infl_threshold))
+
+
+@dataclass(frozen=True, eq=False)
+class OutPredictions:
+    """What the models that did not train on each example predict for it.
+
+    Attributes
+    ----------
+    majority : ndarray of int, shape (n_examples,)
+        The class most OUT models predict (−1 where the example has no OUT model or no recorded prediction).
+    share : ndarray, shape (n_examples,)
+        The fraction of OUT models predicting it (NaN where undefined).
+    n_out : ndarray of int, shape (n_examples,)
+
+    Notes
+    -----
+    A memorized example whose OUT models agree on another class than its label reads as mislabeled (or as a
+    near-duplicate of another class); one whose OUT models are split reads as atypical. This reading is ours,
+    after Feldman & Zhang (2020, §3, Figure 2), who show both kinds among the most memorized examples.
+    """
+
+    majority: np.ndarray
+    share: np.ndarray
+    n_out: np.ndarray
+
+
+def out_predictions(masks, pred, n_classes: int) -> OutPredictions:
+    """The majority prediction of the OUT models of every example, and its share.
+
+    Parameters
+    ----------
+    masks : array of bool, shape (n_models, n_examples)
+    pred : array, shape (n_models, n_examples)
+        Predicted class of each model on each example (the ``pred`` signal; NaN where undefined).
+    n_classes : int
+
+    Returns
+    -------
+    OutPredictions
+    """
+    masks = np.asarray(masks, dtype=bool)
+    pred = np.asarray(pred, dtype=np.float64)
+    if pred.shape != masks.shape:
+        raise MemlensInputError(f"pred must have the same shape as masks {masks.shape}; got {pred.shape}")
+    out = ~masks & np.isfinite(pred)
+    n_out = out.sum(axis=0)
+    best = np.full(masks.shape[1], -1, dtype=np.int64)
+    best_count = np.zeros(masks.shape[1], dtype=np.int64)
+    for c in range(int(n_classes)):
+        cnt = ((pred == c) & out).sum(axis=0)
+        up = cnt > best_count
+        best[up] = c
+        best_count[up] = cnt[up]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n_out > 0, best_count / np.maximum(n_out, 1), np.nan)
+    best[n_out == 0] = -1
+    return OutPredictions(best, share, n_out.astype(np.int64))

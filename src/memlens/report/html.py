@@ -91,6 +91,15 @@ def _summary_rows(s: Mapping[str, Any]):
         (f"high-influence pairs (mem ≥ {s['mem_threshold']:g}, infl ≥ {s['infl_threshold']:g}, same label)",
          f"{s['n_pairs']:,} ({s['n_pairs_unique_test']:,} distinct test examples)"),
     ]
+    nf = s.get("noise_floor")
+    if nf:
+        need = nf.get("models_for_target_stderr_median_memorized")
+        rows.append(("noise floor (the same counts with memberships shuffled among the models)",
+                     f"{nf['n_memorized']:.0f} examples, {_num(nf.get('n_pairs'), 0)} pairs (mean of "
+                     f"{nf['n_draws']} draws): counts near these are noise"))
+        rows.append(("standard error of a memorized example (median)",
+                     f"{_se(nf.get('stderr_median'))}"
+                     + (f"; about {need:,} models would bring it to ±{nf['target_stderr']:g}" if need else "")))
     if s.get("n_undefined"):
         rows.append(("examples without a score (no IN or no OUT model)", f"{s['n_undefined']:,}"))
     if s.get("runtime_seconds") is not None:
@@ -112,18 +121,39 @@ def _summary_rows(s: Mapping[str, Any]):
     return rows
 
 
-def _example_section(dataset, mem, index, title: str, alt: str) -> str:
+def _se(x) -> str:
+    """A standard error as text: '<0.001' where the models agree, '–' where undefined."""
+    if x is None or not math.isfinite(float(x)):
+        return "–"
+    return "<0.001" if float(x) < 0.001 else f"{float(x):.3f}"
+
+
+def _out_text(dataset, out_pred, i: int, *, short: bool = False) -> str:
+    """What the models that did not see example ``i`` predict: 'OUT: 7 (88%)' ('' when not recorded)."""
+    if out_pred is None or out_pred.majority[i] < 0:
+        return ""
+    return f"{'OUT' if short else 'OUT models'}: {_label(dataset, out_pred.majority[i])} ({100 * out_pred.share[i]:.0f}%)"
+
+
+def _example_section(dataset, mem, index, title: str, alt: str, out_pred=None) -> str:
     index = np.asarray(index, dtype=np.int64)
+    if index.size == 0:
+        return f'<p class="note">{html.escape(title)}: none.</p>'
     if dataset.image_shape is not None:
         captions = [f"#{i} y={_label(dataset, dataset.y_train[i])}\nmem {_num(mem.scores[i], 2)}"
+                    + (f"\n{_out_text(dataset, out_pred, i, short=True)}" if out_pred is not None else "")
                     for i in index]
         fig = figures.image_grid(dataset.X_train[index], image_shape=dataset.image_shape, captions=captions,
                                  n_cols=8)
         return _img(fig, alt)
     n_feat = min(dataset.n_features, 6)
-    header = ["index", "label", "memorization", "stderr", "n_in", "n_out"] + [f"x[{j}]" for j in range(n_feat)]
-    rows = [[int(i), _label(dataset, dataset.y_train[i]), float(mem.scores[i]), float(mem.stderr[i]),
-             int(mem.n_in[i]), int(mem.n_out[i])] + [float(v) for v in dataset.X_train[i, :n_feat]]
+    names = dataset.feature_names or tuple(f"x[{j}]" for j in range(dataset.n_features))
+    header = (["index", "label"] + (["OUT models predict"] if out_pred is not None else [])
+              + ["memorization", "stderr", "n_in", "n_out"] + [str(n)[:18] for n in names[:n_feat]])
+    rows = [[int(i), _label(dataset, dataset.y_train[i])]
+            + ([_out_text(dataset, out_pred, i).removeprefix("OUT models: ") or "–"] if out_pred is not None else [])
+            + [float(mem.scores[i]), _se(mem.stderr[i]), int(mem.n_in[i]), int(mem.n_out[i])]
+            + [float(v) for v in dataset.X_train[i, :n_feat]]
             for i in index]
     more = f" (first {n_feat} of {dataset.n_features} features)" if dataset.n_features > n_feat else ""
     return f'<p class="note">{html.escape(title)}{html.escape(more)}</p>' + _table(header, rows)
@@ -142,22 +172,23 @@ def _pairs_section(dataset, mem, infl, pairs, *, max_rows: int) -> str:
                      "the test example of models trained with it minus models trained without it.</p>")
         caption = "Training examples of the high-influence pairs"
     else:
-        parts.append("<p>No pair passes both thresholds. Shown instead: the most memorized training examples and the "
-                     "test examples they influence most, for comparison.</p>")
-        train_rows = [int(i) for i in mem.ranking()[:min(max_rows, 8)]]
-        caption = "Most memorized training examples"
-    train_rows = [i for i in train_rows if 0 <= i < infl.top_index.shape[0]]
-    if dataset.image_shape is not None and train_rows and infl.top_index.shape[1] > 0:
-        k = infl.top_index.shape[1]
+        parts.append("<p>No pair passes both thresholds (memorization, influence and the same label), so none is "
+                     "shown.</p>")
+        train_rows = []
+        caption = ""
+    if dataset.image_shape is not None and train_rows:
+        # each row: the training example and only the test examples it forms a high-influence pair with
+        k = max(1, infl.top_index.shape[1])
         d = dataset.n_features
         test_imgs = np.full((len(train_rows), k, d), np.nan)
         test_caps = [[""] * k for _ in train_rows]
         for r, i in enumerate(train_rows):
-            for c in range(k):
-                j = int(infl.top_index[i, c])
-                if j >= 0:
-                    test_imgs[r, c] = dataset.X_test[j]
-                    test_caps[r][c] = f"#{j} y={_label(dataset, dataset.y_test[j])}\ninfl {_num(infl.top_value[i, c], 2)}"
+            sel = np.flatnonzero(pairs.train_index == i)
+            sel = sel[np.argsort(-pairs.influence[sel], kind="stable")][:k]
+            for c, p in enumerate(sel):
+                j = int(pairs.test_index[p])
+                test_imgs[r, c] = dataset.X_test[j]
+                test_caps[r][c] = f"#{j} y={_label(dataset, dataset.y_test[j])}\ninfl {_num(pairs.influence[p], 2)}"
         train_caps = [f"#{i} y={_label(dataset, dataset.y_train[i])}\nmem {_num(mem.scores[i], 2)}" for i in train_rows]
         fig = figures.pair_figure(dataset.X_train[train_rows], test_imgs, image_shape=dataset.image_shape,
                                   train_captions=train_caps, test_captions=test_caps)
@@ -372,7 +403,7 @@ def _loo_section(s: Mapping[str, Any], dataset, mem, loo, *, n_show: int = 24) -
 
 
 def render_report(*, summary: Mapping[str, Any], dataset, memorization, influence, pairs, n_show: int = 24,
-                  max_pair_rows: int = 12, attacks=None, loo=None) -> str:
+                  max_pair_rows: int = 12, attacks=None, loo=None, out_pred=None) -> str:
     """The HTML text of the audit report (``summary``: an :class:`~memlens.audits.summaries.AuditSummary` or
     its ``to_json()`` dict).
 
@@ -397,6 +428,8 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
     loo : memlens.audits.image.AuditLOO, optional
         With ``summary["loo"]``: the leave-one-out section (its table from the summary; the scatter against the
         subset estimate and the most leave-one-out-memorized examples from ``loo``).
+    out_pred : memlens.measures.OutPredictions, optional
+        What the models that did not see each example predict; shown beside every memorized example.
     """
     summary = summary.to_json() if hasattr(summary, "to_json") else summary
     s = summary
@@ -405,6 +438,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
     finite = ranking[np.isfinite(mem.scores[ranking])]
     n_show = min(n_show, finite.size)
     top = finite[:n_show]
+    top = top[mem.scores[top] > 0]          # no padding with examples that are not memorized at all
     # least memorized: lowest scores first; the many exact ties (typically at 0) in a fixed random order rather
     # than by index, so the grid shows a spread of classes
     shuffle = np.random.default_rng(0).permutation(mem.scores.shape[0])
@@ -420,11 +454,14 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         "<h2>Summary</h2>", _table(None, _summary_rows(s)),
         "<h2>Memorization histogram</h2>",
         _img(figures.memorization_histogram(mem.scores, threshold=s["mem_threshold"]), "memorization histogram"),
-        f"<h2>The {n_show} most memorized training examples</h2>",
-        '<p class="note">Captions: training index, the dataset’s label y, and the memorization estimate '
-        f"(standard error ≤ {_num(_worst_stderr(s), 2)} with {s['n_models']} models). Mislabeled and atypical "
-        "examples rank here.</p>",
-        _example_section(dataset, mem, top, "Most memorized", "most memorized training examples"),
+        f"<h2>The {top.size} most memorized training examples</h2>",
+        '<p class="note">Captions: training index, the dataset’s label y, the memorization estimate '
+        f"(standard error ≤ {_num(_worst_stderr(s), 2)} with {s['n_models']} models)"
+        + (", and what the models that did not train on the example predict (majority class and its share). "
+           "OUT models agreeing on another class than y suggest a mislabeled example (or a near-duplicate of another "
+           "class); OUT models split among classes suggest an atypical one" if out_pred is not None else "")
+        + ". Only examples with positive memorization are listed.</p>",
+        _example_section(dataset, mem, top, "Most memorized", "most memorized training examples", out_pred),
         f"<h2>The {n_show} least memorized training examples</h2>",
         f'<p class="note">{n_ties:,} training examples have memorization ≤ {_num(mem.scores[bottom[-1]], 2) if n_show else "–"}; '
         "examples with equal scores are shown in a fixed random order. These are predicted as well by the models "

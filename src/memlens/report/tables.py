@@ -35,8 +35,11 @@ def explanation_text(explanations, i: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- image / tabular
-def image_examples_csv(mem, labels, attacks=None, loo=None) -> str:
+def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None) -> str:
     """``examples.csv``: index, label, memorization, stderr, n_in, n_out (one row per training example).
+
+    With ``out_pred`` (:class:`~memlens.measures.OutPredictions`) two columns follow: ``out_majority``, the class
+    most models that did not train on the example predict (−1 where undefined), and ``out_share``, their fraction.
 
     With ``attacks`` (an :class:`~memlens.audits.attacks.AuditAttacks`) three columns follow: ``lira_online``, the
     online LiRA score against the first target model (``summary.json``'s ``attacks.targets[0]``); ``in_target``, 1
@@ -49,6 +52,8 @@ def image_examples_csv(mem, labels, attacks=None, loo=None) -> str:
     without it).
     """
     header = ["index", "label", "memorization", "stderr", "n_in", "n_out"]
+    if out_pred is not None:
+        header += ["out_majority", "out_share"]
     if attacks is not None:
         header += ["lira_online", "in_target", "lira_online_in"]
     if loo is not None:
@@ -56,6 +61,8 @@ def image_examples_csv(mem, labels, attacks=None, loo=None) -> str:
 
     def row(i):
         r = [i, int(labels[i]), fmt(mem.scores[i]), fmt(mem.stderr[i]), int(mem.n_in[i]), int(mem.n_out[i])]
+        if out_pred is not None:
+            r += [int(out_pred.majority[i]), fmt(out_pred.share[i])]
         if attacks is not None:
             r += [fmt(attacks.lira_online[i]), int(attacks.in_target[i]), fmt(attacks.lira_online_in[i])]
         if loo is not None:

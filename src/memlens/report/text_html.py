@@ -101,7 +101,9 @@ def _summary_rows(s: Mapping[str, Any]):
                                f"{100 * s['token_accuracy_test']:.1f}% on test documents"),
         ("test loss", f"{_num(s['loss_test_nats'])} nats per byte ({_num(s['bits_per_byte_test'])} bits per byte)"),
         (f"documents with counterfactual memorization ≥ {s['mem_threshold']:g}",
-         f"{s['n_memorized']:,} of {s['n_documents']:,}"),
+         f"{s['n_memorized']:,} of {s['n_documents']:,}"
+         + (f" (noise floor: {s['noise_floor']['n_memorized']:.0f}, the count with memberships shuffled among the "
+            "models)" if s.get("noise_floor") else "")),
         (f"discoverable memorization ({s['prefix_len']}-byte prefix → next {s['suffix_len']} bytes exactly)",
          f"{_pct(s.get('discoverable_in'))} of documents a model trained on, {_pct(s.get('discoverable_out'))} of "
          f"those it did not ({s.get('n_documents_extractable', 0):,} documents long enough)"),

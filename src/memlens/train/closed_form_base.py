@@ -158,7 +158,7 @@ def score_signals(scores, y, *, probabilistic: bool, dtype=np.float32) -> dict[s
 
     Returns
     -------
-    dict of arrays, shape (n_models, n_examples): ``logit``, ``loss``, ``correct`` and ``margin``
+    dict of arrays, shape (n_models, n_examples): ``logit``, ``loss``, ``correct``, ``pred`` (argmax) and ``margin``
     (``score_y − max_{c≠y} score_c`` in both cases). Rows with a NaN score (an undefined LOO model) are NaN.
     """
     z = np.asarray(scores, dtype=np.float64)
@@ -191,7 +191,7 @@ def _signals_classfirst(zt: np.ndarray, y: np.ndarray, probabilistic: bool, dtyp
         up = zc > best
         np.copyto(best, zc, where=up)
         best_c[up] = c
-    out = {"margin": z_y - omax, "correct": (best_c == y[None, :]).astype(np.float64)}
+    out = {"margin": z_y - omax, "correct": (best_c == y[None, :]).astype(np.float64), "pred": best_c}
     if probabilistic:
         acc = np.zeros(zt.shape[1:])
         for c in range(C):
@@ -205,7 +205,7 @@ def _signals_classfirst(zt: np.ndarray, y: np.ndarray, probabilistic: bool, dtyp
         for c in range(C):
             sq += (zt[c] - (y == c)[None, :]) ** 2
         out["loss"] = 0.5 * sq
-    out = {k: out[k].astype(dtype) for k in ("logit", "loss", "correct", "margin")}
+    out = {k: out[k].astype(dtype) for k in ("logit", "loss", "correct", "margin", "pred")}
     if bad.any():
         for v in out.values():
             v[bad] = np.nan

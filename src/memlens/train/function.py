@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._validation import MemlensInputError
-from ..population import signals_from_logits, signals_from_proba
+from ..population import SIGNALS, signals_from_logits, signals_from_proba
 from .trainers import BlockFit
 from .user_code import config_dict, load_checked, make_user_config, user_config
 
@@ -124,7 +124,7 @@ def fit_block(config: FitFunctionConfig, X, y, X_test, y_test, *, n_classes, mas
             to_signals = signals_from_logits if config.output == "logits" else signals_from_proba
             per[split].append(to_signals(s[None], ys))
     for split in ("train", "test"):
-        for name in ("logit", "loss", "correct"):
+        for name in SIGNALS:
             sig[split][name] = np.concatenate([p[name] for p in per[split]])
     n_rows = masks.sum(1)
     return BlockFit(None, sig, {"n_iter": np.full(k, -1, dtype=np.int64), "converged": np.ones(k, dtype=bool),

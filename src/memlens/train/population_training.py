@@ -22,7 +22,7 @@ from .._threads import limit_threads, physical_memory, usable_cpus
 from .._validation import MemlensInputError, check_int, check_masks
 from .._version import __version__
 from ..data import Dataset, TextDataset
-from ..population import Population, signals_from_logits
+from ..population import SIGNALS, Population, signals_from_logits
 from ..privacy.accountant import dp_plan
 from .builtin import SKLEARN, sgd_convergence
 from .configs import LogisticConfig
@@ -65,7 +65,7 @@ def standardized_features(dataset, *, standardize: bool = True, dtype=np.float64
 
 def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
     """Standard signals ``(k, n)`` of ``logits_fn(X_rows) -> (k, rows, C)``, row chunk by row chunk."""
-    out = {name: np.empty((k, X.shape[0]), dtype=np.float32) for name in ("logit", "loss", "correct")}
+    out = {name: np.empty((k, X.shape[0]), dtype=np.float32) for name in SIGNALS}
     for r0 in range(0, X.shape[0], _SIGNAL_ROWS):
         sig = signals_from_logits(logits_fn(X[r0:r0 + _SIGNAL_ROWS]), y[r0:r0 + _SIGNAL_ROWS])
         for name, arr in sig.items():
@@ -270,7 +270,7 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
             results = _collect(gen, blocks, progress)
 
     signals = {split: {name: np.concatenate([r[split][name] for r in results])
-                       for name in ("logit", "loss", "correct")} for split in ("train", "test")}
+                       for name in SIGNALS if all(name in r[split] for r in results)} for split in ("train", "test")}
     diag = {key: np.concatenate([r["diag"][key] for r in results]) for key in results[0]["diag"]}
     convergence = sgd_convergence(model, diag) if dp_run is not None else trainer.convergence(model, diag)
     provenance = {

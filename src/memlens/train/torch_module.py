@@ -36,7 +36,7 @@ import numpy as np
 
 from .._threads import limit_threads
 from .._validation import MemlensInputError, MemlensTrainingError, check_float, check_int, warn
-from ..population import signals_from_logits
+from ..population import SIGNALS, signals_from_logits
 from .trainers import BlockFit
 from .user_code import config_dict, load_checked, make_user_config, user_config
 
@@ -673,13 +673,14 @@ def augmented_queries(pad: int, flip: bool) -> list:
 
 def query_signals(fit: ModuleFit, X, y, queries, *, rows: int = 4096) -> dict:
     """The standard signals averaged over augmented queries (Carlini et al. 2022, §VI): ``logit`` and ``loss`` are
-    the means over the queries; ``correct`` is the original image's. Shape ``(k, n)`` each, float32."""
+    the means over the queries; ``correct`` and ``pred`` are the original image's. Shape ``(k, n)`` each, float32."""
     n = X.shape[0]
     k = fit.n_steps.shape[0]
-    out = {name: np.empty((k, n), dtype=np.float32) for name in ("logit", "loss", "correct")}
+    out = {name: np.empty((k, n), dtype=np.float32) for name in SIGNALS}
     for r0 in range(0, n, rows):
         per = [signals_from_logits(fit.logits(X[r0:r0 + rows], query=q), y[r0:r0 + rows]) for q in queries]
         out["logit"][:, r0:r0 + rows] = np.mean([p["logit"] for p in per], axis=0)
         out["loss"][:, r0:r0 + rows] = np.mean([p["loss"] for p in per], axis=0)
         out["correct"][:, r0:r0 + rows] = per[0]["correct"]
+        out["pred"][:, r0:r0 + rows] = per[0]["pred"]
     return out
