@@ -18,7 +18,8 @@ import numpy as np
 from ._io import atomic_write_bytes
 from ._validation import MemlensInputError, check_array, check_labels, check_masks, warn
 
-__all__ = ["Population", "SIGNALS", "SIGNAL_SIGN", "signals_from_logits", "signals_from_proba", "atomic_write_bytes"]
+__all__ = ["Population", "SIGNALS", "SIGNAL_SIGN", "signals_from_logits", "signals_from_proba", "output_kind",
+           "atomic_write_bytes"]
 
 #: Standard per-example signals. ``logit``: LiRA's stable logit φ = log p_y − log Σ_{y'≠y} p_{y'}
 #: (Carlini et al. 2022, §IV-B); ``loss``: cross-entropy −log p_y; ``correct``: 1.0 where argmax = y; ``pred``: the
@@ -30,6 +31,8 @@ SIGNALS = ("logit", "loss", "correct", "pred")
 SIGNAL_SIGN = {"correct": 1.0, "logit": 1.0, "loss": -1.0, "log_likelihood": 1.0, "token_accuracy": 1.0}
 
 _FORMAT = "memlens-population/1"
+#: Provenance key listing the model rows whose membership is unknown (see :attr:`Population.known_rows`).
+UNKNOWN_ROWS = "unknown_membership_rows"
 
 
 def _check_scores_and_labels(name: str, scores, y) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +94,26 @@ def signals_from_logits(logits, y) -> dict[str, np.ndarray]:
         for arr in out.values():
             arr[undefined] = np.nan
     return out
+
+
+def output_kind(scores) -> str:
+    """What an array of class scores ``(..., n_classes)`` looks like: ``"proba"`` (every row in [0, 1] and summing to
+    1), ``"log-proba"`` (every row <= 0 with ``logsumexp`` 0), else ``"logits"``.
+
+    Probabilities read as logits give wrong signals (a softmax of probabilities is nearly flat); log-probabilities
+    are logits up to a constant per row, so they give exactly the same signals.
+    """
+    z = np.asarray(scores, dtype=np.float64)
+    if z.ndim < 1 or z.shape[-1] < 2 or z.size == 0 or not np.all(np.isfinite(z)):
+        return "logits"
+    if z.min() >= 0.0 and z.max() <= 1.0 + 1e-6 and np.all(np.abs(z.sum(axis=-1) - 1.0) <= 1e-3):
+        return "proba"
+    if z.max() <= 1e-6:
+        m = z.max(axis=-1, keepdims=True)
+        lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
+        if np.all(np.abs(lse) <= 1e-3):
+            return "log-proba"
+    return "logits"
 
 
 def signals_from_proba(proba, y, *, eps: float = 1e-12) -> dict[str, np.ndarray]:
@@ -193,6 +216,17 @@ class Population:
     def splits(self) -> tuple:
         return tuple(self.signals)
 
+    @property
+    def known_rows(self) -> np.ndarray:
+        """Bool ``(n_models,)``: False for models whose membership is unknown (``provenance
+        ["unknown_membership_rows"]``, e.g. an external target imported without its mask). Their mask rows are
+        placeholders: measures leave them out and attacks never use them as references, so unknown is never read
+        as OUT."""
+        known = np.ones(self.n_models, dtype=bool)
+        rows = self.provenance.get(UNKNOWN_ROWS) or ()
+        known[[int(r) for r in rows if 0 <= int(r) < self.n_models]] = False
+        return known
+
     def signal(self, split: str, name: str) -> np.ndarray:
         """The ``(n_models, n_examples)`` array of signal ``name`` on ``split``, with a clear error if absent."""
         if split not in self.signals:
@@ -211,8 +245,11 @@ class Population:
             raise MemlensInputError(f"models must index the {self.n_models} models (indices 0..{self.n_models - 1}, a "
                                     f"slice or a boolean mask of length {self.n_models}); got {models!r} ({exc})") \
                 from None
+        prov = dict(self.provenance)
+        if UNKNOWN_ROWS in prov:
+            prov[UNKNOWN_ROWS] = np.flatnonzero(~self.known_rows[idx]).tolist()
         return Population(self.masks[idx], {s: {k: v[idx] for k, v in d.items()} for s, d in self.signals.items()},
-                          self.seeds[idx], dict(self.labels), dict(self.provenance))
+                          self.seeds[idx], dict(self.labels), prov)
 
     @staticmethod
     def concat(pops) -> "Population":
@@ -230,8 +267,12 @@ class Population:
             if {s: sorted(d) for s, d in p.signals.items()} != {s: sorted(d) for s, d in first.signals.items()}:
                 raise MemlensInputError(f"pops[{k}] has different splits or signals than pops[0]")
         sig = {s: {k: np.concatenate([p.signals[s][k] for p in pops]) for k in d} for s, d in first.signals.items()}
+        prov = dict(first.provenance)
+        known = np.concatenate([p.known_rows for p in pops])
+        if not known.all() or UNKNOWN_ROWS in prov:
+            prov[UNKNOWN_ROWS] = np.flatnonzero(~known).tolist()
         return Population(np.concatenate([p.masks for p in pops]), sig, np.concatenate([p.seeds for p in pops]),
-                          dict(first.labels), dict(first.provenance))
+                          dict(first.labels), prov)
 
     # ------------------------------------------------------------------ persistence (no pickle)
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -38,7 +38,7 @@ def _pool(pop, targets: np.ndarray, references) -> np.ndarray:
     """Boolean (n_models,) of the rows usable as references; the target's own row is removed later."""
     n_models = pop.masks.shape[0]
     if references is None:
-        pool = np.ones(n_models, dtype=bool)
+        pool = np.asarray(pop.known_rows, dtype=bool).copy()   # a model of unknown membership is no reference
         if n_models < 2:
             raise MemlensInputError("the population must have at least 2 models (a target and a reference); "
                                     f"got n_models={n_models}")

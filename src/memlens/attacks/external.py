@@ -36,7 +36,7 @@ from typing import Mapping
 import numpy as np
 
 from .._validation import MemlensInputError, check_labels, warn
-from ..population import Population, signals_from_logits, signals_from_proba
+from ..population import Population, output_kind, signals_from_logits, signals_from_proba
 
 __all__ = ["population_from_signals", "population_from_logits", "load_external"]
 
@@ -138,7 +138,8 @@ def population_from_signals(target, reference, *, target_mask=None, reference_ma
                             expected=f"{tm_shape} to match target[{first!r}]").reshape(n_targets, n)
     else:
         warn("target_mask is None: the target's membership is unknown, so attack scores can be computed but their "
-             "AUC and TPR are undefined (NaN)", stacklevel=3)
+             "AUC and TPR are undefined (NaN); memorization and influence leave the target out (unknown is never "
+             "read as OUT)", stacklevel=3)
         tmask = np.zeros((n_targets, n), dtype=bool)
     signals = {"train": rows}
     if (target_test is None) != (reference_test is None):
@@ -176,6 +177,8 @@ def population_from_signals(target, reference, *, target_mask=None, reference_ma
         lab["test"] = check_labels("test_labels", test_labels, n_rows=n_test)
     prov = {"source": "external", "n_targets": n_targets, "target_rows": list(range(n_targets)),
             "n_reference": n_ref, "target_membership_known": known}
+    if not known:
+        prov["unknown_membership_rows"] = list(range(n_targets))
     prov.update(dict(provenance or {}))
     return Population(np.concatenate([tmask, ref_masks]), signals, None, lab, prov)
 
@@ -194,8 +197,19 @@ def _outputs_to_signals(name: str, target, reference, y, *, kind: str, n_ref_exp
     y = check_labels("labels" if "test" not in name else "test_labels", y, n_rows=t.shape[1], n_classes=t.shape[2])
     both = np.concatenate([t, r])
     if kind == "logits":
-        sig = signals_from_logits(both, y)
+        if output_kind(both) == "proba":
+            prefix = "test_" if "test" in name else ""
+            raise MemlensInputError(f"{name.format('target')} and {name.format('reference')} hold probabilities (every "
+                                    "row is in [0, 1] and sums to 1), not logits: read as logits they give wrong "
+                                    f"signals; save them as {prefix}target_proba.npy / {prefix}reference_proba.npy "
+                                    "(or pass kind='proba')", param="external")
+        sig = signals_from_logits(both, y)     # log-probabilities are logits up to a constant: exact
     else:
+        if output_kind(both) == "log-proba":
+            raise MemlensInputError(f"{name.format('target')} and {name.format('reference')} hold log-probabilities "
+                                    "(rows <= 0 whose exponentials sum to 1), not probabilities; pass them as logits "
+                                    "(*_logits.npy or kind='logits'), which is exact for log-probabilities",
+                                    param="external")
         if np.any(both < 0) or np.any(both > 1 + 1e-6):
             raise MemlensInputError(f"{name.format('target')} and {name.format('reference')} must hold probabilities "
                                     "in [0, 1] for kind='proba'; pass kind='logits' for raw scores")

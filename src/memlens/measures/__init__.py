@@ -4,13 +4,13 @@ from .feldman_zhang import (
     HighInfluencePairs,
     InfluenceResult,
     MemorizationResult,
+    OutPredictions,
     high_influence_pairs,
     influence,
     influence_from_arrays,
     memorization,
     memorization_from_arrays,
     out_predictions,
-    OutPredictions,
     worst_case_stderr,
 )
 from .information import InformationBound, binary_entropy, fano_bits, information_lower_bound

@@ -167,7 +167,8 @@ def memorization(pop, *, signal: str = "correct", split: str = "train",
     if split != "train":
         raise MemlensInputError(f"split must be 'train' for memorization (masks index the training split); "
                                 f"got {split!r}; use influence() for other splits")
-    return memorization_from_arrays(pop.masks, pop.signal("train", signal), signal=signal,
+    known = pop.known_rows          # models of unknown membership are left out, never read as OUT
+    return memorization_from_arrays(pop.masks[known], pop.signal("train", signal)[known], signal=signal,
                                     higher_is_better=higher_is_better)
 
 
@@ -321,7 +322,9 @@ def influence(pop, *, signal: str = "correct", split: str = "test", top_k: int =
     See :func:`influence_from_arrays`. With ``split="train"`` the diagonal ``infl(i, i)`` equals ``mem(i)``.
     """
     _check_population(pop)
-    return influence_from_arrays(pop.masks, pop.signal(split, signal), signal=signal, split=split, top_k=top_k,
+    known = pop.known_rows          # models of unknown membership are left out, never read as OUT
+    return influence_from_arrays(pop.masks[known], pop.signal(split, signal)[known], signal=signal, split=split,
+                                 top_k=top_k,
                                  threshold=threshold, pair_columns=pair_columns, return_matrix=return_matrix,
                                  chunk_size=chunk_size,
                                  higher_is_better=higher_is_better)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._validation import MemlensInputError
-from ..population import SIGNALS, signals_from_logits, signals_from_proba
+from ..population import SIGNALS, output_kind, signals_from_logits, signals_from_proba
 from .trainers import BlockFit
 from .user_code import config_dict, load_checked, make_user_config, user_config
 
@@ -121,6 +121,15 @@ def fit_block(config: FitFunctionConfig, X, y, X_test, y_test, *, n_classes, mas
                                     f"{type(predict).__name__} for model {first_model + j}", param="model")
         for split, (Xs, ys) in (("train", (X, y)), ("test", (X_test, y_test))):
             s = _scores(predict, np.ascontiguousarray(Xs, dtype=np.float32), n_classes, split, first_model + j)
+            seen = output_kind(s)
+            if config.output == "logits" and seen == "proba":
+                raise MemlensInputError(f"model: predict of model {first_model + j} returns probabilities (rows in "
+                                        "[0, 1] summing to 1) but output='logits'; pass --model-param output=proba "
+                                        "(FitFunction(..., output='proba'))", param="model")
+            if config.output == "proba" and seen == "log-proba":
+                raise MemlensInputError(f"model: predict of model {first_model + j} returns log-probabilities but "
+                                        "output='proba'; use output='logits' (exact for log-probabilities)",
+                                        param="model")
             to_signals = signals_from_logits if config.output == "logits" else signals_from_proba
             per[split].append(to_signals(s[None], ys))
     for split in ("train", "test"):
