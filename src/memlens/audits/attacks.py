@@ -17,14 +17,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .._validation import MemlensWarning, check_int, warn
+from .._validation import MemlensInputError, MemlensWarning, check_int, warn
 from ..attacks import attack_all_targets
+from ..attacks.lira import CONVENTIONS
 from ..evaluation import RocCurve, roc
 from ..population import Population
 from ..privacy.empirical import privacy_audit
 from ..privacy.paired import GUESS_FRACTIONS, PAIRED_ASSUMPTIONS, PAIRED_METHOD, paired_one_run_audit
 
-__all__ = ["AuditAttacks", "AuditedEpsilon", "audit_attacks", "audited_epsilon", "privacy_summary", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS",
+__all__ = ["AuditAttacks", "AuditedEpsilon", "audit_attacks", "audited_epsilon", "check_lira_convention", "privacy_summary", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS",
            "LIRA_FIXED_VARIANCE_BELOW", "EPSILON_LEVEL", "EPSILON_CONFIDENCE", "MEM_THRESHOLD"]
 
 #: Feldman & Zhang (2020, §3) threshold of a memorized example (the flagged examples are memorized ones).
@@ -192,6 +193,14 @@ class AuditAttacks:
         return out
 
 
+def check_lira_convention(value) -> str:
+    """``lira_convention`` validated before any work (one of :data:`memlens.attacks.lira.CONVENTIONS`)."""
+    if value not in CONVENTIONS:
+        raise MemlensInputError(f"lira_convention must be one of {', '.join(CONVENTIONS)}; got {value!r} ('reference': "
+                                "the conventions of tensorflow/privacy's mi_lira_2021 script)", param="lira_convention")
+    return value
+
+
 def _dp_provenance(pop: Population) -> dict | None:
     """The DP-SGD record of a population (``provenance["dp"]``), or None for a non-private one."""
     dp = (pop.provenance or {}).get("dp")
@@ -199,7 +208,8 @@ def _dp_provenance(pop: Population) -> dict | None:
 
 
 def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFAULT_ATTACK_TARGETS,
-                  level: float = 0.95, delta: float = 0.0, accountant_epsilon: float | None = None) -> AuditAttacks:
+                  level: float = 0.95, delta: float = 0.0, accountant_epsilon: float | None = None,
+                  lira_convention: str = "memlens") -> AuditAttacks:
     """Run the audit's membership attacks on a population and measure each example's LiRA score as a member.
 
     Every attack of :data:`ATTACK_SUITE` attacks the first ``min(n_targets, n_models)`` models in turn, each with
@@ -221,6 +231,8 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
         δ of the audited ε lower bound (the DP run's δ; 0 for a non-private population).
     accountant_epsilon : float, optional
         The accountant's ε of a DP-SGD population, reported beside the audited lower bounds.
+    lira_convention : {"memlens", "reference"}
+        LiRA's conventions (:func:`memlens.attacks.lira`).
 
     Returns
     -------
@@ -248,6 +260,7 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
             kw = dict(kwargs)
             if attack == "lira":
                 kw["fix_variance"] = fixed
+                kw["convention"] = lira_convention
             res = attack_all_targets(pop, attack, targets=targets, level=level, keep_details=False, **kw)
             results[key] = res
             sc, lab = res.scores.ravel(), res.labels.ravel()
@@ -295,7 +308,7 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
             privacy = privacy_audit(defined, accountant_epsilon=accountant_epsilon, delta=delta)
     settings = {"n_targets": int(targets.size), "targets": targets.tolist(), "n_reference_models": int(n_ref),
                 "references": "every other model of the population (leave-one-model-out)",
-                "lira_fix_variance": bool(fixed), "level": level,
+                "lira_fix_variance": bool(fixed), "lira_convention": lira_convention, "level": level,
                 "lira_online_column": f"online LiRA score against target model {int(targets[0])}",
                 "lira_online_in_column": "mean online LiRA score over the attacked targets that trained on the "
                                          "example",

@@ -21,7 +21,7 @@ from ..attacks.external import load_external
 from ..data import Dataset
 from ..population import Population
 from . import pipeline
-from .attacks import DEFAULT_ATTACK_TARGETS
+from .attacks import DEFAULT_ATTACK_TARGETS, check_lira_convention
 from .image import AuditResult, measure_and_write
 
 __all__ = ["run_external_audit", "EXTERNAL_FILES"]
@@ -69,7 +69,7 @@ def read_shard(population: Population, *, masks, model_offset: int, progress=Non
 def run_external_audit(folder, *, out="runs/external", resume: bool = False, overwrite: bool = False,
                        shard_size: int = 32, progress: bool = True, on_shard=None, attacks: bool = True,
                        attack_targets: int = DEFAULT_ATTACK_TARGETS, executor="local", ray_address: str | None = None,
-                       ray_num_cpus: int | None = None) -> AuditResult:
+                       ray_num_cpus: int | None = None, lira_convention: str = "memlens") -> AuditResult:
     """Audit models trained elsewhere: the outputs of :func:`memlens.audits.image.run_audit` from their signals.
 
     Parameters
@@ -80,7 +80,7 @@ def run_external_audit(folder, *, out="runs/external", resume: bool = False, ove
         on the training examples and on a test split (``test_*``), and ``labels.npy`` / ``test_labels.npy``. Rows: the target model(s), then the reference models; every model is
         attacked in turn by the first ``attack_targets``.
     out, resume, overwrite, shard_size, progress, on_shard, attacks, attack_targets, executor, ray_address,
-    ray_num_cpus :
+    ray_num_cpus, lira_convention :
         As in :func:`memlens.audits.image.run_audit`.
 
     Returns
@@ -93,6 +93,7 @@ def run_external_audit(folder, *, out="runs/external", resume: bool = False, ove
                                       ray_address=ray_address, ray_num_cpus=ray_num_cpus)
     attack_targets = check_int("attack_targets", attack_targets, min_value=1,
                                hint="(the number of target models to attack)")
+    check_lira_convention(lira_convention)
     if not isinstance(folder, (str, Path)) or not Path(folder).is_dir():
         raise MemlensInputError(f"external must be a folder of .npy files (the layout of memlens.attacks.external); "
                                 f"got {str(folder)!r}, which is not a folder", param="external")
@@ -134,4 +135,4 @@ def run_external_audit(folder, *, out="runs/external", resume: bool = False, ove
             "backend": "external", "n_models": int(pop.masks.shape[0]), "subset_ratio": float(pop.masks.mean()),
             "seed": None}
     return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": record, "dp": None},
-                             attacks=attacks, attack_targets=attack_targets, t0=t0)
+                             attacks=attacks, attack_targets=attack_targets, t0=t0, lira_convention=lira_convention)

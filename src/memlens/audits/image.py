@@ -56,6 +56,7 @@ from .attacks import (  # noqa: F401  (re-exported: their first home was this mo
     LIRA_FIXED_VARIANCE_BELOW,
     AuditAttacks,
     audit_attacks,
+    check_lira_convention,
     privacy_summary,
 )
 from .loo import LOO_MODELS, AuditLOO, audit_loo, check_kernel_memory, check_loo  # noqa: F401  (re-exported)
@@ -174,7 +175,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
               dp_delta: float | None = None, loo: bool = False, executor="local", ray_address: str | None = None,
-              ray_num_cpus: int | None = None) -> AuditResult:
+              ray_num_cpus: int | None = None, lira_convention: str = "memlens") -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
     Every input is validated before any work starts; a refused start writes nothing and leaves an existing run
@@ -222,6 +223,10 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         ``report.html``. They read the trained population only (not part of the run's identity).
     attack_targets : int >= 1
         Number of target models attacked in turn (the first rows; capped at ``n_models``).
+    lira_convention : {"memlens", "reference"}
+        LiRA's conventions (:func:`memlens.attacks.lira`): memlens's (the paper's one-sided offline test, mean and
+        unbiased variance) or those of tensorflow/privacy's ``mi_lira_2021`` script, to compare with published
+        numbers. Not part of the run's identity.
     dp_epsilon : float > 0, optional
         Train by DP-SGD (:class:`memlens.train.DPConfig`) with noise calibrated for this ε; part of the run's
         config and identity. The report shows the accountant's ε beside the audited lower bound.
@@ -263,6 +268,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     attacks = bool(attacks)
     attack_targets = check_int("attack_targets", attack_targets, min_value=1,
                                hint="(the number of target models to attack)")
+    check_lira_convention(lira_convention)
     dp = _dp_config(dp_epsilon, dp_delta)
     trainer, trainer_model = configure_model(model, model_params)
     model_config = dict(trainer_model.to_dict())
@@ -315,11 +321,12 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         if loo else None
     return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": trainer_record, "dp": dp_record},
                              attacks=attacks, attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn,
+                             lira_convention=lira_convention,
                              t0=t0)
 
 
 def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail: Mapping, attacks: bool,
-                      attack_targets: int, dp_record=None, loo_fn=None, t0: float,
+                      attack_targets: int, dp_record=None, loo_fn=None, t0: float, lira_convention="memlens",
                       signal: str = "correct") -> AuditResult:
     """The measuring and writing steps of the image/tabular audit on a trained run, shared by every recipe whose
     population has ``train`` and ``test`` signals (trained here or computed elsewhere, :mod:`.external`):
@@ -353,6 +360,7 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
         acc_eps = dp_record.get("epsilon_accountant") if dp_record else None
         acc_eps = float(acc_eps) if acc_eps is not None and math.isfinite(float(acc_eps)) else None
         att = audit_attacks(pop, memorization_scores=mem.scores, n_targets=attack_targets, delta=delta,
+                            lira_convention=lira_convention,
                             accountant_epsilon=acc_eps)
         summary = dataclasses.replace(
             summary, attacks={**att.settings, "fprs": [1e-3, 1e-2], "table": att.table(),

@@ -45,7 +45,8 @@ _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--s
           "--resume and --overwrite", "reproduction": "NAME", "attack_targets": "--attack-targets",
           "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo",
           "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus",
-          "external": "--external", "model_params": "--model-param", "on_shard": "on_shard"}
+          "external": "--external", "model_params": "--model-param", "on_shard": "on_shard",
+          "lira_convention": "--lira-convention"}
 
 
 class _UsageError(Exception):
@@ -129,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     attacks.add_argument("--attack-targets", type=int, default=16, metavar="N",
                          help="membership attacks (LiRA online/offline, RMIA, loss) against the first N models, each "
                               "with all other models as references (default 16)")
+    attacks.add_argument("--lira-convention", default="memlens", choices=("memlens", "reference"),
+                         help="LiRA's conventions: memlens's (the paper's one-sided offline test, mean and unbiased "
+                              "variance; default) or 'reference', those of tensorflow/privacy's mi_lira_2021 script "
+                              "(medians, ddof=0, truncated reference lists, two-sided offline score) to compare with "
+                              "published numbers")
     attacks.add_argument("--no-attacks", action="store_true",
                          help="skip the membership attacks, ROC curves and ε audit")
     audit.add_argument("--dp-epsilon", type=float, default=None, metavar="E",
@@ -217,7 +223,7 @@ def _trained(args):
                      shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                      attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
                      loo=args.loo, executor=args.backend, ray_address=args.ray_address,
-                     ray_num_cpus=args.ray_num_cpus)
+                     ray_num_cpus=args.ray_num_cpus, lira_convention=args.lira_convention)
 
 
 #: Flags that describe training, refused with --external (the models were trained elsewhere).
@@ -235,7 +241,8 @@ def _external(args):
     return run_external_audit(args.external, out=args.out, resume=args.resume, overwrite=args.overwrite,
                               shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                               attack_targets=args.attack_targets, executor=args.backend,
-                              ray_address=args.ray_address, ray_num_cpus=args.ray_num_cpus)
+                              ray_address=args.ray_address, ray_num_cpus=args.ray_num_cpus,
+                              lira_convention=args.lira_convention)
 
 
 def _audit(args) -> int:
