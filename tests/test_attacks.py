@@ -7,8 +7,19 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from memlens import MemlensInputError, MemlensWarning, Population
-from memlens.attacks import (ATTACKS, AttackResult, attack_all_targets, calibrated_loss_attack, lira, load_external,
-                             loss_attack, population_from_logits, population_from_signals, rmia, shadow_attack)
+from memlens.attacks import (
+    ATTACKS,
+    AttackResult,
+    attack_all_targets,
+    calibrated_loss_attack,
+    lira,
+    load_external,
+    loss_attack,
+    population_from_logits,
+    population_from_signals,
+    rmia,
+    shadow_attack,
+)
 from memlens.data import make_masks
 from memlens.evaluation import auc_null_stderr
 

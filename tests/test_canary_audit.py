@@ -120,7 +120,6 @@ def test_one_run_audit_as_a_run_directory_equals_in_memory_and_resumes(tmp_path,
     import json
 
     import memlens.train
-
     from memlens.data import load_dataset
 
     data = load_dataset("digits").subset(train_index=np.arange(300), test_index=np.arange(60))

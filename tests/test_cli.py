@@ -14,7 +14,6 @@ import memlens.train
 from memlens import Population
 from memlens.audits.image import run_audit
 from memlens.cli.main import main
-from memlens.data import load_dataset
 from memlens.experiments import REGISTRY
 from memlens.measures import memorization
 

@@ -9,9 +9,17 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from memlens import MemlensInputError, MemlensWarning, Population
 from memlens.data import from_arrays, load_dataset
 from memlens.measures import MemorizationResult, loo_memorization, memorization
-from memlens.train.closed_form import (brute_force_loo, closed_form_loo, closed_form_population, kernel_ridge_loo,
-                                       logistic_alo, ridge_loo, score_signals, subset_refit_scores)
-from memlens.train.closed_form import _Logistic
+from memlens.train.closed_form import (
+    _Logistic,
+    brute_force_loo,
+    closed_form_loo,
+    closed_form_population,
+    kernel_ridge_loo,
+    logistic_alo,
+    ridge_loo,
+    score_signals,
+    subset_refit_scores,
+)
 
 
 @pytest.fixture(scope="module")

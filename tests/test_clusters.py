@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from memlens import MemlensInputError, MemlensWarning
-from memlens.tasks.clusters import (calibrated_rho, find_singletons, make_cluster_instance,
-                                    make_cluster_labeling)
+from memlens.tasks.clusters import calibrated_rho, find_singletons, make_cluster_instance, make_cluster_labeling
 
 
 def test_calibrated_rho_matches_the_paper():

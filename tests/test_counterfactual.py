@@ -9,7 +9,10 @@ from memlens.data import make_masks
 from memlens.data.text import TextDataset, text_dataset_from_texts
 from memlens.measures import memorization_from_arrays
 from memlens.measures.counterfactual import (
-    counterfactual_influence, counterfactual_memorization, explain_documents, ngram_overlap,
+    counterfactual_influence,
+    counterfactual_memorization,
+    explain_documents,
+    ngram_overlap,
 )
 from memlens.train.text_population import CharLMConfig, train_text_population
 

@@ -11,8 +11,15 @@ from memlens.attacks import attack_all_targets
 from memlens.data import load_dataset, make_masks
 from memlens.evaluation import empirical_epsilon, one_run_audit
 from memlens.measures import memorization
-from memlens.train import (accountant_epsilon, clipped_grad_sum, dp_plan, DPConfig, fit_dp_sgd, noise_multiplier_for,
-                           train_population)
+from memlens.train import (
+    DPConfig,
+    accountant_epsilon,
+    clipped_grad_sum,
+    dp_plan,
+    fit_dp_sgd,
+    noise_multiplier_for,
+    train_population,
+)
 from memlens.train.torch_mlp import init_mlp
 
 

@@ -11,8 +11,16 @@ from sklearn.metrics import roc_auc_score
 
 from memlens import MemlensInputError, MemlensWarning
 from memlens.attacks import AttackResult
-from memlens.evaluation import (aggregate, auc_null_stderr, bootstrap_ci, bootstrap_metrics, roc, roc_auc,
-                                tpr_at_fpr, tpr_at_fpr_from_roc)
+from memlens.evaluation import (
+    aggregate,
+    auc_null_stderr,
+    bootstrap_ci,
+    bootstrap_metrics,
+    roc,
+    roc_auc,
+    tpr_at_fpr,
+    tpr_at_fpr_from_roc,
+)
 from memlens.evaluation.metrics import _weighted_metrics
 
 

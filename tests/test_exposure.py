@@ -9,7 +9,11 @@ from memlens._validation import MemlensInputError, MemlensWarning
 from memlens.data import CanaryFormat, TextCanarySet, insert_text_canaries, make_text_canaries
 from memlens.data.text import VOCAB_SIZE, encode_texts
 from memlens.measures import (
-    canary_exposure, exposure_by_rank, exposure_extrapolated, secret_log_perplexity, space_log_perplexity,
+    canary_exposure,
+    exposure_by_rank,
+    exposure_extrapolated,
+    secret_log_perplexity,
+    space_log_perplexity,
 )
 from memlens.measures.exposure import skewnorm_log2_cdf
 from memlens.models.char_lm import AutoregressiveConfig, token_logprobs

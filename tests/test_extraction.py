@@ -10,8 +10,18 @@ from scipy import stats
 
 from memlens._validation import MemlensInputError, MemlensWarning
 from memlens.attacks import (
-    approximate_memorization, bleu, canary_extraction, continuations, discoverable_memorization, edit_similarity,
-    generate_samples, ranking_attack, sample_continue, search_secrets, verbatim_matches, zlib_entropy,
+    approximate_memorization,
+    bleu,
+    canary_extraction,
+    continuations,
+    discoverable_memorization,
+    edit_similarity,
+    generate_samples,
+    ranking_attack,
+    sample_continue,
+    search_secrets,
+    verbatim_matches,
+    zlib_entropy,
 )
 from memlens.data import CanaryFormat, insert_text_canaries, make_text_canaries
 from memlens.data.text import BOS, EOS, VOCAB_SIZE, encode_texts

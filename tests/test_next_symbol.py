@@ -8,15 +8,34 @@ import torch
 from torch.nn import functional as F
 
 from memlens import MemlensInputError, MemlensWarning
-from memlens.tasks.next_symbol import (NextSymbolSample, NextSymbolTask, binary_entropy, expected_singletons,
-                                       fano_bits_per_symbol, find_singletons, make_next_symbol_data,
-                                       make_next_symbol_task, memorized_bits_lower_bound, noise_recovery,
-                                       sample_sequences, subpopulation_prior, symbol_entropy_bits)
 from memlens.models.char_lm import (
-    AutoregressiveConfig, argmax_predictions, greedy_continue, load_autoregressive_model, make_autoregressive_model, next_token_logprobs, save_autoregressive_model, sequence_signals, token_accuracy, token_logprobs,
+    AutoregressiveConfig,
+    argmax_predictions,
+    greedy_continue,
+    load_autoregressive_model,
+    make_autoregressive_model,
+    next_token_logprobs,
+    save_autoregressive_model,
+    sequence_signals,
+    token_accuracy,
+    token_logprobs,
+)
+from memlens.tasks.next_symbol import (
+    NextSymbolSample,
+    NextSymbolTask,
+    binary_entropy,
+    expected_singletons,
+    fano_bits_per_symbol,
+    find_singletons,
+    make_next_symbol_data,
+    make_next_symbol_task,
+    memorized_bits_lower_bound,
+    noise_recovery,
+    sample_sequences,
+    subpopulation_prior,
+    symbol_entropy_bits,
 )
 from memlens.train.autoregressive import train_autoregressive
-
 
 # ------------------------------------------------------------------------------------------------ generator
 

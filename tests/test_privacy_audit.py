@@ -10,8 +10,15 @@ from scipy import stats
 from memlens import MemlensInputError, MemlensWarning, Population
 from memlens.attacks import attack_all_targets
 from memlens.data import make_masks
-from memlens.evaluation import (clopper_pearson, empirical_epsilon, epsilon_from_counts, one_run_audit,
-                                one_run_epsilon, one_run_p_value, privacy_audit)
+from memlens.evaluation import (
+    clopper_pearson,
+    empirical_epsilon,
+    epsilon_from_counts,
+    one_run_audit,
+    one_run_epsilon,
+    one_run_p_value,
+    privacy_audit,
+)
 
 
 def _randomized_response(bits, epsilon, rng):

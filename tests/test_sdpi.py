@@ -4,8 +4,8 @@ import json
 import math
 
 import numpy as np
-from scipy.special import expit, log_expit
 import pytest
+from scipy.special import expit, log_expit
 
 from memlens import MemlensInputError, MemlensWarning
 from memlens.tasks import sdpi as S
@@ -26,7 +26,6 @@ from memlens.tasks.sdpi import (
     sdpi_constants,
     tradeoff_curve,
 )
-
 
 # ------------------------------------------------------------------------------------------------ helpers
 

@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 
 from memlens import Population
+from memlens.audits.text import (
+    canary_membership,
+    canary_table,
+    exposure_by_repetition,
+    insert_named_canaries,
+    make_named_canaries,
+    ranking_attack_auc,
+    sample_extraction,
+    text_audit_masks,
+)
 from memlens.cli.main import main
 from memlens.measures import memorization
-from memlens.audits.text import (
-    canary_membership, canary_table, exposure_by_repetition, insert_named_canaries, make_named_canaries, ranking_attack_auc, sample_extraction, text_audit_masks,
-)
 
 N_MODELS, SHARD = 4, 2  # 2 shards
 REPS = (1, 24)          # one canary seen once, one seen 24 times, by the models that train on it

@@ -7,8 +7,17 @@ import pytest
 
 from memlens import MemlensInputError
 from memlens.data.text import (
-    BOS, EOS, FORTUNES_DIR, VOCAB_SIZE, TextDataset, decode_tokens, encode_texts, load_text_dataset,
-    normalize_whitespace, split_documents, text_dataset_from_texts,
+    BOS,
+    EOS,
+    FORTUNES_DIR,
+    VOCAB_SIZE,
+    TextDataset,
+    decode_tokens,
+    encode_texts,
+    load_text_dataset,
+    normalize_whitespace,
+    split_documents,
+    text_dataset_from_texts,
 )
 
 HAVE_FORTUNES = FORTUNES_DIR.is_dir()

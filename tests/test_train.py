@@ -8,8 +8,15 @@ import torch
 from memlens import MemlensInputError, Population
 from memlens.data import from_arrays, load_dataset, make_masks
 from memlens.measures import memorization
-from memlens.train import (LogisticConfig, MLPConfig, fit_logistic, fit_mlp, make_model_config,
-                           standardized_features, train_population)
+from memlens.train import (
+    LogisticConfig,
+    MLPConfig,
+    fit_logistic,
+    fit_mlp,
+    make_model_config,
+    standardized_features,
+    train_population,
+)
 from memlens.train.torch_mlp import init_mlp
 
 

@@ -154,6 +154,9 @@ def _epsilon_line(p: Mapping[str, Any]) -> str:
         return "audited epsilon: undefined (no attack has a valid bound; see summary.json privacy.by_attack)"
     blk = (p.get("by_attack") or {}).get(by) or {}
     method = p.get("method_short", "paired one-run audit")
+    if eps <= 0:
+        return (f"audited epsilon >= 0 at {100 * p['confidence']:.0f}% confidence: no attack's guesses reject "
+                f"epsilon = 0 ({method} over {blk.get('n_pairs')} IN/OUT pairs of distinct examples per target)")
     return (f"audited epsilon >= {eps:.2f} at {100 * p['confidence']:.0f}% confidence ({method}, {by} on target {blk.get('best_target')}: {blk.get('n_correct')} of "
             f"{blk.get('n_guesses')} pair guesses right among {blk.get('n_pairs')} IN/OUT pairs of distinct examples)")
 

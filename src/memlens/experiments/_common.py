@@ -15,8 +15,23 @@ def prepare_out_dir(out_dir) -> Path:
     return out
 
 
+#: Where the "paper" values of the reproductions come from (said in every results.json that has any).
+PAPER_VALUES_SOURCE = ("secondary summaries of the papers (docs/theory.md), not transcribed from the papers' text; "
+                       "a discrepancy may be the summary's")
+
+
+def _mentions_paper(obj) -> bool:
+    if isinstance(obj, dict):
+        return any(("paper" in str(k)) or _mentions_paper(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return any(_mentions_paper(v) for v in obj)
+    return False
+
+
 def write_results(out_dir, results: dict) -> Path:
-    """Write ``results.json`` atomically."""
+    """Write ``results.json`` atomically (with ``paper_values_source`` wherever it quotes a paper's values)."""
+    if _mentions_paper(results) and "paper_values_source" not in results:
+        results = {**results, "paper_values_source": PAPER_VALUES_SOURCE}
     path = Path(out_dir) / "results.json"
     atomic_write_bytes(path, json.dumps(to_jsonable(results), indent=2).encode())
     return path
