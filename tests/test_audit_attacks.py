@@ -106,7 +106,7 @@ def test_examples_csv_lira_columns(finished):
     out, _ = finished
     pop = Population.load(out / "population")
     rows = _rows(out / "examples.csv")
-    assert list(rows[0]) == ["index", "label", "memorization", "stderr", "n_in", "n_out", "lira_online",
+    assert list(rows[0]) == ["index", "label", "memorization", "stderr", "n_in", "n_out", "out_majority", "out_share", "lira_online",
                              "in_target", "lira_online_in"]
     direct = lira(pop, target=0, online=True, fix_variance=True)
     np.testing.assert_allclose(_col(rows, "lira_online"), direct.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
@@ -157,7 +157,8 @@ def test_no_attacks_omits_everything(data_file, finished, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert "attacks" not in s and "privacy" not in s
     rows = _rows(out / "examples.csv")
-    assert list(rows[0]) == ["index", "label", "memorization", "stderr", "n_in", "n_out"]
+    assert list(rows[0]) == ["index", "label", "memorization", "stderr", "n_in", "n_out", "out_majority",
+                             "out_share"]
     page = (out / "report.html").read_text()
     assert 'alt="ROC curves"' not in page and 'class="tpr"' not in page and "audited ε" not in page
     assert _pngs(page) == 4

@@ -52,13 +52,19 @@ def test_audit_writes_every_output(finished, data_file):
     with open(out / "examples.csv") as f:
         rows = list(csv.DictReader(f))
     # the default audit also runs the membership attacks (tests/test_audit_attacks.py checks their columns)
-    assert list(rows[0]) == ["index", "label", "memorization", "stderr", "n_in", "n_out", "lira_online", "in_target",
-                             "lira_online_in"]
+    assert list(rows[0]) == ["index", "label", "memorization", "stderr", "n_in", "n_out", "out_majority",
+                             "out_share", "lira_online", "in_target", "lira_online_in"]
     assert len(rows) == 240
     got = np.array([float(r["memorization"]) for r in rows])
     np.testing.assert_allclose(got, mem.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
     np.testing.assert_array_equal([int(r["n_in"]) for r in rows], pop.masks.sum(axis=0))
     np.testing.assert_array_equal([int(r["label"]) for r in rows], np.load(data_file)["y_train"])
+    # what the models that did not see each example predict: the majority class of their pred signal, and its share
+    pred = pop.signal("train", "pred")
+    for j in (0, 17, 101):
+        votes = np.bincount(pred[~pop.masks[:, j], j].astype(int), minlength=10)
+        assert int(rows[j]["out_majority"]) == int(np.argmax(votes))
+        assert float(rows[j]["out_share"]) == pytest.approx(votes.max() / votes.sum(), rel=1e-5)
     s = json.loads((out / "summary.json").read_text())
     for key in ("dataset", "model", "n_models", "subset_ratio", "seed", "train_accuracy", "test_accuracy",
                 "n_memorized", "n_pairs", "runtime_seconds", "versions"):

@@ -99,7 +99,7 @@ class Dataset:
         tr = slice(None) if train_index is None else np.asarray(train_index)
         te = slice(None) if test_index is None else np.asarray(test_index)
         return Dataset(name or self.name, self.X_train[tr], self.y_train[tr], self.X_test[te],
-                       self.y_test[te], self.class_names, self.image_shape, self.description)
+                       self.y_test[te], self.class_names, self.image_shape, self.description, self.feature_names)
 
 
 def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arrays",
