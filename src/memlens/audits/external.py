@@ -66,6 +66,7 @@ def read_shard(population: Population, *, masks, model_offset: int, progress=Non
     return out
 
 
+@pipeline.holds_run_locks
 def run_external_audit(folder, *, out="runs/external", resume: bool = False, overwrite: bool = False,
                        shard_size: int = 32, progress: bool = True, on_shard=None, attacks: bool = True,
                        attack_targets: int = DEFAULT_ATTACK_TARGETS, executor="local", ray_address: str | None = None,

@@ -44,7 +44,7 @@ from ..data import DATASETS, Dataset, load_dataset, make_masks
 from ..measures import high_influence_pairs, influence, memorization, noise_floor, out_predictions
 from ..population import Population
 from ..privacy.accountant import DPConfig, check_dp_target
-from ..report.html import write_report
+from ..report.html import render_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
 from ..train import TRAINERS, configure_model
@@ -168,6 +168,7 @@ def _model_config(model, params: Mapping[str, Any] | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- the audit
+@pipeline.holds_run_locks
 def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[str, Any] | None = None,
               n_models: int = 256, subset_ratio: float = 0.7,
               seed: int = 0, out="runs/audit", resume: bool = False, overwrite: bool = False,
@@ -289,7 +290,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         trainer.check(trainer_model, ds)
     if dp is not None:  # a target epsilon the accountant cannot calibrate is refused before anything is written
         check_dp_target(dp, n_max=n_in, n_train=ds.n_train, name="dp_epsilon")
-    pipeline.check_target(opts)
+    pipeline.check_target(opts)  # and lock the run directory for the rest of this call
 
     # ---- the run's identity, masks and shard job; train the missing shards
     config = {"dataset": ds.name, "model": model, "model_config": model_config, "backend": backend,
@@ -378,7 +379,7 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
         trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred),
                             "pairs.csv": pairs_csv(pairs)},
         summary=summary, t0=t0,
-        report=lambda s: write_report(opts.out / "report.html", summary=s, dataset=ds, memorization=mem,
+        report=lambda s: render_report(summary=s, dataset=ds, memorization=mem,
                                       influence=infl, pairs=pairs, attacks=att, loo=loo_res, out_pred=out_pred))
     return AuditResult(opts.out, summary.to_json(), ds, pop, mem, infl, pairs, trained.trained, att, loo_res,
                        summary)

@@ -135,6 +135,7 @@ def _default_k(m: int) -> list[int]:
     return sorted({k for k in (m // 20, m // 10, m // 4, m // 2) if k >= 1})
 
 
+@pipeline.holds_run_locks
 def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind: str = "mislabeled", dp=None,
                          seed: int = 0, n_models: int = 1, k_pos=None, k_neg=None, level: float | None = None,
                          beta: float | None = None, delta: float | None = None, out=None, resume: bool = False,
@@ -193,7 +194,7 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
     if out is not None:
         opts = pipeline.check_run_options(out=out, resume=resume, overwrite=overwrite, shard_size=shard_size,
                                           progress=progress)
-        pipeline.check_target(opts)
+        pipeline.check_target(opts, files=("canaries.csv",))  # and lock the run directory for this call
     ss_canary, ss_mask = np.random.SeedSequence(seed).spawn(2)
     canaries = make_canaries(dataset, n_canaries=n_canaries, kind=kind, seed=np.random.default_rng(ss_canary))
     m = canaries.n_canaries

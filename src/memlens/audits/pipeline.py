@@ -29,9 +29,10 @@ from .. import train as _train  # train_population looked up at call time (tests
 from .._validation import MemlensInputError, check_int
 from ..population import Population
 from ..storage.executors import Executor, make_executor, train_missing_shards
-from ..storage.runs import RunDir, check_writable, package_versions
+from ..storage.lock import holds_run_locks, lock_run
+from ..storage.runs import RunDir, check_owned_paths, check_writable, package_versions
 
-__all__ = ["RunOptions", "check_run_options", "check_target", "check_subset_size", "ShardJob", "TrainedRun",
+__all__ = ["RunOptions", "check_run_options", "check_target", "holds_run_locks", "check_subset_size", "ShardJob", "TrainedRun",
            "train_run", "RunRecord", "write_results", "train_population_shard", "merge_provenance",
            "merge_dp_records"]
 
@@ -82,13 +83,19 @@ def check_run_options(*, out, resume: bool, overwrite: bool, shard_size: int, pr
     return RunOptions(Path(out), bool(resume), bool(overwrite), shard_size, bool(progress), on_shard, executor)
 
 
-def check_target(opts: RunOptions) -> None:
+def check_target(opts: RunOptions, *, files=()) -> None:
     """Refuse an ``out`` that cannot hold this run (a file, a foreign folder, an existing run without
-    ``overwrite``, an unwritable place) before anything is trained or written."""
+    ``overwrite``, an unwritable place, a symbolic link or a folder where the run writes a file, ``files`` being the
+    recipe's own result files) before anything is trained or written; then take the run directory's lock
+    (:mod:`memlens.storage.lock`) for the rest of the recipe's call: a second writer is refused with one line naming
+    the holder."""
     if opts.resume:
+        RunDir.check_resumable(opts.out)
         check_writable(opts.out)
     else:
         RunDir.check_new(opts.out, overwrite=opts.overwrite)
+    check_owned_paths(opts.out, files)
+    lock_run(opts.out)
 
 
 def check_subset_size(subset_ratio: float, n: int, *, what: str = "n_train", unit: str = "examples") -> int:
@@ -211,8 +218,11 @@ class RunRecord:
 
 
 def write_results(run: RunDir, *, files: Mapping[str, str], summary, t0: float,
-                  report: Callable[[Any], None] | None = None):
+                  report: Callable[[Any], str] | None = None):
     """Write the recipe's files, then the report, then ``summary.json`` (last: it marks a finished run).
+
+    ``report(summary) -> str`` renders ``report.html``; like every file of the run it is written atomically through
+    :meth:`memlens.storage.RunDir.write_text`, so a full disk or a forbidden write gives the one-line storage error.
 
     ``summary`` is a typed summary (:mod:`memlens.audits.summaries`: ``with_runtime``, ``to_json``) or a dict. Its
     runtime is the wall time since ``t0``, set before the report (which shows it) and again before ``summary.json``
@@ -231,7 +241,7 @@ def write_results(run: RunDir, *, files: Mapping[str, str], summary, t0: float,
 
     summary = stamped()
     if report is not None:
-        report(summary)
+        run.write_text("report.html", report(summary))
     summary = stamped()
     run.write_json("summary.json", summary.to_json() if typed else summary)
     return summary

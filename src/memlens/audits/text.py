@@ -81,7 +81,7 @@ from ..measures.text import (  # noqa: F401  (re-exported)
 from ..models.char_lm import AutoregressiveConfig
 from ..population import Population
 from ..report.tables import canaries_csv, explanation_text, text_examples_csv, text_pairs_csv
-from ..report.text_html import write_text_report
+from ..report.text_html import render_text_report
 from ..train import text_population as _text_population  # looked up at call time (tests count training calls)
 from ..train.text_population import CharLMConfig
 from . import pipeline
@@ -405,6 +405,7 @@ def _reference_model(test_texts, cfg, *, seed: int):
 
 
 # ---------------------------------------------------------------------------------------------- the audit
+@pipeline.holds_run_locks
 def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None = None, model: str = "char-lm",
                    n_models: int = 8, subset_ratio: float = 0.5, seed: int = 0, out="runs/text-audit",
                    resume: bool = False, overwrite: bool = False, shard_size: int = 4, progress: bool = True,
@@ -499,7 +500,7 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     ds = _load_corpus(dataset, text_file=text_file, delimiter=delimiter, max_chars=max_chars,
                       n_documents=n_documents, seed=seed)
     pipeline.check_subset_size(subset_ratio, ds.n_train, what="n_documents", unit="documents")
-    pipeline.check_target(opts)
+    pipeline.check_target(opts, files=TEXT_RESULT_FILES)  # and lock the run directory for the rest of this call
 
     # ---- canaries inserted into the training documents
     canaries, copy_of = None, np.full(ds.n_train, -1, dtype=np.int64)
@@ -559,8 +560,8 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
         files["canaries.csv"] = canaries_csv(canaries, analysis["canary_rows"])
     summary = pipeline.write_results(
         run, files=files, summary=summary, t0=t0,
-        report=lambda s: write_text_report(opts.out / "report.html", summary=s, dataset=full, copy_of=copy_of,
-                                           canaries=canaries, analysis=analysis))
+        report=lambda s: render_text_report(summary=s, dataset=full, copy_of=copy_of, canaries=canaries,
+                                            analysis=analysis))
     return TextAuditResult(opts.out, summary.to_json(), full, pop, copy_of, canaries, analysis["canary_in"],
                            analysis["memorization"], analysis["memorization_ll"], analysis["influence"],
                            analysis["canary_rows"], analysis["explanations"], analysis["ranking"], trained.trained,

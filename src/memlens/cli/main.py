@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -315,6 +316,7 @@ def main(argv=None) -> int:
     handler = {"audit": _audit, "reproduce": _reproduce, "list": _list}[args.command]
     old = warnings.showwarning
     warnings.showwarning = _show_warning
+    old_term = _sigterm_as_interrupt()
     try:
         return handler(args)
     except MemlensInputError as exc:
@@ -328,6 +330,19 @@ def main(argv=None) -> int:
         return 130
     finally:
         warnings.showwarning = old
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM behave like SIGINT (a KeyboardInterrupt: one line, exit 130, resumable); returns the old handler
+    (None when not in the main thread, where handlers cannot be set)."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, on_term)
+    except ValueError:      # not the main thread (e.g. main() called from a worker thread)
+        return None
 
 
 def _one_line(text: str) -> str:

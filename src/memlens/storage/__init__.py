@@ -8,7 +8,9 @@ from .executors import (
            make_executor,
            train_missing_shards,
 )
+from .lock import RunLock, acquire_run_lock
 from .runs import RunDir, RunStorageError, package_versions, run_identity
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "LocalExecutor", "RayExecutor", "make_executor",
-           "train_missing_shards", "RunDir", "RunStorageError", "package_versions", "run_identity"]
+           "train_missing_shards", "RunDir", "RunStorageError", "package_versions", "run_identity", "RunLock",
+           "acquire_run_lock"]

@@ -38,8 +38,9 @@ import numpy as np
 from .._io import atomic_write_bytes, canonical_json, to_jsonable
 from .._validation import MemlensInputError, check_int, check_masks, warn
 from ..population import Population
+from .lock import LOCK_NAME
 
-__all__ = ["RunDir", "run_identity", "package_versions", "RUN_FORMAT", "RunStorageError"]
+__all__ = ["RunDir", "run_identity", "package_versions", "RUN_FORMAT", "RunStorageError", "check_owned_paths"]
 
 RUN_FORMAT = "memlens-run/1"
 MANIFEST = "manifest.json"
@@ -96,7 +97,7 @@ def _interrupted_start(path: Path) -> list[Path] | None:
     """
     if not path.is_dir():
         return None
-    entries = list(path.iterdir())
+    entries = [p for p in path.iterdir() if p.name != LOCK_NAME]     # the run's own lock (storage.lock)
     if all(_is_temp_of(p, (MANIFEST,)) for p in entries):
         return entries
     return None
@@ -133,9 +134,8 @@ def storage_errors(run_path: Path, what: str, *, resumable: bool = True):
     except RunStorageError:
         raise
     except OSError as exc:
-        if exc.errno not in _STORAGE_CAUSES:
-            raise
-        cause, fix = _STORAGE_CAUSES[exc.errno]
+        cause, fix = _STORAGE_CAUSES.get(exc.errno, (exc.strerror or type(exc).__name__,
+                                                     "check the run directory and its files"))
         then = ("shards finished before are kept and readable: " + fix + ", then continue the run with --resume"
                 if resumable else fix + ", then start the run again")
         err = RunStorageError(f"could not write {what} in the run directory {str(run_path)!r}: {cause}; {then}")
@@ -195,6 +195,29 @@ def check_writable(path: Path) -> None:
         raise MemlensInputError(f"out must be a writable folder; got {str(path)!r} ({probe} is not writable: "
                                 f"{exc.strerror or exc}); choose another --out directory or fix its "
                                 "permissions") from None
+
+
+def check_owned_paths(path: Path, extra=()) -> None:
+    """Refuse, before any work and before anything is deleted, a run directory whose own paths are not what a run
+    writes there: a symbolic link, a folder where a file goes (``examples.csv/``), a file where a folder goes."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    folders = ("population", str(SHARDS))
+    for name in tuple(_OWNED) + tuple(extra) + (str(SHARDS),):
+        p = path / name
+        if p.is_symlink():
+            raise MemlensInputError(f"out: {str(p)!r} is a symbolic link, which a memlens run never creates (a run "
+                                    "replaces its own files and would write through it); remove the link or choose "
+                                    "another --out directory", param="out")
+        if not p.exists():
+            continue
+        if name in folders and not p.is_dir():
+            raise MemlensInputError(f"out: {str(p)!r} must be a folder of the run; it is a file: remove it or choose "
+                                    "another --out directory", param="out")
+        if name not in folders and not p.is_file():
+            raise MemlensInputError(f"out: {str(p)!r} must be a file of the run; it is a folder or a special file: "
+                                    "remove it or choose another --out directory", param="out")
 
 
 def _describe_config_diff(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
@@ -320,6 +343,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise MemlensInputError(f"out must be a folder; got {str(path)!r}, which is a file: choose another "
                                     "--out directory")
+        check_owned_paths(path)
         if not path.exists() or _interrupted_start(path) is not None:
             return None
         manifest = _read_manifest(path)
@@ -338,6 +362,17 @@ class RunDir:
         path = Path(path)
         cls._check_target(path, overwrite=overwrite)
         check_writable(path)
+
+    @staticmethod
+    def check_resumable(path) -> None:
+        """Raise :class:`MemlensInputError` unless ``path`` holds a memlens run to resume; writes nothing."""
+        path = Path(path)
+        if not path.is_dir() or _read_manifest(path) is None:
+            if path.is_dir() and _interrupted_start(path) is None:
+                raise MemlensInputError(f"out: foreign output directory {str(path)!r}: it holds no memlens run to "
+                                        "resume (no manifest.json); choose the run's --out directory")
+            raise MemlensInputError(f"out: no memlens run at {str(path)!r} to resume; drop --resume to start "
+                                    "a new run there")
 
     @classmethod
     def open(cls, path) -> "RunDir":
@@ -366,13 +401,9 @@ class RunDir:
         """
         path = Path(path)
         masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1)
-        if not path.is_dir() or _read_manifest(path) is None:
-            if path.is_dir() and _interrupted_start(path) is None:
-                raise MemlensInputError(f"out: foreign output directory {str(path)!r}: it holds no memlens run to "
-                                        "resume (no manifest.json); choose the run's --out directory")
-            raise MemlensInputError(f"out: no memlens run at {str(path)!r} to resume; drop --resume to start "
-                                    "a new run there")
+        cls.check_resumable(path)
         manifest = _read_manifest(path)
+        check_owned_paths(path)
         config = json.loads(_canonical_json(dict(config)))
         diffs = []
         if manifest["dataset"]["fingerprint"] != dataset.fingerprint():
