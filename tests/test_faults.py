@@ -4,6 +4,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -483,3 +484,85 @@ def test_full_disk_at_the_start_says_start_again(data_file, tmp_path, monkeypatc
     assert not out.exists() or list(out.iterdir()) == []
     monkeypatch.setattr(os, "fsync", real_fsync)
     RunDir.check_new(out)  # a new start is accepted
+
+
+# ---------------------------------------------------------------------------------------------- every write guarded
+@pytest.mark.parametrize("fail_on", ["report.html", "summary.json", "population.npz"])
+def test_full_disk_on_any_result_file_is_one_line(data_file, tmp_path, monkeypatch, capsys, fail_on):
+    """A full disk while the report (or summary.json, or the saved population) is written: the documented one-line
+    storage error, exit 1, no traceback, no temporary file left; --resume then finishes the run."""
+    out = tmp_path / "run"
+    real_fsync = os.fsync
+
+    def full_disk_fsync(fd):
+        if os.path.basename(_fd_name(fd)).startswith(f".{fail_on}."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk_fsync)
+    assert main(_args(data_file, out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("memlens: error:")]
+    assert len(errors) == 1 and "no space left on device" in errors[0] and fail_on.split(".")[0] in errors[0], err
+    assert _no_temp_files(out) == []
+    assert not (out / "summary.json").exists()     # the run is not marked finished
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main(_args(data_file, out, "--resume")) == 0
+    assert (out / "summary.json").is_file() and (out / "report.html").is_file()
+
+
+def test_unexpected_os_error_while_writing_is_one_line(data_file, tmp_path, monkeypatch, capsys):
+    """An errno outside the known storage causes (here EIO's cousin ENXIO) still gives one line, not a traceback."""
+    out = tmp_path / "run"
+    real_replace = os.replace
+
+    def flaky_replace(src, dst, *a, **k):
+        if os.path.basename(str(dst)) == "pairs.csv":
+            raise OSError(errno.ENXIO, os.strerror(errno.ENXIO))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    assert main(_args(data_file, out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.count("memlens: error:") == 1 and "pairs.csv" in err
+
+
+@pytest.mark.parametrize("case", ["population-symlink", "examples-folder", "summary-symlink", "shards-file",
+                                  "report-fifo"])
+def test_owned_paths_of_the_wrong_kind_are_refused_before_anything_changes(data_file, tmp_path, capsys, case):
+    """--overwrite (and a new start, and --resume) refuse a run directory whose own paths are of the wrong kind
+    before deleting or training anything: the directory is byte-identical afterwards."""
+    out = tmp_path / "run"
+    assert main(_args(data_file, out)) == 0
+    capsys.readouterr()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("precious")
+    if case == "population-symlink":
+        shutil.move(out / "population", elsewhere / "population")
+        (out / "population").symlink_to(elsewhere / "population")
+    elif case == "examples-folder":
+        (out / "examples.csv").unlink()
+        (out / "examples.csv").mkdir()
+        (out / "examples.csv" / "note.txt").write_text("x")
+    elif case == "summary-symlink":
+        (out / "summary.json").unlink()
+        (out / "summary.json").symlink_to(elsewhere / "keep.txt")
+    elif case == "shards-file":
+        shutil.rmtree(out / "population" / "shards")
+        (out / "population" / "shards").write_text("x")
+    else:
+        (out / "report.html").unlink()
+        os.mkfifo(out / "report.html")
+    before = _hashes(out)
+    listing = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    for extra in (["--overwrite"], ["--resume"]):
+        assert main(_args(data_file, out, *extra)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith("memlens: error: --out") and "Traceback" not in err, err
+    assert _hashes(out) == before
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == listing
+    assert (elsewhere / "keep.txt").read_text() == "precious"
+    if case == "population-symlink":
+        assert (elsewhere / "population" / "masks.npy").exists() or any((elsewhere / "population").iterdir())
