@@ -25,7 +25,7 @@ LAYERS = (
     ("audits", {"audits", "report"}),
     ("experiments", {"experiments"}),
     # the command line, the package root, and the aliases that keep the first version's module paths working
-    ("top", {"cli", "__init__", "audit", "text_audit", "runs", "executors"}),
+    ("top", {"cli", "__init__", "__main__", "audit", "text_audit", "runs", "executors"}),
 )
 #: Packages that must not import their layer-mates: evaluation is a leaf, and the computation packages are
 #: independent of each other (measures and attacks read trained models through ``models``, never ``train``).

@@ -6,6 +6,7 @@ Every error names the parameter, the value received and what to do, in the style
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 import re
 import warnings
@@ -131,7 +132,19 @@ def check_fraction(name: str, value, *, hint: str = "") -> float:
 
 def check_array(name: str, value, *, ndim: int | None = None, dtype=np.float64, finite: bool = True,
                 min_rows: int = 0) -> np.ndarray:
-    """Convert to a numpy array of ``dtype`` with ``ndim`` dimensions and (optionally) only finite values."""
+    """Convert to a numpy array of ``dtype`` with ``ndim`` dimensions and (optionally) only finite values.
+
+    Complex numbers, booleans-as-objects, strings and other non-real inputs are refused, never silently cast (numpy
+    would drop an imaginary part with only a warning)."""
+    raw = value if isinstance(value, np.ndarray) else None
+    if raw is None and not np.isscalar(value):
+        with contextlib.suppress(Exception):
+            raw = np.asarray(value)
+    if raw is not None and (np.issubdtype(raw.dtype, np.complexfloating)
+                            or (raw.dtype == object and raw.size
+                                and any(isinstance(v, complex) for v in raw.ravel()[:1000]))):
+        raise MemlensInputError(f"{name} must hold real numbers; got complex values (dtype {raw.dtype}): pass the "
+                                "real part, the magnitude or both as separate features")
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # values too large for dtype become inf: reported below
             arr = np.asarray(value, dtype=dtype)
@@ -149,16 +162,26 @@ def check_array(name: str, value, *, ndim: int | None = None, dtype=np.float64, 
 
 
 def check_labels(name: str, value, *, n_rows: int | None = None, n_classes: int | None = None) -> np.ndarray:
-    """Integer class labels in ``[0, n_classes)``, one per row."""
+    """Integer class labels in ``[0, n_classes)``, one per row; a bad label is reported as given (never after a
+    cast that wraps it around or saturates it)."""
     arr = np.asarray(value)
     if arr.ndim != 1:
         raise MemlensInputError(f"{name} must be a 1-d array of class labels; got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            big = np.flatnonzero(np.abs(arr) >= 2.0 ** 62)
+            if big.size:
+                raise MemlensInputError(f"{name} must hold class labels 0..n_classes-1; got {float(arr[big[0]]):g} at row "
+                                        f"{int(big[0])}; encode classes as 0..n_classes-1 "
+                                        "(sklearn.preprocessing.LabelEncoder)")
             arr = arr.astype(np.int64)
         else:
             raise MemlensInputError(f"{name} must hold integer class labels; got dtype {arr.dtype}; "
                                     "encode classes as 0..n_classes-1 (sklearn.preprocessing.LabelEncoder)")
+    if arr.size and arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+        row = int(np.argmax(arr))
+        raise MemlensInputError(f"{name} must hold class labels 0..n_classes-1; got {int(arr[row])} at row {row}; "
+                                "encode classes as 0..n_classes-1 (sklearn.preprocessing.LabelEncoder)")
     arr = arr.astype(np.int64, copy=False)
     if n_rows is not None and arr.shape[0] != n_rows:
         raise MemlensInputError(f"{name} must have one label per row ({n_rows}); got {arr.shape[0]}")

@@ -35,6 +35,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .._io import check_npy_file
 from .._validation import MemlensInputError, check_labels, warn
 from ..population import Population, output_kind, signals_from_logits, signals_from_proba
 
@@ -275,6 +276,7 @@ def population_from_logits(target_logits, reference_logits, labels, *, target_ma
 
 
 def _load(path: Path) -> np.ndarray:
+    check_npy_file(path, path.name)     # a regular file, no pickles, a declared size it holds and memory can take
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:

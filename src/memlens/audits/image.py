@@ -286,6 +286,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     if model == "kernel-ridge":
         check_kernel_memory(ds.n_train, ds.n_test)
     n_in = pipeline.check_subset_size(subset_ratio, ds.n_train)
+    pipeline.check_training_memory(trainer, ds, shard_size=opts.shard_size)
     if trainer.check is not None:   # a user's model: built and run on two rows before anything is written
         trainer.check(trainer_model, ds)
     if dp is not None:  # a target epsilon the accountant cannot calibrate is refused before anything is written

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .. import train as _train  # train_population looked up at call time (tests count training calls)
+from .._threads import physical_memory
 from .._validation import MemlensInputError, check_int
 from ..population import Population
 from ..storage.executors import Executor, make_executor, train_missing_shards
@@ -33,7 +34,7 @@ from ..storage.lock import holds_run_locks, lock_run
 from ..storage.runs import RunDir, check_owned_paths, check_writable, package_versions
 
 __all__ = ["RunOptions", "check_run_options", "check_target", "holds_run_locks", "check_subset_size", "ShardJob", "TrainedRun",
-           "train_run", "RunRecord", "write_results", "train_population_shard", "merge_provenance",
+           "train_run", "RunRecord", "write_results", "check_training_memory", "training_bytes", "train_population_shard", "merge_provenance",
            "merge_dp_records"]
 
 
@@ -106,6 +107,29 @@ def check_subset_size(subset_ratio: float, n: int, *, what: str = "n_train", uni
                                 f"leaves {unit} out; got subset_ratio={subset_ratio}, {what}={n}",
                                 param="subset_ratio")
     return n_in
+
+
+def training_bytes(*, block: int, n_rows: int, n_features: int, n_classes: int) -> int:
+    """A rough lower estimate of the memory training one block of models needs: the block's class scores on every
+    row (``block · n_rows · n_classes`` float64) and its linear head's parameters with gradients and optimizer or
+    L-BFGS history (``20 · block · (n_features + 1) · n_classes`` float64). Our estimate, meant to refuse
+    impossible runs (a million classes) before any work, not to predict the peak."""
+    return 8 * block * n_classes * (n_rows + 20 * (n_features + 1))
+
+
+def check_training_memory(trainer, dataset, *, shard_size: int) -> None:
+    """Refuse, before anything is written, a population whose training cannot fit in this machine's memory."""
+    have = physical_memory()
+    if have is None:
+        return
+    block = max(1, min(int(trainer.block_size or 1), int(shard_size)))
+    need = training_bytes(block=block, n_rows=dataset.n_train + dataset.n_test, n_features=dataset.n_features,
+                          n_classes=dataset.n_classes)
+    if need > have:
+        raise MemlensInputError(f"too many classes for this machine: training {block} {trainer.name} models at once on {dataset.n_train + dataset.n_test:,} "
+                                f"rows with {dataset.n_classes:,} classes and {dataset.n_features:,} features needs "
+                                f"at least {need / 2**30:,.1f} GiB, more than this machine's {have / 2**30:,.1f} GiB; "
+                                "use fewer classes (labels 0..n_classes-1 actually used) or fewer examples")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import check_npz_file, check_regular_file
 from .._random import check_seed
 from .._validation import MemlensInputError, MemlensTrainingError, MemlensWarning
 from ..audits.external import run_external_audit
@@ -183,17 +184,40 @@ def parse_model_params(items) -> dict | None:
     return out
 
 
+def _check_npz_shapes(path, headers) -> None:
+    """The arrays' shapes from their headers agree (rows of X and y, features of X_train and X_test): refused before
+    a large file is inflated."""
+    shapes = {k: v[0] for k, v in headers.items()}
+    missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in shapes]
+    if missing:
+        raise MemlensInputError(f"--data {str(path)!r} lacks array(s) {', '.join(missing)}; save it with "
+                                "numpy.savez(FILE, X_train=..., y_train=..., X_test=..., y_test=...)")
+    for x, y in (("X_train", "y_train"), ("X_test", "y_test")):
+        if len(shapes[x]) != 2:
+            raise MemlensInputError(f"--data {str(path)!r}: {x} must be a 2-d array (rows, features); got shape "
+                                    f"{shapes[x]} (flatten images and give image_shape)")
+        if len(shapes[y]) != 1 or shapes[x][0] != shapes[y][0]:
+            raise MemlensInputError(f"--data {str(path)!r}: {y} must be a 1-d array with one label per row of {x} "
+                                    f"({shapes[x][0]}); got shape {shapes[y]}")
+    if shapes["X_train"][1] != shapes["X_test"][1]:
+        raise MemlensInputError(f"--data {str(path)!r}: X_test must have the features of X_train "
+                                f"({shapes['X_train'][1]}); got {shapes['X_test'][1]}")
+
+
 def load_npz_dataset(path):
     """A :class:`~memlens.data.Dataset` from an ``.npz`` of X_train, y_train, X_test, y_test (validated)."""
     path = Path(path)
     if not path.is_file():
         raise MemlensInputError(f"--data must be an existing .npz file; got {str(path)!r}, which does not exist")
+    check_regular_file(path, "--data")
     with open(path, "rb") as f:
         head = f.read(8)
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # an .npz is a zip archive
         raise MemlensInputError(f"--data must be an .npz file written by numpy.savez; got {str(path)!r}, which is not "
                                 f"a zip archive (it starts with {head!r}); save the arrays with numpy.savez(FILE, "
                                 "X_train=..., y_train=..., X_test=..., y_test=...)")
+    headers = check_npz_file(path, "--data")      # declared sizes, before anything is inflated
+    _check_npz_shapes(path, headers)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

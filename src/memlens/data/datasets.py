@@ -30,7 +30,7 @@ from sklearn.model_selection import train_test_split
 
 from .._validation import MemlensInputError, check_array, check_labels
 
-__all__ = ["Dataset", "load_dataset", "from_arrays", "DATASETS", "FASHION_MNIST_DIR"]
+__all__ = ["Dataset", "load_dataset", "from_arrays", "check_image_shape", "DATASETS", "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = Path(os.environ.get("MEMLENS_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
@@ -102,6 +102,33 @@ class Dataset:
                        self.y_test[te], self.class_names, self.image_shape, self.description, self.feature_names)
 
 
+def check_image_shape(image_shape, n_features: int) -> tuple:
+    """``image_shape`` as a tuple: ``(height, width)`` or ``(channels, height, width)`` with 1 or 3 channels, positive
+    integers whose product is ``n_features``; anything else is refused before any work."""
+    raw = image_shape
+    try:
+        arr = np.asarray(image_shape)
+        ok = arr.ndim == 1 and arr.size in (2, 3) and (np.issubdtype(arr.dtype, np.integer)
+                                                      or (np.issubdtype(arr.dtype, np.floating)
+                                                          and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise MemlensInputError(f"image_shape must be (height, width) or (channels, height, width) as integers; got "
+                                f"{raw!r}", param="image_shape")
+    shape = tuple(int(s) for s in arr.tolist())
+    if any(s < 1 for s in shape):
+        raise MemlensInputError(f"image_shape must hold positive sizes; got {shape}: give (height, width), e.g. "
+                                "(8, 8)", param="image_shape")
+    if len(shape) == 3 and shape[0] not in (1, 3):
+        raise MemlensInputError(f"image_shape (channels, height, width) must have 1 or 3 channels first; got "
+                                f"{shape}", param="image_shape")
+    if int(np.prod(shape)) != int(n_features):
+        raise MemlensInputError(f"image_shape {shape} does not match n_features={n_features} (their product "
+                                f"is {int(np.prod(shape))})", param="image_shape")
+    return shape
+
+
 def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arrays",
                 class_names=None, image_shape=None, feature_names=None) -> Dataset:
     """Wrap user-supplied arrays as a :class:`Dataset`, validating them first.
@@ -139,9 +166,7 @@ def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arra
         raise MemlensInputError("y_train must contain at least 2 classes for a classification audit; "
                                 f"got only class {np.unique(y_train).tolist()}")
     if image_shape is not None:
-        image_shape = tuple(int(s) for s in image_shape)
-        if int(np.prod(image_shape)) != X_train.shape[1]:
-            raise MemlensInputError(f"image_shape {image_shape} does not match n_features={X_train.shape[1]}")
+        image_shape = check_image_shape(image_shape, X_train.shape[1])
     if feature_names is not None:
         feature_names = tuple(str(f) for f in feature_names)
         if len(feature_names) != X_train.shape[1]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import check_regular_file, read_budget
 from .._random import as_generator
 from .._validation import MemlensInputError, check_fraction, check_int
 
@@ -331,7 +332,14 @@ def text_dataset_from_texts(texts, *, name: str = "texts", test_fraction: float 
                        description=desc + f"; split {n - n_test}/{n_test} at random (seed {seed!r})")
 
 
+#: The largest text file read as a corpus (the byte-level models train on far less; a bound keeps /dev/zero or a
+#: runaway log from exhausting memory).
+MAX_TEXT_BYTES = 1 << 30
+
+
 def _read_utf8(path: Path) -> str:
+    if path.exists() and not path.is_dir():
+        check_regular_file(path, "text file", max_bytes=min(MAX_TEXT_BYTES, read_budget()))
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -129,6 +129,17 @@ def check_dp_target(config: "DPConfig", *, n_max: int, n_train: int, name: str =
     delta = config.delta if config.delta is not None else 1.0 / (10 * n_train)
     _check_reachable(config.epsilon, delta=delta, sample_rate=q, steps=steps, accountant=config.accountant,
                      name=name)
+    # the calibration itself (milliseconds with the RDP accountant): a target too small for any noise level is
+    # refused here, before the run directory exists, rather than inside the first shard
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            noise_multiplier_for(epsilon=config.epsilon, delta=delta, sample_rate=q, steps=steps,
+                                 accountant=config.accountant)
+    except ValueError as exc:
+        raise MemlensInputError(f"{name} is too small to reach: the accountant finds no noise level that spends only "
+                                f"epsilon={config.epsilon:g} at delta={delta:.3g} over {steps} steps at sample rate "
+                                f"{q:.4g} ({exc}); use a larger epsilon (e.g. 0.1 or more)", param=name) from None
 
 
 def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, steps: int,

@@ -89,7 +89,7 @@ class _Canvas:
             return False
         from matplotlib.patches import Rectangle  # matplotlib is heavy: imported only to draw
 
-        h, w = image_shape
+        h, w = _hw(image_shape)
         img = np.asarray(image, dtype=np.float64).reshape(image_shape)
         self.ax.imshow(img, cmap=cmap, interpolation="nearest", vmin=0.0, vmax=max(1.0, float(img.max())),
                        extent=(x0, x0 + w, y0 + h, y0))
@@ -105,6 +105,12 @@ class _Canvas:
         self.ax.set_xlim(0, width)
         self.ax.set_ylim(height, 0)
         return self.fig
+
+
+def _hw(image_shape) -> tuple[int, int]:
+    """Height and width of ``(H, W)`` or ``(C, H, W)``."""
+    shape = tuple(int(s) for s in image_shape)
+    return shape[-2], shape[-1]
 
 
 def _lines(captions) -> int:
@@ -141,7 +147,7 @@ def image_grid(images, *, image_shape, captions=None, n_cols: int = 8, title: st
     n = images.shape[0]
     if captions is not None and len(captions) != n:
         raise MemlensInputError(f"captions must have one entry per image ({n}); got {len(captions)}")
-    h, w = image_shape
+    h, w = _hw(image_shape)
     n_cols = max(1, min(int(n_cols), max(n, 1)))
     n_rows = max(1, -(-n // n_cols))
     ipp = cell / w
@@ -181,7 +187,7 @@ def pair_figure(train_images, test_images, *, image_shape, train_captions=None, 
         raise MemlensInputError(f"image_shape {image_shape} does not match {train_images.shape[1]} features per "
                                 "image")
     n_rows, k = test_images.shape[:2]
-    h, w = image_shape
+    h, w = _hw(image_shape)
     ipp = cell / w
     gap, arrow = 0.15 / ipp, 0.45 / ipp
     cap = (0.16 * max(_lines(train_captions), _lines(test_captions)) + 0.04) / ipp
