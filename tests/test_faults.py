@@ -566,3 +566,39 @@ def test_owned_paths_of_the_wrong_kind_are_refused_before_anything_changes(data_
     assert (elsewhere / "keep.txt").read_text() == "precious"
     if case == "population-symlink":
         assert (elsewhere / "population" / "masks.npy").exists() or any((elsewhere / "population").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------- identity = content
+def test_identity_is_the_content_not_the_file_name(data_file, tmp_path, capsys):
+    """A renamed --data file with the same arrays resumes the run; changed arrays under the old name do not."""
+    out = tmp_path / "run"
+    assert main(_args(data_file, out)) == 0
+    renamed = tmp_path / "renamed-copy.npz"
+    shutil.copy(data_file, renamed)
+    assert main(_args(renamed, out, "--resume")) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["shards_trained"] == 0
+    changed = tmp_path / "small.npz"
+    with np.load(data_file) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["X_train"] = arrays["X_train"] * 0.5
+    np.savez(changed, **arrays)
+    capsys.readouterr()
+    assert main(_args(changed, out, "--resume")) == 2
+    assert "dataset differs" in capsys.readouterr().err
+
+
+def test_text_identity_is_the_content_not_the_file_name(tmp_path):
+    from memlens.audits.text import run_text_audit
+
+    corpus = "\n".join(f"document number {i} says {'ab' * (i % 7)} and ends." for i in range(40))
+    first = tmp_path / "a.txt"
+    first.write_text(corpus)
+    kw = dict(n_models=2, shard_size=1, progress=False, canary_repetitions=(), n_documents=None,
+              config={"steps": 5, "width": 16, "depth": 1, "n_heads": 2, "context_length": 64})
+    out = tmp_path / "run"
+    run_text_audit(text_file=first, out=out, **kw)
+    second = tmp_path / "b.txt"
+    second.write_text(corpus)
+    res = run_text_audit(text_file=second, out=out, resume=True, **kw)
+    assert res.summary["shards_trained"] == 0

@@ -315,3 +315,58 @@ def test_users_module_trains_on_ray_as_locally(ray_cluster, data_file, tmp_path)
         np.testing.assert_allclose(remote.population.signal(split, "logit"), local.population.signal(split, "logit"),
                                    atol=1e-5)
     assert RunDir.open(tmp_path / "ray").run_id == RunDir.open(tmp_path / "local").run_id
+
+
+def test_local_ray_instance_does_not_outlive_a_killed_driver(data_file, tmp_path):
+    """SIGKILL of a --backend ray driver: the local Ray instance it started (GCS, raylet, agents, workers) is gone
+    within seconds (memlens.storage._reaper), and a --resume finishes the run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from memlens.storage._reaper import _children_map, _descendants
+
+    out = tmp_path / "run"
+    fit = tmp_path / "slow.py"
+    fit.write_text("import time\nfrom sklearn.linear_model import LogisticRegression\n\n"
+                   "def fit(X, y, seed):\n    time.sleep(1.0)\n"
+                   "    return LogisticRegression(max_iter=100).fit(X, y).predict_proba\n")
+    cmd = [sys.executable, "-m", "memlens", "audit", "--data", str(data_file), "--model", f"fit:{fit}:fit",
+           "--model-param", "output=proba", "--models", "16", "--shard-size", "2", "--no-attacks", "--no-progress",
+           "--out", str(out), "--backend", "ray", "--ray-num-cpus", "2"]
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not list((out / "population" / "shards").glob("*.json")) if (out / "population" / "shards").exists() \
+            else True:
+        assert time.time() - t0 < 180, "no shard was written"
+        time.sleep(0.2)
+    family = _descendants([driver.pid], _children_map())
+    assert len(family) >= 3                      # GCS, raylet, workers, the reaper ...
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        left = [pid for pid, start in family if os.path.exists(f"/proc/{pid}")
+                and _stat_start(pid) == start and _state(pid) != "Z"]
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, f"Ray processes outlived their driver: {left}"
+    again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert (out / "summary.json").is_file()
+
+
+def _stat_start(pid):
+    from memlens.storage._reaper import _stat
+
+    st = _stat(pid)
+    return None if st is None else st[1]
+
+
+def _state(pid):
+    from memlens.storage._reaper import _stat
+
+    st = _stat(pid)
+    return None if st is None else st[2]

@@ -294,7 +294,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     pipeline.check_target(opts)  # and lock the run directory for the rest of this call
 
     # ---- the run's identity, masks and shard job; train the missing shards
-    config = {"dataset": ds.name, "model": model, "model_config": model_config, "backend": backend,
+    # the identity holds the data's content (the fingerprint), not where it came from: a built-in name, or "arrays"
+    config = {"dataset": ds.name if ds.name in DATASETS else "arrays", "model": model, "model_config": model_config, "backend": backend,
               "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
               "masks": "uniform subsets of round(subset_ratio * n_train), SeedSequence([seed, 'mask'])"}
     if dp is not None:   # only DP runs carry the key, so non-private runs keep their identity

@@ -523,7 +523,8 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
 
     # ---- the run's identity, masks and shard job; train the missing shards
     config_record = {
-        "kind": "text-audit", "dataset": full.name, "source": full.source, "model": model,
+        # the identity holds the corpus's content (its fingerprint), not the file it was read from
+        "kind": "text-audit", "dataset": full.name if text_file is None else "text file", "model": model,
         "model_config": model_config, "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
         "n_documents": n_documents, "max_chars": max_chars, "delimiter": delimiter,
         "canaries": None if canaries is None else {

@@ -83,9 +83,11 @@ class Dataset:
         return len(self.class_names)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the name, the arrays' bytes and shapes: a changed dataset never reuses stale results."""
+        """SHA-256 of the content (the arrays' bytes, shapes and dtypes, and the class names), not of the name or
+        the file it came from: a changed dataset never reuses stale results, and a renamed file with the same content
+        is the same dataset."""
         if not self._fingerprint:
-            h = hashlib.sha256(self.name.encode())
+            h = hashlib.sha256(b"memlens-dataset/2")
             for arr in (self.X_train, self.y_train, self.X_test, self.y_test):
                 a = np.ascontiguousarray(arr)
                 h.update(str((a.shape, a.dtype.str)).encode())

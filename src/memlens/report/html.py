@@ -43,8 +43,19 @@ def figure_to_data_uri(fig, *, dpi: int = 110) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+_CONTROL = {c: chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}
+_CONTROL[0x7F] = "\u2421"
+_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
+
+
+def escape(text) -> str:
+    """HTML-escape ``text`` and make control characters visible (C0 as Unicode control pictures such as ␇, DEL as
+    ␡, C1 as ``\\x85``): a corpus's bytes never reach the page as raw control characters, which HTML forbids."""
+    return html.escape(str(text)).translate(_CONTROL)
+
+
 def _img(fig, alt: str) -> str:
-    return f'<img class="fig" alt="{html.escape(alt)}" src="{figure_to_data_uri(fig)}">'
+    return f'<img class="fig" alt="{escape(alt)}" src="{figure_to_data_uri(fig)}">'
 
 
 def _num(x, digits: int = 3) -> str:
@@ -57,13 +68,13 @@ def _num(x, digits: int = 3) -> str:
 
 
 def _table(header, rows) -> str:
-    head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
+    head = "<tr>" + "".join(f"<th>{escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
     body = []
     for row in rows:
         cells = []
         for v in row:
             numeric = isinstance(v, (int, float, np.integer, np.floating))
-            text = _num(v) if numeric else html.escape(str(v))
+            text = _num(v) if numeric else escape(str(v))
             cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table>{head}{''.join(body)}</table>"
@@ -138,7 +149,7 @@ def _out_text(dataset, out_pred, i: int, *, short: bool = False) -> str:
 def _example_section(dataset, mem, index, title: str, alt: str, out_pred=None) -> str:
     index = np.asarray(index, dtype=np.int64)
     if index.size == 0:
-        return f'<p class="note">{html.escape(title)}: none.</p>'
+        return f'<p class="note">{escape(title)}: none.</p>'
     if dataset.image_shape is not None:
         captions = [f"#{i} y={_label(dataset, dataset.y_train[i])}\nmem {_num(mem.scores[i], 2)}"
                     + (f"\n{_out_text(dataset, out_pred, i, short=True)}" if out_pred is not None else "")
@@ -156,7 +167,7 @@ def _example_section(dataset, mem, index, title: str, alt: str, out_pred=None) -
             + [float(v) for v in dataset.X_train[i, :n_feat]]
             for i in index]
     more = f" (first {n_feat} of {dataset.n_features} features)" if dataset.n_features > n_feat else ""
-    return f'<p class="note">{html.escape(title)}{html.escape(more)}</p>' + _table(header, rows)
+    return f'<p class="note">{escape(title)}{escape(more)}</p>' + _table(header, rows)
 
 
 def _pairs_section(dataset, mem, infl, pairs, *, max_rows: int) -> str:
@@ -301,7 +312,7 @@ def _privacy_section(s: Mapping[str, Any]) -> str:
             "with probability at most e<sup>2ε</sup>/(1 + e<sup>2ε</sup>) (swapping a pair changes two examples). "
             "The largest ε that the count of right guesses rejects is the bound; the error probability is "
             f"shared among all attacks, targets and guess counts, so the best of them holds at {conf}. Each example "
-            "is one trial at most. Assumptions: " + html.escape(str(p.get("assumptions", ""))) + ". "
+            "is one trial at most. Assumptions: " + escape(str(p.get("assumptions", ""))) + ". "
             "The accountant's ε is an upper bound; an audited value above it would reveal a privacy bug.</p>"
             + _table(None, rows))
 
@@ -446,7 +457,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
     n_ties = int(np.sum(mem.scores[finite] <= mem.scores[bottom[-1]])) if n_show else 0
     title = f"memlens audit: {s['dataset']} · {s['model']} · {s['n_models']:,} models"
     body = [
-        f"<h1>{html.escape(title)}</h1>",
+        f"<h1>{escape(title)}</h1>",
         '<p class="note">Feldman–Zhang memorization (Feldman &amp; Zhang 2020, “What Neural Networks Memorize and '
         "Why”, Algorithm 1): for each training example, the accuracy on it of the models that trained on it minus "
         "the accuracy of the models that did not. 0 means the example is predicted as well without it (typical); "
@@ -478,7 +489,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         "readable with <code>memlens.Population.load</code>).</p>",
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
 

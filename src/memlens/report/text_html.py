@@ -8,7 +8,6 @@ documents that most influence test documents.
 """
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,7 +16,7 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 from . import figures
-from .html import _CSS, _img, _num, _table
+from .html import _CSS, _img, _num, _table, escape
 from .tables import explanation_text
 
 __all__ = ["render_text_report", "write_text_report", "exposure_figure"]
@@ -33,12 +32,12 @@ td.reason { color: #444; font-size: 0.88em; max-width: 320px; }
 
 def _doc(text: str, max_chars: int = 400) -> str:
     t = text if len(text) <= max_chars else text[:max_chars] + "…"
-    return f'<pre class="doc">{html.escape(t)}</pre>'
+    return f'<pre class="doc">{escape(t)}</pre>'
 
 
 def _rows_table(header, rows, *, row_classes=None) -> str:
     """A table whose cells are pre-rendered HTML (strings) or numbers; ``row_classes`` per row."""
-    head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"
+    head = "<tr>" + "".join(f"<th>{escape(str(h))}</th>" for h in header) + "</tr>"
     body = []
     for r, row in enumerate(rows):
         cells = []
@@ -110,7 +109,7 @@ def _summary_rows(s: Mapping[str, Any]):
     ]
     c = s.get("canaries")
     if c:
-        rows.append(("canaries", f"{c['n_canaries']} secrets of the format “{html.escape(c['template'])}” "
+        rows.append(("canaries", f"{c['n_canaries']} secrets of the format “{escape(c['template'])}” "
                                  f"(space of {c['space_size']:,}, at most {c['max_exposure_bits']:.1f} bits of "
                                  f"exposure); {len(c['extracted'])} extracted by at least one model that trained on it"))
     if s.get("runtime_seconds") is not None:
@@ -130,7 +129,7 @@ def _canary_section(s, canaries, rows) -> str:
     c = s["canaries"]
     parts = [
         "<h2>Canaries: exposure and extraction</h2>",
-        f'<p class="note">{c["n_canaries"]} random secrets of the format <code>NAME: {html.escape(c["template"])}</code> '
+        f'<p class="note">{c["n_canaries"]} random secrets of the format <code>NAME: {escape(c["template"])}</code> '
         "were inserted into the training documents, each repeated a chosen number of times; each canary has its own "
         "name, so its own prefix, and is ranked within its own space of secrets. All copies of a canary "
         "are in the training set of the same half of the models (IN) and absent from the other half (OUT), so an IN "
@@ -156,8 +155,8 @@ def _canary_section(s, canaries, rows) -> str:
     table, classes = [], []
     for i, secret in enumerate(canaries.secrets):
         extracted = bool(np.nan_to_num(rows["extracted_in"][i]) > 0)
-        text = html.escape(canaries.texts[i])
-        esc_secret = html.escape(str(secret))
+        text = escape(canaries.texts[i])
+        esc_secret = escape(str(secret))
         shown = (text.replace(esc_secret, f'<mark class="extracted">{esc_secret}</mark>', 1) if extracted else text)
         tag = '<span class="tag">extracted</span>' if extracted else ""
         table.append([f"{i}", f"<code>{shown}</code>{tag}", int(rows["repetitions"][i]),
@@ -178,7 +177,7 @@ def _documents_table(dataset, index, analysis, *, max_chars: int = 400) -> str:
         extracted = bool(np.nan_to_num(ext_in) > 0)
         rows.append([rank, i, float(mem.scores[i]), float(mem.stderr[i]), float(mem_ll.scores[i]),
                      int(dataset.train_counts[i]), _pct(ext_in),
-                     f'<span class="reason">{html.escape(explanation_text(analysis["explanations"], i))}</span>',
+                     f'<span class="reason">{escape(explanation_text(analysis["explanations"], i))}</span>',
                      _doc(dataset.train_texts[i], max_chars)])
         classes.append("extracted" if extracted else "")
     return _rows_table(["rank", "index", "memorization (token acc.)", "stderr", "memorization (nats/token)",
@@ -267,7 +266,7 @@ def render_text_report(*, summary: Mapping[str, Any], dataset, copy_of, canaries
     extracted_docs = extracted_docs[np.nan_to_num(analysis["extracted_in"][extracted_docs]) > 0][:n_show]
     title = f"memlens text audit: {s['dataset']} · {s['model']} · {s['n_models']:,} models"
     body = [
-        f"<h1>{html.escape(title)}</h1>",
+        f"<h1>{escape(title)}</h1>",
         '<p class="note">Counterfactual memorization (Zhang et al. 2021, “Counterfactual Memorization in Neural '
         "Language Models”, §2; the Feldman–Zhang estimator): for each training document, the per-token accuracy "
         "of the models that trained on it minus that of the models that did not. 0: the document is predicted as "
@@ -298,7 +297,7 @@ def render_text_report(*, summary: Mapping[str, Any], dataset, copy_of, canaries
         "<code>population/</code> (per-model signals, readable with <code>memlens.Population.load</code>).</p>",
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}{_TEXT_CSS}</style></head><body>\n"
+            f"<title>{escape(title)}</title><style>{_CSS}{_TEXT_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
 

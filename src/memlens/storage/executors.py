@@ -23,8 +23,10 @@ import io
 import logging
 import os
 import socket
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from tqdm.auto import tqdm
@@ -185,6 +187,7 @@ class RayExecutor(Executor):
         self.num_cpus = num_cpus
         self.max_retries = check_int("max_retries", max_retries, min_value=0)
         self.cpus_per_task = check_int("cpus_per_task", cpus_per_task, min_value=1)
+        self._reaper = None
 
     def __repr__(self) -> str:
         return f"RayExecutor(address={self.address!r}, num_cpus={self.num_cpus}, max_retries={self.max_retries})"
@@ -217,6 +220,8 @@ class RayExecutor(Executor):
         try:
             with _quiet_stderr():
                 ray.init(**kwargs)
+            if self.address is None:
+                self._reaper = _start_reaper()
         except (ConnectionError, RuntimeError, ValueError) as exc:
             if self.address is None:
                 raise ExecutorError(f"executor 'ray': could not start a local Ray instance ({exc}); check `ray "
@@ -234,7 +239,15 @@ class RayExecutor(Executor):
         already initialized in this process)."""
         ray = _import_ray()
         if self._connect(ray):
+            self._shutdown(ray)
+
+    def _shutdown(self, ray) -> None:
+        """Shut down the Ray instance this executor started, then stop its reaper."""
+        try:
             ray.shutdown()
+        finally:
+            _stop_reaper(getattr(self, "_reaper", None))
+            self._reaper = None
 
     # ------------------------------------------------------------------ map
     def map(self, fn, jobs, *, shared=None, on_result):
@@ -268,7 +281,7 @@ class RayExecutor(Executor):
                 except Exception:  # noqa: BLE001 - best effort; the instance may already be gone
                     pass
             if started:
-                ray.shutdown()
+                self._shutdown(ray)
 
     def _get(self, ray, ref, key):
         from ray import exceptions as rex  # ray is optional (memlens[ray]) and heavy
@@ -284,6 +297,30 @@ class RayExecutor(Executor):
             raise ExecutorError(f"shard {key}: its Ray worker died {self.max_retries + 1} times (max_retries="
                                 f"{self.max_retries}; {type(exc).__name__}); finished shards are kept: continue "
                                 "with --resume") from None
+
+
+def _start_reaper():
+    """Start the reaper of a local Ray instance (:mod:`memlens.storage._reaper`): if this process dies, even by
+    SIGKILL, the Ray processes it started are killed within a second instead of outliving it. Linux only (None
+    elsewhere)."""
+    if not os.path.isdir("/proc"):
+        return None
+    script = Path(__file__).with_name("_reaper.py")
+    try:
+        return subprocess.Popen([sys.executable, "-S", str(script), str(os.getpid())], start_new_session=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
+def _stop_reaper(proc) -> None:
+    if proc is None:
+        return
+    try:
+        proc.terminate()
+        proc.wait(timeout=5)
+    except Exception:  # noqa: BLE001 - best effort: the reaper exits with this process anyway
+        pass
 
 
 # ---------------------------------------------------------------------------------------------- factory
