@@ -146,6 +146,29 @@ API = [
     ("unreachable dp_epsilon", lambda: _audit(dp_epsilon=1e308), ["dp_epsilon", "1e+308", "no privacy"]),
     ("MLP layers beyond memory", lambda: train_population(DS, model=make_model_config("mlp", hidden=(10**12,)),
                                                           masks=M), ["hidden", "(1000000000000,)", "memory"]),
+    # issue 15, class 3: input that used to fail only after training
+    ("image_shape negative", lambda: from_arrays(np.zeros((4, 64)), [0, 1, 0, 1], image_shape=(-8, -8)),
+     ["image_shape", "(-8, -8)", "positive"]),
+    ("image_shape four channels", lambda: from_arrays(np.zeros((4, 64)), [0, 1, 0, 1], image_shape=(4, 4, 4)),
+     ["image_shape", "(4, 4, 4)", "1 or 3 channels"]),
+    ("image_shape fractional", lambda: from_arrays(np.zeros((4, 64)), [0, 1, 0, 1], image_shape=(8.5, 8)),
+     ["image_shape", "8.5", "integers"]),
+    ("dp_epsilon too small to calibrate", lambda: _audit(dp_epsilon=1e-6), ["dp_epsilon", "1e-06", "too small"]),
+    ("dp_epsilon tiny with a delta", lambda: _audit(dp_epsilon=1e-9, dp_delta=1e-9), ["dp_epsilon", "1e-09"]),
+    ("a million classes", lambda: _audit(dataset=from_arrays(X, np.r_[Y[:-1], 999_999], X[:5], Y[:5],
+                                                             class_names=[str(i) for i in range(1_000_000)])),
+     ["1,000,000 classes", "GiB", "fewer classes"]),
+    ("complex features", lambda: from_arrays(X + 1j, Y, X[:5], Y[:5]), ["X_train", "complex", "real"]),
+    ("complex test features", lambda: from_arrays(X, Y, X[:5] * 1j, Y[:5]), ["X_test", "complex"]),
+    # class 5: values reported as given
+    ("label 2**64-1", lambda: from_arrays(X, np.r_[Y[:-1], 0].astype(np.uint64) + np.r_[np.zeros(19, np.uint64),
+                                                                                      np.uint64(2**64 - 1)]),
+     ["y_train", "18446744073709551615"]),
+    ("label 1e20", lambda: from_arrays(X, np.r_[Y[:-1], 1e20].astype(float)), ["y_train", "1e+20"]),
+    ("label -1e19", lambda: from_arrays(X, np.r_[Y[:-1], -1e19].astype(float)), ["y_train", "-1e+19"]),
+    ("test label 2**63", lambda: from_arrays(X, Y, X[:5], np.r_[Y[:4], 0].astype(np.uint64)
+                                             + np.r_[np.zeros(4, np.uint64), np.uint64(2**63)]),
+     ["y_test", "9223372036854775808"]),
 ]
 
 
@@ -367,7 +390,77 @@ CLI = [
     ("text audit: empty delimiter", lambda f, t: _good_text(t, "--delimiter="), ["--delimiter", "''"]),
     ("char-lm on an .npz", lambda f, t: ["--model", "char-lm"], ["--data", "--text"]),
     ("reproduce: negative seed", lambda f, t: None, ["--seed", "-1"]),
+    # issue 15, class 3: refused before the run directory is created, not after training
+    ("data: image_shape negative", lambda f, t: ["--data", str(_npz(t, f, "is.npz", image_shape=np.array([-8, -8])))],
+     ["image_shape", "(-8, -8)"]),
+    ("data: image_shape 3-d with 4 channels",
+     lambda f, t: ["--data", str(_npz(t, f, "i4.npz", image_shape=np.array([4, 4, 4])))], ["image_shape", "(4, 4, 4)"]),
+    ("data: image_shape 0", lambda f, t: ["--data", str(_npz(t, f, "i0.npz", image_shape=np.array([0, 64])))],
+     ["image_shape", "(0, 64)"]),
+    ("dp epsilon too small", lambda f, t: ["--dp-epsilon", "1e-6"], ["--dp-epsilon", "1e-06", "too small"]),
+    ("data: a million classes", lambda f, t: ["--data", str(_npz(t, f, "mc.npz", y_train=np.r_[np.load(f)["y_train"][:-1],
+                                                                                              999_999],
+                                                                 class_names=np.array([str(i) for i in range(1_000_000)])))],
+     ["1,000,000 classes", "GiB"]),
+    ("data: complex features", lambda f, t: ["--data", str(_npz(t, f, "cx.npz", X_train=np.load(f)["X_train"] + 1j))],
+     ["X_train", "complex"]),
+    # class 4: unbounded reads refused unread
+    ("data: zip bomb", lambda f, t: ["--data", str(_bomb(t))], ["--data", "zip bomb", "X_train.npy"]),
+    ("data: declared beyond memory", lambda f, t: ["--data", str(_huge_header_npz(t))], ["--data", "X_train.npy",
+                                                                                          "GiB"]),
+    ("data: a FIFO", lambda f, t: ["--data", str(_fifo(t, "d.npz"))], ["--data", "FIFO"]),
+    ("data: /dev/zero", lambda f, t: ["--data", "/dev/zero"], ["--data", "/dev/zero", "character device"]),
+    ("text: /dev/zero", lambda f, t: ["--text", "/dev/zero"], ["/dev/zero", "character device"]),
+    ("text: a FIFO", lambda f, t: ["--text", str(_fifo(t, "t.txt"))], ["t.txt", "FIFO"]),
+    # class 5: values reported as given
+    ("data: label 2**64-1", lambda f, t: ["--data", str(_npz(t, f, "u64.npz", y_train=np.r_[np.load(f)["y_train"][:-1],
+                                                                                          0].astype(np.uint64)
+                                                             + np.r_[np.zeros(239, np.uint64), np.uint64(2**64 - 1)]))],
+     ["y_train", "18446744073709551615"]),
+    ("data: label 1e20", lambda f, t: ["--data", str(_npz(t, f, "l20.npz", y_train=np.r_[np.load(f)["y_train"][:-1],
+                                                                                        1e20]))],
+     ["y_train", "1e+20"]),
 ]
+
+
+def _bomb(tmp):
+    """A small .npz whose X_train inflates to about 2.4 GiB of zeros."""
+    import zipfile
+
+    path = tmp / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, shape in (("X_train", (40_000, 16_000)), ("y_train", (40_000,)), ("X_test", (10, 16_000)),
+                            ("y_test", (10,))):
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                left = int(np.prod(shape)) * 4
+                chunk = b"\0" * (1 << 24)
+                while left > 0:
+                    f.write(chunk[:min(left, len(chunk))])
+                    left -= len(chunk)
+    return path
+
+
+def _huge_header_npz(tmp):
+    """An .npz whose X_train header declares 10^12 float32 (the data are absent)."""
+    import zipfile
+
+    path = tmp / "header.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, shape in (("X_train", (10**6, 10**6)), ("y_train", (10**6,)), ("X_test", (1, 10**6)),
+                            ("y_test", (1,))):
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            z.writestr(f"{name}.npy", buf.getvalue())
+    return path
+
+
+def _fifo(tmp, name):
+    import os
+
+    path = tmp / name
+    os.mkfifo(path)
+    return path
 
 
 def _needs_ray(*flags):

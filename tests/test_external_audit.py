@@ -72,3 +72,47 @@ def test_external_audit_refuses_incomplete_folders_and_training_flags(trained, t
 
     with pytest.raises(MemlensInputError, match="attack_targets"):
         run_external_audit(folder, attack_targets=0)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled", "fifo", "huge header", "folder named .npy"])
+def test_damaged_external_files_are_one_line_errors(trained, tmp_path, capsys, damage):
+    """Every file of an external folder is checked before it is read: a regular file, no pickles, a declared size
+    the file holds and memory can take (a FIFO would hang the reader, a huge header exhaust memory)."""
+    import os
+
+    pop = trained.population
+    folder = tmp_path / "ext"
+    _write_external(pop, folder)
+    target = folder / "reference_logit.npy"
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[:200])
+    elif damage == "pickled":
+        target.unlink()
+        np.save(target, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif damage == "fifo":
+        target.unlink()
+        os.mkfifo(target)
+    elif damage == "huge header":
+        with open(target, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False,
+                                                     "shape": (10**6, 10**6, 10)})
+    else:
+        target.unlink()
+        target.mkdir()
+    out = tmp_path / "run"
+    assert main(["audit", "--external", str(folder), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("memlens: error:") and "reference_logit.npy" in err, err
+    assert not out.exists()
+
+
+def test_unused_special_file_in_the_folder_does_not_hang(trained, tmp_path, capsys):
+    """A FIFO among the folder's .npy files that no signal needs is still never opened for reading."""
+    import os
+
+    folder = tmp_path / "ext"
+    _write_external(trained.population, folder)
+    os.mkfifo(folder / "notes.npy")
+    assert main(["audit", "--external", str(folder), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "notes.npy" in err and "FIFO" in err and err.count("\n") == 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import check_regular_file, read_budget
 from .._validation import MemlensInputError, check_int
 from ..attacks.external import load_external
 from ..data import Dataset
@@ -47,6 +48,7 @@ def _digest(folder: Path) -> str:
     """SHA-256 over the names and bytes of every ``.npy`` file of the folder."""
     h = hashlib.sha256()
     for path in sorted(folder.glob("*.npy")):
+        check_regular_file(path, f"external: {path.name}", max_bytes=read_budget())  # a FIFO would hang the hash
         h.update(path.name.encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()

@@ -207,9 +207,9 @@ def _check_npz_shapes(path, headers) -> None:
 def load_npz_dataset(path):
     """A :class:`~memlens.data.Dataset` from an ``.npz`` of X_train, y_train, X_test, y_test (validated)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MemlensInputError(f"--data must be an existing .npz file; got {str(path)!r}, which does not exist")
-    check_regular_file(path, "--data")
+    check_regular_file(path, "--data")      # a FIFO would block, /dev/zero never ends
     with open(path, "rb") as f:
         head = f.read(8)
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # an .npz is a zip archive
