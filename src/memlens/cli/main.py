@@ -352,6 +352,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("memlens: interrupted; finished shards are kept: continue with --resume", file=sys.stderr)
         return 130
+    except OSError as exc:   # a write outside a run directory (a reproduction's output folder): still one line
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        print(f"memlens: error: could not write{where}: {exc.strerror or exc}; free space or fix permissions, then "
+              "run the command again", file=sys.stderr)
+        return 1
     finally:
         warnings.showwarning = old
         if old_term is not None:

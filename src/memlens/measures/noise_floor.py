@@ -7,7 +7,9 @@ signals, with each example's memberships reassigned at random among the models (
 column of the masks, so every example keeps its number of IN models). Membership is then independent of every
 signal, so every example's expected memorization and influence are 0, and whatever the estimator reports is noise.
 This null construction is ours (a permutation test over models); the issue of small populations is the paper's
-(Feldman & Zhang 2020, §3 choose thousands of models for this reason).
+(Feldman & Zhang 2020, §3 choose thousands of models for this reason). The floor counts pure noise; near the
+threshold the same noise also moves truly borderline examples across it, in both directions, which a null
+population cannot show: that part is what the standard error (and the models it needs) describes.
 
 It also says how many models bring a standard error to a target: the estimator's variance is
 ``s²_in/n_in + s²_out/n_out`` (Feldman & Zhang 2020, Algorithm 1), which with the same subset ratio falls as
