@@ -128,7 +128,15 @@ def acquire_run_lock(directory, *, param: str = "out") -> RunLock:
         return RunLock(directory, None, created)
     path = directory / LOCK_NAME
     for _ in range(5):   # the file may be removed by a holder releasing it between our open and flock: retry
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise MemlensInputError(f"{param}: {str(path)!r} must be the run's lock file; it is a folder, a link or a "
+                                    "special file: remove it", param=param)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise MemlensInputError(f"{param}: cannot create the run's lock file {str(path)!r} "
+                                    f"({exc.strerror or exc}); fix the folder's permissions or choose another --out "
+                                    "directory", param=param) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
