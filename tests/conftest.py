@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the command line trains in worker processes by default; the tests run it in-process (faults are injected by
+# monkeypatching) unless a test asks for --jobs
+os.environ.setdefault("MEMLENS_JOBS", "1")
 
 import torch  # noqa: E402
 

@@ -72,7 +72,8 @@ def read_shard(population: Population, *, masks, model_offset: int, progress=Non
 def run_external_audit(folder, *, out="runs/external", resume: bool = False, overwrite: bool = False,
                        shard_size: int = 32, progress: bool = True, on_shard=None, attacks: bool = True,
                        attack_targets: int = DEFAULT_ATTACK_TARGETS, executor="local", ray_address: str | None = None,
-                       ray_num_cpus: int | None = None, lira_convention: str = "memlens") -> AuditResult:
+                       ray_num_cpus: int | None = None, lira_convention: str = "memlens",
+                       jobs: int | None = 1) -> AuditResult:
     """Audit models trained elsewhere: the outputs of :func:`memlens.audits.image.run_audit` from their signals.
 
     Parameters
@@ -83,7 +84,7 @@ def run_external_audit(folder, *, out="runs/external", resume: bool = False, ove
         on the training examples and on a test split (``test_*``), and ``labels.npy`` / ``test_labels.npy``. Rows: the target model(s), then the reference models; every model is
         attacked in turn by the first ``attack_targets``.
     out, resume, overwrite, shard_size, progress, on_shard, attacks, attack_targets, executor, ray_address,
-    ray_num_cpus, lira_convention :
+    ray_num_cpus, lira_convention, jobs :
         As in :func:`memlens.audits.image.run_audit`.
 
     Returns
@@ -93,7 +94,7 @@ def run_external_audit(folder, *, out="runs/external", resume: bool = False, ove
     t0 = time.perf_counter()
     opts = pipeline.check_run_options(out=out, resume=resume, overwrite=overwrite, shard_size=shard_size,
                                       progress=progress, on_shard=on_shard, executor=executor,
-                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus)
+                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, jobs=jobs)
     attack_targets = check_int("attack_targets", attack_targets, min_value=1,
                                hint="(the number of target models to attack)")
     check_lira_convention(lira_convention)

@@ -176,7 +176,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
               dp_delta: float | None = None, loo: bool = False, executor="local", ray_address: str | None = None,
-              ray_num_cpus: int | None = None, lira_convention: str = "memlens") -> AuditResult:
+              ray_num_cpus: int | None = None, lira_convention: str = "memlens", jobs: int | None = 1) -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
     Every input is validated before any work starts; a refused start writes nothing and leaves an existing run
@@ -249,6 +249,10 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         ``"auto"``); without it a local Ray instance is started for the run.
     ray_num_cpus : int, optional
         With ``executor="ray"`` and no ``ray_address``: CPUs of the local Ray instance (default all).
+    jobs : int or None
+        With ``executor="local"``: worker processes training shards in parallel, one BLAS/torch thread each (1: this
+        process, the default in Python; None: every usable CPU, the command line's default). The population is the
+        same for any number. Not part of the run's identity.
 
     Returns
     -------
@@ -263,7 +267,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     seed = check_int_seed(seed, why="it is recorded in the run's manifest")
     opts = pipeline.check_run_options(out=out, resume=resume, overwrite=overwrite, shard_size=shard_size,
                                       progress=progress, on_shard=on_shard, executor=executor,
-                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus)
+                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, jobs=jobs)
     if backend not in ("torch", "sklearn"):
         raise MemlensInputError(f"backend must be 'torch' or 'sklearn'; got {backend!r}")
     attacks = bool(attacks)

@@ -69,7 +69,7 @@ class RunOptions:
 
 def check_run_options(*, out, resume: bool, overwrite: bool, shard_size: int, progress: bool = True,
                       on_shard=None, executor="local", ray_address: str | None = None,
-                      ray_num_cpus: int | None = None) -> RunOptions:
+                      ray_num_cpus: int | None = None, jobs: int | None = 1) -> RunOptions:
     """Validate the storage and execution arguments every audit takes, before any work."""
     shard_size = check_int("shard_size", shard_size, min_value=1)
     if resume and overwrite:
@@ -80,7 +80,7 @@ def check_run_options(*, out, resume: bool, overwrite: bool, shard_size: int, pr
     if on_shard is not None and not callable(on_shard):
         raise MemlensInputError(f"on_shard must be a callable on_shard(k, n_done, n_shards) or None; got {on_shard!r}",
                                 param="on_shard")
-    executor = make_executor(executor, ray_address=ray_address, ray_num_cpus=ray_num_cpus)
+    executor = make_executor(executor, ray_address=ray_address, ray_num_cpus=ray_num_cpus, jobs=jobs)
     return RunOptions(Path(out), bool(resume), bool(overwrite), shard_size, bool(progress), on_shard, executor)
 
 

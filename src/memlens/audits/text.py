@@ -415,7 +415,8 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
                    config=None, prefix_len: int = 16, suffix_len: int = 16, exposure_method: str = "auto",
                    reference_model: bool = True,
                    on_shard: Callable[[int, int, int], None] | None = None, executor="local",
-                   ray_address: str | None = None, ray_num_cpus: int | None = None) -> TextAuditResult:
+                   ray_address: str | None = None, ray_num_cpus: int | None = None,
+                   jobs: int | None = 1) -> TextAuditResult:
     """Train a population of small language models with inserted canaries, measure, and write the audit to ``out``.
 
     Every input is validated before any work starts; a refused start writes nothing and leaves an existing run
@@ -467,9 +468,10 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
         Train a smaller model on the test documents as the reference of the ranking attack's ratio score.
     on_shard : callable, optional
         ``on_shard(k, n_done, n_shards)`` after shard ``k`` is written.
-    executor, ray_address, ray_num_cpus
-        Where the shards are trained, as in :func:`memlens.audits.image.run_audit`: ``"local"`` (this process) or
-        ``"ray"`` (Ray tasks, each shard written as it completes; not part of the run's identity).
+    executor, ray_address, ray_num_cpus, jobs
+        Where the shards are trained, as in :func:`memlens.audits.image.run_audit`: ``"local"`` (this process, or
+        ``jobs`` worker processes) or ``"ray"`` (Ray tasks, each shard written as it completes; not part of the run's
+        identity).
 
     Returns
     -------
@@ -482,7 +484,7 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     seed = check_int_seed(seed, why="it is recorded in the run's manifest")
     opts = pipeline.check_run_options(out=out, resume=resume, overwrite=overwrite, shard_size=shard_size,
                                       progress=progress, on_shard=on_shard, executor=executor,
-                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus)
+                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, jobs=jobs)
     canaries_per_repetition = check_int("canaries_per_repetition", canaries_per_repetition, min_value=1)
     canary_length = check_int("canary_length", canary_length, min_value=1)
     prefix_len = check_int("prefix_len", prefix_len, min_value=1)

@@ -35,6 +35,7 @@ from ..data import from_arrays
 from ..experiments import get_experiment, list_experiments
 from ..storage.executors import ExecutorError
 from ..storage.runs import RunStorageError
+from .options import jobs_arg, jobs_of
 from .text import CLI_FLAGS as _TEXT_FLAGS
 from .text import add_cli_arguments as add_text_arguments
 from .text import check_not_text_flags, is_text_audit, run_from_args
@@ -48,7 +49,7 @@ _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--s
           "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo",
           "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus",
           "external": "--external", "model_params": "--model-param", "on_shard": "on_shard",
-          "lira_convention": "--lira-convention"}
+          "lira_convention": "--lira-convention", "jobs": "--jobs"}
 
 
 class _UsageError(Exception):
@@ -121,8 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     audit.add_argument("--no-progress", action="store_true", help="no progress bar")
     audit.add_argument("--backend", default="local", metavar="local|ray",
-                       help="where the shards of models are trained: local (default, in this process) or ray (as Ray "
-                            "tasks, each shard written to --out as it completes; needs pip install 'memlens[ray]')")
+                       help="where the shards of models are trained: local (default, on this machine: --jobs worker "
+                            "processes) or ray (as Ray tasks, each shard written to --out as it completes; needs pip "
+                            "install 'memlens[ray]')")
+    audit.add_argument("--jobs", default=None, metavar="N", type=jobs_arg,
+                       help="worker processes of the local backend, one BLAS/torch thread each (default: "
+                            "$MEMLENS_JOBS, else every CPU this process may use; 1 trains in this process); the "
+                            "results are the same for any N")
     audit.add_argument("--ray-address", default=None, metavar="ADDR",
                        help="with --backend ray: address of a running Ray cluster (HOST:PORT, ray://HOST:PORT or "
                             "auto); without it a local Ray instance is started")
@@ -248,7 +254,7 @@ def _trained(args):
                      shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                      attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
                      loo=args.loo, executor=args.backend, ray_address=args.ray_address,
-                     ray_num_cpus=args.ray_num_cpus, lira_convention=args.lira_convention)
+                     ray_num_cpus=args.ray_num_cpus, lira_convention=args.lira_convention, jobs=jobs_of(args))
 
 
 #: Flags that describe training, refused with --external (the models were trained elsewhere).
@@ -266,7 +272,7 @@ def _external(args):
     return run_external_audit(args.external, out=args.out, resume=args.resume, overwrite=args.overwrite,
                               shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                               attack_targets=args.attack_targets, executor=args.backend,
-                              ray_address=args.ray_address, ray_num_cpus=args.ray_num_cpus,
+                              ray_address=args.ray_address, ray_num_cpus=args.ray_num_cpus, jobs=jobs_of(args),
                               lira_convention=args.lira_convention)
 
 

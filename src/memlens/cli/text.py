@@ -7,6 +7,7 @@ from .._validation import MemlensInputError
 from ..audits.summaries import _floor_line
 from ..audits.text import DEFAULT_REPETITIONS, TEXT_DATASETS, TEXT_MODELS, run_text_audit
 from ..data.text_canaries import DEFAULT_ALPHABET, DEFAULT_CANARY_TEMPLATE, DEFAULT_SECRET_LENGTH
+from .options import jobs_of
 
 __all__ = ["add_cli_arguments", "is_text_audit", "check_not_text_flags", "run_from_args", "CLI_DEFAULTS", "CLI_FLAGS"]
 
@@ -139,7 +140,7 @@ def _run_from_args(args, print_fn) -> int:
         canaries_per_repetition=args.canaries_per_repetition, n_documents=n_docs, max_chars=max_chars,
         config=config or None, prefix_len=args.prefix_len, suffix_len=args.suffix_len,
         executor=getattr(args, "backend", None) or "local", ray_address=getattr(args, "ray_address", None),
-        ray_num_cpus=getattr(args, "ray_num_cpus", None))
+        ray_num_cpus=getattr(args, "ray_num_cpus", None), jobs=jobs_of(args))
     r = result.record
     a = r.analysis
     print_fn(f"{r.dataset}: {r.n_models} char-lm models on {r.n_documents} documents, per-token accuracy "

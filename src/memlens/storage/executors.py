@@ -26,16 +26,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from tqdm.auto import tqdm
 
-from .._threads import limit_threads
+from .._threads import limit_threads, usable_cpus
 from .._validation import MemlensInputError, check_int
 from ..population import Population
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "ExecutorError", "make_executor",
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "PoolExecutor", "RayExecutor", "ExecutorError", "make_executor",
            "train_missing_shards"]
 
 #: Executor names accepted by :func:`make_executor` (``run_audit(executor=...)``, ``memlens audit --backend``).
@@ -88,6 +89,60 @@ class LocalExecutor(Executor):
 
     def __repr__(self) -> str:
         return "LocalExecutor()"
+
+
+def _keyed(key, fn, shared, kwargs):
+    """The body of a worker-process task: ``(key, encoded fn(**shared, **kwargs))`` with one BLAS/torch thread."""
+    return key, _run_encoded(fn, _threads=1, **shared, **kwargs)
+
+
+class PoolExecutor(Executor):
+    """Run the shards in ``jobs`` worker processes of this machine, one BLAS/torch thread each (``--jobs N``).
+
+    Each shard is one task; results come back (a Population as its ``.npz`` bytes) as each finishes and are written
+    by the calling process, as with Ray. A shard's models depend only on the run's seed and their rows, so the
+    population is the same, bit for bit, as the in-process :class:`LocalExecutor`'s (tested). Large arrays (the
+    dataset) reach the workers memory-mapped (joblib's loky backend), not copied per task.
+
+    Starting workers costs seconds (each imports memlens and torch), more than a small run's whole training. So the
+    first shard is trained in this process and timed: only when it took at least :attr:`worth_s` seconds and two
+    or more shards remain do the others go to the pool; otherwise they follow in this process.
+    """
+
+    #: A shard at least this long (seconds) makes worker processes worth their start-up.
+    worth_s = 5.0
+
+    name = "local"
+    in_process = False
+
+    def __init__(self, jobs: int):
+        self.jobs = check_int("jobs", jobs, min_value=1, hint="(worker processes of the local backend)")
+
+    def map(self, fn, jobs, *, shared=None, on_result):
+        jobs = list(jobs)
+        if min(self.jobs, len(jobs)) <= 1:
+            return LocalExecutor().map(fn, jobs, shared=shared, on_result=on_result)
+        shared = dict(shared or {})
+        t0 = time.perf_counter()
+        (key0, kw0), rest = jobs[0], jobs[1:]
+        with limit_threads(1):          # as in a worker: the same single-threaded arithmetic
+            on_result(key0, fn(**shared, **kw0))
+        done = [key0]
+        if time.perf_counter() - t0 < self.worth_s or len(rest) < 2:
+            return done + LocalExecutor().map(fn, rest, shared=shared, on_result=on_result)
+        n = min(self.jobs, len(rest))
+        from joblib import Parallel, delayed, parallel_config  # joblib's process pool: only when it pays
+
+        with parallel_config(backend="loky", inner_max_num_threads=1):
+            results = Parallel(n_jobs=n, return_as="generator_unordered")(
+                delayed(_keyed)(key, fn, shared, kwargs) for key, kwargs in rest)
+            for key, wire in results:
+                on_result(key, _decode(wire))
+                done.append(key)
+        return done
+
+    def __repr__(self) -> str:
+        return f"PoolExecutor(jobs={self.jobs})"
 
 
 # ---------------------------------------------------------------------------------------------- Ray
@@ -325,11 +380,13 @@ def _stop_reaper(proc) -> None:
 
 # ---------------------------------------------------------------------------------------------- factory
 def make_executor(executor="local", *, ray_address: str | None = None, ray_num_cpus: int | None = None,
+                  jobs: int | None = 1,
                   max_retries: int = 3) -> Executor:
     """An executor from its name (``"local"`` or ``"ray"``) or an :class:`Executor` instance (returned as is).
 
     ``ray_address`` and ``ray_num_cpus`` configure the Ray executor (see :class:`RayExecutor`) and are refused
-    with the local one. Raises :class:`MemlensInputError` for an unknown name; Ray's presence and the reachability
+    with the local one. ``jobs`` is the local backend's number of worker processes (:class:`PoolExecutor`; 1: this
+    process, :class:`LocalExecutor`; None: every usable CPU); Ray sizes itself (``ray_num_cpus``). Raises :class:`MemlensInputError` for an unknown name; Ray's presence and the reachability
     of ``ray_address`` are checked here, so a run fails before any work when Ray is missing or unreachable.
     """
     if isinstance(executor, Executor):
@@ -345,7 +402,12 @@ def make_executor(executor="local", *, ray_address: str | None = None, ray_num_c
             raise MemlensInputError(f"ray_address and ray_num_cpus need executor='ray' (--backend ray); got "
                                     f"ray_address={ray_address!r}, ray_num_cpus={ray_num_cpus!r} with the local "
                                     "executor")
-        return LocalExecutor()
+        jobs = usable_cpus() if jobs is None else check_int("jobs", jobs, min_value=1,
+                                                             hint="(worker processes of the local backend)")
+        return LocalExecutor() if jobs == 1 else PoolExecutor(jobs)
+    if jobs is not None and jobs != 1:
+        raise MemlensInputError(f"jobs sets the local backend's worker processes; got jobs={jobs!r} with "
+                                "executor='ray': Ray runs one task per CPU (--ray-num-cpus), drop --jobs", param="jobs")
     _import_ray()
     ex = RayExecutor(address=ray_address, num_cpus=ray_num_cpus, max_retries=max_retries)
     ex._check_reachable()  # an unreachable cluster is refused before any work
