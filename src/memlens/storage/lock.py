@@ -57,8 +57,7 @@ class RunLock:
         if fd is None:
             return
         try:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
+            _write_record(self.path, b"")      # a clean release leaves no holder behind
             names = None
             with contextlib.suppress(OSError):
                 names = [p.name for p in self.directory.iterdir()]
@@ -85,6 +84,20 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _write_record(path: Path, data: bytes) -> None:
+    """Replace the lock file's content (the holder's record) in place; best effort (a read-only file system keeps
+    the old record, which then only names a process that no longer holds the lock)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        try:
+            os.ftruncate(fd, 0)
+            if data:
+                os.pwrite(fd, data, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _holder(text: str) -> str:
@@ -132,7 +145,9 @@ def acquire_run_lock(directory, *, param: str = "out") -> RunLock:
             raise MemlensInputError(f"{param}: {str(path)!r} must be the run's lock file; it is a folder, a link or a "
                                     "special file: remove it", param=param)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+            # read-only: a lock needs no write access, and an open-for-writing file would keep an administrator
+            # from remounting the file system read-only (the record is written through a separate descriptor)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
             raise MemlensInputError(f"{param}: cannot create the run's lock file {str(path)!r} "
                                     f"({exc.strerror or exc}); fix the folder's permissions or choose another --out "
@@ -163,9 +178,7 @@ def acquire_run_lock(directory, *, param: str = "out") -> RunLock:
         if previous.strip():
             warn(f"took over the lock of {str(directory)!r} from {_holder(previous)}, which ended without "
                  "releasing it (killed?); its finished shards are reused with --resume")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, _record(), 0)
-        os.fsync(fd)
+        _write_record(path, _record())
         return RunLock(directory, fd, created)
     raise MemlensInputError(f"{param}: could not lock {str(directory)!r} (its lock file kept changing); another "
                             "process is starting or ending a run there: try again", param=param)
