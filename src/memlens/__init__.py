@@ -1,28 +1,36 @@
-"""memlens: measure how much machine-learning models memorize their training data, and show why."""
+"""memlens: measure how much machine-learning models memorize their training data, and show why.
+
+``import memlens`` is light: the audits, the run storage and the executors (which bring torch, scikit-learn and
+matplotlib) are imported on first use of their names (``memlens.run_audit``, ``from memlens import RunDir``).
+"""
+from importlib import import_module
+
 from ._validation import MemlensInputError, MemlensTrainingError, MemlensWarning
 from ._version import __version__
 from .population import Population
 
-__all__ = ["MemlensInputError", "MemlensTrainingError", "MemlensWarning", "Population", "__version__"]
+#: Public names imported on first use, and the module that defines each.
+_LAZY = {
+    "AuditResult": "memlens.audits.image", "run_audit": "memlens.audits.image",
+    "AuditAttacks": "memlens.audits.image", "audit_attacks": "memlens.audits.image",
+    "AuditLOO": "memlens.audits.image", "audit_loo": "memlens.audits.image",
+    "RunDir": "memlens.storage.runs", "RunStorageError": "memlens.storage.runs",
+    "LocalExecutor": "memlens.storage.executors", "PoolExecutor": "memlens.storage.executors",
+    "RayExecutor": "memlens.storage.executors", "make_executor": "memlens.storage.executors",
+    "TextAuditResult": "memlens.audits.text", "run_text_audit": "memlens.audits.text",
+    "run_external_audit": "memlens.audits.external",
+}
 
-from .audits.image import AuditAttacks, AuditResult, audit_attacks, run_audit  # noqa: E402
-from .storage.runs import RunDir  # noqa: E402
+__all__ = ["MemlensInputError", "MemlensTrainingError", "MemlensWarning", "Population", "__version__", *_LAZY]
 
-__all__ += ["AuditResult", "run_audit", "RunDir", "AuditAttacks", "audit_attacks"]
 
-from .storage.executors import LocalExecutor, RayExecutor, make_executor  # noqa: E402
-from .storage.runs import RunStorageError  # noqa: E402
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'memlens' has no attribute {name!r}")
 
-__all__ += ["LocalExecutor", "RayExecutor", "make_executor", "RunStorageError"]
 
-from .audits.image import AuditLOO, audit_loo  # noqa: E402
-
-__all__ += ["AuditLOO", "audit_loo"]
-
-from .audits.text import TextAuditResult, run_text_audit  # noqa: E402
-
-__all__ += ["TextAuditResult", "run_text_audit"]
-
-from .audits.external import run_external_audit  # noqa: E402
-
-__all__ += ["run_external_audit"]
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

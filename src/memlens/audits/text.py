@@ -86,18 +86,13 @@ from ..train import text_population as _text_population  # looked up at call tim
 from ..train.text_population import CharLMConfig
 from . import pipeline
 from .summaries import TextAuditSummary
+from .text_defaults import DEFAULT_REPETITIONS, TEXT_DATASETS, TEXT_MODELS
 
 __all__ = ["TextAuditResult", "run_text_audit", "TEXT_DATASETS", "TEXT_MODELS", "DEFAULT_CANARY_TEMPLATE",
            "DEFAULT_REPETITIONS", "text_audit_masks", "canary_membership", "canary_table", "ranking_attack_auc",
            "exposure_by_repetition", "TEXT_RESULT_FILES", "NamedCanaries", "make_named_canaries", "insert_named_canaries",
            "canary_measures", "canary_name", "sample_extraction"]
 
-#: Corpus names the text audit accepts (any other text goes through ``text_file``).
-TEXT_DATASETS = ("fortunes",)
-#: Model names of the text audit.
-TEXT_MODELS = ("char-lm",)
-#: Repetition counts of the inserted canaries (each used by ``canaries_per_repetition`` canaries).
-DEFAULT_REPETITIONS = (1, 2, 4, 8, 16)
 #: Feldman–Zhang threshold for "memorized" (on per-token accuracy, a difference of fractions).
 MEM_THRESHOLD = 0.25
 #: Most influenced test documents kept per training document, and the influence threshold of pairs.

@@ -29,8 +29,6 @@ import numpy as np
 from .._io import check_npz_file, check_regular_file
 from .._random import check_seed
 from .._validation import MemlensInputError, MemlensTrainingError, MemlensWarning
-from ..audits.external import run_external_audit
-from ..audits.image import run_audit
 from ..data import from_arrays
 from ..experiments import get_experiment, list_experiments
 from ..storage.executors import ExecutorError
@@ -248,6 +246,8 @@ def load_npz_dataset(path):
 
 def _trained(args):
     dataset = load_npz_dataset(args.data) if args.data is not None else (args.dataset or "digits")
+    from ..audits.image import run_audit  # deferred: the audit brings torch (the CLI's --help stays fast)
+
     return run_audit(dataset=dataset, model=args.model, model_params=parse_model_params(args.model_param),
                      n_models=args.models, subset_ratio=args.subset_ratio,
                      seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
@@ -269,6 +269,8 @@ def _external(args):
         if getattr(args, dest) != default:
             raise MemlensInputError(f"{flag} describes training, and --external audits models trained elsewhere; got "
                                     f"{flag} with --external {args.external!r}: drop {flag}", param="external")
+    from ..audits.external import run_external_audit  # deferred: as run_audit
+
     return run_external_audit(args.external, out=args.out, resume=args.resume, overwrite=args.overwrite,
                               shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                               attack_targets=args.attack_targets, executor=args.backend,

@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .._validation import MemlensInputError
-from ..audits.summaries import _floor_line
-from ..audits.text import DEFAULT_REPETITIONS, TEXT_DATASETS, TEXT_MODELS, run_text_audit
+from ..audits.text_defaults import DEFAULT_REPETITIONS, TEXT_DATASETS, TEXT_MODELS
 from ..data.text_canaries import DEFAULT_ALPHABET, DEFAULT_CANARY_TEMPLATE, DEFAULT_SECRET_LENGTH
 from .options import jobs_of
 
@@ -131,6 +130,9 @@ def _run_from_args(args, print_fn) -> int:
     n_docs = None if args.documents == 0 else args.documents
     max_chars = None if args.max_chars == 0 else args.max_chars
     pick = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in CLI_DEFAULTS.items()}
+    from ..audits.summaries import _floor_line  # deferred: the audit brings torch (the CLI's --help stays fast)
+    from ..audits.text import run_text_audit  # deferred: as above
+
     result = run_text_audit(
         dataset=args.dataset or "fortunes", text_file=args.text, delimiter=args.delimiter, model="char-lm",
         n_models=pick["models"], subset_ratio=pick["subset_ratio"], seed=args.seed, out=pick["out"],

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
-from sklearn.model_selection import train_test_split
 
 from .._validation import MemlensInputError, check_array, check_labels
 
@@ -179,6 +177,8 @@ def from_arrays(X_train, y_train, X_test=None, y_test=None, *, name: str = "arra
 
 def _split(X, y, test_size: float, name: str, class_names, image_shape=None, description="",
            feature_names=None) -> Dataset:
+    from sklearn.model_selection import train_test_split  # sklearn takes ~1 s to import: only to load a dataset
+
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, stratify=y, random_state=0)
     return Dataset(name, np.ascontiguousarray(X_tr, dtype=np.float32), y_tr.astype(np.int64),
                    np.ascontiguousarray(X_te, dtype=np.float32), y_te.astype(np.int64),
@@ -187,13 +187,17 @@ def _split(X, y, test_size: float, name: str, class_names, image_shape=None, des
 
 
 def _digits() -> Dataset:
+    from sklearn.datasets import load_digits  # sklearn takes ~1 s to import: only to load a dataset
+
     d = load_digits()
     return _split(d.data / 16.0, d.target, 0.25, "digits", [str(i) for i in range(10)], (8, 8),
                   "scikit-learn optical digits, 8x8 grey images scaled to [0, 1]")
 
 
-def _sk_table(loader, name: str) -> Dataset:
-    d = loader()
+def _sk_table(loader: str, name: str) -> Dataset:
+    from sklearn import datasets as skd  # sklearn takes ~1 s to import: only to load a dataset
+
+    d = getattr(skd, loader)()
     return _split(d.data, d.target, 0.25, name, list(d.target_names), None, f"scikit-learn {name}",
                   feature_names=list(d.feature_names))
 
@@ -265,9 +269,9 @@ def _loaders():
         "digits": _digits,
         "fashion-mnist": _fashion_mnist,
         "mnist-5k": _mnist_5k,
-        "breast-cancer": lambda: _sk_table(load_breast_cancer, "breast-cancer"),
-        "wine": lambda: _sk_table(load_wine, "wine"),
-        "iris": lambda: _sk_table(load_iris, "iris"),
+        "breast-cancer": lambda: _sk_table("load_breast_cancer", "breast-cancer"),
+        "wine": lambda: _sk_table("load_wine", "wine"),
+        "iris": lambda: _sk_table("load_iris", "iris"),
         "caravan": _caravan,
     }
 

@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from scipy import integrate, special, stats
 
 from .._random import as_generator
@@ -126,6 +125,8 @@ def space_log_perplexity(model: AutoregressiveModel, fmt: CanaryFormat, *, inclu
         raise MemlensInputError(f"the canary prefix and secret need {t} tokens > context_length="
                                 f"{model.config.context_length}; shorten the template or widen the model")
     out = np.empty((n_heads, a), dtype=np.float64)
+    import torch  # torch takes ~2 s to import: only where a model is scored
+
     was_training = model.training
     model.eval()
     try:
