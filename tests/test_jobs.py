@@ -79,3 +79,17 @@ def test_bad_memlens_jobs_environment(data_file, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert "MEMLENS_JOBS" in err and "-3" in err and err.count("\n") == 0
     assert not out.exists()
+
+
+def test_text_audit_in_worker_processes_is_the_same(tmp_path, always_pool):
+    from memlens.audits.text import run_text_audit
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"document {i}: {'xy' * (i % 5)} the end" for i in range(40)))
+    kw = dict(text_file=corpus, n_models=4, shard_size=1, progress=False, canary_repetitions=(1, 2),
+              canaries_per_repetition=1, n_documents=None,
+              config={"steps": 5, "width": 16, "depth": 1, "n_heads": 2, "context_length": 64})
+    one = run_text_audit(out=tmp_path / "one", jobs=1, **kw)
+    two = run_text_audit(out=tmp_path / "two", jobs=2, **kw)
+    for name in ("examples.csv", "pairs.csv", "canaries.csv"):
+        assert (one.out / name).read_bytes() == (two.out / name).read_bytes(), name
