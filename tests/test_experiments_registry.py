@@ -3,13 +3,14 @@ import importlib
 import subprocess
 import sys
 
-from memlens.experiments import REGISTRY, list_experiments
+from memlens.experiments import DESCRIPTIONS, REGISTRY, list_experiments
 
 
 def test_registry_descriptions_are_the_modules_own():
-    for name, (module, desc) in REGISTRY.items():
+    assert set(DESCRIPTIONS) == set(REGISTRY)
+    for name, module in REGISTRY.items():
         mod = importlib.import_module(module)
-        assert mod.NAME == name and mod.DESCRIPTION == desc, name
+        assert mod.NAME == name and mod.DESCRIPTION == DESCRIPTIONS[name], name
     assert [n for n, _ in list_experiments()] == list(REGISTRY)
 
 

@@ -11,28 +11,31 @@ import importlib
 
 from .._validation import MemlensInputError
 
-__all__ = ["REGISTRY", "get_experiment", "list_experiments"]
+__all__ = ["REGISTRY", "DESCRIPTIONS", "get_experiment", "list_experiments"]
 
-#: reproduction name -> (module, one-line description); modules are imported only to run one, so ``memlens list``
-#: is instant (``tests/test_experiments_registry.py`` checks that each description is the module's DESCRIPTION)
+#: reproduction name -> module (imported only to run one, so ``memlens list`` is instant)
 REGISTRY = {
-    "feldman-long-tail": ("memlens.experiments.feldman_long_tail",
-                          "Feldman 2020 long tail: Zipf numbers, simulated learners vs the cost-of-not-fitting bound, "
+    "feldman-long-tail": "memlens.experiments.feldman_long_tail",
+    "brown-logreg": "memlens.experiments.brown_logreg",
+    "brown-mlp": "memlens.experiments.brown_mlp",
+    "brown-next-symbol": "memlens.experiments.brown_next_symbol",
+    "fkl-tradeoffs": "memlens.experiments.fkl_tradeoffs",
+    "canary-exposure": "memlens.experiments.canary_exposure",
+}
+#: reproduction name -> its one-line description (``tests/test_experiments_registry.py`` checks that each is the
+#: module's own ``DESCRIPTION``)
+DESCRIPTIONS = {
+    "feldman-long-tail": ("Feldman 2020 long tail: Zipf numbers, simulated learners vs the cost-of-not-fitting bound, "
                           "subgroup costs, memorization of rare subpopulations by real models"),
-    "brown-logreg": ("memlens.experiments.brown_logreg",
-                     "Brown et al. STOC'21, logistic-regression figure: a sign attack on the goal log-probability "
+    "brown-logreg": ("Brown et al. STOC'21, logistic-regression figure: a sign attack on the goal log-probability "
                      "recovers singleton training points, noise bits included"),
-    "brown-mlp": ("memlens.experiments.brown_mlp",
-                  "Brown et al. STOC'21, MLP figure: coordinate ascent on the goal log-probability of a 1500-unit "
+    "brown-mlp": ("Brown et al. STOC'21, MLP figure: coordinate ascent on the goal log-probability of a 1500-unit "
                   "sigmoid network recovers singleton training points"),
-    "brown-next-symbol": ("memlens.experiments.brown_next_symbol",
-                          "Brown et al. next-symbol prediction: singleton vs frequent accuracy of a small language "
+    "brown-next-symbol": ("Brown et al. next-symbol prediction: singleton vs frequent accuracy of a small language "
                           "model and the bits of singleton noise it memorizes, over training time and model size"),
-    "fkl-tradeoffs": ("memlens.experiments.fkl_tradeoffs",
-                      "Feldman-Kornowski-Lyu SDPI trade-offs: memorization lower bound vs simple learners against n "
+    "fkl-tradeoffs": ("Feldman-Kornowski-Lyu SDPI trade-offs: memorization lower bound vs simple learners against n "
                       "(Gaussian, Boolean, sparse hypercube, mixtures)"),
-    "canary-exposure": ("memlens.experiments.canary_exposure",
-                        "Carlini et al. Secret Sharer: canary exposure and greedy extraction of a small byte-level "
+    "canary-exposure": ("Carlini et al. Secret Sharer: canary exposure and greedy extraction of a small byte-level "
                         "language model against repetitions, training steps and model size"),
 }
 
@@ -42,9 +45,9 @@ def get_experiment(name: str):
     if name not in REGISTRY:
         raise MemlensInputError(f"reproduction must be one of {', '.join(REGISTRY)}; got {name!r} "
                                 "(`memlens list` shows them)")
-    return importlib.import_module(REGISTRY[name][0])
+    return importlib.import_module(REGISTRY[name])
 
 
 def list_experiments() -> list[tuple[str, str]]:
     """``[(name, one-line description), ...]`` for every registered reproduction (no module is imported)."""
-    return [(name, desc) for name, (_, desc) in REGISTRY.items()]
+    return [(name, DESCRIPTIONS[name]) for name in REGISTRY]
