@@ -299,8 +299,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
 
     # ---- the run's identity, masks and shard job; train the missing shards
     # the identity holds the data's content (the fingerprint), not where it came from: a built-in name, or "arrays"
-    config = {"dataset": ds.name if ds.name in DATASETS else "arrays", "model": model, "model_config": model_config, "backend": backend,
-              "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
+    config = {"dataset": ds.name if ds.name in DATASETS else "arrays", "model": model, "model_config": model_config,
+              "backend": backend, "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
               "masks": "uniform subsets of round(subset_ratio * n_train), SeedSequence([seed, 'mask'])"}
     if dp is not None:   # only DP runs carry the key, so non-private runs keep their identity
         config["dp"] = dp.to_dict()
@@ -352,7 +352,8 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
     finite = np.isfinite(mem.scores)
     floor = noise_floor(pop.masks, pop.signal("train", signal), signal=signal, test_values=pop.signal("test", signal),
                         train_labels=ds.y_train, test_labels=ds.y_test, mem_threshold=MEM_THRESHOLD,
-                        infl_threshold=INFL_THRESHOLD, seed=np.random.SeedSequence([int(head.get("seed") or 0), 7]))
+                        infl_threshold=INFL_THRESHOLD, seed=np.random.SeedSequence([int(head.get("seed") or 0), 7]),
+                        memorization=mem)
     summary = AuditSummary(
         dataset=ds.name, n_train=ds.n_train, n_test=ds.n_test, n_classes=ds.n_classes, **head,
         train_accuracy=train_acc, test_accuracy=test_acc, mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD,

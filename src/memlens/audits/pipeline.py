@@ -33,9 +33,9 @@ from ..storage.executors import Executor, make_executor, train_missing_shards
 from ..storage.lock import holds_run_locks, lock_run
 from ..storage.runs import RunDir, check_owned_paths, check_writable, package_versions
 
-__all__ = ["RunOptions", "check_run_options", "check_target", "holds_run_locks", "check_subset_size", "ShardJob", "TrainedRun",
-           "train_run", "RunRecord", "write_results", "check_training_memory", "training_bytes", "train_population_shard", "merge_provenance",
-           "merge_dp_records"]
+__all__ = ["RunOptions", "check_run_options", "check_target", "holds_run_locks", "check_subset_size", "ShardJob",
+           "TrainedRun", "train_run", "RunRecord", "write_results", "check_training_memory", "training_bytes",
+           "train_population_shard", "merge_provenance", "merge_dp_records"]
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,9 @@ def check_training_memory(trainer, dataset, *, shard_size: int) -> None:
     need = training_bytes(block=block, n_rows=dataset.n_train + dataset.n_test, n_features=dataset.n_features,
                           n_classes=dataset.n_classes)
     if need > have:
-        raise MemlensInputError(f"too many classes for this machine: training {block} {trainer.name} models at once on {dataset.n_train + dataset.n_test:,} "
-                                f"rows with {dataset.n_classes:,} classes and {dataset.n_features:,} features needs "
+        raise MemlensInputError(f"too many classes for this machine: training {block} {trainer.name} models at once "
+                                f"on {dataset.n_train + dataset.n_test:,} rows with {dataset.n_classes:,} classes and "
+                                f"{dataset.n_features:,} features needs "
                                 f"at least {need / 2**30:,.1f} GiB, more than this machine's {have / 2**30:,.1f} GiB; "
                                 "use fewer classes (labels 0..n_classes-1 actually used) or fewer examples")
 

@@ -604,7 +604,7 @@ def _analyse(pop: Population, full, copy_of: np.ndarray, canaries, cfg) -> dict:
              if copy_of[int(i)] < 0 and memorized[int(i)]]
     floor = noise_floor(pop.masks, pop.signal("train", "token_accuracy"), signal="token_accuracy",
                         test_values=pop.signal("test", "token_accuracy"), mem_threshold=MEM_THRESHOLD,
-                        infl_threshold=INFL_THRESHOLD, columns=docs,
+                        infl_threshold=INFL_THRESHOLD, columns=docs, memorization=mem,
                         seed=7)
     ext = pop.signal("train", "extracted").astype(np.float64)
     extracted_in = masked_mean(ext, pop.masks)

@@ -21,15 +21,10 @@ def jobs_arg(text: str) -> int:
 
 
 def jobs_of(args):
-    """The local backend's worker processes: --jobs, else $MEMLENS_JOBS, else every usable CPU (None); with
-    --backend ray, 1 (Ray sizes itself)."""
-    if getattr(args, "backend", "local") == "ray":
-        if args.jobs is not None:
-            raise MemlensInputError(f"--jobs sets the local backend's worker processes; got --jobs {args.jobs} with "
-                                    "--backend ray: Ray runs one task per CPU (--ray-num-cpus), drop --jobs",
-                                    param="jobs")
-        return 1
-    if args.jobs is not None:
+    """The local backend's worker processes: --jobs, else $MEMLENS_JOBS, else every usable CPU (None). With
+    --backend ray only an explicit --jobs is passed on (and refused by :func:`memlens.storage.make_executor`):
+    the environment's default does not apply to Ray, which sizes itself."""
+    if args.jobs is not None or getattr(args, "backend", "local") == "ray":
         return args.jobs
     env = os.environ.get("MEMLENS_JOBS")
     if env:

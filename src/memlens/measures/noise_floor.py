@@ -117,7 +117,7 @@ class NoiseFloor:
 
 def noise_floor(masks, train_values, *, signal: str = "correct", test_values=None, train_labels=None,
                 test_labels=None, mem_threshold: float = 0.25, infl_threshold: float = 0.15, n_draws: int = 3,
-                seed=0, target_stderr: float = TARGET_STDERR, columns=None) -> NoiseFloor:
+                seed=0, target_stderr: float = TARGET_STDERR, columns=None, memorization=None) -> NoiseFloor:
     """Noise floor of the memorization count (and of the high-influence pair count) of a population.
 
     Parameters
@@ -138,6 +138,8 @@ def noise_floor(masks, train_values, *, signal: str = "correct", test_values=Non
     target_stderr : float > 0
     columns : array of int, optional
         Training columns the counts are over (default: all); the others still train, as in the real audit.
+    memorization : MemorizationResult, optional
+        The real population's estimate on ``train_values``, when the caller has it (computed here otherwise).
 
     Returns
     -------
@@ -152,13 +154,14 @@ def noise_floor(masks, train_values, *, signal: str = "correct", test_values=Non
     rng = as_generator(seed)
     with warnings.catch_warnings():     # undefined examples were reported by the real estimate already
         warnings.simplefilter("ignore")
+        real = memorization if memorization is not None else memorization_from_arrays(masks, train_values,
+                                                                                       signal=signal)
         return _floor(masks, train_values, signal, test_values, train_labels, test_labels, mem_threshold,
-                      infl_threshold, n_draws, rng, target_stderr, cols)
+                      infl_threshold, n_draws, rng, target_stderr, cols, real)
 
 
 def _floor(masks, train_values, signal, test_values, train_labels, test_labels, mem_threshold, infl_threshold,
-           n_draws, rng, target_stderr, cols) -> NoiseFloor:
-    real = memorization_from_arrays(masks, train_values, signal=signal)
+           n_draws, rng, target_stderr, cols, real) -> NoiseFloor:
     se_all = real.stderr[cols]
     se_all = se_all[np.isfinite(se_all)]
     over = cols[np.nan_to_num(real.scores[cols], nan=-np.inf) >= mem_threshold]
