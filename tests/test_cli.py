@@ -119,7 +119,7 @@ def test_resume_after_kill_trains_only_missing_shards(finished, data_file, tmp_p
                   on_shard=kill_after_two)
     assert calls == [0, 6]
     assert not (out / "summary.json").exists()
-    shard_files = sorted((out / "population" / "shards").glob("*.npz"))
+    shard_files = sorted((out / "population" / "shards").glob("shard-*.npz"))
     assert [p.name for p in shard_files] == ["shard-00000.npz", "shard-00001.npz"]
     stamps = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in shard_files}
     # a plain restart is refused; --resume continues
@@ -297,7 +297,7 @@ def test_interrupted_command_keeps_finished_shards(finished, data_file, tmp_path
     out = tmp_path / "ctrl-c"
     assert main(_args(data_file, out)) == 130
     assert "--resume" in capsys.readouterr().err
-    assert [p.name for p in (out / "population" / "shards").glob("*.npz")] == ["shard-00000.npz"]
+    assert [p.name for p in (out / "population" / "shards").glob("shard-*.npz")] == ["shard-00000.npz"]
     monkeypatch.setattr(memlens.train, "train_population", real)
     assert main(_args(data_file, out, "--resume")) == 0
     assert (out / "examples.csv").read_bytes() == (ref / "examples.csv").read_bytes()

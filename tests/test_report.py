@@ -60,13 +60,39 @@ def test_histogram_counts_threshold_and_nan():
     assert figure_to_data_uri(fig).startswith("data:image/png;base64,")
 
 
+def _painted(fig, image_shape):
+    """Every tile of a canvas figure read back from its one RGB image: (n_tiles, h, w, 3) uint8, sampled at the
+    centre of each image pixel."""
+    canvas = np.asarray(fig.axes[0].images[0].get_array())
+    h, w = image_shape
+    out = []
+    for r0, r1, c0, c1 in fig._memlens_tiles:
+        rows = r0 + ((np.arange(h) + 0.5) * (r1 - r0) / h).astype(int)
+        cols = c0 + ((np.arange(w) + 0.5) * (c1 - c0) / w).astype(int)
+        out.append(canvas[np.ix_(rows, cols)])
+    return np.array(out)
+
+
+def _expected(img, cmap="gray_r"):
+    from matplotlib import colormaps
+
+    return np.round(colormaps[cmap](np.clip(img / max(1.0, img.max()), 0, 1))[..., :3] * 255).astype(np.uint8)
+
+
 def test_image_grid_draws_every_image_with_its_caption():
     imgs = np.random.default_rng(0).random((10, 12))
     fig = figures.image_grid(imgs, image_shape=(3, 4), captions=[f"c{k}" for k in range(10)], n_cols=4)
     ax = fig.axes[0]
-    assert len(ax.images) == 10
-    for k, im in enumerate(ax.images):
-        np.testing.assert_array_equal(im.get_array(), imgs[k].reshape(3, 4))
+    assert len(ax.images) == 1 and len(fig._memlens_tiles) == 10     # one canvas image holds every tile
+    painted = _painted(fig, (3, 4))
+    for k in range(10):
+        np.testing.assert_allclose(painted[k], _expected(imgs[k].reshape(3, 4)), atol=1)
+    # tiles do not overlap
+    boxes = fig._memlens_tiles
+    for a in range(10):
+        for b in range(a + 1, 10):
+            (r0, r1, c0, c1), (s0, s1, d0, d1) = boxes[a], boxes[b]
+            assert r1 <= s0 or s1 <= r0 or c1 <= d0 or d1 <= c0
     assert sorted(t.get_text() for t in ax.texts) == sorted(f"c{k}" for k in range(10))
     with pytest.raises(MemlensInputError, match="image_shape"):
         figures.image_grid(imgs, image_shape=(5, 5))
@@ -82,7 +108,9 @@ def test_pair_figure_skips_blank_cells():
     caps = [["a", "b", "c"], ["d", "e", "f"]]
     fig = figures.pair_figure(train, test, image_shape=(4, 4), train_captions=["T0", "T1"], test_captions=caps)
     ax = fig.axes[0]
-    assert len(ax.images) == 2 + 5
+    assert len(fig._memlens_tiles) == 2 + 5        # the NaN cell is left blank
+    painted = _painted(fig, (4, 4))
+    np.testing.assert_allclose(painted[0], _expected(train[0].reshape(4, 4)), atol=1)
     texts = {t.get_text() for t in ax.texts}
     assert {"T0", "T1", "a", "e"} <= texts and "f" not in texts
     with pytest.raises(MemlensInputError):

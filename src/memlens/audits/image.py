@@ -33,6 +33,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -172,7 +173,7 @@ def _model_config(model, params: Mapping[str, Any] | None = None) -> dict:
 def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[str, Any] | None = None,
               n_models: int = 256, subset_ratio: float = 0.7,
               seed: int = 0, out="runs/audit", resume: bool = False, overwrite: bool = False,
-              shard_size: int = 32, progress: bool = True, backend: str = "torch",
+              shard_size: int | None = None, progress: bool = True, backend: str = "torch",
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
               dp_delta: float | None = None, loo: bool = False, executor="local", ray_address: str | None = None,
@@ -209,8 +210,10 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         the run's config, dataset or masks differ from this call's.
     overwrite : bool
         Replace the memlens run in ``out`` (files it does not own are kept).
-    shard_size : int
-        Models per shard file (part of the run's config).
+    shard_size : int, optional
+        Models per shard file (part of the run's config). Default: the trainer's block size (models trained in
+        one vectorized pass: logreg 128, mlp and torch modules 32; 32 for closed forms), or, with ``resume``, the
+        run's own.
     progress : bool
         Show a tqdm progress bar on stderr.
     backend : str
@@ -265,9 +268,11 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     subset_ratio = check_fraction("subset_ratio", subset_ratio,
                                   hint="(the fraction of the training set each model trains on)")
     seed = check_int_seed(seed, why="it is recorded in the run's manifest")
+    trainer, trainer_model = configure_model(model, model_params)
     opts = pipeline.check_run_options(out=out, resume=resume, overwrite=overwrite, shard_size=shard_size,
                                       progress=progress, on_shard=on_shard, executor=executor,
-                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, jobs=jobs)
+                                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, jobs=jobs,
+                                      default_shard_size=trainer.block_size if trainer.fit_block else 32)
     if backend not in ("torch", "sklearn"):
         raise MemlensInputError(f"backend must be 'torch' or 'sklearn'; got {backend!r}")
     attacks = bool(attacks)
@@ -275,7 +280,6 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
                                hint="(the number of target models to attack)")
     check_lira_convention(lira_convention)
     dp = _dp_config(dp_epsilon, dp_delta)
-    trainer, trainer_model = configure_model(model, model_params)
     model_config = dict(trainer_model.to_dict())
     model = model if isinstance(model, str) else trainer.name
     if dp is not None and not trainer.supports_dp:
@@ -307,7 +311,9 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     masks = audit_masks(n_models, ds.n_train, subset_ratio=subset_ratio, seed=seed)
     job = pipeline.ShardJob(_train_shard, shared={"dataset": ds},
                             fixed={"model": trainer_model, "seed": seed, "backend": backend, "dp": dp},
-                            desc=f"training {model} on {ds.name}")
+                            desc=f"training {model} on {ds.name}",
+                            setup=partial(pipeline.prepare_shared, dataset=ds, model=trainer_model, backend=backend,
+                                          dp=dp, progress=opts.progress))
     trained = pipeline.train_run(opts, config=config, data=ds, masks=masks, job=job)
     run = trained.run
     provs = [p.provenance for p in trained.shards]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -203,7 +204,9 @@ def one_run_canary_audit(dataset, *, model="logreg", n_canaries: int = 500, kind
     data, idx = with_canaries(dataset, canaries)
     masks = canary_masks(n_models, dataset.n_train, m, seed=np.random.default_rng(ss_mask))
     job = pipeline.ShardJob(pipeline.train_population_shard, shared={"dataset": data},
-                            fixed={"model": model, "seed": seed, "dp": dp}, desc=f"training {trainer.name} on {data.name}")
+                            fixed={"model": model, "seed": seed, "dp": dp}, desc=f"training {trainer.name} on {data.name}",
+                            setup=partial(pipeline.prepare_shared, dataset=data, model=model, dp=dp,
+                                          progress=progress))
     if opts is None:
         pop = job.fn(data, masks=masks, model_offset=0, **job.fixed)
     else:

@@ -18,6 +18,7 @@ The steps are plain functions, so a recipe reads top to bottom and a new audit i
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from .._validation import MemlensInputError, check_int
 from ..population import Population
 from ..storage.executors import Executor, make_executor, train_missing_shards
 from ..storage.lock import holds_run_locks, lock_run
-from ..storage.runs import RunDir, check_owned_paths, check_writable, package_versions
+from ..storage.runs import RunDir, check_owned_paths, check_writable, package_versions, read_manifest
 
 __all__ = ["RunOptions", "check_run_options", "check_target", "holds_run_locks", "check_subset_size", "ShardJob",
            "TrainedRun", "train_run", "RunRecord", "write_results", "check_training_memory", "training_bytes",
@@ -67,10 +68,23 @@ class RunOptions:
     executor: Executor
 
 
-def check_run_options(*, out, resume: bool, overwrite: bool, shard_size: int, progress: bool = True,
+def check_run_options(*, out, resume: bool, overwrite: bool, shard_size: int | None, progress: bool = True,
                       on_shard=None, executor="local", ray_address: str | None = None,
-                      ray_num_cpus: int | None = None, jobs: int | None = 1) -> RunOptions:
-    """Validate the storage and execution arguments every audit takes, before any work."""
+                      ray_num_cpus: int | None = None, jobs: int | None = 1,
+                      default_shard_size: int = 32) -> RunOptions:
+    """Validate the storage and execution arguments every audit takes, before any work.
+
+    ``shard_size=None``: the run's own when resuming (its manifest), else ``default_shard_size`` (an audit passes
+    its trainer's block size, so that a shard is one vectorized block)."""
+    if shard_size is None:
+        shard_size = default_shard_size
+        if resume and isinstance(out, (str, Path)) and str(out):
+            try:
+                manifest = read_manifest(Path(out))
+            except MemlensInputError:   # an unusable run is refused with its reason by check_target
+                manifest = None
+            if manifest is not None:
+                shard_size = manifest["shard_size"]
     shard_size = check_int("shard_size", shard_size, min_value=1)
     if resume and overwrite:
         raise MemlensInputError("resume and overwrite exclude each other; got both: pass --resume to continue "
@@ -139,24 +153,56 @@ class ShardJob:
 
     ``fn(**shared, **fixed, masks=..., model_offset=..., [progress=...]) -> Population`` is what every executor
     runs; ``shared`` holds the large inputs every shard reads (sent to Ray workers once), ``fixed`` the small
-    per-run arguments. ``setup()``, when given, computes further shared inputs, only when some shard is missing
-    (the text audit's reference model: a resumed, finished run does not train it again).
+    per-run arguments. ``setup(run, threads)``, when given, computes further shared inputs, only when some shard is
+    missing (the text audit's reference model; logistic regression's full-data start, which it stores in the run
+    so that a resumed run reuses it), with ``threads`` cores: the executor's worker count, idle at that point.
     """
 
     fn: Callable[..., Population]
     shared: Mapping[str, Any]
     fixed: Mapping[str, Any] = field(default_factory=dict)
     desc: str = "training"
-    setup: Callable[[], Mapping[str, Any]] | None = None
+    setup: Callable[[RunDir, int], Mapping[str, Any]] | None = None
 
 
 def train_population_shard(dataset, *, model, masks, seed, model_offset, backend: str = "torch", dp=None,
-                           progress=None) -> Population:
+                           prepared=None, progress=None) -> Population:
     """Train the models of one shard (rows ``model_offset ...`` of the run) with
-    :func:`memlens.train.train_population`: the shard function of every audit of feature-array data."""
+    :func:`memlens.train.train_population`: the shard function of every audit of feature-array data.
+    ``prepared``: the run's shared work (:func:`prepare_shared`)."""
     extra = {} if dp is None else {"dp": dp}
     return _train.train_population(dataset, model=model, masks=masks, seed=seed, backend=backend,
-                                   model_offset=model_offset, progress=progress, **extra)
+                                   model_offset=model_offset, progress=progress, prepared=prepared, **extra)
+
+
+#: Shared work that took at least this long (seconds) is stored in the run directory for a resumed run.
+STORE_SHARED_S = 2.0
+
+
+def prepare_shared(run: RunDir, threads: int, *, dataset, model, backend: str = "torch", dp=None,
+                   progress: bool = True) -> dict:
+    """``{"prepared": Prepared}``: the work every shard of ``run`` shares (:func:`memlens.train.prepare_population`
+    on the run's masks), read from the run when an earlier call stored it, else computed once with ``threads``
+    cores, and stored when it took at least :data:`STORE_SHARED_S` seconds (a cheaper one is recomputed on
+    resume); ``{}`` when the trainer shares nothing."""
+    data = run.read_shared("prepared")
+    if data is not None:
+        try:
+            return {"prepared": _train.Prepared.from_npz_bytes(data)}
+        except Exception:  # noqa: BLE001 - a damaged copy is recomputed
+            pass
+    t0 = time.perf_counter()
+    prepared = _train.prepare_population(dataset, model=model, masks=run.masks, backend=backend, dp=dp,
+                                         n_jobs=threads)
+    if prepared is None:
+        return {}
+    seconds = time.perf_counter() - t0
+    if prepared.arrays and seconds >= STORE_SHARED_S:   # worth its disk space (Fashion-MNIST: 250 MB for 65 s)
+        run.write_shared("prepared", prepared.to_npz_bytes())
+        if progress:
+            print(f"start shared by every model ({', '.join(f'{k}: {v}' for k, v in prepared.record.items())}): "
+                  f"{time.perf_counter() - t0:.1f} s on {threads} core(s), stored in the run", file=sys.stderr)
+    return {"prepared": prepared}
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,7 +256,7 @@ def train_run(opts: RunOptions, *, config: Mapping[str, Any], data, masks, job: 
     if run.missing_shards():
         shared = dict(job.shared)
         if job.setup is not None:
-            shared.update(job.setup())
+            shared.update(job.setup(run, getattr(opts.executor, "jobs", 1)))
         trained = train_missing_shards(run, job.fn, shared=shared, fixed=job.fixed, executor=opts.executor,
                                        progress=opts.progress, on_shard=opts.on_shard, desc=job.desc)
     seconds = time.perf_counter() - t0

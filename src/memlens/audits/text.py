@@ -536,7 +536,7 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     masks = text_audit_masks(n_models, copy_of, subset_ratio=subset_ratio, seed=seed)
     shared = {"full": full, "cfg": cfg, "seed": seed, "canaries": canaries, "prefix_len": prefix_len,
               "suffix_len": suffix_len, "exposure_method": exposure_method, "reference_model": None}
-    setup = (lambda: {"reference_model": _reference_model(full.test_texts, cfg, seed=seed)}) if reference_model \
+    setup = (lambda run, threads: {"reference_model": _reference_model(full.test_texts, cfg, seed=seed)}) if reference_model \
         else None
     job = pipeline.ShardJob(_train_text_shard, shared=shared, desc=f"training char-lm on {full.name}", setup=setup)
     trained = pipeline.train_run(opts, config=config_record, data=_RunData(full, max_tokens), masks=masks, job=job,

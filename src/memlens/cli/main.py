@@ -29,6 +29,7 @@ import numpy as np
 from .._io import check_npz_file, check_regular_file
 from .._random import check_seed
 from .._validation import MemlensInputError, MemlensTrainingError, MemlensWarning
+from .._version import __version__
 from ..data import from_arrays
 from ..experiments import get_experiment, list_experiments
 from ..storage.executors import ExecutorError
@@ -72,6 +73,7 @@ def _flagged(exc: MemlensInputError) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="memlens", description="Measure how much machine-learning models memorize their "
                                                  "training data, and show why.")
+    parser.add_argument("--version", action="version", version=f"memlens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -114,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", default=None, metavar="DIR",
                        help="run directory (default runs/audit; runs/text-audit for the text audit)")
     audit.add_argument("--shard-size", type=int, default=None, metavar="N",
-                       help="models per shard file (default 32; 4 for the text audit)")
+                       help="models per shard file (default: one vectorized block of the model, e.g. 128 for "
+                            "logreg and 32 for mlp; 4 for the text audit; a resumed run keeps its own)")
     group = audit.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
@@ -286,7 +289,7 @@ def _audit(args) -> int:
                                     "--help, 'text audit' options)")
         return run_from_args(args)
     check_not_text_flags(args)
-    for name, default in (("models", 256), ("subset_ratio", 0.7), ("out", "runs/audit"), ("shard_size", 32)):
+    for name, default in (("models", 256), ("subset_ratio", 0.7), ("out", "runs/audit")):
         if getattr(args, name) is None:
             setattr(args, name, default)
 

@@ -36,10 +36,14 @@ p.note { color: #555; font-size: 0.92em; } code { background: #f3f3f3; padding: 
 """
 
 
-def figure_to_data_uri(fig, *, dpi: int = 110) -> str:
-    """PNG of a matplotlib figure as a ``data:image/png;base64,...`` URI."""
+def figure_to_data_uri(fig, *, dpi: int = figures.DPI) -> str:
+    """PNG of a matplotlib figure as a ``data:image/png;base64,...`` URI.
+
+    memlens's figures are laid out with fixed margins (or to the pixel) and saved as they are; a figure from
+    elsewhere is saved with a tight bounding box."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    exact = getattr(fig, "_memlens_exact", False) or getattr(fig, "_memlens_margins", False)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None if exact else "tight", facecolor="white")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -19,6 +19,7 @@ models depend only on the run's seed and their row indices, and every shard runs
 """
 from __future__ import annotations
 
+import collections
 import io
 import logging
 import os
@@ -26,7 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -97,19 +98,24 @@ def _keyed(key, fn, shared, kwargs):
 
 
 class PoolExecutor(Executor):
-    """Run the shards in ``jobs`` worker processes of this machine, one BLAS/torch thread each (``--jobs N``).
+    """Run the shards on ``jobs`` cores of this machine, one BLAS/torch thread each (``--jobs N``).
 
-    Each shard is one task; results come back (a Population as its ``.npz`` bytes) as each finishes and are written
-    by the calling process, as with Ray. A shard's models depend only on the run's seed and their rows, so the
-    population is the same, bit for bit, as the in-process :class:`LocalExecutor`'s (tested). Large arrays (the
-    dataset) reach the workers memory-mapped (joblib's loky backend), not copied per task.
+    This process trains shards itself, in a background thread, from the start; worker processes are started only
+    when that has not finished every shard after :attr:`worth_s` seconds (each worker imports memlens and torch,
+    seconds that a small run's whole training does not take). From then on this process and ``jobs - 1`` worker
+    processes (joblib's loky backend) each take the next shard when they are free, so every core is busy until
+    the shards run out, and a run of a few long shards does not wait for one of them to finish before using the
+    other cores. Results (a Population travels from a worker as its ``.npz`` bytes) are handed to ``on_result``
+    as each finishes, one at a time, so the caller writes each shard at once. Large arrays (the dataset, the
+    shared start) reach the workers memory-mapped, not copied per shard.
 
-    Starting workers costs seconds (each imports memlens and torch), more than a small run's whole training. So the
-    first shard is trained in this process and timed: only when it took at least :attr:`worth_s` seconds and two
-    or more shards remain do the others go to the pool; otherwise they follow in this process.
+    A shard's models depend only on the run's seed and their rows, and every shard runs with one thread, so the
+    population is the same, bit for bit, as the in-process :class:`LocalExecutor`'s (tested). When a shard
+    fails, no further shard is started; the shards already running finish and are handed over (their files
+    serve a resumed run), then the error is raised. An interrupt (Ctrl-C, SIGTERM) stops at once.
     """
 
-    #: A shard at least this long (seconds) makes worker processes worth their start-up.
+    #: Seconds of in-process training after which, with shards left, worker processes are started.
     worth_s = 5.0
 
     name = "local"
@@ -123,26 +129,65 @@ class PoolExecutor(Executor):
         if min(self.jobs, len(jobs)) <= 1:
             return LocalExecutor().map(fn, jobs, shared=shared, on_result=on_result)
         shared = dict(shared or {})
-        t0 = time.perf_counter()
-        (key0, kw0), rest = jobs[0], jobs[1:]
-        with limit_threads(1):          # as in a worker: the same single-threaded arithmetic
-            on_result(key0, fn(**shared, **kw0))
-        done = [key0]
-        if time.perf_counter() - t0 < self.worth_s or len(rest) < 2:
-            return done + LocalExecutor().map(fn, rest, shared=shared, on_result=on_result)
-        n = min(self.jobs, len(rest))
-        from joblib import Parallel, delayed, parallel_config  # joblib's process pool: only when it pays
+        pending = collections.deque(jobs)
+        lock = threading.Lock()          # guards pending, done and on_result (the run directory's writes)
+        stop, finished = threading.Event(), threading.Event()
+        done: list = []
+        failure: list = []
 
-        with parallel_config(backend="loky", inner_max_num_threads=1):
-            results = Parallel(n_jobs=n, return_as="generator_unordered")(
-                delayed(_keyed)(key, fn, shared, kwargs) for key, kwargs in rest)
-            for key, wire in results:
-                on_result(key, _decode(wire))
+        def take():
+            with lock:
+                return None if stop.is_set() or not pending else pending.popleft()
+
+        def deliver(key, result):
+            with lock:
+                on_result(key, result)
                 done.append(key)
+
+        def in_process():
+            try:
+                with limit_threads(1):   # as in a worker: the same single-threaded arithmetic
+                    while (job := take()) is not None:
+                        deliver(job[0], fn(**shared, **job[1]))
+            except BaseException as exc:  # noqa: BLE001 - raised by the calling thread below
+                failure.append(exc)
+                stop.set()
+            finally:
+                finished.set()
+
+        thread = threading.Thread(target=in_process, name="memlens-shards", daemon=True)
+        thread.start()
+        try:
+            finished.wait(self.worth_s)
+            n = min(self.jobs - 1, len(pending))
+            if n >= 1 and not stop.is_set():
+                from joblib import Parallel, delayed, parallel_config  # worker processes only when they pay
+
+                with parallel_config(backend="loky", inner_max_num_threads=1):
+                    tasks = (delayed(_keyed)(key, fn, shared, kwargs) for key, kwargs in iter(take, None))
+                    for key, wire in Parallel(n_jobs=n, return_as="generator_unordered", batch_size=1,
+                                              pre_dispatch="n_jobs")(tasks):
+                        deliver(key, _decode(wire))
+            _join(thread)
+        except Exception:
+            stop.set()       # no new shard; the one running here finishes and is written, then the error is raised
+            _join(thread)
+            raise
+        except BaseException:
+            stop.set()       # an interrupt: do not wait for the running shard
+            raise
+        if failure:
+            raise failure[0]
         return done
 
     def __repr__(self) -> str:
         return f"PoolExecutor(jobs={self.jobs})"
+
+
+def _join(thread) -> None:
+    """Wait for ``thread``, interruptibly."""
+    while thread.is_alive():
+        thread.join(0.2)
 
 
 # ---------------------------------------------------------------------------------------------- Ray

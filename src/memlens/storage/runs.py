@@ -143,7 +143,7 @@ def storage_errors(run_path: Path, what: str, *, resumable: bool = True):
         raise err from exc
 
 
-def _read_manifest(path: Path) -> dict | None:
+def read_manifest(path: Path) -> dict | None:
     """The manifest of a run at ``path``; None when ``path`` holds no manifest.json."""
     f = path / MANIFEST
     if not f.is_file():
@@ -346,7 +346,7 @@ class RunDir:
         check_owned_paths(path)
         if not path.exists() or _interrupted_start(path) is not None:
             return None
-        manifest = _read_manifest(path)
+        manifest = read_manifest(path)
         if manifest is None:
             raise MemlensInputError(f"out: foreign output directory {str(path)!r}: it is not empty and holds no "
                                     "memlens run (no manifest.json); choose an empty or new --out directory")
@@ -367,7 +367,7 @@ class RunDir:
     def check_resumable(path) -> None:
         """Raise :class:`MemlensInputError` unless ``path`` holds a memlens run to resume; writes nothing."""
         path = Path(path)
-        if not path.is_dir() or _read_manifest(path) is None:
+        if not path.is_dir() or read_manifest(path) is None:
             if path.is_dir() and _interrupted_start(path) is None:
                 raise MemlensInputError(f"out: foreign output directory {str(path)!r}: it holds no memlens run to "
                                         "resume (no manifest.json); choose the run's --out directory")
@@ -378,7 +378,7 @@ class RunDir:
     def open(cls, path) -> "RunDir":
         """Open an existing run for reading (no comparison with a config)."""
         path = Path(path)
-        manifest = _read_manifest(path) if path.is_dir() else None
+        manifest = read_manifest(path) if path.is_dir() else None
         if manifest is None:
             raise MemlensInputError(f"out: no memlens run at {str(path)!r} (no manifest.json); start one "
                                     "without --resume")
@@ -402,7 +402,7 @@ class RunDir:
         path = Path(path)
         masks = check_masks("masks", masks, n_examples=dataset.n_train, min_models=1)
         cls.check_resumable(path)
-        manifest = _read_manifest(path)
+        manifest = read_manifest(path)
         check_owned_paths(path)
         config = json.loads(_canonical_json(dict(config)))
         diffs = []
@@ -436,7 +436,7 @@ class RunDir:
                 atomic_write_bytes(path / MASKS, buf.getvalue())
             (path / SHARDS).mkdir(parents=True, exist_ok=True)
         # temporary files of writes cut short by a kill (shards, results, the saved population)
-        for folder, names in ((path / SHARDS, ("shard-",)), (path, _OWNED), (path / "population", ("population",))):
+        for folder, names in ((path / SHARDS, ("shard-", "shared-")), (path, _OWNED), (path / "population", ("population",))):
             for stale in folder.glob(".*.tmp"):
                 if any(stale.name.startswith(f".{n}") for n in names):
                     stale.unlink(missing_ok=True)
@@ -535,6 +535,29 @@ class RunDir:
             atomic_write_bytes(path, data)
             atomic_write_bytes(self._record_path(k), json.dumps(record).encode())
         return path
+
+    def write_shared(self, name: str, data: bytes) -> Path:
+        """Store work shared by every shard (``shards/shared-<name>.npz``, e.g. the full-data start of logistic
+        regression) so that a resumed run reuses it; written atomically, with a record of its hash and run."""
+        path = self.path / SHARDS / f"shared-{name}.npz"
+        record = {"sha256": _sha256(data), "run_id": self.run_id}
+        with storage_errors(self.path, f"{SHARDS}/{path.name}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+            atomic_write_bytes(path.with_suffix(".json"), json.dumps(record).encode())
+        return path
+
+    def read_shared(self, name: str) -> bytes | None:
+        """The bytes stored by :meth:`write_shared` for this run, or None when absent, damaged or another run's."""
+        path = self.path / SHARDS / f"shared-{name}.npz"
+        try:
+            record = json.loads(path.with_suffix(".json").read_text())
+            data = path.read_bytes()
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("sha256") != _sha256(data) or record.get("run_id") != self.run_id:
+            return None
+        return data
 
     def load_shard(self, k: int) -> Population:
         """Read shard ``k``; raises if it is missing or damaged (it is never half-read)."""

@@ -25,13 +25,13 @@ from .cnn import CNNConfig, residual_cnn
 from .configs import MODEL_CONFIGS, LogisticConfig, MLPConfig, make_model_config
 from .function import FitFunction, FitFunctionConfig
 from .logreg import LogisticFit, fit_logistic, logistic_logits
-from .population_training import DEFAULT_BLOCK_SIZE, standardized_features, train_population
+from .population_training import DEFAULT_BLOCK_SIZE, prepare_population, standardized_features, train_population
 from .torch_mlp import MLPFit, fit_mlp, mlp_logits
 from .torch_module import TorchModule, TorchModuleConfig
-from .trainers import TRAINERS, BlockFit, Trainer, config_from_dict, get_trainer, register_trainer
+from .trainers import TRAINERS, BlockFit, Prepared, Trainer, config_from_dict, get_trainer, register_trainer
 
 __all__ = [
-    "BlockFit", "Trainer", "TRAINERS", "config_from_dict", "get_trainer", "register_trainer", "CHAR_LM",
+    "BlockFit", "Prepared", "prepare_population", "Trainer", "TRAINERS", "config_from_dict", "get_trainer", "register_trainer", "CHAR_LM",
     "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN", "TORCH_MODULE", "CNN", "CNNConfig", "residual_cnn", "FUNCTION", "FitFunction", "FitFunctionConfig", "configure_model", "TorchModule",
     "TorchModuleConfig",
     "autoregressive", "AutoregressiveConfig", "AutoregressiveModel", "AutoregressiveRun", "greedy_continue",

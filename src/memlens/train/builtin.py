@@ -38,7 +38,7 @@ from .logreg import fit_logistic, full_hessian_start, resolve_preconditioner
 from .sklearn_backend import fit_predict_block
 from .text_population import CharLMConfig, train_text_population
 from .torch_mlp import fit_mlp
-from .trainers import TRAINERS, BlockFit, Trainer, get_trainer, register_trainer, trainer_for_config
+from .trainers import TRAINERS, BlockFit, Prepared, Trainer, get_trainer, register_trainer, trainer_for_config
 
 __all__ = ["LOGREG", "MLP", "RIDGE", "KERNEL_RIDGE", "SKLEARN", "CHAR_LM", "TORCH_MODULE", "CNN", "FUNCTION", "configure_model"]
 
@@ -56,18 +56,18 @@ def _char_lm_config(**overrides) -> CharLMConfig:
 def _logreg_prepare(config, X, y, *, n_classes, masks, n_workers):
     """The full-data start and shared inverse Hessian (preconditioner ``full-hessian``), once per call."""
     precond = resolve_preconditioner(config.preconditioner, X.shape[1], n_classes, config.solver)
-    shared = None
+    shared = ()
     if precond == "full-hessian":   # once here, with every worker's core, instead of once per worker process
         with limit_threads(n_workers):
             shared = full_hessian_start(X, y, n_classes=n_classes, C=config.C, rho=float(masks.mean()),
                                         tol=config.tol, max_iter=config.max_iter)
-    return shared, {"preconditioner": precond}
+    return Prepared(tuple(shared), {"preconditioner": precond})
 
 
 def _logreg_fit(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, **context):
     fit = fit_logistic(X, y, masks.astype(np.float64), n_classes=n_classes, C=config.C, tol=config.tol,
                        max_iter=config.max_iter, init="full" if config.warm_start else None, solver=config.solver,
-                       preconditioner=config.preconditioner, shared_start=shared)
+                       preconditioner=config.preconditioner, shared_start=shared or None)
     return BlockFit(fit.logits, None, {"n_iter": fit.n_iter, "grad_norm": fit.grad_norm, "converged": fit.converged})
 
 

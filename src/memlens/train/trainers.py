@@ -19,6 +19,8 @@ is a new :class:`Trainer`, registered with :func:`register_trainer`.
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -27,7 +29,7 @@ import numpy as np
 from .._validation import MemlensInputError
 
 __all__ = [
-    "Trainer", "BlockFit", "TRAINERS", "get_trainer", "register_trainer", "trainer_for_config", "config_from_dict"
+    "Trainer", "BlockFit", "Prepared", "TRAINERS", "get_trainer", "register_trainer", "trainer_for_config", "config_from_dict"
 ]
 
 
@@ -49,6 +51,38 @@ class BlockFit:
     logits: Callable | None
     signals: Mapping | None
     diag: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Work a trainer does once per population and shares with every block (``Trainer.prepare``'s result).
+
+    For logistic regression with the ``full-hessian`` preconditioner: the full-data model and the shared inverse
+    Hessian. It depends on the data, the configuration and the population's mean subset ratio only, so an audit
+    computes it once per run (with every core), stores it in the run directory and hands it to every shard
+    (:func:`memlens.train.prepare_population`, ``train_population(prepared=...)``).
+
+    Attributes
+    ----------
+    arrays : tuple of ndarray
+        What ``fit_block`` receives as ``shared``.
+    record : mapping
+        Merged into the population's convergence record (e.g. the preconditioner used).
+    """
+
+    arrays: tuple
+    record: Mapping[str, Any]
+
+    def to_npz_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, *self.arrays, record=np.array(json.dumps(dict(self.record))))
+        return buf.getvalue()
+
+    @classmethod
+    def from_npz_bytes(cls, data: bytes) -> "Prepared":
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            n = sum(1 for name in z.files if name.startswith("arr_"))
+            return cls(tuple(z[f"arr_{i}"] for i in range(n)), json.loads(str(z["record"])))
 
 
 @dataclass(frozen=True)
@@ -77,9 +111,8 @@ class Trainer:
     feature_dtype : numpy dtype
         The dtype of the (standardized) features ``fit_block`` receives.
     prepare : callable, optional
-        ``prepare(config, X_train, y_train, *, n_classes, masks, n_workers) -> (shared, record)``: work done once
-        per call and shared by every block (the full-data start of logistic regression); ``record`` is merged
-        into the convergence record.
+        ``prepare(config, X_train, y_train, *, n_classes, masks, n_workers) -> Prepared | None``: work done once
+        per population and shared by every block (the full-data start of logistic regression).
     dp_model : callable, optional
         ``dp_model(config, n_max) -> dict`` with ``hidden``, ``weight_decay``, ``init``, ``model_family``: the
         network DP-SGD trains for this configuration (:mod:`memlens.train.dp_sgd`). None: DP-SGD is refused.
