@@ -12,7 +12,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: all setup deb demo test test-all bench bench-quick clean
+.PHONY: all setup deb demo test test-all docs bench bench-quick clean
 
 all: demo
 
@@ -48,6 +48,11 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''
 
+# The documentation site, offline: figures drawn by memlens, then MkDocs (Material, mkdocstrings) into site/.
+docs: $(STAMP)
+	$(PY) docs/gen_figures.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(PY) benchmarks/torch_module.py
 	$(PY) benchmarks/run.py
@@ -56,4 +61,4 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) runs build site docs/generated *.egg-info src/*.egg-info

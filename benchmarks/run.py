@@ -596,6 +596,14 @@ def markdown(res: dict) -> str:
              "this ran: absolute times vary; ratios measured within this run are the comparable numbers. Every "
              "timing is a median over the stated repeats, with the load average before/after it.\n")
 
+    up = ROOT / "benchmarks" / "user_path.md"
+    if not res["quick"] and up.exists():   # measured by benchmarks/user_path.py: whole processes, as a user runs them
+        L.append("## (0) Through the user's path: `memlens` as a user runs it, whole processes\n")
+        L.append("The headline numbers. The sections after this one time components (a trainer, a measure) inside "
+                 "one process; where the two differ, both are shown.\n")
+        L.append(up.read_text())
+        L.append("## Component benchmarks\n")
+
     for u in res.get("updates", []):
         L.append(f"Section `{u['section']}` re-measured on {u['utc']} UTC (`run.py --update --only {u['section']}`, "
                  f"{u['seconds']:.0f} s, load {u['load_before']:.2f}/{u['load_after']:.2f})"

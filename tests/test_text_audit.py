@@ -157,6 +157,20 @@ def test_bad_input_one_line_exit_2_nothing_overwritten(finished, tmp_path, capsy
     assert _hashes(out) == before
 
 
+def test_resume_from_the_manifest_alone(finished, tmp_path):
+    """`memlens audit --resume --out DIR` with nothing else: the corpus, model, canary and extraction settings come
+    from the run's manifest."""
+    import shutil
+
+    ref, ref_hashes = finished
+    out = tmp_path / "run"
+    shutil.copytree(ref, out)
+    (out / "population" / "shards" / "shard-00001.npz").unlink()
+    assert main(["audit", "--resume", "--out", str(out), "--no-progress"]) == 0
+    for name in ("examples.csv", "canaries.csv", "masks.npy"):
+        assert _hashes(out)[name] == ref_hashes[name], name
+
+
 def test_resume_with_other_settings_is_refused(finished, tmp_path, capsys):
     import shutil
 

@@ -7,6 +7,7 @@ Every error names the parameter, the value received and what to do, in the style
 from __future__ import annotations
 
 import contextlib
+import difflib
 import numbers
 import re
 import warnings
@@ -65,6 +66,17 @@ class MemlensWarning(UserWarning):
 
 def warn(message: str, *, stacklevel: int = 3) -> None:
     warnings.warn(message, MemlensWarning, stacklevel=stacklevel)
+
+
+def did_you_mean(value, choices) -> str:
+    """``"; did you mean 'digits'?"`` for the choice closest to a mistyped ``value`` (difflib's ratio >= 0.6), else
+    ``""``: appended to the error that lists the choices."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)
+    if not close:
+        close = [c for c in map(str, choices) if c.lower() == value.lower()]
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _short(value, limit: int = 60) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ._display import html_table
 from ._io import atomic_write_bytes
 from ._validation import MemlensInputError, check_array, check_labels, check_masks, warn
 
@@ -346,3 +347,15 @@ class Population:
     def __repr__(self) -> str:
         sig = {s: sorted(d) for s, d in self.signals.items()}
         return f"Population(n_models={self.n_models}, n_train={self.n_train}, signals={sig})"
+
+    def _repr_html_(self) -> str:
+        prov = self.provenance or {}
+        model = prov.get("model")
+        rows = [("models", f"{self.n_models:,}"), ("training examples", f"{self.n_train:,}"),
+                ("IN models per example (mean)", f"{float(self.masks.sum(0).mean()):.1f}")]
+        rows += [(f"signals on {split}", ", ".join(sorted(d))) for split, d in self.signals.items()]
+        if prov.get("dataset"):
+            rows.append(("dataset", str(prov["dataset"])))
+        if isinstance(model, Mapping):
+            rows.append(("model", ", ".join(f"{k}={v}" for k, v in model.items())))
+        return html_table("Population", rows)

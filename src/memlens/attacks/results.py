@@ -5,12 +5,14 @@ and derive ROC curves, AUC and TPR at fixed FPR with their uncertainty.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
 
+from .._display import html_table
 from .._validation import MemlensInputError
 from ..evaluation.metrics import (
     DEFAULT_FPRS,
@@ -95,6 +97,18 @@ class AttackResult:
         """Stratified percentile-bootstrap CIs of AUC and TPR@FPR (:func:`memlens.evaluation.bootstrap_metrics`)."""
         d = self.defined
         return bootstrap_metrics(self.scores[d], self.labels[d], fprs=fprs, n_boot=n_boot, level=level, seed=seed)
+
+    def _repr_html_(self) -> str:
+        d = self.defined
+        rows = [("attack", self.name), ("target model", "–" if self.target is None else str(self.target)),
+                ("examples (members)", f"{int(d.sum()):,} ({int(self.labels[d].astype(bool).sum()):,})")]
+        if 0 < self.labels[d].astype(bool).sum() < d.sum():
+            with warnings.catch_warnings():     # a display: the resolution warning was given where it was computed
+                warnings.simplefilter("ignore")
+                tpr = self.tpr_at(DEFAULT_FPRS)
+            rows += [("AUC", f"{self.auc:.4f}")] + [(f"TPR at {100 * f:g}% FPR", f"{100 * float(t):.2f}%")
+                                                   for f, t in zip(DEFAULT_FPRS, np.atleast_1d(tpr))]
+        return html_table("AttackResult", rows)
 
     def summary(self, fprs=DEFAULT_FPRS) -> dict[str, Any]:
         """JSON-friendly numbers: name, target, AUC, TPR at each FPR, advantage, counts."""

@@ -39,8 +39,19 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .._display import attack_rows, html_table, summary_rows
 from .._random import check_int_seed
-from .._validation import MemlensInputError, check_array, check_float, check_fraction, check_int, check_labels, warn
+from .._threads import limit_threads
+from .._validation import (
+    MemlensInputError,
+    check_array,
+    check_float,
+    check_fraction,
+    check_int,
+    check_labels,
+    did_you_mean,
+    warn,
+)
 from ..data import DATASETS, Dataset, load_dataset, make_masks
 from ..measures import high_influence_pairs, influence, memorization, noise_floor, out_predictions
 from ..population import Population
@@ -121,6 +132,14 @@ class AuditResult:
     loo: Any = None
     record: Any = None
 
+    def _repr_html_(self) -> str:
+        out = html_table(f"memlens audit — {self.out}", summary_rows(self.summary))
+        rows = attack_rows(self.summary)
+        if rows:
+            out += html_table("membership attacks (mean over target models)", rows,
+                              header=("attack", "AUC", "95% CI", "TPR @ 0.1% FPR", "TPR @ 1% FPR"))
+        return out
+
 
 # ---------------------------------------------------------------------------------------------- pieces
 def audit_masks(n_models: int, n_train: int, *, subset_ratio: float, seed: int) -> np.ndarray:
@@ -148,7 +167,7 @@ def _check_dataset(dataset):
     if isinstance(dataset, str):
         if dataset not in DATASETS:
             raise MemlensInputError(f"dataset must be one of {', '.join(DATASETS)}; got {dataset!r} "
-                                    "(or pass your own arrays with --data FILE.npz)")
+                                    "(or pass your own arrays with --data FILE.npz)" + did_you_mean(dataset, DATASETS))
         return load_dataset(dataset)
     if not isinstance(dataset, Dataset):
         raise MemlensInputError(f"dataset must be a dataset name or a memlens.data.Dataset; got "
@@ -212,7 +231,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         Replace the memlens run in ``out`` (files it does not own are kept).
     shard_size : int, optional
         Models per shard file (part of the run's config). Default: the trainer's block size (models trained in
-        one vectorized pass: logreg 128, mlp and torch modules 32; 32 for closed forms), or, with ``resume``, the
+        one vectorized pass: logreg 256, mlp and torch modules 32; 32 for closed forms), or, with ``resume``, the
         run's own.
     progress : bool
         Show a tqdm progress bar on stderr.
@@ -346,20 +365,30 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
     Feldman–Zhang memorization and influence on ``signal``, high-influence pairs, the attacks and the ε audit, the
     optional leave-one-out step (``loo_fn(memorization) -> AuditLOO``), then examples.csv, pairs.csv, the report and
     summary.json (``head`` and ``tail`` are the recipe's own summary fields around the measured ones)."""
-    mem = memorization(pop, signal=signal)
-    # Thresholded pairs are only needed for memorized training examples (high_influence_pairs keeps no others).
-    infl = influence(pop, signal=signal, split="test", top_k=TOP_K, threshold=INFL_THRESHOLD,
-                     pair_columns=np.nan_to_num(mem.scores, nan=-np.inf) >= MEM_THRESHOLD)
-    pairs = high_influence_pairs(mem, infl, train_labels=ds.y_train, test_labels=ds.y_test,
-                                 mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD)
-    train_acc, test_acc = population_accuracy(pop)
-    out_pred = (out_predictions(pop.masks, pop.signal("train", "pred"), ds.n_classes)
-                if "pred" in pop.signals.get("train", {}) else None)
+    with limit_threads(pipeline.measuring_threads(opts)):   # the cores the training used, now idle
+        return _measure_and_write(opts, trained, pop, ds, head=head, tail=tail, attacks=attacks,
+                                  attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn, t0=t0,
+                                  lira_convention=lira_convention, signal=signal)
+
+
+def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_targets, dp_record, loo_fn, t0,
+                       lira_convention, signal) -> AuditResult:
+    with pipeline.phase(opts, "memorization, influence and high-influence pairs"):
+        mem = memorization(pop, signal=signal)
+        # Thresholded pairs are only needed for memorized training examples (high_influence_pairs keeps no others).
+        infl = influence(pop, signal=signal, split="test", top_k=TOP_K, threshold=INFL_THRESHOLD,
+                         pair_columns=np.nan_to_num(mem.scores, nan=-np.inf) >= MEM_THRESHOLD)
+        pairs = high_influence_pairs(mem, infl, train_labels=ds.y_train, test_labels=ds.y_test,
+                                     mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD)
+        train_acc, test_acc = population_accuracy(pop)
+        out_pred = (out_predictions(pop.masks, pop.signal("train", "pred"), ds.n_classes)
+                    if "pred" in pop.signals.get("train", {}) else None)
     finite = np.isfinite(mem.scores)
-    floor = noise_floor(pop.masks, pop.signal("train", signal), signal=signal, test_values=pop.signal("test", signal),
-                        train_labels=ds.y_train, test_labels=ds.y_test, mem_threshold=MEM_THRESHOLD,
-                        infl_threshold=INFL_THRESHOLD, seed=np.random.SeedSequence([int(head.get("seed") or 0), 7]),
-                        memorization=mem)
+    with pipeline.phase(opts, "noise floor (the same estimates with memberships permuted)"):
+        floor = noise_floor(pop.masks, pop.signal("train", signal), signal=signal,
+                            test_values=pop.signal("test", signal), train_labels=ds.y_train, test_labels=ds.y_test,
+                            mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD,
+                            seed=np.random.SeedSequence([int(head.get("seed") or 0), 7]), memorization=mem)
     summary = AuditSummary(
         dataset=ds.name, n_train=ds.n_train, n_test=ds.n_test, n_classes=ds.n_classes, **head,
         train_accuracy=train_acc, test_accuracy=test_acc, mem_threshold=MEM_THRESHOLD, infl_threshold=INFL_THRESHOLD,
@@ -369,31 +398,34 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
         noise_floor=floor.to_dict(), **tail)
     att = None
     if attacks:
-        t_att = time.perf_counter()
-        delta = float(dp_record.get("delta") or 0.0) if dp_record else 0.0
-        acc_eps = dp_record.get("epsilon_accountant") if dp_record else None
-        acc_eps = float(acc_eps) if acc_eps is not None and math.isfinite(float(acc_eps)) else None
-        att = audit_attacks(pop, memorization_scores=mem.scores, n_targets=attack_targets, delta=delta,
-                            lira_convention=lira_convention,
-                            accountant_epsilon=acc_eps)
-        summary = dataclasses.replace(
-            summary, attacks={**att.settings, "fprs": [1e-3, 1e-2], "table": att.table(),
-                              "n_flagged": int(att.flagged.size), "flagged": att.flagged.tolist(),
-                              "notes": list(att.notes)},
-            privacy=privacy_summary(att, dp=dp_record, delta=delta), attack_seconds=time.perf_counter() - t_att)
+        with pipeline.phase(opts, "membership attacks and the ε audit"):
+            t_att = time.perf_counter()
+            delta = float(dp_record.get("delta") or 0.0) if dp_record else 0.0
+            acc_eps = dp_record.get("epsilon_accountant") if dp_record else None
+            acc_eps = float(acc_eps) if acc_eps is not None and math.isfinite(float(acc_eps)) else None
+            att = audit_attacks(pop, memorization_scores=mem.scores, n_targets=attack_targets, delta=delta,
+                                lira_convention=lira_convention,
+                                accountant_epsilon=acc_eps)
+            summary = dataclasses.replace(
+                summary, attacks={**att.settings, "fprs": [1e-3, 1e-2], "table": att.table(),
+                                  "n_flagged": int(att.flagged.size), "flagged": att.flagged.tolist(),
+                                  "notes": list(att.notes)},
+                privacy=privacy_summary(att, dp=dp_record, delta=delta), attack_seconds=time.perf_counter() - t_att)
 
     loo_res = None
     if loo_fn is not None:
-        loo_res = loo_fn(mem)
+        with pipeline.phase(opts, "leave-one-out"):
+            loo_res = loo_fn(mem)
         summary = dataclasses.replace(summary, loo=dict(loo_res.summary))
 
     # ---- write results: the CSVs, the report, summary.json last
-    summary = pipeline.write_results(
-        trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred),
-                            "pairs.csv": pairs_csv(pairs)},
-        summary=summary, t0=t0,
-        report=lambda s: render_report(summary=s, dataset=ds, memorization=mem,
-                                      influence=infl, pairs=pairs, attacks=att, loo=loo_res, out_pred=out_pred))
+    with pipeline.phase(opts, "examples.csv, pairs.csv, report.html"):
+        summary = pipeline.write_results(
+            trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred),
+                                "pairs.csv": pairs_csv(pairs)},
+            summary=summary, t0=t0,
+            report=lambda s: render_report(summary=s, dataset=ds, memorization=mem,
+                                          influence=infl, pairs=pairs, attacks=att, loo=loo_res, out_pred=out_pred))
     return AuditResult(opts.out, summary.to_json(), ds, pop, mem, infl, pairs, trained.trained, att, loo_res,
                        summary)
 

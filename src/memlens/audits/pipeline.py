@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -173,6 +174,23 @@ def train_population_shard(dataset, *, model, masks, seed, model_offset, backend
     extra = {} if dp is None else {"dp": dp}
     return _train.train_population(dataset, model=model, masks=masks, seed=seed, backend=backend,
                                    model_offset=model_offset, progress=progress, prepared=prepared, **extra)
+
+
+@contextmanager
+def phase(opts: RunOptions, what: str):
+    """A phase line on stderr: ``what ...`` when the step starts and its elapsed time when it ends (with
+    ``opts.progress``), so that no step of an audit is silent."""
+    t0 = time.perf_counter()
+    if opts.progress:
+        print(f"{what} ...", file=sys.stderr, flush=True)
+    yield
+    if opts.progress:
+        print(f"{what}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+
+def measuring_threads(opts: RunOptions) -> int:
+    """Threads for the steps after training (measures, attacks, report): the cores the training used."""
+    return max(1, int(getattr(opts.executor, "jobs", 1) or 1))
 
 
 #: Shared work that took at least this long (seconds) is stored in the run directory for a resumed run.

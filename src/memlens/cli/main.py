@@ -28,13 +28,14 @@ import numpy as np
 
 from .._io import check_npz_file, check_regular_file
 from .._random import check_seed
-from .._validation import MemlensInputError, MemlensTrainingError, MemlensWarning
+from .._validation import MemlensInputError, MemlensTrainingError, MemlensWarning, did_you_mean
 from .._version import __version__
 from ..data import from_arrays
 from ..experiments import get_experiment, list_experiments
 from ..storage.executors import ExecutorError
 from ..storage.runs import RunStorageError
 from .options import jobs_arg, jobs_of
+from .resume import fill_from_manifest, given_dests
 from .text import CLI_FLAGS as _TEXT_FLAGS
 from .text import add_cli_arguments as add_text_arguments
 from .text import check_not_text_flags, is_text_audit, run_from_args
@@ -57,7 +58,29 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse would print the usage and exit; we report one line instead
-        raise _UsageError(f"{message}; see `{self.prog} --help`")
+        raise _UsageError(f"{message}{_suggestion(self, message)}; see `{self.prog} --help`")
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of ``parser`` and of its subcommands."""
+    out = []
+    for action in parser._actions:
+        out += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _options(sub)
+    return sorted(set(out))
+
+
+def _suggestion(parser, message: str) -> str:
+    """"did you mean" for argparse's mistyped option or choice."""
+    m = re.search(r"unrecognized arguments: (-\S+)", message)
+    if m:
+        return did_you_mean(m.group(1).split("=")[0], _options(parser))
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if m:
+        return did_you_mean(m.group(1), re.findall(r"'([^']*)'", m.group(2)))
+    return ""
 
 
 def _flagged(exc: MemlensInputError) -> str:
@@ -116,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", default=None, metavar="DIR",
                        help="run directory (default runs/audit; runs/text-audit for the text audit)")
     audit.add_argument("--shard-size", type=int, default=None, metavar="N",
-                       help="models per shard file (default: one vectorized block of the model, e.g. 128 for "
+                       help="models per shard file (default: one vectorized block of the model, e.g. 256 for "
                             "logreg and 32 for mlp; 4 for the text audit; a resumed run keeps its own)")
     group = audit.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -160,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seed", type=int, default=0, metavar="S")
 
     sub.add_parser("list", help="list the reproductions", description="List the reproductions.")
+
+    show = sub.add_parser("show", help="print a finished run's summary", description="Print the summary of a "
+                          "finished run (its summary.json) as tables, or as JSON with --json.")
+    show.add_argument("dir", metavar="DIR", help="run directory")
+    show.add_argument("--json", action="store_true", help="print summary.json as it is")
     return parser
 
 
@@ -251,7 +279,10 @@ def _trained(args):
     dataset = load_npz_dataset(args.data) if args.data is not None else (args.dataset or "digits")
     from ..audits.image import run_audit  # deferred: the audit brings torch (the CLI's --help stays fast)
 
-    return run_audit(dataset=dataset, model=args.model, model_params=parse_model_params(args.model_param),
+    params = parse_model_params(args.model_param)
+    if params is None:
+        params = getattr(args, "manifest_model_params", None)
+    return run_audit(dataset=dataset, model=args.model, model_params=params,
                      n_models=args.models, subset_ratio=args.subset_ratio,
                      seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
                      shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
@@ -282,6 +313,7 @@ def _external(args):
 
 
 def _audit(args) -> int:
+    fill_from_manifest(args, getattr(args, "given", set()))   # --resume --out DIR: the rest from the run's manifest
     if is_text_audit(args):  # --dataset fortunes, --text FILE or --model char-lm
         if args.model_param:
             raise MemlensInputError(f"--model-param applies to --model logreg, mlp, ridge or kernel-ridge; got "
@@ -322,6 +354,13 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _show(args) -> int:
+    from .show import show  # deferred: rich draws the tables
+
+    show(args.dir, as_json=args.json)
+    return 0
+
+
 def _list(args) -> int:
     items = list_experiments()
     width = max((len(n) for n, _ in items), default=0)
@@ -343,12 +382,13 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.given = given_dests(parser, sys.argv[1:] if argv is None else argv)
     except _UsageError as exc:
         print(f"memlens: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    handler = {"audit": _audit, "reproduce": _reproduce, "list": _list}[args.command]
+    handler = {"audit": _audit, "reproduce": _reproduce, "list": _list, "show": _show}[args.command]
     old = warnings.showwarning
     warnings.showwarning = _show_warning
     old_term = _sigterm_as_interrupt()
@@ -386,7 +426,8 @@ def _sigterm_as_interrupt():
 
 
 def _one_line(text: str) -> str:
-    return re.sub(r"\s*\n\s*", " ", text).strip()
+    """The message on one line, except a list of items (lines starting with ``  - ``), kept one item per line."""
+    return re.sub(r"\s*\n(?!  - )\s*", " ", text).strip()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -125,6 +125,8 @@ def _run_from_args(args, print_fn) -> int:
         raise MemlensInputError("--loo is not available for the text audit; drop it")
     config = {k: v for k, v in (("arch", args.arch), ("width", args.width), ("depth", args.depth),
                                 ("epochs", args.epochs), ("steps", args.steps)) if v is not None}
+    if not config and getattr(args, "manifest_text_config", None):   # --resume --out DIR: the run's own
+        config = dict(args.manifest_text_config)
     if "width" in config and "n_heads" not in config and config.get("arch", "transformer") == "transformer":
         config["n_heads"] = next(h for h in (4, 2, 1) if config["width"] % h == 0) if config["width"] > 0 else 4
     n_docs = None if args.documents == 0 else args.documents

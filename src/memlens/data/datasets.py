@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import MemlensInputError, check_array, check_labels
+from .._validation import MemlensInputError, check_array, check_labels, did_you_mean
 
 __all__ = ["Dataset", "load_dataset", "from_arrays", "check_image_shape", "DATASETS", "FASHION_MNIST_DIR"]
 
@@ -289,5 +289,6 @@ def load_dataset(name: str = "digits") -> Dataset:
     """
     loaders = _loaders()
     if not isinstance(name, str) or name not in loaders:
-        raise MemlensInputError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+        raise MemlensInputError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}"
+                                + did_you_mean(name, DATASETS))
     return loaders[name]()

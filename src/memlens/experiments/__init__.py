@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from .._validation import MemlensInputError
+from .._validation import MemlensInputError, did_you_mean
 
 __all__ = ["REGISTRY", "DESCRIPTIONS", "get_experiment", "list_experiments"]
 
@@ -44,7 +44,7 @@ def get_experiment(name: str):
     """The experiment module for ``name`` (it has ``NAME``, ``DESCRIPTION`` and ``run``)."""
     if name not in REGISTRY:
         raise MemlensInputError(f"reproduction must be one of {', '.join(REGISTRY)}; got {name!r} "
-                                "(`memlens list` shows them)")
+                                "(`memlens list` shows them)" + did_you_mean(name, REGISTRY))
     return importlib.import_module(REGISTRY[name])
 
 

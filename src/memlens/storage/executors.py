@@ -92,22 +92,17 @@ class LocalExecutor(Executor):
         return "LocalExecutor()"
 
 
-def _keyed(key, fn, shared, kwargs):
-    """The body of a worker-process task: ``(key, encoded fn(**shared, **kwargs))`` with one BLAS/torch thread."""
-    return key, _run_encoded(fn, _threads=1, **shared, **kwargs)
-
-
 class PoolExecutor(Executor):
     """Run the shards on ``jobs`` cores of this machine, one BLAS/torch thread each (``--jobs N``).
 
     This process trains shards itself, in a background thread, from the start; worker processes are started only
     when that has not finished every shard after :attr:`worth_s` seconds (each worker imports memlens and torch,
     seconds that a small run's whole training does not take). From then on this process and ``jobs - 1`` worker
-    processes (joblib's loky backend) each take the next shard when they are free, so every core is busy until
-    the shards run out, and a run of a few long shards does not wait for one of them to finish before using the
-    other cores. Results (a Population travels from a worker as its ``.npz`` bytes) are handed to ``on_result``
-    as each finishes, one at a time, so the caller writes each shard at once. Large arrays (the dataset, the
-    shared start) reach the workers memory-mapped, not copied per shard.
+    processes (loky, joblib's process pool) each take the next shard when they are free, so every core is busy
+    until the shards run out, and a run of a few long shards does not wait for one of them to finish before using
+    the other cores. Results (a Population travels from a worker as its ``.npz`` bytes) are handed to
+    ``on_result`` as each finishes, one at a time, so the caller writes each shard at once. The shard function and
+    the inputs every shard shares (the dataset, the shared start) are sent to each worker once, when it starts.
 
     A shard's models depend only on the run's seed and their rows, and every shard runs with one thread, so the
     population is the same, bit for bit, as the in-process :class:`LocalExecutor`'s (tested). When a shard
@@ -157,31 +152,68 @@ class PoolExecutor(Executor):
 
         thread = threading.Thread(target=in_process, name="memlens-shards", daemon=True)
         thread.start()
+        pool, running = None, {}
         try:
             finished.wait(self.worth_s)
             n = min(self.jobs - 1, len(pending))
             if n >= 1 and not stop.is_set():
-                from joblib import Parallel, delayed, parallel_config  # worker processes only when they pay
+                from concurrent.futures import FIRST_COMPLETED, wait
 
-                with parallel_config(backend="loky", inner_max_num_threads=1):
-                    tasks = (delayed(_keyed)(key, fn, shared, kwargs) for key, kwargs in iter(take, None))
-                    for key, wire in Parallel(n_jobs=n, return_as="generator_unordered", batch_size=1,
-                                              pre_dispatch="n_jobs")(tasks):
+                from joblib.externals.loky import get_reusable_executor  # worker processes only when they pay
+
+                # the shard function and the large shared inputs reach each worker once, not once per shard
+                pool = get_reusable_executor(max_workers=n, initializer=_init_worker, initargs=(fn, shared),
+                                             reuse=False, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                                               "OPENBLAS_NUM_THREADS": "1"})
+                while True:
+                    while len(running) < n and (job := take()) is not None:
+                        running[pool.submit(_worker_task, job[0], job[1])] = job[0]
+                    if not running:
+                        break
+                    finished_now, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished_now:
+                        running.pop(future)
+                        key, wire = future.result()
                         deliver(key, _decode(wire))
             _join(thread)
         except Exception:
-            stop.set()       # no new shard; the one running here finishes and is written, then the error is raised
+            stop.set()       # no new shard; those running finish and are written, then the error is raised
+            for future in list(running):
+                try:
+                    key, wire = future.result()
+                    deliver(key, _decode(wire))
+                except Exception:  # noqa: BLE001 - the first error is the one raised
+                    pass
             _join(thread)
             raise
         except BaseException:
-            stop.set()       # an interrupt: do not wait for the running shard
+            stop.set()       # an interrupt: do not wait for the running shards
+            if pool is not None:
+                pool.shutdown(wait=False, kill_workers=True)
+                pool = None
             raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False)
         if failure:
             raise failure[0]
         return done
 
     def __repr__(self) -> str:
         return f"PoolExecutor(jobs={self.jobs})"
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(fn, shared) -> None:
+    """A worker process's start: keep the shard function and the inputs every shard shares."""
+    _WORKER.update(fn=fn, shared=dict(shared))
+
+
+def _worker_task(key, kwargs):
+    """One shard in a worker process: ``(key, encoded fn(**shared, **kwargs))`` with one BLAS/torch thread."""
+    return key, _run_encoded(_WORKER["fn"], _threads=1, **_WORKER["shared"], **kwargs)
 
 
 def _join(thread) -> None:
@@ -526,8 +558,20 @@ def train_missing_shards(run, fn: Callable[..., Any], *, shared: Mapping[str, An
         if on_shard is not None:
             on_shard(k, run.n_shards - len(missing) + len(trained), run.n_shards)
 
+    stop = threading.Event()
+
+    def heartbeat():     # the elapsed time keeps moving while a long shard (minutes, for Fashion-MNIST) runs
+        while not stop.wait(1.0):
+            bar.refresh()
+
+    beat = threading.Thread(target=heartbeat, name="memlens-progress", daemon=True)
+    if progress:
+        beat.start()
     try:
         executor.map(fn, (job(k) for k in missing), shared=shared, on_result=write)
     finally:
+        stop.set()
+        if progress:
+            beat.join()
         bar.close()
     return sorted(trained)

@@ -423,9 +423,13 @@ class RunDir:
             diffs.append(f"run identity {str(manifest.get('run_id'))[:12]} in the run, {new_id[:12]} now"
                          + ("" if diffs else " (manifest.json was edited, or written by another memlens version)"))
         if diffs:
-            raise MemlensInputError(f"--resume refused for {str(path)!r}: " + "; ".join(diffs)
-                                    + "; resume with the run's original settings, or use --overwrite or a new "
-                                    "--out directory to start a new run")
+            # one setting per line (a changed model configuration lists each of its fields)
+            items = [d for d in diffs if not d.startswith(("config differs", "run identity"))] + cdiff
+            items = items or diffs   # the identity alone differs: say so
+            raise MemlensInputError(f"--resume refused for {str(path)!r}: {len(items)} setting(s) differ from the "
+                                    "run's; resume with the run's settings (`memlens audit --resume --out DIR` "
+                                    "alone takes them from its manifest), or use --overwrite or a new --out "
+                                    "directory to start a new run:" + "".join(f"\n  - {d}" for d in items))
         check_writable(path)
         _warn_versions(manifest.get("versions"))
         on_disk = cls._load_masks(path, manifest)

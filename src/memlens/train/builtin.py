@@ -85,7 +85,7 @@ def _logreg_dp(config, n_max):
 
 LOGREG = register_trainer(Trainer(
     name="logreg", config_type=LogisticConfig, make_config=partial(make_model_config, 'logreg'), fit_block=_logreg_fit,
-    convergence=_logreg_convergence, block_size=128, prepare=_logreg_prepare, dp_model=_logreg_dp, loo=True,
+    convergence=_logreg_convergence, block_size=256, prepare=_logreg_prepare, dp_model=_logreg_dp, loo=True,
     backends=("torch", "sklearn")))
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .._validation import MemlensInputError
+from .._validation import MemlensInputError, did_you_mean
 
 __all__ = [
     "Trainer", "BlockFit", "Prepared", "TRAINERS", "get_trainer", "register_trainer", "trainer_for_config", "config_from_dict"
@@ -181,7 +181,8 @@ def get_trainer(model) -> Trainer:
         return model
     if isinstance(model, str):
         if model not in TRAINERS:
-            raise MemlensInputError(f"model must be one of {', '.join(TRAINERS)}; got {model!r}", param="model")
+            raise MemlensInputError(f"model must be one of {', '.join(TRAINERS)}; got {model!r}"
+                                    + did_you_mean(model, TRAINERS), param="model")
         return TRAINERS[model]
     trainer = trainer_for_config(model)
     if trainer is None:

@@ -1,0 +1,80 @@
+"""Displays of a run's summary: rows for a terminal table (``memlens show``) and HTML for notebooks.
+
+Pure functions of ``summary.json``'s content; no heavy import, so ``memlens show`` starts fast.
+"""
+from __future__ import annotations
+
+import html
+from typing import Mapping
+
+__all__ = ["summary_rows", "attack_rows", "html_table"]
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * float(x):.1f}%"
+
+
+def _num(x, spec: str = ".3f") -> str:
+    return "–" if x is None else format(float(x), spec)
+
+
+def summary_rows(s: Mapping) -> list[tuple[str, str]]:
+    """``(setting, value)`` rows of a run's summary (``summary.json``), for a terminal or notebook table."""
+    return _summary_rows(s)
+
+
+def _summary_rows(s) -> list[tuple[str, str]]:
+    rows = [("dataset", f"{s.get('dataset')} ({s.get('n_train', '?'):,} train / {s.get('n_test', '?'):,} test)"
+             if isinstance(s.get("n_train"), int) else str(s.get("dataset")))]
+    if "model" in s:
+        cfg = {k: v for k, v in (s.get("model_config") or {}).items() if k != "name"}
+        rows.append(("model", f"{s['model']} " + ", ".join(f"{k}={v}" for k, v in cfg.items())))
+    for key, label in (("n_models", "models"), ("subset_ratio", "subset ratio"), ("seed", "seed")):
+        if key in s:
+            rows.append((label, str(s[key])))
+    if "train_accuracy" in s:
+        rows.append(("accuracy (train / test)", f"{_pct(s['train_accuracy'])} / {_pct(s.get('test_accuracy'))}"))
+    if "n_memorized" in s:
+        floor = s.get("n_memorized_noise_floor")
+        rows.append((f"memorized (≥ {s.get('mem_threshold', 0.25):g})",
+                     f"{s['n_memorized']:,}" + (f"  (noise floor {floor:.0f})" if floor is not None else "")))
+    if "n_pairs" in s:
+        floor = s.get("n_pairs_noise_floor")
+        rows.append(("high-influence pairs",
+                     f"{s['n_pairs']:,}" + (f"  (noise floor {floor:.0f})" if floor is not None else "")))
+    priv = s.get("privacy") or {}
+    if priv.get("audited_epsilon_lower_bound") is not None:
+        rows.append(("audited ε (lower bound)", f"{priv['audited_epsilon_lower_bound']:.3f} at "
+                     f"{100 * priv.get('confidence', 0.95):.0f}% confidence ({priv.get('audited_by')})"))
+    if priv.get("accountant_epsilon") is not None:
+        rows.append(("accountant ε (DP-SGD)", f"{priv['accountant_epsilon']:.3f}, δ = {priv.get('delta')}"))
+    for key, label in (("training_seconds", "training"), ("attack_seconds", "attacks"),
+                       ("runtime_seconds", "whole audit")):
+        if s.get(key) is not None:
+            rows.append((f"time: {label}", f"{s[key]:.1f} s"))
+    return rows
+
+
+def attack_rows(s: Mapping) -> list[tuple[str, ...]]:
+    """``(attack, AUC, 95% CI, TPR at 0.1% FPR, TPR at 1% FPR)`` rows of a summary's attacks table."""
+    return _attack_rows(s)
+
+
+def _attack_rows(s) -> list[tuple[str, ...]]:
+    table = ((s.get("attacks") or {}).get("table")) or {}
+    rows = []
+    for name, a in table.items():
+        auc = (a.get("auc") or {})
+        tpr = a.get("tpr") or {}
+        ci = auc.get("ci") or [None, None]
+        rows.append((name, _num(auc.get("mean")), f"[{_num(ci[0])}, {_num(ci[1])}]",
+                     _pct((tpr.get("0.001") or {}).get("mean")), _pct((tpr.get("0.01") or {}).get("mean"))))
+    return rows
+
+
+def html_table(title: str, rows, header=None) -> str:
+    """A small HTML table (a notebook's display of a result): ``rows`` of cells, an optional ``header``."""
+    head = "" if header is None else "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{head}{body}</table>"
