@@ -602,6 +602,11 @@ def markdown(res: dict) -> str:
         L.append("The headline numbers. The sections after this one time components (a trainer, a measure) inside "
                  "one process; where the two differ, both are shown.\n")
         L.append(up.read_text())
+    ra = ROOT / "benchmarks" / "ratios.md"
+    if not res["quick"] and ra.exists():   # measured by benchmarks/ratios.py: the 10x targets, repeated runs
+        L.append("### The 10x targets in repeated runs (`benchmarks/ratios.py`)\n")
+        L.append(ra.read_text())
+    if not res["quick"] and (up.exists() or ra.exists()):
         L.append("## Component benchmarks\n")
 
     for u in res.get("updates", []):

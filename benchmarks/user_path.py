@@ -164,7 +164,8 @@ def _audit_row(args: list[str], n: int, out: Path) -> dict:
                                            "runtime_seconds") if s.get(k) is not None}
     row["test_accuracy"] = s.get("test_accuracy")
     row["n_memorized"] = s.get("n_memorized")
-    row["attacks"] = {name: a.get("auc") for name, a in (s.get("attacks") or {}).items() if isinstance(a, dict)}
+    row["attacks"] = {name: (a.get("auc") or {}).get("mean")
+                      for name, a in ((s.get("attacks") or {}).get("table") or {}).items()}
     row["trainer"] = {k: v for k, v in (s.get("trainer") or {}).items() if k in ("n_iter_mean", "n_iter_max",
                                                                                  "n_not_converged", "preconditioner")}
     return row
@@ -251,7 +252,7 @@ def markdown(res: dict) -> str:
             if v.get("trainer"):
                 bits.append("trainer " + ", ".join(f"{a} {b:.4g}" if isinstance(b, float) else f"{a} {b}"
                                                    for a, b in v["trainer"].items()))
-            if v.get("attacks"):
+            if v.get("attacks") and any(b is not None for b in v["attacks"].values()):
                 bits.append("AUC " + ", ".join(f"{a} {b:.3f}" for a, b in v["attacks"].items() if b is not None))
             if v.get("inner"):
                 i = v["inner"]
@@ -262,8 +263,13 @@ def markdown(res: dict) -> str:
                 L.append(f"- *{k}*: " + "; ".join(bits) + ".")
         if key == "peer":
             rows = list(sec["rows"].values())
-            L.append(f"- whole process, per-model loop / memlens: **{rows[1]['wall_s'] / rows[0]['wall_s']:.1f}x** "
-                     "wall.")
+            m, loop = rows[0], rows[1]
+            inner = loop.get("inner") or {}
+            L.append(f"- whole process: memlens {m['wall_s']:.2f} s, the per-model script {loop['wall_s']:.2f} s "
+                     f"(memlens / script = {m['wall_s'] / loop['wall_s']:.2f}x). Training alone: memlens "
+                     f"{(m.get('phases') or {}).get('training_seconds', float('nan')):.2f} s, the script "
+                     f"{inner.get('train_s', float('nan')):.2f} s. memlens's process also computes memorization, "
+                     "influence and the noise floor, four attacks with intervals, the ε audit and the report.")
         L.append("")
     return "\n".join(L)
 

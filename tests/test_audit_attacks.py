@@ -254,8 +254,11 @@ def test_dp_flags_enter_config_and_report(data_file, finished, tmp_path, capsys)
         pytest.skip("DP-SGD training (memlens.train.DPConfig) is not in this installation")
     ref, hashes = finished
     # a non-private run cannot be resumed as a DP run: the DP settings are part of its config
-    msg = _one_line_error(capsys, _args(data_file, ref, "--resume", "--dp-epsilon", "8"))
-    assert "dp" in msg
+    assert main(_args(data_file, ref, "--resume", "--dp-epsilon", "8")) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    # the refusal's first line, then one line per differing setting
+    assert lines[0].startswith("memlens: error: --resume refused") and "1 setting(s)" in lines[0], lines
+    assert len(lines) == 2 and lines[1].startswith("  - dp is '<absent>' in the run"), lines
     assert _hashes(ref) == hashes
     out = tmp_path / "dp"
     assert main(["audit", "--data", str(data_file), "--models", "6", "--out", str(out), "--no-progress",

@@ -299,9 +299,11 @@ def _one_line_error(capsys, argv) -> str:
     err = capsys.readouterr().err
     assert code == 2, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("memlens: error: "), err
+    # one line; a --resume refusal lists each differing setting on a line of its own ("  - ...") below it
+    listed = "--resume refused" in lines[0] and all(ln.startswith("  - ") for ln in lines[1:])
+    assert (len(lines) == 1 or listed) and lines[0].startswith("memlens: error: "), err
     assert "Traceback" not in err
-    return lines[0]
+    return " ".join(lines)
 
 
 def _npz(tmp, data_file, name, **changes):
@@ -541,7 +543,8 @@ RUN_FILES = [
     ("manifest a JSON list", lambda r: (r / "manifest.json").write_text("[1, 2]"), "refused",
      ["foreign output directory"]),
     ("manifest without its fields", _manifest_keys_only, "refused", ["manifest.json"]),
-    ("manifest config edited", _manifest_config_edited, "refused", ["seed is 7 in the run, 0 now"]),
+    # --resume takes the unset --seed from the (edited) manifest: the masks it draws are not the run's
+    ("manifest config edited", _manifest_config_edited, "refused", ["the training-subset masks differ"]),
     ("masks.npy truncated", lambda r: _truncate(r / "masks.npy"), "retrained", []),
     ("masks.npy bit flip", lambda r: _flip(r / "masks.npy"), "retrained", []),
     ("shard truncated", lambda r: _truncate(r / SHARDS / "shard-00001.npz"), "retrained", []),

@@ -162,9 +162,11 @@ def _one_line_error(capsys, argv) -> str:
     err = capsys.readouterr().err
     assert code == 2, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("memlens: error: "), err
+    # one line; a --resume refusal lists each differing setting on a line of its own ("  - ...") below it
+    listed = "--resume refused" in lines[0] and all(ln.startswith("  - ") for ln in lines[1:])
+    assert (len(lines) == 1 or listed) and lines[0].startswith("memlens: error: "), err
     assert "Traceback" not in err
-    return lines[0]
+    return " ".join(lines)
 
 
 def test_resume_refuses_changed_config_or_data(finished, data_file, tmp_path, capsys):
@@ -330,5 +332,7 @@ def test_model_param_overrides_the_config_and_is_part_of_the_run_identity(data_f
                 ["--model-param", "C", "--overwrite"], ["--model-param", "C=-1", "--overwrite"]):
         assert main(_args(data_file, out, "--no-attacks", *bad)) == 2, bad
         err = capsys.readouterr().err.strip()
-        assert err.startswith("memlens: error:") and "\n" not in err, err
+        lines = err.splitlines()
+        assert err.startswith("memlens: error:") and all(ln.startswith("  - ") for ln in lines[1:]), err
+        assert len(lines) == 1 or "--resume refused" in lines[0], err
     assert _hashes(out) == before

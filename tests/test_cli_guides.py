@@ -90,6 +90,7 @@ def test_resume_from_the_manifest_alone(reference_run, data_file, tmp_path, monk
     out = tmp_path / "run"
     real = _interrupt_second_shard(monkeypatch)
     assert main(_audit(data_file, out)) == 130
+    capsys.readouterr()
     monkeypatch.setattr(memlens.train, "train_population", real)
     # own arrays: the file is needed again, and the message says so in one line
     assert main(["audit", "--resume", "--out", str(out)]) == 2
@@ -143,3 +144,13 @@ def test_notebook_displays(tmp_path):
     from memlens._display import html_table
 
     assert "&lt;b&gt;" in html_table("t", [("<b>", "x")])
+
+
+def test_quiet_and_json(tmp_path, capsys):
+    argv = ["audit", "--dataset", "iris", "--models", "4", "--no-attacks"]
+    assert main([*argv, "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == "" and all(ln.startswith("memlens: warning:") for ln in cap.err.splitlines())
+    assert main([*argv, "--out", str(tmp_path / "j"), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out) == json.loads((tmp_path / "j" / "summary.json").read_text())

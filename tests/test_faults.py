@@ -300,7 +300,7 @@ def test_manifest_records_identity_and_versions(reference, data_file):
 
 
 @pytest.mark.parametrize("change, says", [
-    (["--subset-ratio", "0.5"], r"config differs \(subset_ratio is 0.7 in the run, 0.5 now\)"),
+    (["--subset-ratio", "0.5"], r"\n  - subset_ratio is 0.7 in the run, 0.5 now"),
     (["--models", "17"], r"n_models is 16 in the run, 17 now"),
     (["--shard-size", "2"], r"shard_size is 1 in the run, 2 now"),
     (["--model", "mlp"], r"model is 'logreg' in the run, 'mlp' now"),
@@ -317,7 +317,10 @@ def test_resume_with_other_identity_refused_and_says_what_differs(reference, dat
             args[i + 1] = value
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("memlens: error: --resume refused"), err
+    lines = err.splitlines()
+    # the refusal's first line, then one line per differing setting
+    assert err.startswith("memlens: error: --resume refused") and all(ln.startswith("  - ") for ln in lines[1:]), err
+    assert len(lines) >= 2
     import re
 
     assert re.search(says, err), err

@@ -17,7 +17,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 #: The layer order (lowest first). A module imports only from its own layer or below.
 LAYERS = (
-    ("base", {"_validation", "_random", "_threads", "_io", "_math", "_version"}),
+    ("base", {"_validation", "_random", "_threads", "_io", "_math", "_version", "_display"}),
     ("population", {"population"}),
     ("foundations", {"data", "models", "evaluation", "privacy"}),
     ("computation", {"train", "measures", "attacks", "tasks"}),
@@ -33,7 +33,7 @@ LEAVES = {"evaluation", "train", "measures", "attacks", "tasks"}
 #: Deliberate upward imports: (importing module, imported module) -> reason. Each is also in docs/architecture.md.
 DECLARED_UPWARD: dict = {}
 #: Third-party modules a function may import lazily: heavy optional dependencies (or heavy native libraries).
-DEFERRABLE = {"torch", "ray", "matplotlib", "opacus", "threadpoolctl", "joblib", "sklearn", "scipy"}
+DEFERRABLE = {"torch", "ray", "matplotlib", "opacus", "threadpoolctl", "joblib", "sklearn", "scipy", "rich"}
 
 
 def _layer_of(module: str) -> int:

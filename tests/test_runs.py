@@ -192,7 +192,7 @@ def test_resume_accepts_same_and_says_what_differs(setup):
     stale.write_bytes(b"half")
     RunDir.open_for_resume(path, dict(CONFIG), ds, masks, shard_size=4)
     assert not stale.exists()
-    with pytest.raises(MemlensInputError, match=r"config differs \(seed is 0 in the run, 1 now\)"):
+    with pytest.raises(MemlensInputError, match=r"\n  - seed is 0 in the run, 1 now"):
         RunDir.open_for_resume(path, {**CONFIG, "seed": 1}, ds, masks, shard_size=4)
     with pytest.raises(MemlensInputError, match=r"model is 'logreg' in the run, 'mlp' now"):
         RunDir.open_for_resume(path, {**CONFIG, "model": "mlp"}, ds, masks, shard_size=4)

@@ -546,7 +546,8 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
 
     # ---- measure
     t_meas = time.perf_counter()
-    analysis = _analyse(pop, full, copy_of, canaries, cfg)
+    with pipeline.phase(opts, "counterfactual memorization, influence, canaries and extraction"):
+        analysis = _analyse(pop, full, copy_of, canaries, cfg)
     summary = TextAuditSummary(
         dataset=full.name, source=full.source, n_documents=int((copy_of < 0).sum()), n_test=full.n_test,
         n_train_columns=full.n_train, corpus=ds.description, model=model, model_config=model_config,
@@ -556,10 +557,11 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     files = {"examples.csv": text_examples_csv(full, copy_of, analysis), "pairs.csv": text_pairs_csv(analysis["pairs"])}
     if canaries is not None:
         files["canaries.csv"] = canaries_csv(canaries, analysis["canary_rows"])
-    summary = pipeline.write_results(
-        run, files=files, summary=summary, t0=t0,
-        report=lambda s: render_text_report(summary=s, dataset=full, copy_of=copy_of, canaries=canaries,
-                                            analysis=analysis))
+    with pipeline.phase(opts, "examples.csv, pairs.csv, report.html"):
+        summary = pipeline.write_results(
+            run, files=files, summary=summary, t0=t0,
+            report=lambda s: render_text_report(summary=s, dataset=full, copy_of=copy_of, canaries=canaries,
+                                                analysis=analysis))
     return TextAuditResult(opts.out, summary.to_json(), full, pop, copy_of, canaries, analysis["canary_in"],
                            analysis["memorization"], analysis["memorization_ll"], analysis["influence"],
                            analysis["canary_rows"], analysis["explanations"], analysis["ranking"], trained.trained,

@@ -21,6 +21,7 @@ import argparse
 import re
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from .._validation import MemlensInputError, MemlensTrainingError, MemlensWarnin
 from .._version import __version__
 from ..data import from_arrays
 from ..experiments import get_experiment, list_experiments
+from ..experiments._common import PROGRESS
 from ..storage.executors import ExecutorError
 from ..storage.runs import RunStorageError
 from .options import jobs_arg, jobs_of
@@ -144,7 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     group = audit.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    audit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    audit.add_argument("--no-progress", action="store_true", help="no progress bar or phase lines")
+    audit.add_argument("--quiet", action="store_true",
+                       help="print nothing but errors and warnings (implies --no-progress)")
+    audit.add_argument("--json", action="store_true",
+                       help="print the run's summary.json on stdout instead of the summary lines (for scripts; "
+                            "implies --no-progress)")
     audit.add_argument("--backend", default="local", metavar="local|ray",
                        help="where the shards of models are trained: local (default, on this machine: --jobs worker "
                             "processes) or ray (as Ray tasks, each shard written to --out as it completes; needs pip "
@@ -314,11 +321,20 @@ def _external(args):
 
 def _audit(args) -> int:
     fill_from_manifest(args, getattr(args, "given", set()))   # --resume --out DIR: the rest from the run's manifest
+    if args.quiet or args.json:
+        args.no_progress = True
     if is_text_audit(args):  # --dataset fortunes, --text FILE or --model char-lm
         if args.model_param:
             raise MemlensInputError(f"--model-param applies to --model logreg, mlp, ridge or kernel-ridge; got "
                                     f"{args.model_param[0]!r} with the text audit: use its own flags (memlens audit "
                                     "--help, 'text audit' options)")
+        if args.quiet or args.json:    # the summary lines go nowhere; --json prints summary.json instead
+            lines: list = []
+            rc = run_from_args(args, print_fn=lambda *a, **k: lines.append(" ".join(map(str, a))))
+            if args.json:
+                report = Path(lines[-1].removeprefix("report: "))
+                print((report.parent / "summary.json").read_text())
+            return rc
         return run_from_args(args)
     check_not_text_flags(args)
     for name, default in (("models", 256), ("subset_ratio", 0.7), ("out", "runs/audit")):
@@ -332,9 +348,12 @@ def _audit(args) -> int:
         result = _external(args)
     else:
         result = _trained(args)
-    for line in result.record.lines():
-        print(line)
-    print(f"report: {result.out / 'report.html'}")
+    if args.json:
+        print((result.out / "summary.json").read_text())
+    elif not args.quiet:
+        for line in result.record.lines():
+            print(line)
+        print(f"report: {result.out / 'report.html'}")
     return 0
 
 
@@ -349,8 +368,14 @@ def _reproduce(args) -> int:
     out = Path(args.out) if args.out is not None else Path("runs") / args.name
     if out.exists() and not out.is_dir():
         raise MemlensInputError(f"--out must be a folder; got {str(out)!r}, which is a file")
-    results = module.run(out, quick=args.quick, seed=args.seed)
-    print(f"{args.name}: wrote {out} ({len(results)} results in results.json)")
+    PROGRESS["on"] = True
+    t0 = time.perf_counter()
+    print(f"{args.name}{' (quick)' if args.quick else ''}: running, phase by phase ...", file=sys.stderr, flush=True)
+    try:
+        results = module.run(out, quick=args.quick, seed=args.seed)
+    finally:
+        PROGRESS["on"] = False
+    print(f"{args.name}: wrote {out} ({len(results)} results in results.json) in {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -49,6 +49,7 @@ def fill_from_manifest(args, given: set) -> None:
         return
     cfg = manifest["config"]
     kind = cfg.get("kind")
+    _set(args, given, "shard_size", manifest.get("shard_size"))
     data_given = bool({"data", "dataset", "external", "text"} & given)
     if kind == "external-audit":
         if not data_given:

@@ -2,11 +2,28 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .._io import atomic_write_bytes, to_jsonable
 
-__all__ = ["prepare_out_dir", "write_results", "write_readme", "save_figure", "to_jsonable"]
+__all__ = ["prepare_out_dir", "write_results", "write_readme", "save_figure", "to_jsonable", "step", "PROGRESS"]
+
+#: Phase lines on stderr (``memlens reproduce`` turns them on; silent in Python by default).
+PROGRESS = {"on": False}
+
+
+@contextmanager
+def step(what: str):
+    """A reproduction's phase line: ``what ...`` when a step starts and its elapsed time when it ends."""
+    t0 = time.perf_counter()
+    if PROGRESS["on"]:
+        print(f"  {what} ...", file=sys.stderr, flush=True)
+    yield
+    if PROGRESS["on"]:
+        print(f"  {what}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 def prepare_out_dir(out_dir) -> Path:

@@ -26,7 +26,7 @@ from ..attacks.reconstruction import coordinate_ascent, log_prob_scorer, sign_at
 from ..evaluation.metrics import mean_ci
 from ..measures.information import information_lower_bound
 from ..tasks.clusters import make_cluster_labeling
-from ._common import prepare_out_dir, save_figure, write_readme, write_results
+from ._common import prepare_out_dir, save_figure, step, write_readme, write_results
 
 NAME = "brown-logreg"
 DESCRIPTION = ("Brown et al. STOC'21, logistic-regression figure: a sign attack on the goal log-probability "
@@ -303,9 +303,11 @@ def _run(kind: str, *, name: str, title: str, figure: str, attack_label: str, wh
         gen = torch.Generator().manual_seed(torch_seed)
         model = build_model(data, gen)
         X, y = train_data(data)
-        run = _train_and_attack(model, X, y, data, cfg, kind=kind, lr_at=lr_at, rng_targets=rng_targets,
-                                rng_attack=rng_attack)
-        final, t_final = _final(kind, model, data, cfg, rng_targets, rng_final)
+        with step(f"training ({cfg['steps']} updates) with the {kind} attack at checkpoints"):
+            run = _train_and_attack(model, X, y, data, cfg, kind=kind, lr_at=lr_at, rng_targets=rng_targets,
+                                    rng_attack=rng_attack)
+        with step("the attack on the final model"):
+            final, t_final = _final(kind, model, data, cfg, rng_targets, rng_final)
     total = time.perf_counter() - tic
     data_info = {"rho": data.instance.rho, "mean_fixed_coordinates": float(data.instance.n_fixed.mean()),
                  "n_singletons": int(data.singletons.size),

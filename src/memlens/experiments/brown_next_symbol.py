@@ -26,7 +26,7 @@ from .._threads import limit_threads
 from ..models.char_lm import AutoregressiveConfig, argmax_predictions, greedy_continue, next_token_logprobs
 from ..tasks.next_symbol import expected_singletons, make_next_symbol_data, noise_recovery, symbol_entropy_bits
 from ..train.autoregressive import train_autoregressive
-from ._common import prepare_out_dir, save_figure, write_readme, write_results
+from ._common import prepare_out_dir, save_figure, step, write_readme, write_results
 
 NAME = "brown-next-symbol"
 DESCRIPTION = ("Brown et al. next-symbol prediction: singleton vs frequent accuracy of a small language model and "
@@ -213,12 +213,13 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
             config = AutoregressiveConfig(vocab_size=task.alphabet_size + 1, context_length=tokens.shape[1],
                                           width=width, depth=cfg["depth"], n_heads=cfg["n_heads"],
                                           dropout=cfg["dropout"])
-            res = train_autoregressive(
-                tokens, config=config, steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                lr_schedule="cosine", warmup_steps=cfg["warmup_steps"], seed=np.random.default_rng(mseed),
-                eval_every=cfg["eval_every"],
-                callback=lambda step, model: evaluate(model, data, prompt_length=cfg["prompt_length"],
-                                                      max_control=cfg["max_control"]))
+            with step(f"transformer of width {width}: {cfg['steps']} steps with evaluations"):
+                res = train_autoregressive(
+                    tokens, config=config, steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                    lr_schedule="cosine", warmup_steps=cfg["warmup_steps"], seed=np.random.default_rng(mseed),
+                    eval_every=cfg["eval_every"],
+                    callback=lambda step, model: evaluate(model, data, prompt_length=cfg["prompt_length"],
+                                                          max_control=cfg["max_control"]))
             runs[width] = {"config": config.to_dict(), "n_parameters": res.n_parameters, "seconds": res.seconds,
                            "history": list(res.history), "final": res.history[-1],
                            "accuracy_by_count": _accuracy_by_count(res.model, data)}

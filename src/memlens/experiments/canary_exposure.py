@@ -30,7 +30,7 @@ from ..audits.text import canary_measures, insert_named_canaries, make_named_can
 from ..data.text import VOCAB_SIZE, encode_texts, load_text_dataset
 from ..models.char_lm import AutoregressiveConfig, sequence_signals
 from ..train.autoregressive import train_autoregressive
-from ._common import prepare_out_dir, save_figure, write_readme, write_results
+from ._common import prepare_out_dir, save_figure, step, write_readme, write_results
 
 NAME = "canary-exposure"
 DESCRIPTION = ("Carlini et al. Secret Sharer: canary exposure and greedy extraction of a small byte-level language "
@@ -195,8 +195,9 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
     with limit_threads(1):
         for width, ws in zip(cfg["widths"], width_seeds):
             main = width == cfg["main_width"]
-            res, final = _train(cfg, width, tokens, lengths, test_tokens, test_lengths, canaries,
-                                np.random.default_rng(ws), checkpoints=main)
+            with step(f"language model of width {width}: training, exposure and extraction"):
+                res, final = _train(cfg, width, tokens, lengths, test_tokens, test_lengths, canaries,
+                                    np.random.default_rng(ws), checkpoints=main)
             if main:
                 history = list(res.history)
             runs[width] = {"n_parameters": res.n_parameters, "seconds": res.seconds, "final": final}

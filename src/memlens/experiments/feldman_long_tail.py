@@ -25,7 +25,7 @@ from ..data import make_masks
 from ..measures import memorization
 from ..tasks import long_tail as lt
 from ..train import make_model_config, train_population
-from ._common import prepare_out_dir, save_figure, write_readme, write_results
+from ._common import prepare_out_dir, save_figure, step, write_readme, write_results
 
 NAME = "feldman-long-tail"
 DESCRIPTION = ("Feldman 2020 long tail: Zipf numbers, simulated learners vs the cost-of-not-fitting bound, "
@@ -526,11 +526,15 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
     with limit_threads(1):
         res = {"name": NAME, "quick": bool(quick), "seed": int(seed), "n_classes": M, "gamma": GAMMA,
                "epsilon": EPSILON}
-        res["table"] = paper_table(quick=quick, seed=seed)
-        res["sweep"] = sweep(quick=quick, seed=seed)
-        res["subgroups"] = subgroups(quick=quick, seed=seed)
+        with step("the paper's Zipf example, exactly"):
+            res["table"] = paper_table(quick=quick, seed=seed)
+        with step("simulated learners against the cost-of-not-fitting bound"):
+            res["sweep"] = sweep(quick=quick, seed=seed)
+        with step("two subgroups: the disparate cost"):
+            res["subgroups"] = subgroups(quick=quick, seed=seed)
         try:
-            res["real_learners"] = real_learners(quick=quick, seed=seed)
+            with step("logistic-regression and MLP populations on a long-tailed mixture"):
+                res["real_learners"] = real_learners(quick=quick, seed=seed)
         except ImportError as exc:  # population training not available in this installation
             res["real_learners"] = f"skipped: {exc}"
         res["summary"] = summarize(res)

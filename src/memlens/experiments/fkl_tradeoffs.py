@@ -32,7 +32,7 @@ from ..tasks.sdpi import (
     sample_cluster_counts,
     tradeoff_curve,
 )
-from ._common import prepare_out_dir, save_figure, write_readme, write_results
+from ._common import prepare_out_dir, save_figure, step, write_readme, write_results
 
 NAME = "fkl-tradeoffs"
 DESCRIPTION = ("Feldman-Kornowski-Lyu SDPI trade-offs: memorization lower bound vs simple learners against n "
@@ -135,8 +135,9 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
         # (G) Gaussian clustering
         res_g = {}
         for d in cfg["dims"]:
-            tc = tradeoff_curve(GaussianClustering.calibrated(d, c=cfg["c"]), 2 ** np.arange(int(math.log2(d)) + 1),
-                                accuracy=acc, seed=int(next(seeds)), **kw)
+            with step(f"Gaussian clusters, d = {d}: bound and learners against n"):
+                tc = tradeoff_curve(GaussianClustering.calibrated(d, c=cfg["c"]),
+                                    2 ** np.arange(int(math.log2(d)) + 1), accuracy=acc, seed=int(next(seeds)), **kw)
             curves["gaussian"][d] = tc
             res_g[str(d)] = _curve_dict(tc, {
                 "slope_lower_bound": tc.slope("lower_bound"), "slope_learner": tc.slope("learner"),
@@ -153,7 +154,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
         res_b = {}
         for d in cfg["dims"]:
             prob = BooleanClustering.calibrated(d, c=cfg["c"])
-            tc = tradeoff_curve(prob, _grid(d, cfg["per_octave"]), accuracy=acc, seed=int(next(seeds)), **kw)
+            with step(f"Boolean clusters, d = {d}"):
+                tc = tradeoff_curve(prob, _grid(d, cfg["per_octave"]), accuracy=acc, seed=int(next(seeds)), **kw)
             curves["boolean"][d] = tc
             res_b[str(d)] = _curve_dict(tc, {**_collapse_stats(tc, prob.r ** 2), **_checks(tc)})
         # (S) sparse hypercube
@@ -162,11 +164,13 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
             prob = SparseHypercube.calibrated(d, c=cfg["c"])
             n_max = int(2 * math.log2(d) + (4 if quick else 12))
             ns = np.arange(1, n_max + 1) if not quick else np.unique(np.r_[1:9, 10:n_max + 1:2])
-            tc = tradeoff_curve(prob, ns, accuracy=acc, seed=int(next(seeds)), **kw)
+            with step(f"sparse hypercube, d = {d}"):
+                tc = tradeoff_curve(prob, ns, accuracy=acc, seed=int(next(seeds)), **kw)
             curves["sparse_hypercube"][d] = tc
             res_s[str(d)] = _curve_dict(tc, {**_subcube_stats(tc), **_checks(tc)})
         # mixtures of clusters (Gaussian clusters, Zipf frequencies)
-        mix = _mixture(cfg, acc, int(next(seeds)))
+        with step("a Zipf mixture of Gaussian clusters"):
+            mix = _mixture(cfg, acc, int(next(seeds)))
         for w in caught:
             notes.append(str(w.message))
     results.update({"gaussian": res_g, "gaussian_c_sweep": res_gc, "boolean": res_b, "sparse_hypercube": res_s,

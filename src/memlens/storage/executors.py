@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -157,8 +158,6 @@ class PoolExecutor(Executor):
             finished.wait(self.worth_s)
             n = min(self.jobs - 1, len(pending))
             if n >= 1 and not stop.is_set():
-                from concurrent.futures import FIRST_COMPLETED, wait
-
                 from joblib.externals.loky import get_reusable_executor  # worker processes only when they pay
 
                 # the shard function and the large shared inputs reach each worker once, not once per shard
