@@ -50,7 +50,7 @@ test-all: $(STAMP)
 
 # The documentation site, offline: figures drawn by memlens, then MkDocs (Material, mkdocstrings) into site/.
 docs: $(STAMP)
-	$(PY) docs/gen_figures.py
+	$(PY) docs/gen_figures.py --gallery
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)

@@ -218,6 +218,16 @@ def _row(name: str, r: dict) -> str:
             f"{r['load_before']:.2f}/{r['load_after']:.2f} |")
 
 
+def _best_component(model: str, k: int) -> float | None:
+    """The fastest full-size run of ``model`` with ``k`` models in ``benchmarks/results.json`` (section (e2))."""
+    try:
+        rows = json.loads((HERE / "results.json").read_text()).get("fmnist_full", [])
+    except (OSError, ValueError):
+        return None
+    walls = [r["wall_s"] for r in rows if r.get("model") == model and r.get("n_models") == k and "wall_s" in r]
+    return min(walls) if walls else None
+
+
 def markdown(res: dict) -> str:
     m = res.get("machine", {})
     L = [f"Measured by `python benchmarks/user_path.py` ({m.get('cpus', '?')} CPUs, {m.get('python', '')}; sections "
@@ -261,6 +271,14 @@ def markdown(res: dict) -> str:
                                                                               for a, b in i["auc"].items()))
             if bits:
                 L.append(f"- *{k}*: " + "; ".join(bits) + ".")
+        if key == "fmnist-logreg":
+            comp = _best_component("logreg", 512)
+            if comp:
+                whole = next(iter(sec["rows"].values()))["wall_s"]
+                L.append(f"- the best component figure for this job: {comp:.0f} s (section (e2): "
+                         "`benchmarks/fmnist_full.py`, `train_population` in blocks of 256 on 2 processes, then "
+                         f"memorization and influence); through `memlens audit`, whole process: {whole:.0f} s, "
+                         f"**{whole / comp:.2f}x** of it.")
         if key == "peer":
             rows = list(sec["rows"].values())
             m, loop = rows[0], rows[1]
