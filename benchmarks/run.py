@@ -32,9 +32,7 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -45,6 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proc import run_tree  # noqa: E402
 from agreement import _load  # noqa: E402  (load average, shared with agreement.py)
 
 from memlens._threads import limit_threads  # noqa: E402
@@ -473,40 +472,6 @@ def loo_rows(quick: bool) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------- (e) Fashion-MNIST
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants, from /proc (0 where unreadable)."""
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            with open(f"/proc/{p}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    stack.extend(int(c) for c in fh.read().split())
-        except (OSError, ValueError):
-            pass
-    return total
-
-
-def _tree_cpu_ticks(pid: int, seen: dict) -> None:
-    """Record in ``seen[pid]`` the CPU ticks (user + system) of ``pid`` and of all its descendants, from /proc."""
-    stack = [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            with open(f"/proc/{p}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            seen[p] = max(seen.get(p, 0), int(fields[11]) + int(fields[12]))
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    stack.extend(int(c) for c in fh.read().split())
-        except (OSError, ValueError, IndexError):
-            pass
-
-
 def fmnist_run(model: str, k: int, out_dir: Path, *, epochs=None, influence_models=0, jobs=2, rows=None,
                timeout=3000, extra=(), tag="") -> dict:
     out = out_dir / f"fmnist_{model}{tag}.json"
@@ -518,31 +483,14 @@ def fmnist_run(model: str, k: int, out_dir: Path, *, epochs=None, influence_mode
         cmd += ["--train-rows", str(rows)]
     cmd += [str(a) for a in extra]
     load0 = _load()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, ticks = [0], {}
-
-    def poll():
-        while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
-            _tree_cpu_ticks(proc.pid, ticks)
-            time.sleep(0.5)
-
-    th = threading.Thread(target=poll, daemon=True)
-    th.start()
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+    r = run_tree(cmd, timeout=timeout, interval=0.5)
+    if r["timed_out"]:
         return {"model": model, "n_models": k, "error": f"timed out after {timeout} s"}
-    th.join()
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+    wall, err, peak, cpu = r["wall_s"], r["stderr"], r["peak_bytes"], r["cpu_s"]
+    if r["rc"] != 0:
         return {"model": model, "n_models": k, "error": err.strip().splitlines()[-1] if err.strip() else "failed"}
     res = json.loads(out.read_text())
-    res.update(wall_s=wall, peak_rss_tree_gib=peak[0] / 2**30, load_before=load0, load_after=_load(),
-               cpu_s_tree=sum(ticks.values()) / os.sysconf("SC_CLK_TCK"))
+    res.update(wall_s=wall, peak_rss_tree_gib=peak / 2**30, load_before=load0, load_after=_load(), cpu_s_tree=cpu)
     return res
 
 

@@ -33,79 +33,25 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from _proc import run_tree  # noqa: E402
 BIN = Path(sys.executable).with_name("memlens")
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
 ENV.pop("MEMLENS_JOBS", None)   # the CLI's default: every core
 
 
-def _tree(pid: int) -> list[int]:
-    out, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    stack.extend(int(c) for c in fh.read().split())
-        except (OSError, ValueError):
-            pass
-    return out
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def _ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def run(cmd: list[str], *, env=None, timeout: float = 7200, cwd=None) -> dict:
     """Run ``cmd`` as one child process; its wall time, process-tree CPU time and peak resident size."""
     load0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or ENV, cwd=cwd)
-    peak, ticks = [0], {}
-
-    def poll():
-        while proc.poll() is None:
-            pids = _tree(proc.pid)
-            peak[0] = max(peak[0], sum(_rss(p) for p in pids))
-            for p in pids:
-                ticks[p] = max(ticks.get(p, 0), _ticks(p))
-            time.sleep(0.2)
-
-    th = threading.Thread(target=poll, daemon=True)
-    th.start()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    th.join()
-    hz = os.sysconf("SC_CLK_TCK")
-    return {"cmd": " ".join(str(c) for c in cmd), "rc": proc.returncode, "wall_s": wall,
-            "cpu_s": sum(ticks.values()) / hz, "peak_gib": peak[0] / 2**30, "load_before": load0,
-            "load_after": os.getloadavg()[0], "stdout_tail": out[-2000:], "stderr_tail": err[-2000:]}
+    r = run_tree(cmd, env=env or ENV, cwd=cwd, timeout=timeout)
+    return {"cmd": " ".join(str(c) for c in cmd), "rc": r["rc"], "wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
+            "peak_gib": r["peak_bytes"] / 2**30, "load_before": load0, "load_after": os.getloadavg()[0],
+            "stdout_tail": r["stdout"][-2000:], "stderr_tail": r["stderr"][-2000:]}
 
 
 def repeat(cmd, n: int, **kw) -> dict:

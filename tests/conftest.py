@@ -25,3 +25,22 @@ def data_file(tmp_path_factory):
     np.savez(path, X_train=d.X_train[:240], y_train=d.y_train[:240], X_test=d.X_test[:80], y_test=d.y_test[:80],
              image_shape=np.array([8, 8]))
     return path
+
+
+@pytest.fixture()
+def interrupt_second_shard(monkeypatch):
+    """Make the second shard a run trains raise KeyboardInterrupt (Ctrl-C); returns ``restore()``, which puts the
+    real ``memlens.train.train_population`` back."""
+    import memlens.train
+
+    real = memlens.train.train_population
+    calls = []
+
+    def interrupted(ds, **kw):
+        calls.append(kw["model_offset"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(ds, **kw)
+
+    monkeypatch.setattr(memlens.train, "train_population", interrupted)
+    return lambda: monkeypatch.setattr(memlens.train, "train_population", real)

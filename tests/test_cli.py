@@ -283,24 +283,14 @@ def test_list_reproduce_and_help(capsys):
     assert "COMMAND" in msg or "command" in msg
 
 
-def test_interrupted_command_keeps_finished_shards(finished, data_file, tmp_path, monkeypatch, capsys):
+def test_interrupted_command_keeps_finished_shards(finished, data_file, tmp_path, interrupt_second_shard, capsys):
     """Ctrl-C during the second shard: exit 130, one finished shard kept, --resume finishes the same run."""
     ref, _ = finished
-    real = memlens.train.train_population
-    calls = []
-
-    def interrupted(ds, **kw):
-        calls.append(kw["model_offset"])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(ds, **kw)
-
-    monkeypatch.setattr(memlens.train, "train_population", interrupted)
     out = tmp_path / "ctrl-c"
     assert main(_args(data_file, out)) == 130
     assert "--resume" in capsys.readouterr().err
     assert [p.name for p in (out / "population" / "shards").glob("shard-*.npz")] == ["shard-00000.npz"]
-    monkeypatch.setattr(memlens.train, "train_population", real)
+    interrupt_second_shard()       # the real training back
     assert main(_args(data_file, out, "--resume")) == 0
     assert (out / "examples.csv").read_bytes() == (ref / "examples.csv").read_bytes()
 

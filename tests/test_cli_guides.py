@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-import memlens.train
 from memlens._version import __version__
 from memlens.cli.main import main
 
@@ -72,26 +71,11 @@ def test_show_refuses_what_is_not_a_finished_run(tmp_path, capsys):
     assert err.count("\n") == 0 and "no summary.json" in err
 
 
-def _interrupt_second_shard(monkeypatch):
-    real = memlens.train.train_population
-    calls = []
-
-    def interrupted(ds, **kw):
-        calls.append(kw["model_offset"])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(ds, **kw)
-
-    monkeypatch.setattr(memlens.train, "train_population", interrupted)
-    return real
-
-
-def test_resume_from_the_manifest_alone(reference_run, data_file, tmp_path, monkeypatch, capsys):
+def test_resume_from_the_manifest_alone(reference_run, data_file, tmp_path, interrupt_second_shard, capsys):
     out = tmp_path / "run"
-    real = _interrupt_second_shard(monkeypatch)
     assert main(_audit(data_file, out)) == 130
     capsys.readouterr()
-    monkeypatch.setattr(memlens.train, "train_population", real)
+    interrupt_second_shard()       # the real training back
     # own arrays: the file is needed again, and the message says so in one line
     assert main(["audit", "--resume", "--out", str(out)]) == 2
     err = _err(capsys)
