@@ -138,3 +138,14 @@ def test_quiet_and_json(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "j"), "--json"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out) == json.loads((tmp_path / "j" / "summary.json").read_text())
+
+
+def test_show_a_text_audit(tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main(["audit", "--dataset", "fortunes", "--models", "4", "--shard-size", "2", "--documents", "40",
+                 "--max-chars", "50", "--canary-repetitions", "1,2", "--canaries-per-repetition", "1", "--steps", "30",
+                 "--width", "16", "--depth", "1", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "char-lm" in text and "canaries inserted 1x" in text and "canaries inserted 2x" in text

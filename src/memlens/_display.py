@@ -48,6 +48,11 @@ def _summary_rows(s) -> list[tuple[str, str]]:
                      f"{100 * priv.get('confidence', 0.95):.0f}% confidence ({priv.get('audited_by')})"))
     if priv.get("accountant_epsilon") is not None:
         rows.append(("accountant ε (DP-SGD)", f"{priv['accountant_epsilon']:.3f}, δ = {priv.get('delta')}"))
+    can = s.get("canaries") or ((s.get("analysis") or {}).get("canaries")) or {}
+    for b in can.get("by_repetition") or []:       # the text audit: exposure and extraction by repetitions
+        rows.append((f"canaries inserted {b.get('repetitions')}x",
+                     f"exposure {_num(b.get('exposure_in'), '.1f')} of {_num(can.get('max_exposure_bits'), '.1f')} "
+                     f"bits, {_pct(b.get('extracted_in'))} extracted (models that saw them)"))
     for key, label in (("training_seconds", "training"), ("attack_seconds", "attacks"),
                        ("runtime_seconds", "whole audit")):
         if s.get(key) is not None:
