@@ -365,7 +365,7 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
     Feldman–Zhang memorization and influence on ``signal``, high-influence pairs, the attacks and the ε audit, the
     optional leave-one-out step (``loo_fn(memorization) -> AuditLOO``), then examples.csv, pairs.csv, the report and
     summary.json (``head`` and ``tail`` are the recipe's own summary fields around the measured ones)."""
-    with limit_threads(pipeline.measuring_threads(opts)):   # the cores the training used, now idle
+    with limit_threads(pipeline.executor_threads(opts)):   # the cores the training used, now idle
         return _measure_and_write(opts, trained, pop, ds, head=head, tail=tail, attacks=attacks,
                                   attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn, t0=t0,
                                   lira_convention=lira_convention, signal=signal)

@@ -188,8 +188,9 @@ def phase(opts: RunOptions, what: str):
         print(f"{what}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
-def measuring_threads(opts: RunOptions) -> int:
-    """Threads for the steps after training (measures, attacks, report): the cores the training used."""
+def executor_threads(opts: RunOptions) -> int:
+    """The cores the run's executor trains on (``--jobs``; 1 in this process or with Ray): the threads of the work
+    done in this process before the shards (the shared start) and after them (measures, attacks, report)."""
     return max(1, int(getattr(opts.executor, "jobs", 1) or 1))
 
 
@@ -219,7 +220,7 @@ def prepare_shared(run: RunDir, threads: int, *, dataset, model, backend: str = 
         run.write_shared("prepared", prepared.to_npz_bytes())
         if progress:
             print(f"start shared by every model ({', '.join(f'{k}: {v}' for k, v in prepared.record.items())}): "
-                  f"{time.perf_counter() - t0:.1f} s on {threads} core(s), stored in the run", file=sys.stderr)
+                  f"{seconds:.1f} s on {threads} core(s), stored in the run", file=sys.stderr)
     return {"prepared": prepared}
 
 
@@ -274,7 +275,7 @@ def train_run(opts: RunOptions, *, config: Mapping[str, Any], data, masks, job: 
     if run.missing_shards():
         shared = dict(job.shared)
         if job.setup is not None:
-            shared.update(job.setup(run, getattr(opts.executor, "jobs", 1)))
+            shared.update(job.setup(run, executor_threads(opts)))
         trained = train_missing_shards(run, job.fn, shared=shared, fixed=job.fixed, executor=opts.executor,
                                        progress=opts.progress, on_shard=opts.on_shard, desc=job.desc)
     seconds = time.perf_counter() - t0
