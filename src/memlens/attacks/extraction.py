@@ -28,6 +28,7 @@ import heapq
 import math
 import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -228,6 +229,8 @@ class ContinuationResult:
         Documents with at least ``prefix_len + suffix_len`` tokens after BOS (EOS included).
     prefix_len, suffix_len : int
     method : {"greedy", "sample"}
+    decoder : callable, optional
+        ``decoder(rows) -> list[str]`` for subword tokens (None: the byte tokens of :mod:`memlens.data.text`).
     """
 
     generated: np.ndarray
@@ -236,6 +239,7 @@ class ContinuationResult:
     prefix_len: int
     suffix_len: int
     method: str
+    decoder: Callable | None = None
 
     def _masked(self, values) -> np.ndarray:
         return np.where(self.eligible, values, np.nan)
@@ -277,6 +281,8 @@ class ContinuationResult:
 
     def texts(self) -> tuple[list[str], list[str]]:
         """Decoded ``(generated, target)`` strings (empty where not eligible)."""
+        if self.decoder is not None:                      # a subword tokenizer's (memlens.attacks.lm_extraction)
+            return self.decoder(self.generated), self.decoder(self.target)
         return decode_tokens(np.maximum(self.generated, 0)), decode_tokens(np.maximum(self.target, 0))
 
 

@@ -9,6 +9,9 @@
                   [--attack-targets N | --no-attacks] [--dp-epsilon E [--dp-delta D]]
     memlens audit --dataset fortunes | --text FILE [--model char-lm] [--canary-repetitions 1,2,4,8,16] ...
                   (the text audit: language models, canaries, exposure, extraction; `memlens audit --help`)
+    memlens lm-audit --model PATH --members FILE --nonmembers FILE [--out DIR] [--reference PATH]
+                  [--mask-model PATH] [--attacks A,B] [--prefix-lens 8,16,32] [--samples N] ...
+                  (a Hugging Face causal LM: membership attacks and extraction; `memlens lm-audit --help`)
     memlens reproduce NAME [--out DIR] [--quick] [--seed S]
     memlens list
 
@@ -38,6 +41,8 @@ from ..storage.executors import ExecutorError
 from ..storage.runs import RunStorageError
 from .options import jobs_arg, jobs_of
 from .resume import fill_from_manifest, given_dests
+from .lm import LM_FLAGS as _LM_FLAGS
+from .lm import add_lm_audit_parser, run_lm_audit_from_args
 from .text import CLI_FLAGS as _TEXT_FLAGS
 from .text import add_cli_arguments as add_text_arguments
 from .text import check_not_text_flags, is_text_audit, run_from_args
@@ -85,11 +90,14 @@ def _suggestion(parser, message: str) -> str:
     return ""
 
 
-def _flagged(exc: MemlensInputError) -> str:
+def _flagged(exc: MemlensInputError, command: str | None = None) -> str:
     """The error's message with the command-line flag in place of the library parameter it names
     (``exc.param``: ``n_models must ...`` -> ``--models must ...``)."""
     message = str(exc)
-    flag = _FLAGS.get(exc.param or "") or _TEXT_FLAGS.get(exc.param or "")
+    if command == "lm-audit":
+        flag = _LM_FLAGS.get(exc.param or "")
+    else:
+        flag = _FLAGS.get(exc.param or "") or _TEXT_FLAGS.get(exc.param or "")
     if flag and message.startswith(exc.param):
         return flag + message[len(exc.param):]
     return message
@@ -181,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--dp-delta", type=float, default=None, metavar="D",
                        help="δ of the DP guarantee, in (0, 1) (default 1/(10 n_train)); needs --dp-epsilon")
     add_text_arguments(audit)
+
+    add_lm_audit_parser(sub)
 
     rep = sub.add_parser("reproduce", help="reproduce a figure or table of a seed paper",
                          description="Reproduce a figure or table of a seed paper (`memlens list` shows them).")
@@ -413,14 +423,15 @@ def main(argv=None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    handler = {"audit": _audit, "reproduce": _reproduce, "list": _list, "show": _show}[args.command]
+    handler = {"audit": _audit, "lm-audit": run_lm_audit_from_args, "reproduce": _reproduce, "list": _list,
+               "show": _show}[args.command]
     old = warnings.showwarning
     warnings.showwarning = _show_warning
     old_term = _sigterm_as_interrupt()
     try:
         return handler(args)
     except MemlensInputError as exc:
-        print(f"memlens: error: {_one_line(_flagged(exc))}", file=sys.stderr)
+        print(f"memlens: error: {_one_line(_flagged(exc, args.command))}", file=sys.stderr)
         return 2
     except (RunStorageError, ExecutorError, MemlensTrainingError) as exc:  # finished shards are kept
         print(f"memlens: error: {_one_line(str(exc))}", file=sys.stderr)
