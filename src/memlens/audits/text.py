@@ -318,12 +318,25 @@ def canary_measures(model, canaries: NamedCanaries, *, method: str = "auto", see
     rng = as_generator(seed)
     n = canaries.n_canaries
     out = {"exposure": np.empty(n), "log_perplexity": np.empty(n), "extracted": np.empty(n)}
+    hf_model = _is_hf(model)
     for c, cs in enumerate(canaries.sets):
-        ex = canary_exposure(model, cs, method=method, seed=rng)
+        if hf_model:                      # subword tokens: memlens.measures.lm_canaries
+            from ..measures.lm_canaries import lm_canary_exposure, lm_canary_extraction
+
+            ex = lm_canary_exposure(model, cs, method=method, seed=rng)
+            extracted = bool(lm_canary_extraction(model, cs)[0])
+        else:
+            ex = canary_exposure(model, cs, method=method, seed=rng)
+            extracted = bool(canary_extraction(model, cs).extracted[0])
         out["exposure"][c] = float(ex.exposure[0])
         out["log_perplexity"][c] = float(ex.log_perplexity[0])
-        out["extracted"][c] = float(bool(canary_extraction(model, cs).extracted[0]))
+        out["extracted"][c] = float(extracted)
     return out
+
+
+def _is_hf(model) -> bool:
+    """Whether ``model`` is a Hugging Face causal LM (memlens.models.hf.CausalLM) rather than a byte-level model."""
+    return type(model).__name__ == "CausalLM" and type(model).__module__ == "memlens.models.hf"
 
 
 # ---------------------------------------------------------------------------------------------- per model
@@ -342,6 +355,8 @@ def _make_on_model(train_texts: Sequence[str], test_texts: Sequence[str], canari
     consecutive bytes of one of the model's own training documents, ``verbatim_unseen`` = of a training document
     the model did not train on, the control), computed while the model is in memory (no weights are kept)."""
     def on_model(k, model):
+        if _is_hf(model):
+            return _hf_on_model(k, model)
         out: dict = {"train": {}, "test": {}}
         if canaries is not None and canaries.n_canaries:
             out["canary"] = canary_measures(model, canaries, method=exposure_method, seed=np.random.default_rng(
@@ -368,6 +383,38 @@ def _make_on_model(train_texts: Sequence[str], test_texts: Sequence[str], canari
                 "verbatim_unseen": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if not m],
                                                     n_bytes=VERBATIM_BYTES).astype(np.float64),
                 **{f"rank_{name}": np.asarray(sc[name], dtype=np.float64) for name in RANKING_SCORES if name in sc}}
+        return out
+
+    def _hf_on_model(k, lm):
+        """The same measurements with the model's subword tokens (prefix and suffix lengths count tokens)."""
+        from ..attacks.lm import lm_membership_scores
+        from ..attacks.lm_extraction import lm_continuations
+        from ..models.hf import decode, decode_ids
+
+        out: dict = {"train": {}, "test": {}}
+        if canaries is not None and canaries.n_canaries:
+            out["canary"] = canary_measures(lm, canaries, method=exposure_method, seed=np.random.default_rng(
+                np.random.SeedSequence([seed, _CANARY_STREAM, offset + int(k)])))
+        for split, texts in (("train", train_texts), ("test", test_texts)):
+            res = lm_continuations(lm, list(texts), prefix_len=prefix_len, suffix_len=suffix_len, warn_short=False)
+            out[split]["extracted"] = _as_float(res.exact)
+        names = {"loss": "perplexity", "zlib": "zlib", "lowercase": "lowercase"}
+        sc = lm_membership_scores(lm, list(train_texts), attacks=list(names)).scores
+        for a, name in names.items():
+            out["train"][f"rank_{name}"] = np.asarray(sc[a], dtype=np.float64)
+        if masks is not None and n_samples and lm.bos_id is not None:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, _SAMPLE_STREAM, offset + int(k)]))
+            gen = decode(lm, [np.array([lm.bos_id])] * n_samples, min(SAMPLE_LEN, lm.max_length - 1),
+                         method="sample", top_k=SAMPLE_TOP_K, seed=rng)
+            samples = decode_ids(lm, [[t for t in r if t != lm.bos_id] for r in gen])
+            ss = lm_membership_scores(lm, samples, attacks=list(names)).scores
+            own = np.asarray(masks[k], dtype=bool)
+            out["samples"] = {
+                "verbatim": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if m],
+                                             n_bytes=VERBATIM_BYTES).astype(np.float64),
+                "verbatim_unseen": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if not m],
+                                                    n_bytes=VERBATIM_BYTES).astype(np.float64),
+                **{f"rank_{name}": np.asarray(ss[a], dtype=np.float64) for a, name in names.items()}}
         return out
 
     return on_model
@@ -407,7 +454,8 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
                    canary_format: str = DEFAULT_CANARY_TEMPLATE, canary_alphabet: str = DEFAULT_ALPHABET,
                    canary_length: int = DEFAULT_SECRET_LENGTH, canary_repetitions=DEFAULT_REPETITIONS,
                    canaries_per_repetition: int = 2, n_documents: int | None = 600, max_chars: int | None = 100,
-                   config=None, prefix_len: int = 16, suffix_len: int = 16, exposure_method: str = "auto",
+                   config=None, prefix_len: int | None = None, suffix_len: int | None = None,
+                   exposure_method: str = "auto",
                    reference_model: bool = True,
                    on_shard: Callable[[int, int, int], None] | None = None, executor="local",
                    ray_address: str | None = None, ray_num_cpus: int | None = None,
@@ -453,9 +501,10 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     config : CharLMConfig or dict, optional
         The model and its training (architecture, width, depth, steps, batch size, learning rate). Its context
         length is raised to the longest document.
-    prefix_len, suffix_len : int
-        Discoverable memorization: greedy decoding from the first ``prefix_len`` bytes (after BOS) must reproduce
-        the next ``suffix_len`` bytes exactly (documents shorter than that are NaN).
+    prefix_len, suffix_len : int, optional
+        Discoverable memorization: greedy decoding from the first ``prefix_len`` tokens (after BOS) must reproduce
+        the next ``suffix_len`` tokens exactly (documents shorter than that are NaN). Tokens are bytes for
+        ``char-lm`` (default 16 and 16) and the model's subword tokens for Hugging Face models (default 8 and 8).
     exposure_method : {"auto", "rank", "extrapolate"}
         Exposure by exact rank over the whole space (feasible up to about 10^5 secrets) or by the skew-normal
         extrapolation (Carlini et al. 2019, §4.3).
@@ -482,14 +531,30 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
                                       ray_address=ray_address, ray_num_cpus=ray_num_cpus, jobs=jobs)
     canaries_per_repetition = check_int("canaries_per_repetition", canaries_per_repetition, min_value=1)
     canary_length = check_int("canary_length", canary_length, min_value=1)
-    prefix_len = check_int("prefix_len", prefix_len, min_value=1)
-    suffix_len = check_int("suffix_len", suffix_len, min_value=1)
+    hf_spec = None
+    if isinstance(model, str) and model.startswith(("hf:", "hf-config:")):
+        from ..train.hf_population import parse_hf_model
+
+        hf_spec = parse_hf_model(model)
+    default_len = 8 if hf_spec is not None else 16
+    prefix_len = check_int("prefix_len", default_len if prefix_len is None else prefix_len, min_value=1)
+    suffix_len = check_int("suffix_len", default_len if suffix_len is None else suffix_len, min_value=1)
     if n_documents is not None:
         n_documents = check_int("n_documents", n_documents, min_value=2)
     if max_chars is not None:
         max_chars = check_int("max_chars", max_chars, min_value=1)
-    if not isinstance(model, str) or model not in TEXT_MODELS:
-        raise MemlensInputError(f"model must be one of {', '.join(TEXT_MODELS)} for the text audit; got {model!r}")
+    if hf_spec is None and (not isinstance(model, str) or model not in TEXT_MODELS):
+        raise MemlensInputError(f"model must be one of {', '.join(TEXT_MODELS)}, hf:PATH (fine-tune a local Hugging "
+                                f"Face checkpoint) or hf-config:NAME for the text audit; got {model!r}")
+    if hf_spec is not None:
+        from ..train.hf_population import HFTrainConfig
+
+        cfg_hf = HFTrainConfig.from_dict(config)     # checked before any work
+        if hf_spec.kind == "checkpoint":
+            from ..models.hf import load_causal_lm
+
+            load_causal_lm(hf_spec.target, what="model")   # a missing or broken checkpoint is refused up front
+        reference_model = False                         # the ranking attack's reference is a char-LM of its own
     if exposure_method not in ("auto", "rank", "extrapolate"):
         raise MemlensInputError(f"exposure_method must be 'auto', 'rank' or 'extrapolate'; got {exposure_method!r}")
     reps = _repetitions(canary_repetitions, canaries_per_repetition)
@@ -515,14 +580,15 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
         groups[copy_of >= 0] = "canary"
         full = ds.with_train_texts(texts, counts=counts, groups=tuple(groups.tolist()))
     max_tokens = full.max_tokens()
-    cfg = _charlm_config(config, max_tokens=max_tokens)
+    cfg = _charlm_config(config, max_tokens=max_tokens) if hf_spec is None else cfg_hf
     model_config = _config_dict(cfg)
 
     # ---- the run's identity, masks and shard job; train the missing shards
     config_record = {
         # the identity holds the corpus's content (its fingerprint), not the file it was read from
         "kind": "text-audit", "dataset": full.name if text_file is None else "text file", "model": model,
-        "model_config": model_config, "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
+        "model_config": model_config, **({} if hf_spec is None else {"model_identity": hf_spec.identity()}),
+        "n_models": n_models, "subset_ratio": subset_ratio, "seed": seed,
         "n_documents": n_documents, "max_chars": max_chars, "delimiter": delimiter,
         "canaries": None if canaries is None else {
             "template": fmt.template, "alphabet": fmt.alphabet, "length": fmt.length,
@@ -535,10 +601,11 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     }
     masks = text_audit_masks(n_models, copy_of, subset_ratio=subset_ratio, seed=seed)
     shared = {"full": full, "cfg": cfg, "seed": seed, "canaries": canaries, "prefix_len": prefix_len,
-              "suffix_len": suffix_len, "exposure_method": exposure_method, "reference_model": None}
+              "suffix_len": suffix_len, "exposure_method": exposure_method, "reference_model": None,
+              "hf_spec": hf_spec, "tokenizer_texts": tuple(ds.train_texts) + tuple(ds.test_texts)}
     setup = (lambda run, threads: {"reference_model": _reference_model(full.test_texts, cfg, seed=seed)}) if reference_model \
         else None
-    job = pipeline.ShardJob(_train_text_shard, shared=shared, desc=f"training char-lm on {full.name}", setup=setup)
+    job = pipeline.ShardJob(_train_text_shard, shared=shared, desc=f"training {model} on {full.name}", setup=setup)
     trained = pipeline.train_run(opts, config=config_record, data=_RunData(full, max_tokens), masks=masks, job=job,
                                  result_files=TEXT_RESULT_FILES)
     run, pop = trained.run, trained.population
@@ -569,11 +636,17 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
 
 
 def _train_text_shard(full, *, masks, cfg, seed, model_offset, canaries, prefix_len, suffix_len, exposure_method,
-                      reference_model, progress=None):
+                      reference_model, hf_spec=None, tokenizer_texts=(), progress=None):
     """Train the models of one shard and measure each one's canaries (the function every executor runs)."""
     hook = _make_on_model(full.train_texts, full.test_texts, canaries, prefix_len=prefix_len, suffix_len=suffix_len,
                           exposure_method=exposure_method, reference_model=reference_model, seed=seed,
                           offset=model_offset, masks=masks)
+    if hf_spec is not None:
+        from ..train.hf_population import train_hf_population
+
+        return train_hf_population(full, masks=masks, spec=hf_spec, config=cfg, seed=seed,
+                                   tokenizer_texts=list(tokenizer_texts), model_offset=model_offset, progress=progress,
+                                   on_model=hook)
     return _text_population.train_text_population(full, masks=masks, config=cfg, seed=seed, model_offset=model_offset,
                                         progress=progress, on_model=hook)
 

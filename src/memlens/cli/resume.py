@@ -96,6 +96,7 @@ def _fill_text(args, given: set, cfg: dict, data_given: bool) -> None:
             raise MemlensInputError(f"--resume: the run in {str(args.out)!r} was trained on your own corpus; pass the "
                                     "same --text FILE again (its content is checked against the run)", param="text")
         args.dataset = cfg.get("dataset")
+    _set(args, given, "model", cfg.get("model"))
     for dest, key in (("models", "n_models"), ("subset_ratio", "subset_ratio"), ("seed", "seed"),
                       ("delimiter", "delimiter")):
         _set(args, given, dest, cfg.get(key))

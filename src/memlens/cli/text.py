@@ -51,10 +51,11 @@ def add_cli_arguments(audit) -> None:
                    help="copies of each canary in the training set (default 1,2,4,8,16; 0 for no canaries)")
     g.add_argument("--canaries-per-repetition", type=int, default=2, metavar="N",
                    help="distinct canaries per repetition count (default 2)")
-    g.add_argument("--prefix-len", type=int, default=16, metavar="P",
-                   help="discoverable memorization: bytes of prompt (default 16)")
-    g.add_argument("--suffix-len", type=int, default=16, metavar="S",
-                   help="discoverable memorization: bytes the model must reproduce exactly (default 16)")
+    g.add_argument("--prefix-len", type=int, default=None, metavar="P",
+                   help="discoverable memorization: tokens of prompt (bytes for char-lm; default 16, and 8 subword "
+                        "tokens for hf: models)")
+    g.add_argument("--suffix-len", type=int, default=None, metavar="S",
+                   help="discoverable memorization: tokens the model must reproduce exactly (default 16; 8 for hf:)")
     g.add_argument("--arch", default=None, metavar="transformer|gru", help="char-LM architecture (default transformer)")
     g.add_argument("--width", type=int, default=None, metavar="W", help="char-LM width (default 64)")
     g.add_argument("--depth", type=int, default=None, metavar="D", help="char-LM layers (default 2)")
@@ -66,8 +67,13 @@ def add_cli_arguments(audit) -> None:
 def is_text_audit(args) -> bool:
     """Whether ``memlens audit`` arguments ask for the text audit (``--text``, ``--dataset fortunes`` or
     ``--model char-lm``)."""
+    model = getattr(args, "model", None)
     return (getattr(args, "text", None) is not None or getattr(args, "dataset", None) in TEXT_DATASETS
-            or getattr(args, "model", None) in TEXT_MODELS)
+            or model in TEXT_MODELS or _is_hf(model))
+
+
+def _is_hf(model) -> bool:
+    return isinstance(model, str) and model.startswith(("hf:", "hf-config:"))
 
 
 def check_not_text_flags(args) -> None:
@@ -115,9 +121,16 @@ def _run_from_args(args, print_fn) -> int:
     if args.dataset is not None and args.dataset not in TEXT_DATASETS:
         raise MemlensInputError(f"--model char-lm needs a text corpus: --dataset fortunes or --text FILE; got "
                                 f"--dataset {args.dataset!r}")
-    model = args.model if args.model in TEXT_MODELS else None
+    model = args.model if args.model in TEXT_MODELS or _is_hf(args.model) else None
     if model is None and args.model != "logreg":  # logreg is the image audit's default: not chosen by the user
-        raise MemlensInputError(f"--model must be char-lm for the text audit; got --model {args.model!r}")
+        raise MemlensInputError(f"--model must be char-lm, hf:PATH or hf-config:NAME for the text audit; got --model "
+                                f"{args.model!r}")
+    model = model or "char-lm"
+    if _is_hf(model):
+        for flag, dest in (("--arch", "arch"), ("--width", "width"), ("--depth", "depth")):
+            if getattr(args, dest) is not None:
+                raise MemlensInputError(f"{flag} shapes the char-LM; with --model {model} the architecture is the "
+                                        "checkpoint's or the named configuration's: drop it")
     for flag, dest, bad in (("--dp-epsilon", "dp_epsilon", None), ("--dp-delta", "dp_delta", None)):
         if getattr(args, dest, bad) is not bad:
             raise MemlensInputError(f"{flag} is not available for the text audit; drop it")
@@ -136,7 +149,7 @@ def _run_from_args(args, print_fn) -> int:
     from ..audits.text import run_text_audit  # deferred: as above
 
     result = run_text_audit(
-        dataset=args.dataset or "fortunes", text_file=args.text, delimiter=args.delimiter, model="char-lm",
+        dataset=args.dataset or "fortunes", text_file=args.text, delimiter=args.delimiter, model=model,
         n_models=pick["models"], subset_ratio=pick["subset_ratio"], seed=args.seed, out=pick["out"],
         resume=args.resume, overwrite=args.overwrite, shard_size=pick["shard_size"],
         progress=not args.no_progress, canary_format=args.canary_format, canary_alphabet=args.canary_alphabet,
@@ -147,7 +160,7 @@ def _run_from_args(args, print_fn) -> int:
         ray_num_cpus=getattr(args, "ray_num_cpus", None), jobs=jobs_of(args))
     r = result.record
     a = r.analysis
-    print_fn(f"{r.dataset}: {r.n_models} char-lm models on {r.n_documents} documents, per-token accuracy "
+    print_fn(f"{r.dataset}: {r.n_models} {model} models on {r.n_documents} documents, per-token accuracy "
              f"{100 * a['token_accuracy_in']:.1f}% on own documents, {100 * a['token_accuracy_test']:.1f}% on test; "
              f"{a['n_memorized']} documents with counterfactual memorization >= {r.mem_threshold:g}; "
              f"{r.runtime_seconds:.1f} s")
