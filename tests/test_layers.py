@@ -33,7 +33,8 @@ LEAVES = {"evaluation", "train", "measures", "attacks", "tasks"}
 #: Deliberate upward imports: (importing module, imported module) -> reason. Each is also in docs/architecture.md.
 DECLARED_UPWARD: dict = {}
 #: Third-party modules a function may import lazily: heavy optional dependencies (or heavy native libraries).
-DEFERRABLE = {"torch", "ray", "matplotlib", "opacus", "threadpoolctl", "joblib", "sklearn", "scipy", "rich"}
+DEFERRABLE = {"torch", "ray", "matplotlib", "opacus", "threadpoolctl", "joblib", "sklearn", "scipy", "rich", "transformers",
+              "tokenizers"}
 
 
 def _layer_of(module: str) -> int:

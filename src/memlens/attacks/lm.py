@@ -38,7 +38,15 @@ import numpy as np
 
 from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int, did_you_mean
-from ..models.hf import CausalLM, TokenScores, check_causal_lm, encode, score_tokens
+from ..models.hf import (
+    CausalLM,
+    TokenScores,
+    _check_device,
+    check_causal_lm,
+    encode,
+    require_transformers,
+    score_tokens,
+)
 
 __all__ = ["LM_ATTACKS", "LMScores", "zlib_bytes", "loss_score", "zlib_score", "lowercase_score", "min_k_score",
            "min_k_plus_plus_score", "reference_score", "recall_score", "neighbourhood_score", "conditional_scores",
@@ -169,8 +177,6 @@ class MaskedLM:
 
 def load_masked_lm(path, *, device: str = "cpu") -> MaskedLM:
     """Load a masked LM from a local folder (or the local Hugging Face cache); nothing is downloaded."""
-    from ..models.hf import _check_device, require_transformers
-
     transformers = require_transformers()
     device = _check_device(device)
     try:
@@ -194,7 +200,7 @@ def neighbours(mlm: MaskedLM, texts: Sequence[str], *, n_neighbours: int = 8, fr
     -------
     list (n) of lists (n_neighbours) of str
     """
-    import torch
+    import torch  # deferred: torch is heavy
 
     n_neighbours = check_int("n_neighbours", n_neighbours, min_value=1)
     fraction = check_float("fraction", fraction, min_value=0.0, max_value=1.0, min_inclusive=False)

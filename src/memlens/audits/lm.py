@@ -35,6 +35,14 @@ from .._io import atomic_write_bytes, to_jsonable
 from .._random import check_int_seed
 from .._validation import MemlensInputError, MemlensWarning, check_float, check_int, warn
 from .._version import __version__
+from ..attacks.lm import MaskedLM, check_attacks, lm_membership_scores, load_masked_lm
+from ..attacks.lm_extraction import extraction_curve, untargeted_extraction
+from ..data.text import _read_utf8, normalize_whitespace, split_documents
+from ..evaluation import bootstrap_metrics
+from ..models.hf import CausalLM, load_causal_lm
+from ..report.lm_html import render_lm_report
+from ..report.tables import csv_text, fmt
+from ..storage.lock import acquire_run_lock
 
 __all__ = ["LMAuditResult", "run_lm_audit", "read_documents", "LM_RESULT_FILES"]
 
@@ -80,8 +88,6 @@ def read_documents(source, *, what: str, delimiter: str | None = None) -> list[s
     """Documents from a sequence of strings or a file: ``.jsonl`` (one JSON object per line with a ``"text"`` field,
     or one JSON string per line), otherwise UTF-8 text split by :func:`memlens.data.text.split_documents` (one
     document per line unless ``delimiter`` is given)."""
-    from ..data.text import _read_utf8, split_documents
-
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         content = _read_utf8(path) if path.exists() else None
@@ -117,8 +123,6 @@ def read_documents(source, *, what: str, delimiter: str | None = None) -> list[s
 
 
 def _dedup(docs: list[str]) -> tuple[list[str], np.ndarray]:
-    from ..data.text import normalize_whitespace
-
     first: dict[str, str] = {}
     counts: dict[str, int] = {}
     for d in docs:
@@ -209,10 +213,6 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
     progress : bool
         Print phase lines.
     """
-    from ..attacks.lm import LM_ATTACKS, MaskedLM, check_attacks, lm_membership_scores, load_masked_lm
-    from ..evaluation import bootstrap_metrics
-    from ..models.hf import CausalLM, load_causal_lm
-
     t0 = time.perf_counter()
     seed = check_int_seed(seed, why="it is recorded in summary.json")
     k = check_float("k", k, min_value=0.0, max_value=1.0, min_inclusive=False)
@@ -227,8 +227,6 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
     out = _check_out(out, overwrite)
     mem_docs, copies = _dedup(read_documents(members, what="members", delimiter=delimiter))
     non_docs, _ = _dedup(read_documents(nonmembers, what="nonmembers", delimiter=delimiter))
-    from ..data.text import normalize_whitespace
-
     keys = {normalize_whitespace(d) for d in mem_docs}
     both = [d for d in non_docs if normalize_whitespace(d) in keys]
     if both:
@@ -265,8 +263,6 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
         others[other.name] = other
     run_attacks = check_attacks(attacks, reference=ref, recall_prefix=shots or None, mask_model=mlm)
     out.mkdir(parents=True, exist_ok=True)
-    from ..storage.lock import acquire_run_lock
-
     lock = acquire_run_lock(out)
     try:
         texts = mem_docs + non_docs
@@ -297,8 +293,6 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
         if extraction:
             say(f"extraction: greedy continuations at prefix lengths {', '.join(map(str, prefix_lens))} "
                 f"(suffix {suffix_len} tokens), members and non-members")
-            from ..attacks.lm_extraction import extraction_curve
-
             kw = dict(prefix_lens=prefix_lens, suffix_len=suffix_len, batch_size=max(1, batch_size * 2), seed=seed)
             models = {lm.name: lm, **others}
             curve = extraction_curve(models, mem_docs, copies=copies, **kw)
@@ -307,8 +301,6 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
         untargeted = None
         if n_samples:
             say(f"untargeted extraction: {n_samples} samples of {sample_len} tokens, ranked and verified")
-            from ..attacks.lm_extraction import untargeted_extraction
-
             corpus = mem_docs if verify_against is None else read_documents(verify_against, what="verify_against",
                                                                             delimiter=delimiter)
             untargeted = untargeted_extraction(lm, corpus, n_samples=n_samples, sample_len=sample_len, reference=ref,
@@ -367,9 +359,6 @@ def _joined(curve_members, curve_nonmembers) -> _Flags:
 
 
 def _write_files(out: Path, *, summary, texts, labels, copies, sc, flags, untargeted, metrics) -> tuple:
-    from ..report.lm_html import render_lm_report
-    from ..report.tables import csv_text, fmt
-
     names = list(sc.scores)
     header = ["index", "role", "copies", "n_tokens", "mean_logprob", "token_accuracy"] + \
         [f"score_{a}" for a in names]

@@ -53,6 +53,8 @@ from ..attacks.extraction import (
     ranking_attack,
     verbatim_matches,
 )
+from ..attacks.lm import lm_membership_scores
+from ..attacks.lm_extraction import lm_continuations
 from ..data import make_masks
 from ..data.text import VOCAB_SIZE, TextDataset, encode_texts, load_text_dataset
 from ..data.text_canaries import (  # noqa: F401  (re-exported: their first home was this module)
@@ -67,6 +69,7 @@ from ..data.text_canaries import (  # noqa: F401  (re-exported: their first home
 )
 from ..measures import counterfactual_influence, counterfactual_memorization, explain_documents, noise_floor
 from ..measures.exposure import canary_exposure
+from ..measures.lm_canaries import lm_canary_exposure, lm_canary_extraction
 from ..measures.text import (  # noqa: F401  (re-exported)
     RANKING_SCORES,
     TOP_SAMPLES,
@@ -79,10 +82,12 @@ from ..measures.text import (  # noqa: F401  (re-exported)
     sample_extraction,
 )
 from ..models.char_lm import AutoregressiveConfig
+from ..models.hf import CausalLM, decode, decode_ids, load_causal_lm
 from ..population import Population
 from ..report.tables import canaries_csv, explanation_text, text_examples_csv, text_pairs_csv
 from ..report.text_html import render_text_report
 from ..train import text_population as _text_population  # looked up at call time (tests count training calls)
+from ..train.hf_population import HFTrainConfig, parse_hf_model, train_hf_population
 from ..train.text_population import CharLMConfig
 from . import pipeline
 from .summaries import TextAuditSummary
@@ -321,8 +326,6 @@ def canary_measures(model, canaries: NamedCanaries, *, method: str = "auto", see
     hf_model = _is_hf(model)
     for c, cs in enumerate(canaries.sets):
         if hf_model:                      # subword tokens: memlens.measures.lm_canaries
-            from ..measures.lm_canaries import lm_canary_exposure, lm_canary_extraction
-
             ex = lm_canary_exposure(model, cs, method=method, seed=rng)
             extracted = bool(lm_canary_extraction(model, cs)[0])
         else:
@@ -336,7 +339,7 @@ def canary_measures(model, canaries: NamedCanaries, *, method: str = "auto", see
 
 def _is_hf(model) -> bool:
     """Whether ``model`` is a Hugging Face causal LM (memlens.models.hf.CausalLM) rather than a byte-level model."""
-    return type(model).__name__ == "CausalLM" and type(model).__module__ == "memlens.models.hf"
+    return isinstance(model, CausalLM)
 
 
 # ---------------------------------------------------------------------------------------------- per model
@@ -387,10 +390,6 @@ def _make_on_model(train_texts: Sequence[str], test_texts: Sequence[str], canari
 
     def _hf_on_model(k, lm):
         """The same measurements with the model's subword tokens (prefix and suffix lengths count tokens)."""
-        from ..attacks.lm import lm_membership_scores
-        from ..attacks.lm_extraction import lm_continuations
-        from ..models.hf import decode, decode_ids
-
         out: dict = {"train": {}, "test": {}}
         if canaries is not None and canaries.n_canaries:
             out["canary"] = canary_measures(lm, canaries, method=exposure_method, seed=np.random.default_rng(
@@ -533,8 +532,6 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
     canary_length = check_int("canary_length", canary_length, min_value=1)
     hf_spec = None
     if isinstance(model, str) and model.startswith(("hf:", "hf-config:")):
-        from ..train.hf_population import parse_hf_model
-
         hf_spec = parse_hf_model(model)
     default_len = 8 if hf_spec is not None else 16
     prefix_len = check_int("prefix_len", default_len if prefix_len is None else prefix_len, min_value=1)
@@ -547,12 +544,8 @@ def run_text_audit(*, dataset="fortunes", text_file=None, delimiter: str | None 
         raise MemlensInputError(f"model must be one of {', '.join(TEXT_MODELS)}, hf:PATH (fine-tune a local Hugging "
                                 f"Face checkpoint) or hf-config:NAME for the text audit; got {model!r}")
     if hf_spec is not None:
-        from ..train.hf_population import HFTrainConfig
-
         cfg_hf = HFTrainConfig.from_dict(config)     # checked before any work
         if hf_spec.kind == "checkpoint":
-            from ..models.hf import load_causal_lm
-
             load_causal_lm(hf_spec.target, what="model")   # a missing or broken checkpoint is refused up front
         reference_model = False                         # the ranking attack's reference is a char-LM of its own
     if exposure_method not in ("auto", "rank", "extrapolate"):
@@ -642,8 +635,6 @@ def _train_text_shard(full, *, masks, cfg, seed, model_offset, canaries, prefix_
                           exposure_method=exposure_method, reference_model=reference_model, seed=seed,
                           offset=model_offset, masks=masks)
     if hf_spec is not None:
-        from ..train.hf_population import train_hf_population
-
         return train_hf_population(full, masks=masks, spec=hf_spec, config=cfg, seed=seed,
                                    tokenizer_texts=list(tokenizer_texts), model_offset=model_offset, progress=progress,
                                    on_model=hook)

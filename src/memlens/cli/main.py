@@ -39,10 +39,10 @@ from ..experiments import get_experiment, list_experiments
 from ..experiments._common import PROGRESS
 from ..storage.executors import ExecutorError
 from ..storage.runs import RunStorageError
-from .options import jobs_arg, jobs_of
-from .resume import fill_from_manifest, given_dests
 from .lm import LM_FLAGS as _LM_FLAGS
 from .lm import add_lm_audit_parser, run_lm_audit_from_args
+from .options import jobs_arg, jobs_of
+from .resume import fill_from_manifest, given_dests
 from .text import CLI_FLAGS as _TEXT_FLAGS
 from .text import add_cli_arguments as add_text_arguments
 from .text import check_not_text_flags, is_text_audit, run_from_args

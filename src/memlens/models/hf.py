@@ -25,6 +25,8 @@ its functions, and :func:`require_transformers` turns their absence into one lin
 """
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 import os
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int
 
 __all__ = ["CausalLM", "TokenScores", "require_transformers", "load_causal_lm", "is_causal_lm", "check_causal_lm",
@@ -51,13 +54,13 @@ LOGIT_BUDGET = 2 ** 25
 def require_transformers():
     """Import and return ``transformers``, or raise one line saying how to install the ``lm`` extra."""
     try:
-        import transformers  # noqa: F401
         import tokenizers  # noqa: F401
+        import transformers  # noqa: F401
     except ImportError:
         raise MemlensInputError("Hugging Face models need the optional extra 'lm' (transformers, tokenizers): "
                                 "pip install 'memlens[lm]' (make setup installs it)") from None
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # deferred: transformers is heavy and optional
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -138,7 +141,7 @@ def _context_length(model, tokenizer) -> int:
 
 
 def _torch_dtype(dtype: str):
-    import torch
+    import torch  # deferred: torch is heavy
 
     if dtype not in DTYPES:
         raise MemlensInputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
@@ -146,7 +149,7 @@ def _torch_dtype(dtype: str):
 
 
 def _check_device(device: str) -> str:
-    import torch
+    import torch  # deferred: torch is heavy
 
     if not isinstance(device, str):
         raise MemlensInputError(f"device must be a string such as 'cpu' or 'cuda'; got {device!r}")
@@ -345,7 +348,7 @@ def score_tokens(lm: CausalLM, ids: Sequence[np.ndarray], *, batch_size: int = 1
     -------
     TokenScores
     """
-    import torch
+    import torch  # deferred: torch is heavy
 
     lm = check_causal_lm(lm)
     batch_size = check_int("batch_size", batch_size, min_value=1)
@@ -415,8 +418,6 @@ def score_texts(lm: CausalLM, texts: Sequence[str], **kwargs) -> TokenScores:
 # ----------------------------------------------------------------------------------------------- decoding
 def _cache_kwarg(model) -> str:
     """The forward argument that takes the KV cache: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
-    import inspect
-
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
@@ -451,9 +452,8 @@ def decode(lm: CausalLM, prompts: Sequence[np.ndarray], n_new: int, *, method: s
     -------
     ndarray of int64, shape (n_prompts, n_new)
     """
-    import torch
+    import torch  # deferred: torch is heavy
 
-    from .._random import as_generator
 
     lm = check_causal_lm(lm)
     n_new = check_int("n_new", n_new, min_value=0)
@@ -537,9 +537,8 @@ def fine_tune(lm: CausalLM, ids: Sequence[np.ndarray], *, epochs: float = 10.0, 
     dict
         ``steps``, ``tokens`` (trained target tokens) and ``final_loss`` (mean over the last 10% of steps).
     """
-    import torch
+    import torch  # deferred: torch is heavy
 
-    from .._random import as_generator
 
     lm = check_causal_lm(lm)
     batch_size = check_int("batch_size", batch_size, min_value=1)
@@ -610,8 +609,8 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int = 512):
     """A byte-level BPE tokenizer (GPT-2's scheme) trained on ``texts``, with ``<|endoftext|>`` as BOS/EOS and
     ``<pad>``/``<mask>`` specials; deterministic for the same texts. Returns a ``transformers`` fast tokenizer."""
     require_transformers()
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # deferred: optional extra
+    from transformers import PreTrainedTokenizerFast  # deferred: optional extra
 
     vocab_size = check_int("vocab_size", vocab_size, min_value=260)
     tok = Tokenizer(models.BPE())
@@ -644,9 +643,8 @@ def tiny_config(name: str, tokenizer, *, context_length: int = 256):
 
 def new_causal_lm(config, tokenizer, *, seed=0, name: str | None = None, device: str = "cpu") -> CausalLM:
     """A freshly initialized causal LM of ``config`` (a ``transformers`` config), seeded."""
-    import torch
+    import torch  # deferred: torch is heavy
 
-    from .._random import as_generator
 
     transformers = require_transformers()
     with torch.random.fork_rng(devices=[]):
@@ -657,8 +655,6 @@ def new_causal_lm(config, tokenizer, *, seed=0, name: str | None = None, device:
 
 def clone_causal_lm(lm: CausalLM) -> CausalLM:
     """An independent copy of ``lm`` (weights copied, tokenizer shared)."""
-    import copy
-
     return CausalLM(model=copy.deepcopy(lm.model), tokenizer=lm.tokenizer, name=lm.name, device=lm.device,
                     max_length=lm.max_length)
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..evaluation import roc
 from . import figures
 from .html import _CSS, _img, _num, _table, escape
 from .text_html import _TEXT_CSS, _doc, _rows_table
@@ -81,8 +82,6 @@ def _top_documents(texts, labels, scores, *, n_show: int) -> str:
 def render_lm_report(*, summary: Mapping[str, Any], texts, labels, copies, scores, metrics, untargeted=None,
                      n_show: int = 5) -> str:
     """The page as a string (see the module docstring). ``scores`` is a :class:`memlens.attacks.lm.LMScores`."""
-    from ..evaluation import roc
-
     s = summary
     labels = np.asarray(labels, dtype=bool)
     m = s["model"]

@@ -25,8 +25,11 @@ import numpy as np
 
 from .._random import check_int_seed, model_seeds
 from .._threads import limit_threads
-from .._validation import MemlensInputError, check_float, check_int, check_masks
+from .._validation import MemlensInputError, MemlensTrainingError, check_float, check_int, check_masks
 from .._version import __version__
+from ..data.text import TextDataset
+from ..models import hf
+from ..models.hf import TINY_CONFIGS, score_texts
 from ..population import Population
 from .text_population import TEXT_SIGNALS, _add_extra
 
@@ -132,8 +135,6 @@ def is_hf_model_name(model) -> bool:
 
 def parse_hf_model(model: str) -> HFModelSpec:
     """``"hf:PATH"`` or ``"hf-config:NAME"`` -> :class:`HFModelSpec` (checked)."""
-    from ..models.hf import TINY_CONFIGS
-
     if model.startswith("hf-config:"):
         name = model[len("hf-config:"):]
         if name not in TINY_CONFIGS:
@@ -153,8 +154,6 @@ def parse_hf_model(model: str) -> HFModelSpec:
 def base_model(spec: HFModelSpec, config: HFTrainConfig, *, tokenizer_texts: Sequence[str], seed: int):
     """The model every population member starts from (a checkpoint) or a factory of fresh ones (a config):
     returns ``make(model_seed) -> CausalLM``."""
-    from ..models import hf
-
     if spec.kind == "checkpoint":
         base = hf.load_causal_lm(spec.target, what="model")
         return lambda _seed: hf.clone_causal_lm(base), base
@@ -167,8 +166,6 @@ def base_model(spec: HFModelSpec, config: HFTrainConfig, *, tokenizer_texts: Seq
 def hf_text_signals(lm, texts: Sequence[str], *, batch_size: int = 32) -> dict[str, np.ndarray]:
     """Per-document ``log_likelihood`` (mean token log-likelihood, nats), ``token_accuracy`` and ``loss`` under
     a Hugging Face model, each ``(n,)``."""
-    from ..models.hf import score_texts
-
     sc = score_texts(lm, list(texts), batch_size=batch_size)
     ll = sc.mean_logprob()
     return {"log_likelihood": ll, "token_accuracy": sc.token_accuracy(), "loss": -ll}
@@ -204,9 +201,6 @@ def train_hf_population(dataset, *, masks, spec: HFModelSpec, config: HFTrainCon
         Signals ``log_likelihood``, ``token_accuracy``, ``loss`` on ``train`` and ``test`` (plus ``on_model``'s),
         provenance with the model's description, steps and seconds.
     """
-    from ..data.text import TextDataset
-    from ..models import hf
-
     if not isinstance(dataset, TextDataset):
         raise MemlensInputError(f"dataset must be a memlens.data.TextDataset; got {type(dataset).__name__}")
     config = HFTrainConfig.from_dict(config)
@@ -234,8 +228,6 @@ def train_hf_population(dataset, *, masks, spec: HFModelSpec, config: HFTrainCon
                                 lr=config.lr, weight_decay=config.weight_decay, warmup=config.warmup,
                                 max_grad_norm=config.max_grad_norm, seed=int(seeds[k]))
             if not np.isfinite(info["final_loss"]):
-                from .._validation import MemlensTrainingError
-
                 raise MemlensTrainingError(f"model {model_offset + k}: the training loss became non-finite; lower the "
                                            f"learning rate (lr={config.lr})")
             steps.append(info["steps"])
