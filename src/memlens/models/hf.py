@@ -194,15 +194,15 @@ def load_causal_lm(path, *, device: str = "cpu", dtype: str = "float32", what: s
     """
     transformers = require_transformers()
     if not isinstance(path, (str, Path)) or str(path) == "":
-        raise MemlensInputError(f"{what} must be a local checkpoint folder or a cached hub name; got {path!r}")
+        raise MemlensInputError(f"{what} must be a local checkpoint folder or a cached hub name; got {path!r}", param=what)
     device = _check_device(device)
     torch_dtype = _torch_dtype(dtype)
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
-        raise MemlensInputError(f"{what} {str(path)!r} is a file; give the checkpoint's folder (with config.json)")
+        raise MemlensInputError(f"{what} {str(path)!r} is a file; give the checkpoint's folder (with config.json)", param=what)
     if p.is_dir() and not (p / "config.json").is_file():
-        raise MemlensInputError(f"{what} folder {str(path)!r} has no config.json: it is not a Hugging Face "
-                                "checkpoint (save one with model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR))")
+        raise MemlensInputError(f"{what} {str(path)!r}: the folder has no config.json, so it is not a Hugging Face "
+                                "checkpoint (save one with model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR))", param=what)
     source = str(p) if p.is_dir() else str(path)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=True)
@@ -210,18 +210,18 @@ def load_causal_lm(path, *, device: str = "cpu", dtype: str = "float32", what: s
     except OSError as exc:
         if p.is_dir():
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MemlensInputError(f"{what} folder {str(path)!r} could not be loaded ({first}): it needs the model's "
-                                    "weights and its tokenizer files") from None
+            raise MemlensInputError(f"{what} {str(path)!r}: the folder could not be loaded ({first}): it needs the model's "
+                                    "weights and its tokenizer files", param=what) from None
         if any(c in str(path) for c in ("/", "\\")) or str(path).startswith((".", "~")):
-            raise MemlensInputError(f"{what} folder {str(path)!r} does not exist; pass a checkpoint folder written by "
-                                    "save_pretrained") from None
+            raise MemlensInputError(f"{what} {str(path)!r}: no such folder; pass a checkpoint folder written by "
+                                    "save_pretrained", param=what) from None
         raise MemlensInputError(f"{what} {str(path)!r} is neither a local folder nor in the Hugging Face cache "
                                 "(memlens downloads nothing): download it on a connected machine "
-                                "(huggingface-cli download NAME --local-dir DIR) and pass the folder") from None
+                                "(huggingface-cli download NAME --local-dir DIR) and pass the folder", param=what) from None
     except ValueError as exc:
         first = str(exc).strip().splitlines()[0]
         raise MemlensInputError(f"{what} {str(path)!r} is not a causal language model transformers can load "
-                                f"({first})") from None
+                                f"({first})", param=what) from None
     return _finish(model, tokenizer, source, device)
 
 
@@ -391,8 +391,8 @@ def score_tokens(lm: CausalLM, ids: Sequence[np.ndarray], *, batch_size: int = 1
             if distribution:
                 p = lp.exp()
                 m1 = (p * lp).sum(-1)
-                m2 = (p * lp * lp).sum(-1)
-                sd = (m2 - m1 * m1).clamp_min(0).sqrt()
+                centred = lp - m1.unsqueeze(-1)          # Var = E[(lp - mu)^2]: no cancellation in float32
+                sd = (p * centred * centred).sum(-1).sqrt()
                 m1, sd = m1.double().cpu().numpy(), sd.double().cpu().numpy()
             tok_lp, best = tok_lp.double().cpu().numpy(), best.cpu().numpy()
             for j, (i, s, e, first) in enumerate(chunk):
