@@ -360,6 +360,9 @@ def test_cli_lm_audit(models, tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and "min_k_plus_plus" in text and "report:" in text
     assert set(json.loads((out / "summary.json").read_text())["attacks"]) == {"loss", "zlib", "min_k_plus_plus"}
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "min_k_plus_plus" in shown and "members" in shown
     for argv, flag in ((["--model", str(tmp_path / "none")], "--model"), (["--k", "3"], "--k"),
                        (["--attacks", "loss,minkk"], "--attacks"), (["--prefix-lens", "a,b"], "--prefix-lens")):
         base = ["lm-audit", "--model", str(p["target"]), "--members", str(root / "members.txt"), "--nonmembers",

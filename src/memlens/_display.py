@@ -23,7 +23,22 @@ def summary_rows(s: Mapping) -> list[tuple[str, str]]:
     return _summary_rows(s)
 
 
+def _lm_summary_rows(s) -> list[tuple[str, str]]:
+    """Rows of an ``lm-audit`` summary (a Hugging Face model scored on members and non-members)."""
+    m = s.get("model") or {}
+    rows = [("model", f"{m.get('name')} ({m.get('architecture')}, {m.get('n_parameters', 0):,} parameters)"),
+            ("documents", f"{s.get('n_members', 0):,} members, {s.get('n_nonmembers', 0):,} non-members"),
+            ("scoring", f"{s.get('tokens_scored', 0):,} tokens, {_num(s.get('tokens_per_second'), ',.0f')} tokens/s")]
+    for r in s.get("extraction") or []:
+        if r.get("copies") == "all" and r.get("exact_rate") is not None and r.get("model") == m.get("name"):
+            rows.append((f"extraction, {r['set']}s, prefix {r['prefix_len']}",
+                         f"{_pct(r['exact_rate'])} of {r['n']} reproduce the suffix"))
+    return rows
+
+
 def _summary_rows(s) -> list[tuple[str, str]]:
+    if s.get("kind") == "lm-audit":
+        return _lm_summary_rows(s)
     rows = [("dataset", f"{s.get('dataset')} ({s.get('n_train', '?'):,} train / {s.get('n_test', '?'):,} test)"
              if isinstance(s.get("n_train"), int) else str(s.get("dataset")))]
     if "model" in s:
@@ -66,8 +81,14 @@ def attack_rows(s: Mapping) -> list[tuple[str, ...]]:
 
 
 def _attack_rows(s) -> list[tuple[str, ...]]:
-    table = ((s.get("attacks") or {}).get("table")) or {}
     rows = []
+    if s.get("kind") == "lm-audit":           # one model: the attack's own interval, no mean over targets
+        for name, a in (s.get("attacks") or {}).items():
+            ci = a.get("auc_ci") or [None, None]
+            rows.append((name, _num(a.get("auc")), f"[{_num(ci[0])}, {_num(ci[1])}]", _pct(a.get("tpr@0.001")),
+                         _pct(a.get("tpr@0.01"))))
+        return rows
+    table = ((s.get("attacks") or {}).get("table")) or {}
     for name, a in table.items():
         auc = (a.get("auc") or {})
         tpr = a.get("tpr") or {}

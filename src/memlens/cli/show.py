@@ -47,7 +47,8 @@ def show(out, *, as_json: bool = False, file=None) -> None:
     console.print(t)
     rows = attack_rows(s)
     if rows:
-        a = Table(title="membership attacks (mean over target models)", title_justify="left")
+        a = Table(title="membership attacks" + ("" if s.get("kind") == "lm-audit" else " (mean over target models)"),
+                  title_justify="left")
         for col in ("attack", "AUC", "95% CI", "TPR @ 0.1% FPR", "TPR @ 1% FPR"):
             a.add_column(col, justify="left" if col == "attack" else "right")
         for r in rows:

@@ -281,7 +281,8 @@ def roc_curves(curves, *, title: str | None = None, fprs=(1e-3, 1e-2)):
     ax = fig.add_subplot()
     n_neg = max([int(getattr(c, "n_neg", 0)) for c in curves.values()] + [1])
     lo = 1.0 / max(n_neg, 1)
-    colors = ["#c44e52", "#dd8452", "#4c72b0", "#55a868", "#8172b3", "#937860"]
+    colors = ["#c44e52", "#dd8452", "#4c72b0", "#55a868", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+              "#64b5cd"]
     for k, (name, c) in enumerate(curves.items()):
         fpr = np.asarray(c.fpr, dtype=np.float64)
         tpr = np.asarray(c.tpr, dtype=np.float64)
