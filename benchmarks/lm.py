@@ -11,7 +11,7 @@ population, side by side in one run.
     fortunes, some inserted 2, 4, 8 or 16 times; non-members from the same corpus; a reference model trained on
     other fortunes; a tiny masked LM trained on other fortunes for the neighbourhood attack. Every attack's AUC and
     TPR at 1% FPR, and discoverable memorization against copies and prefix length. The model folders are kept in
-    ``DIR/lm-models`` so that the README's command can be run as it is.
+    ``benchmarks/out/lm-models`` so that the README's command can be run as it is.
 (c) The text audit's fine-tuning population with ``--model hf-config:gpt2-tiny``: exposure and extraction of
     canaries against repetitions, counterfactual memorization, and the run time.
 
@@ -123,6 +123,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = args.out or (ROOT / "benchmarks" / ("out" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
+    work = ROOT / "benchmarks" / "out" if args.out is None else out   # model folders and audit outputs
+    work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     q = args.quick
     n_mem, n_non, epochs = (120, 120, 20) if q else (400, 400, 8)
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
                      "train_sequences": len(train), "epochs": epochs, **info, "seconds": time.perf_counter() - t0}
     ref = hf.new_causal_lm(cfg, tok, seed=2, name="reference")
     hf.fine_tune(ref, hf.encode(ref, public[:n_mem]), epochs=epochs // 3, batch_size=16, lr=2e-3, seed=1)
-    folder = out / "lm-models"
+    folder = work / "lm-models"
     hf.save_causal_lm(target, folder / "target")
     hf.save_causal_lm(ref, folder / "reference")
     mlm = train_mlm(tok, public[:2000], steps=100 if q else 600)
@@ -169,7 +171,7 @@ def main(argv=None) -> int:
     # ---- (b) the audit
     t0 = time.perf_counter()
     audit = run_lm_audit(model=folder / "target", members=folder / "members.txt",
-                         nonmembers=folder / "nonmembers.txt", out=out / "lm-audit", reference=folder / "reference",
+                         nonmembers=folder / "nonmembers.txt", out=work / "lm-audit", reference=folder / "reference",
                          mask_model=folder / "mlm", prefix_lens=(8, 16, 32), suffix_len=16, n_samples=128,
                          overwrite=True, progress=False, seed=args.seed)
     res["audit"] = {"seconds": time.perf_counter() - t0, "attacks": audit.summary["attacks"],
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     pop = run_text_audit(dataset="fortunes", model="hf-config:gpt2-tiny", n_models=4 if q else 16,
                          n_documents=80 if q else 300, max_chars=100, config={"epochs": 20},
-                         out=out / "lm-population", overwrite=True, progress=False, jobs=None, seed=args.seed)
+                         out=work / "lm-population", overwrite=True, progress=False, jobs=None, seed=args.seed)
     s = pop.summary
     res["population"] = {"seconds": time.perf_counter() - t0, "n_models": s["n_models"],
                          "n_documents": s["n_documents"], "n_memorized": s["n_memorized"],

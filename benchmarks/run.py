@@ -776,6 +776,10 @@ def markdown(res: dict) -> str:
     if not res["quick"] and fc.exists():   # measured by benchmarks/fmnist_cnn.py (about an hour)
         L.append("\n## (g) 128 CNNs on full Fashion-MNIST, the whole audit measured end to end\n"
                  + fc.read_text().split("\n", 1)[1])
+    lm = ROOT / "benchmarks" / "lm.md"
+    if not res["quick"] and lm.exists():   # measured by benchmarks/lm.py (Hugging Face models, a run of its own)
+        L.append("\n## (h) Hugging Face language models: scoring throughput, `memlens lm-audit`, fine-tuning "
+                 "populations\n" + lm.read_text().split("\n", 1)[1].replace("\n## (", "\n### ("))
     return "\n".join(L)
 
 

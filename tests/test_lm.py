@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
+from memlens._validation import MemlensInputError  # noqa: E402
 from memlens.attacks import lm as A  # noqa: E402
 from memlens.attacks.lm_extraction import copy_buckets, extraction_curve, lm_continuations, untargeted_extraction  # noqa: E402
 from memlens.audits.lm import run_lm_audit  # noqa: E402
@@ -18,7 +19,6 @@ from memlens.data.text import load_text_dataset  # noqa: E402
 from memlens.evaluation import auc_null_stderr, roc_auc  # noqa: E402
 from memlens.models import hf  # noqa: E402
 from memlens.models.hf import TokenScores  # noqa: E402
-from memlens._validation import MemlensInputError  # noqa: E402
 
 N_MEMBERS, N_NON, REPEATED = 40, 40, 12
 

@@ -44,6 +44,7 @@ from ..models.hf import (
     _check_device,
     check_causal_lm,
     encode,
+    pad_right,
     require_transformers,
     score_tokens,
 )
@@ -228,14 +229,9 @@ def neighbours(mlm: MaskedLM, texts: Sequence[str], *, n_neighbours: int = 8, fr
     with torch.inference_mode():
         for lo in range(0, len(jobs), batch_size):
             chunk = jobs[lo:lo + batch_size]
-            t = max(len(j[1]) for j in chunk)
-            pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-            x = torch.full((len(chunk), t), pad, dtype=torch.long)
-            am = torch.zeros((len(chunk), t), dtype=torch.long)
-            for r, (_, ids, _, _) in enumerate(chunk):
-                x[r, :len(ids)] = torch.tensor(ids)
-                am[r, :len(ids)] = 1
-            logits = model(input_ids=x.to(dev), attention_mask=am.to(dev)).logits.float().cpu()
+            x, am = pad_right([j[1] for j in chunk], tok.pad_token_id if tok.pad_token_id is not None else 0)
+            logits = model(input_ids=torch.from_numpy(x).to(dev),
+                           attention_mask=torch.from_numpy(am).to(dev)).logits.float().cpu()
             logits[..., banned] = float("-inf")
             for r, (i, ids, pos, orig) in enumerate(chunk):
                 new = list(ids)

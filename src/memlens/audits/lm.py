@@ -262,6 +262,16 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
         other = c if isinstance(c, CausalLM) else load_causal_lm(c, device=device, dtype=dtype, what="compare")
         others[other.name] = other
     run_attacks = check_attacks(attacks, reference=ref, recall_prefix=shots or None, mask_model=mlm)
+    for m in (lm, *others.values()):
+        head = 1 if m.bos_id is not None else 0
+        if extraction and head + max(prefix_lens) + suffix_len > m.max_length:
+            raise MemlensInputError(f"prefix_lens: the longest prefix ({max(prefix_lens)}) plus suffix_len "
+                                    f"({suffix_len}) exceed the context of {m.name!r} ({m.max_length} tokens); "
+                                    "shorten them")
+    if n_samples:
+        if lm.bos_id is None:
+            raise MemlensInputError(f"n_samples: model {lm.name!r} has no BOS token to sample from; drop --samples")
+        check_int("sample_len", sample_len, min_value=1, max_value=lm.max_length - 1)
     out.mkdir(parents=True, exist_ok=True)
     lock = acquire_run_lock(out)
     try:

@@ -379,14 +379,18 @@ def _make_on_model(train_texts: Sequence[str], test_texts: Sequence[str], canari
             samples = _fit_context(generate_samples(model, n_samples, max_new=min(SAMPLE_LEN, ctx - 2),
                                                     top_k=SAMPLE_TOP_K, seed=rng), ctx)
             sc = ranking_attack(model, samples, reference_model=reference_model).scores
-            own = np.asarray(masks[k], dtype=bool)
-            out["samples"] = {
-                "verbatim": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if m],
+            out["samples"] = _sample_signals(samples, {n: sc[n] for n in RANKING_SCORES if n in sc}, masks[k])
+        return out
+
+    def _sample_signals(samples, ranked, own):
+        """Verbatim matches of generated samples with the model's own and with unseen documents, and their
+        ranking scores (the ``samples`` split)."""
+        own = np.asarray(own, dtype=bool)
+        return {"verbatim": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if m],
                                              n_bytes=VERBATIM_BYTES).astype(np.float64),
                 "verbatim_unseen": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if not m],
                                                     n_bytes=VERBATIM_BYTES).astype(np.float64),
-                **{f"rank_{name}": np.asarray(sc[name], dtype=np.float64) for name in RANKING_SCORES if name in sc}}
-        return out
+                **{f"rank_{name}": np.asarray(v, dtype=np.float64) for name, v in ranked.items()}}
 
     def _hf_on_model(k, lm):
         """The same measurements with the model's subword tokens (prefix and suffix lengths count tokens)."""
@@ -407,13 +411,7 @@ def _make_on_model(train_texts: Sequence[str], test_texts: Sequence[str], canari
                          method="sample", top_k=SAMPLE_TOP_K, seed=rng)
             samples = decode_ids(lm, [[t for t in r if t != lm.bos_id] for r in gen])
             ss = lm_membership_scores(lm, samples, attacks=list(names)).scores
-            own = np.asarray(masks[k], dtype=bool)
-            out["samples"] = {
-                "verbatim": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if m],
-                                             n_bytes=VERBATIM_BYTES).astype(np.float64),
-                "verbatim_unseen": verbatim_matches(samples, [t for t, m in zip(train_texts, own) if not m],
-                                                    n_bytes=VERBATIM_BYTES).astype(np.float64),
-                **{f"rank_{name}": np.asarray(ss[a], dtype=np.float64) for a, name in names.items()}}
+            out["samples"] = _sample_signals(samples, {name: ss[a] for a, name in names.items()}, masks[k])
         return out
 
     return on_model

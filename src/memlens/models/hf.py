@@ -39,7 +39,7 @@ from .._random import as_generator
 from .._validation import MemlensInputError, check_float, check_int
 
 __all__ = ["CausalLM", "TokenScores", "require_transformers", "load_causal_lm", "is_causal_lm", "check_causal_lm",
-           "encode", "score_tokens", "score_texts", "decode", "fine_tune", "train_tokenizer", "tiny_config",
+           "encode", "pad_right", "score_tokens", "score_texts", "decode", "fine_tune", "train_tokenizer", "tiny_config",
            "new_causal_lm", "TINY_CONFIGS", "DTYPES"]
 
 #: Model dtypes accepted by :func:`load_causal_lm`.
@@ -246,6 +246,19 @@ def decode_ids(lm: CausalLM, rows) -> list[str]:
                                 clean_up_tokenization_spaces=False) for r in rows]
 
 
+def pad_right(rows: Sequence, pad: int, *, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of token ids padded into ``(n, max_len)`` int64 ids and an attention mask (1 on real tokens); padding
+    on the right, or on the left with ``left=True`` (decoding)."""
+    t = max(len(r) for r in rows)
+    x = np.full((len(rows), t), pad, dtype=np.int64)
+    am = np.zeros((len(rows), t), dtype=np.int64)
+    for j, r in enumerate(rows):
+        sl = slice(t - len(r), t) if left else slice(0, len(r))
+        x[j, sl] = r
+        am[j, sl] = 1
+    return x, am
+
+
 @dataclass(frozen=True, eq=False)
 class TokenScores:
     """Per-token scores of ``n`` documents, ragged: document ``i``'s scored tokens are
@@ -376,12 +389,7 @@ def score_tokens(lm: CausalLM, ids: Sequence[np.ndarray], *, batch_size: int = 1
             b = max(1, min(batch_size, per_pass // max(1, width)))
             chunk = segs[lo:lo + b]
             lo += len(chunk)
-            t = max(e - s for _, s, e, _ in chunk)
-            x = np.full((len(chunk), t), pad, dtype=np.int64)
-            am = np.zeros((len(chunk), t), dtype=np.int64)
-            for j, (i, s, e, _) in enumerate(chunk):
-                x[j, :e - s] = rows[i][s:e]
-                am[j, :e - s] = 1
+            x, am = pad_right([rows[i][s:e] for i, s, e, _ in chunk], pad)
             xt = torch.from_numpy(x).to(dev)
             logits = model(input_ids=xt, attention_mask=torch.from_numpy(am).to(dev)).logits[:, :-1].float()
             lp = torch.log_softmax(logits, dim=-1)
@@ -480,12 +488,7 @@ def decode(lm: CausalLM, prompts: Sequence[np.ndarray], n_new: int, *, method: s
     with torch.inference_mode():
         for lo in range(0, len(rows), batch_size):
             idx = order[lo:lo + batch_size]
-            t = max(rows[i].size for i in idx)
-            x = np.full((idx.size, t), pad, dtype=np.int64)
-            am = np.zeros((idx.size, t), dtype=np.int64)
-            for j, i in enumerate(idx):
-                x[j, t - rows[i].size:] = rows[i]
-                am[j, t - rows[i].size:] = 1
+            x, am = pad_right([rows[i] for i in idx], pad, left=True)
             attn = torch.from_numpy(am).to(dev)
             pos = (attn.cumsum(-1) - 1).clamp_min(0)
             res = model(input_ids=torch.from_numpy(x).to(dev), attention_mask=attn, position_ids=pos, use_cache=True)
@@ -579,12 +582,7 @@ def fine_tune(lm: CausalLM, ids: Sequence[np.ndarray], *, epochs: float = 10.0, 
                 order, pos = rng.permutation(n), 0
             take = order[pos:pos + batch_size]
             pos += take.size
-            t = max(pieces[i].size for i in take)
-            x = np.full((take.size, t), pad, dtype=np.int64)
-            am = np.zeros((take.size, t), dtype=np.int64)
-            for j, i in enumerate(take):
-                x[j, :pieces[i].size] = pieces[i]
-                am[j, :pieces[i].size] = 1
+            x, am = pad_right([pieces[i] for i in take], pad)
             xt, at = torch.from_numpy(x).to(dev), torch.from_numpy(am).to(dev)
             logits = model(input_ids=xt, attention_mask=at).logits[:, :-1].float()
             tgt = xt[:, 1:].masked_fill(at[:, 1:] == 0, -100)

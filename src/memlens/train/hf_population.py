@@ -31,7 +31,7 @@ from ..data.text import TextDataset
 from ..models import hf
 from ..models.hf import TINY_CONFIGS, score_texts
 from ..population import Population
-from .text_population import TEXT_SIGNALS, _add_extra
+from .text_population import TEXT_SIGNALS, _add_extra, merge_extra
 
 __all__ = ["HFTrainConfig", "HFModelSpec", "parse_hf_model", "train_hf_population", "hf_text_signals",
            "is_hf_model_name"]
@@ -243,12 +243,7 @@ def train_hf_population(dataset, *, masks, spec: HFModelSpec, config: HFTrainCon
             del lm
             if progress is not None:
                 progress(k + 1)
-    for split, named in extra.items():
-        for name, arr in named.items():
-            if split in signals and name in signals[split]:
-                raise MemlensInputError(f"on_model returned signal {split!r}/{name!r}, which the population already "
-                                        "has; rename it")
-            signals.setdefault(split, {})[name] = arr
+    merge_extra(signals, extra)
     provenance = {
         "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
         "model": {**describe, **spec.identity(), **config.to_dict()},

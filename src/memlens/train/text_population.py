@@ -379,12 +379,7 @@ def train_text_population(dataset: TextDataset, *, masks, config: CharLMConfig |
             del models
             if progress is not None:
                 progress(hi)
-    for split, named in extra.items():
-        for name, arr in named.items():
-            if split in signals and name in signals[split]:
-                raise MemlensInputError(f"on_model returned signal {split!r}/{name!r}, which the population already "
-                                        "has; rename it")
-            signals.setdefault(split, {})[name] = arr
+    merge_extra(signals, extra)
     provenance = {
         "dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint(),
@@ -400,6 +395,16 @@ def train_text_population(dataset: TextDataset, *, masks, config: CharLMConfig |
         "seconds_signals": t_eval,
     }
     return Population(masks=masks, signals=signals, seeds=seeds, provenance=provenance)
+
+
+def merge_extra(signals: dict, extra: dict) -> None:
+    """Add the ``on_model`` signals to a population's (refusing a name the population already has)."""
+    for split, named in extra.items():
+        for name, arr in named.items():
+            if split in signals and name in signals[split]:
+                raise MemlensInputError(f"on_model returned signal {split!r}/{name!r}, which the population already "
+                                        "has; rename it")
+            signals.setdefault(split, {})[name] = arr
 
 
 def _add_extra(extra: dict, got, k: int, n_models: int) -> None:
