@@ -409,3 +409,46 @@ def test_text_audit_fine_tunes_a_local_checkpoint(models, tmp_path):
                        progress=False)
     assert r.population.signal("train", "loss").shape == (2, 20)
     assert math.isfinite(float(np.nanmean(r.population.signal("test", "loss"))))
+
+
+def test_extraction_over_several_models_and_sampled_decoding(models, tmp_path):
+    p, root = models["paths"], models["root"]
+    r = run_lm_audit(model=p["target"], members=root / "members.txt", nonmembers=root / "nonmembers.txt",
+                     out=tmp_path / "cmp", compare=[p["untrained"]], attacks=["loss"], prefix_lens=(8,),
+                     suffix_len=8, decoding="sample", n_boot=20, progress=False)
+    names = {row["model"] for row in r.summary["extraction"]}
+    assert names == {str(p["target"]), str(p["untrained"])}
+    untrained = [row for row in r.summary["extraction"] if row["model"] == str(p["untrained"])]
+    assert all(row["exact_rate"] in (0.0, None) for row in untrained)
+    assert r.summary["settings"]["decoding"] == "sample"
+    header = (tmp_path / "cmp" / "scores.csv").read_text().splitlines()[0]
+    assert f"extracted_{p['untrained']}_8" in header
+    with pytest.raises(MemlensInputError, match="prefix_lens"):
+        run_lm_audit(model=p["target"], members=root / "members.txt", nonmembers=root / "nonmembers.txt",
+                     out=tmp_path / "long", prefix_lens=(120,), suffix_len=16, progress=False)
+
+
+def test_bfloat16_scores_close_to_float32(models, corpus):
+    lm32 = hf.load_causal_lm(models["paths"]["target"])
+    lm16 = hf.load_causal_lm(models["paths"]["target"], dtype="bfloat16")
+    assert lm16.describe()["dtype"] == "bfloat16"
+    a = hf.score_texts(lm32, corpus["members"][:8]).mean_logprob()
+    b = hf.score_texts(lm16, corpus["members"][:8]).mean_logprob()
+    assert np.max(np.abs(a - b)) < 0.1 * np.max(np.abs(a))
+    with pytest.raises(MemlensInputError, match="dtype"):
+        hf.load_causal_lm(models["paths"]["target"], dtype="float8")
+    with pytest.raises(MemlensInputError, match="device"):
+        hf.load_causal_lm(models["paths"]["target"], device="tpu:7")
+
+
+def test_hf_population_resumes_from_its_shards(tmp_path):
+    from memlens.audits.text import run_text_audit
+
+    kw = dict(dataset="fortunes", model="hf-config:llama-tiny", n_models=4, n_documents=20, max_chars=80,
+              canary_repetitions=0, config={"epochs": 2}, out=tmp_path / "r", shard_size=2, progress=False, jobs=1)
+    first = run_text_audit(**kw)
+    again = run_text_audit(**kw, resume=True)
+    assert again.shards_trained == ()
+    np.testing.assert_array_equal(first.population.signal("train", "loss"), again.population.signal("train", "loss"))
+    with pytest.raises(MemlensInputError):
+        run_text_audit(**{**kw, "config": {"epochs": 3}}, resume=True)

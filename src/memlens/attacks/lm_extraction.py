@@ -124,7 +124,7 @@ def _stats(res: ContinuationResult, sel: np.ndarray) -> dict:
 
 def extraction_curve(models: Mapping[str, CausalLM], texts: Sequence[str], *, copies=None,
                      prefix_lens: Sequence[int] = (8, 16, 32), suffix_len: int = 16, method: str = "greedy",
-                     batch_size: int = 32, seed=0) -> ExtractionCurve:
+                     top_k: int | None = None, batch_size: int = 32, seed=0) -> ExtractionCurve:
     """Discoverable memorization of ``texts`` under each model at each prefix length, by copy count.
 
     Parameters
@@ -139,6 +139,7 @@ def extraction_curve(models: Mapping[str, CausalLM], texts: Sequence[str], *, co
         Prompt lengths ``k`` in tokens.
     suffix_len : int
         Tokens to reproduce (Carlini et al. 2023 use 50).
+    method, top_k : greedy decoding, or sampling (``top_k``, temperature 1, ``seed``).
 
     Returns
     -------
@@ -158,7 +159,7 @@ def extraction_curve(models: Mapping[str, CausalLM], texts: Sequence[str], *, co
     rows, exact, sim = [], {}, {}
     for name, lm in models.items():
         for p in prefix_lens:
-            res = lm_continuations(lm, texts, prefix_len=p, suffix_len=suffix_len, method=method,
+            res = lm_continuations(lm, texts, prefix_len=p, suffix_len=suffix_len, method=method, top_k=top_k,
                                    batch_size=batch_size, seed=seed, warn_short=False)
             exact[(name, p)], sim[(name, p)] = res.exact, res.similarity
             rows.append({"model": name, "prefix_len": p, "copies": "all", **_stats(res, np.ones(len(texts), bool))})

@@ -167,7 +167,8 @@ def _prefix_lens(values) -> tuple[int, ...]:
 
 def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=None, attacks=None, k: float = 0.2,
                  recall_shots: int = 4, n_neighbours: int = 8, neighbour_fraction: float = 0.15,
-                 extraction: bool = True, prefix_lens=DEFAULT_PREFIX_LENS, suffix_len: int = 16, compare=(),
+                 extraction: bool = True, prefix_lens=DEFAULT_PREFIX_LENS, suffix_len: int = 16,
+                 decoding: str = "greedy", compare=(),
                  n_samples: int = 0, sample_len: int = 48, verify_against=None, window: int | None = None,
                  stride: int | None = None, batch_size: int = 16, device: str = "cpu", dtype: str = "float32",
                  n_boot: int = 1000, delimiter: str | None = None, seed=0, overwrite: bool = False,
@@ -197,6 +198,9 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
     extraction : bool
         Measure discoverable memorization of members and non-members.
     prefix_lens, suffix_len : prefix lengths ``k`` and suffix length, in tokens.
+    decoding : {"greedy", "sample"}
+        How continuations are decoded: greedy (the definition of discoverable memorization) or sampled (top-40,
+        temperature 1, seeded): the extraction rate of an attacker who samples once.
     compare : sequence of paths or CausalLMs
         More checkpoints (e.g. other sizes) for the extraction curve's model axis.
     n_samples, sample_len : int
@@ -221,6 +225,8 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
     n_samples = check_int("n_samples", n_samples, min_value=0)
     suffix_len = check_int("suffix_len", suffix_len, min_value=1)
     prefix_lens = _prefix_lens(prefix_lens)
+    if decoding not in ("greedy", "sample"):
+        raise MemlensInputError(f"decoding must be 'greedy' or 'sample'; got {decoding!r}")
     if attacks is not None:
         attacks = check_attacks(attacks, reference=reference, recall_prefix=["x"] if recall_shots else None,
                                 mask_model=mask_model)
@@ -301,9 +307,10 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
             table[a] = _metrics_entry(metrics[a], int(labels[ok].sum()), int((~labels[ok]).sum()))
         curve = flags = None
         if extraction:
-            say(f"extraction: greedy continuations at prefix lengths {', '.join(map(str, prefix_lens))} "
+            say(f"extraction: {decoding} continuations at prefix lengths {', '.join(map(str, prefix_lens))} "
                 f"(suffix {suffix_len} tokens), members and non-members")
-            kw = dict(prefix_lens=prefix_lens, suffix_len=suffix_len, batch_size=max(1, batch_size * 2), seed=seed)
+            kw = dict(prefix_lens=prefix_lens, suffix_len=suffix_len, batch_size=max(1, batch_size * 2), seed=seed,
+                      method=decoding, top_k=40 if decoding == "sample" else None)
             models = {lm.name: lm, **others}
             curve = extraction_curve(models, mem_docs, copies=copies, **kw)
             control = extraction_curve(models, non_docs, **kw)
@@ -326,7 +333,7 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
             "settings": {"k": k, "n_neighbours": n_neighbours, "neighbour_fraction": neighbour_fraction,
                          "window": window or lm.max_length, "stride": stride or max(1, (window or lm.max_length) // 2),
                          "batch_size": batch_size, "device": lm.device, "n_boot": n_boot,
-                         "prefix_lens": list(prefix_lens), "suffix_len": suffix_len},
+                         "prefix_lens": list(prefix_lens), "suffix_len": suffix_len, "decoding": decoding},
             "attacks": table,
             "mean_logprob_members": float(np.nanmean(sc.mean_logprob[labels])),
             "mean_logprob_nonmembers": float(np.nanmean(sc.mean_logprob[~labels])),

@@ -12,7 +12,7 @@ __all__ = ["add_lm_audit_parser", "run_lm_audit_from_args", "LM_FLAGS"]
 LM_FLAGS = {"model": "--model", "members": "--members", "nonmembers": "--nonmembers", "out": "--out",
             "reference": "--reference", "mask_model": "--mask-model", "attacks": "--attacks", "k": "--k",
             "recall_shots": "--recall-shots", "n_neighbours": "--neighbours", "prefix_lens": "--prefix-lens",
-            "suffix_len": "--suffix-len", "compare": "--compare", "n_samples": "--samples",
+            "suffix_len": "--suffix-len", "decoding": "--decoding", "compare": "--compare", "n_samples": "--samples",
             "sample_len": "--sample-len", "verify_against": "--verify-against", "window": "--window",
             "stride": "--stride", "batch_size": "--batch-size", "device": "--device", "dtype": "--dtype",
             "n_boot": "--bootstrap", "seed": "--seed"}
@@ -57,6 +57,8 @@ def add_lm_audit_parser(sub) -> None:
     p.add_argument("--prefix-lens", type=_int_list, default=(8, 16, 32), metavar="K,K",
                    help="prefix lengths in tokens (default 8,16,32)")
     p.add_argument("--suffix-len", type=int, default=16, metavar="M", help="suffix to reproduce, tokens (default 16)")
+    p.add_argument("--decoding", default="greedy", choices=("greedy", "sample"),
+                   help="continuations for extraction: greedy (default, discoverable memorization) or top-40 sampling")
     p.add_argument("--compare", nargs="+", default=(), metavar="PATH",
                    help="more checkpoints (e.g. other sizes) for the extraction curve's model axis")
     p.add_argument("--samples", type=int, default=0, metavar="N",
@@ -93,7 +95,7 @@ def run_lm_audit_from_args(args, *, print_fn=print) -> int:
         model=args.model, members=args.members, nonmembers=args.nonmembers, out=args.out,
         reference=args.reference, mask_model=args.mask_model, attacks=attacks, k=args.k,
         recall_shots=args.recall_shots, n_neighbours=args.neighbours, extraction=not args.no_extraction,
-        prefix_lens=args.prefix_lens, suffix_len=args.suffix_len, compare=tuple(args.compare),
+        prefix_lens=args.prefix_lens, suffix_len=args.suffix_len, decoding=args.decoding, compare=tuple(args.compare),
         n_samples=args.samples, sample_len=args.sample_len, verify_against=args.verify_against, window=args.window,
         stride=args.stride, batch_size=args.batch_size, device=args.device, dtype=args.dtype, n_boot=args.bootstrap,
         delimiter=args.delimiter, seed=args.seed, overwrite=args.overwrite, progress=not quiet)
