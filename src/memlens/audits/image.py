@@ -72,6 +72,7 @@ from .attacks import (  # noqa: F401  (re-exported: their first home was this mo
     privacy_summary,
 )
 from .loo import LOO_MODELS, AuditLOO, audit_loo, check_kernel_memory, check_loo  # noqa: F401  (re-exported)
+from .proxies import audit_proxies, check_proxies
 from .summaries import AuditSummary
 
 __all__ = ["AuditResult", "AuditAttacks", "run_audit", "audit_attacks", "MODELS", "MEM_THRESHOLD",
@@ -116,6 +117,8 @@ class AuditResult:
         The membership attacks on the population (None with ``attacks=False``).
     loo : AuditLOO or None
         Leave-one-out memorization beside the subset estimate (``loo=True``; None otherwise).
+    proxies : memlens.audits.proxies.AuditProxies or None
+        Memorization proxies from one model and their agreement with the estimate (``proxies=True``).
     record : memlens.audits.summaries.AuditSummary
         The summary, typed (what the report and the command line read).
     """
@@ -131,6 +134,7 @@ class AuditResult:
     attacks: Any = None
     loo: Any = None
     record: Any = None
+    proxies: Any = None
 
     def _repr_html_(self) -> str:
         out = html_table(f"memlens audit — {self.out}", summary_rows(self.summary))
@@ -195,7 +199,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
               shard_size: int | None = None, progress: bool = True, backend: str = "torch",
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
-              dp_delta: float | None = None, loo: bool = False, executor="local", ray_address: str | None = None,
+              dp_delta: float | None = None, loo: bool = False, proxies: bool = False, executor="local", ray_address: str | None = None,
               ray_num_cpus: int | None = None, lira_convention: str = "memlens", jobs: int | None = 1) -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
@@ -261,6 +265,11 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         adds four ``loo_*`` columns to ``examples.csv``, a ``loo`` block to ``summary.json`` (method, time,
         agreement with the subset estimate) and a section to ``report.html``. It reads the dataset and the
         model configuration only (not part of the run's identity).
+    proxies : bool
+        Also compute cheap memorization proxies from one model trained on every example (logreg: influence
+        functions; mlp: training dynamics, TracIn, EK-FAC, curvature; :mod:`memlens.audits.proxies`) and compare
+        each with the population's memorization. Adds ``proxy_<name>`` columns to ``examples.csv``, a ``proxies``
+        block to ``summary.json`` and a section to ``report.html``; not part of the run's identity.
     executor : {"local", "ray"} or memlens.storage.executors.Executor
         Where the shards are trained (:mod:`memlens.storage.executors`): ``"local"`` in this process, one after the other;
         ``"ray"`` as Ray tasks, each shard written to ``out`` as soon as its task completes. Not part of the run's
@@ -309,6 +318,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         raise MemlensInputError(f"backend must be 'torch' (the default) for model {model!r}, which is fitted in "
                                 f"closed form; got backend={backend!r}")
     loo = check_loo(loo, model, dp)
+    proxies = check_proxies(proxies, model, dp)
     ds = _check_dataset(dataset)
     if model == "kernel-ridge":
         check_kernel_memory(ds.n_train, ds.n_test)
@@ -351,15 +361,20 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
             "subset_ratio": subset_ratio, "seed": seed}
     loo_fn = (lambda mem: audit_loo(ds, model=model, model_config=model_config, subset_memorization=mem)) \
         if loo else None
+    # the population's cost in core-seconds (its training wall time on every core it used; 0 when all shards were
+    # reused, and then the proxies' relative cost is not reported)
+    pop_core_s = trained.seconds * pipeline.executor_threads(opts) if trained.trained else None
+    proxies_fn = (lambda mem: audit_proxies(ds, model=model, model_config=model_config, memorization=mem, pop=pop,
+                                            seed=seed, population_seconds=pop_core_s)) if proxies else None
     return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": trainer_record, "dp": dp_record},
                              attacks=attacks, attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn,
-                             lira_convention=lira_convention,
+                             lira_convention=lira_convention, proxies_fn=proxies_fn,
                              t0=t0)
 
 
 def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail: Mapping, attacks: bool,
                       attack_targets: int, dp_record=None, loo_fn=None, t0: float, lira_convention="memlens",
-                      signal: str = "correct") -> AuditResult:
+                      signal: str = "correct", proxies_fn=None) -> AuditResult:
     """The measuring and writing steps of the image/tabular audit on a trained run, shared by every recipe whose
     population has ``train`` and ``test`` signals (trained here or computed elsewhere, :mod:`.external`):
     Feldman–Zhang memorization and influence on ``signal``, high-influence pairs, the attacks and the ε audit, the
@@ -368,11 +383,11 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
     with limit_threads(pipeline.executor_threads(opts)):   # the cores the training used, now idle
         return _measure_and_write(opts, trained, pop, ds, head=head, tail=tail, attacks=attacks,
                                   attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn, t0=t0,
-                                  lira_convention=lira_convention, signal=signal)
+                                  lira_convention=lira_convention, signal=signal, proxies_fn=proxies_fn)
 
 
 def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_targets, dp_record, loo_fn, t0,
-                       lira_convention, signal) -> AuditResult:
+                       lira_convention, signal, proxies_fn=None) -> AuditResult:
     with pipeline.phase(opts, "memorization, influence and high-influence pairs"):
         mem = memorization(pop, signal=signal)
         # Thresholded pairs are only needed for memorized training examples (high_influence_pairs keeps no others).
@@ -417,17 +432,23 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
         with pipeline.phase(opts, "leave-one-out"):
             loo_res = loo_fn(mem)
         summary = dataclasses.replace(summary, loo=dict(loo_res.summary))
+    prox = None
+    if proxies_fn is not None:
+        with pipeline.phase(opts, "memorization proxies (one model, one core)"), limit_threads(1):
+            prox = proxies_fn(mem)
+        summary = dataclasses.replace(summary, proxies=dict(prox.summary))
 
     # ---- write results: the CSVs, the report, summary.json last
     with pipeline.phase(opts, "examples.csv, pairs.csv, report.html"):
         summary = pipeline.write_results(
-            trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred),
+            trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred, proxies=prox),
                                 "pairs.csv": pairs_csv(pairs)},
             summary=summary, t0=t0,
             report=lambda s: render_report(summary=s, dataset=ds, memorization=mem,
-                                          influence=infl, pairs=pairs, attacks=att, loo=loo_res, out_pred=out_pred))
+                                          influence=infl, pairs=pairs, attacks=att, loo=loo_res, out_pred=out_pred,
+                                          proxies=prox))
     return AuditResult(opts.out, summary.to_json(), ds, pop, mem, infl, pairs, trained.trained, att, loo_res,
-                       summary)
+                       summary, prox)
 
 
 def _dp_config(dp_epsilon, dp_delta):

@@ -83,6 +83,7 @@ class AuditSummary:
     attack_seconds: float | None = None
     loo: Mapping[str, Any] | None = None
     runtime_seconds: float | None = None
+    proxies: Mapping[str, Any] | None = None
 
     def with_runtime(self, seconds: float) -> "AuditSummary":
         return dataclasses.replace(self, runtime_seconds=float(seconds))
@@ -104,6 +105,8 @@ class AuditSummary:
                        attack_seconds=self.attack_seconds)
         if self.loo is not None:
             out["loo"] = dict(self.loo)
+        if self.proxies is not None:
+            out["proxies"] = dict(self.proxies)
         return out
 
     def lines(self) -> list[str]:
@@ -126,7 +129,17 @@ class AuditSummary:
             out.append(f"leave-one-out ({b['method']}, {b['seconds']:.2f} s): {b['n_memorized_loo']} examples memorized "
                        f"at leave-one-out vs {b['n_memorized_subset']} by the subset estimate "
                        f"({b['n_memorized_both']} both); Pearson r {a['pearson']:.2f}, Spearman {a['spearman']:.2f}")
+        if self.proxies is not None:
+            p = self.proxies
+            best = p["table"][p["best"]]
+            out.append(f"proxies ({p['from']}): best {p['best']}, top-k precision {_num(best['top_k_precision'])}, "
+                       f"AUC {_num(best['auc'])}, Spearman {_num(best['spearman'])} (noise ceiling "
+                       f"{_num(p['noise_ceiling']['ceiling'])}), {best['seconds']:.1f} s")
         return out
+
+
+def _num(x) -> str:
+    return "–" if x is None or not math.isfinite(float(x)) else f"{float(x):.2f}"
 
 
 def _floor_line(nf: Mapping[str, Any], what: str, pairs_what: str | None) -> str:

@@ -136,6 +136,8 @@ def _run_from_args(args, print_fn) -> int:
             raise MemlensInputError(f"{flag} is not available for the text audit; drop it")
     if getattr(args, "loo", False):
         raise MemlensInputError("--loo is not available for the text audit; drop it")
+    if getattr(args, "proxies", False):
+        raise MemlensInputError("--proxies is available for --model logreg and mlp, not for the text audit; drop it")
     config = {k: v for k, v in (("arch", args.arch), ("width", args.width), ("depth", args.depth),
                                 ("epochs", args.epochs), ("steps", args.steps)) if v is not None}
     if not config and getattr(args, "manifest_text_config", None):   # --resume --out DIR: the run's own

@@ -418,3 +418,21 @@ def loo_scatter(subset_memorization, loo_margin_memorization, *, loo_memorized=N
 
 
 __all__ += ["loo_scatter"]
+
+
+def proxy_scatter(proxy, memorization, *, name: str, threshold: float = 0.25):
+    """A proxy's score (rank, x) against Feldman–Zhang memorization (y), memorized examples highlighted."""
+    from scipy.stats import rankdata  # deferred: scipy.stats is heavy
+
+    proxy = np.asarray(proxy, dtype=np.float64)
+    mem = np.asarray(memorization, dtype=np.float64)
+    ok = np.isfinite(proxy) & np.isfinite(mem)
+    fig = _figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    r = rankdata(proxy[ok]) / max(1, ok.sum())
+    hi = mem[ok] >= threshold
+    ax.scatter(r[~hi], mem[ok][~hi], s=6, color="#4c72b0", alpha=0.5, label=f"memorization < {threshold:g}")
+    ax.scatter(r[hi], mem[ok][hi], s=10, color="#c44e52", alpha=0.8, label=f"memorization ≥ {threshold:g}")
+    ax.axhline(threshold, color="#888888", linestyle=":", linewidth=1.0)
+    return _finish(fig, ax, xlabel=f"{name} (rank, fraction of examples)", ylabel="Feldman–Zhang memorization",
+                   legend="upper left", title=f"Proxy {name} against the population's memorization")

@@ -418,7 +418,7 @@ def _loo_section(s: Mapping[str, Any], dataset, mem, loo, *, n_show: int = 24) -
 
 
 def render_report(*, summary: Mapping[str, Any], dataset, memorization, influence, pairs, n_show: int = 24,
-                  max_pair_rows: int = 12, attacks=None, loo=None, out_pred=None) -> str:
+                  max_pair_rows: int = 12, attacks=None, loo=None, out_pred=None, proxies=None) -> str:
     """The HTML text of the audit report (``summary``: an :class:`~memlens.audits.summaries.AuditSummary` or
     its ``to_json()`` dict).
 
@@ -445,6 +445,8 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         subset estimate and the most leave-one-out-memorized examples from ``loo``).
     out_pred : memlens.measures.OutPredictions, optional
         What the models that did not see each example predict; shown beside every memorized example.
+    proxies : memlens.audits.proxies.AuditProxies, optional
+        With ``summary["proxies"]``: the proxies section (agreement table, scatter of the best proxy).
     """
     summary = summary.to_json() if hasattr(summary, "to_json") else summary
     s = summary
@@ -488,6 +490,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         _privacy_section(s) if s.get("attacks") else "",
         _flag_section(s, dataset, mem, attacks) if attacks is not None and s.get("attacks") else "",
         _loo_section(s, dataset, mem, loo, n_show=n_show) if s.get("loo") else "",
+        _proxies_section(s, mem, proxies) if s.get("proxies") and proxies is not None else "",
         '<p class="note">Files beside this page: <code>examples.csv</code> (every training example), '
         "<code>pairs.csv</code>, <code>summary.json</code>, <code>population/</code> (per-model signals, "
         "readable with <code>memlens.Population.load</code>).</p>",
@@ -495,6 +498,31 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+def _proxies_section(s: Mapping[str, Any], mem, proxies) -> str:
+    p = s["proxies"]
+    ceil = p["noise_ceiling"]
+    rows = []
+    for name, a in p["table"].items():
+        rows.append([name, a["spearman"], a["auc"] if a["auc"] is not None else "–",
+                     a["top_k_precision"] if a["top_k_precision"] is not None else "–", a["top_1pct_overlap"],
+                     f"{a['seconds']:.2f} s" + (f" ({a['cost_models']:.1f} models, {100 * a['cost_fraction_of_population']:.1f}% "
+                                               "of the population)" if a.get("cost_models") else "")])
+    best = p["best"]
+    return "".join([
+        "<h2>Memorization proxies: what one model tells</h2>",
+        f'<p class="note">Each proxy scores every training example from {escape(p["from"])}; higher = more '
+        f"memorized. Compared with the population's memorization: Spearman correlation (the <b>noise ceiling</b>, "
+        f"the Spearman correlation between two halves of the population corrected to its full size, is "
+        f"{_num(ceil['ceiling'])}: no proxy can agree better with an estimate than the estimate with itself), AUC "
+        f"and top-k precision for the {p['table'][best]['n_memorized']:,} examples with memorization ≥ "
+        f"{p['threshold']:g} (k = their number), overlap of the top 1%, and the cost (seconds on one core; in units "
+        "of one population model's training and as a share of the population's core-seconds).</p>",
+        _table(["proxy", "Spearman", "AUC (memorized)", "top-k precision", "top-1% overlap", "cost"], rows),
+        _img(figures.proxy_scatter(proxies.scores[best], mem.scores, name=best, threshold=p["threshold"]),
+             f"{best} against memorization"),
+    ])
 
 
 def _worst_stderr(s) -> float:

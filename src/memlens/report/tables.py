@@ -35,7 +35,7 @@ def explanation_text(explanations, i: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- image / tabular
-def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None) -> str:
+def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, proxies=None) -> str:
     """``examples.csv``: index, label, memorization, stderr, n_in, n_out (one row per training example).
 
     With ``out_pred`` (:class:`~memlens.measures.OutPredictions`) two columns follow: ``out_majority``, the class
@@ -50,6 +50,9 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None) -> st
     2020, Def. 4.1 at leave-one-out, in {−1, 0, 1}), ``loo_margin_memorization`` (full-fit margin minus
     leave-one-out margin), ``loo_margin`` and ``loo_loss`` (margin and loss on the example of the model trained
     without it).
+
+    With ``proxies`` (an :class:`~memlens.audits.proxies.AuditProxies`) one ``proxy_<name>`` column per proxy
+    follows (higher = more memorized).
     """
     header = ["index", "label", "memorization", "stderr", "n_in", "n_out"]
     if out_pred is not None:
@@ -58,6 +61,8 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None) -> st
         header += ["lira_online", "in_target", "lira_online_in"]
     if loo is not None:
         header += ["loo_memorization", "loo_margin_memorization", "loo_margin", "loo_loss"]
+    pnames = [] if proxies is None else list(proxies.scores)
+    header += [f"proxy_{n}" for n in pnames]
 
     def row(i):
         r = [i, int(labels[i]), fmt(mem.scores[i]), fmt(mem.stderr[i]), int(mem.n_in[i]), int(mem.n_out[i])]
@@ -68,6 +73,7 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None) -> st
         if loo is not None:
             r += [fmt(loo.memorization.scores[i]), fmt(loo.margin_memorization.scores[i]), fmt(loo.loo_margin[i]),
                   fmt(loo.loo_loss[i])]
+        r += [fmt(proxies.scores[n][i]) for n in pnames]
         return r
 
     return csv_text(header, (row(i) for i in range(mem.scores.shape[0])))

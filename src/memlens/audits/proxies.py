@@ -1,0 +1,132 @@
+"""Memorization proxies beside the population's estimate: the ``proxies=True`` step of an audit (``--proxies``).
+
+Each proxy is computed from one model trained on every example (a small fraction of the population's compute) and
+compared with the population's Feldman–Zhang memorization (:func:`memlens.measures.proxies.proxy_agreement`):
+Spearman correlation beside the noise ceiling, AUC and top-k precision for the memorized examples, top-1% overlap,
+and its cost in seconds and in units of one population model's training.
+
+* ``--model logreg``: the full-data model (the population's objective and tolerance) and exact influence
+  functions (:func:`memlens.measures.gradient_proxies.logistic_influence`): ``influence`` (first order),
+  ``influence_newton`` (the one-step leave-one-out estimate, up to 5,000 training rows), ``loss`` of the full
+  model.
+* ``--model mlp``: one MLP of the population's architecture trained with its dynamics recorded
+  (:func:`memlens.train.dynamics.train_with_dynamics`): ``forgetting``, ``first_learned``, ``cumulative_loss``,
+  ``mean_margin``, ``tracin`` (every epoch's checkpoint), ``ekfac`` (final model), ``curvature`` (every fifth
+  checkpoint and the last), ``loss`` of the final model.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .._validation import MemlensInputError
+from ..measures import gradient_proxies as gp
+from ..measures import proxies as px
+from ..train.configs import LogisticConfig, MLPConfig
+from ..train.dynamics import train_with_dynamics
+from ..train.logreg import fit_logistic
+from ..train.population_training import standardized_features
+
+__all__ = ["PROXY_MODELS", "AuditProxies", "audit_proxies", "check_proxies"]
+
+#: Models whose audit can add proxies.
+PROXY_MODELS = ("logreg", "mlp")
+MEM_THRESHOLD = 0.25
+NEWTON_MAX_ROWS = 5000
+
+
+@dataclass(frozen=True, eq=False)
+class AuditProxies:
+    """Proxy scores of every training example and their agreement with memorization.
+
+    Attributes
+    ----------
+    scores : dict of str to ndarray (n_train,)
+        ``proxy_<name>`` columns of ``examples.csv``; higher = more memorized.
+    summary : dict
+        ``summary.json``'s ``proxies`` block: per proxy its agreement, seconds and cost in model trainings; the
+        noise ceiling; what the proxies were computed from.
+    """
+
+    scores: Mapping[str, np.ndarray]
+    summary: Mapping[str, Any]
+
+
+def check_proxies(proxies, model: str, dp) -> bool:
+    if not isinstance(proxies, (bool, np.bool_)):
+        raise MemlensInputError(f"proxies must be True or False; got {proxies!r}")
+    if proxies and model not in PROXY_MODELS:
+        raise MemlensInputError(f"proxies are computed for --model {' or '.join(PROXY_MODELS)}; got model {model!r}: "
+                                "drop --proxies", param="proxies")
+    if proxies and dp is not None:
+        raise MemlensInputError("proxies describe non-private training; drop --proxies or --dp-epsilon",
+                                param="proxies")
+    return bool(proxies)
+
+
+def _logreg(ds, cfg: LogisticConfig, X):
+    t0 = time.perf_counter()
+    full = fit_logistic(X, ds.y_train, np.ones((1, ds.n_train)), n_classes=ds.n_classes, C=cfg.C, tol=cfg.tol,
+                        max_iter=cfg.max_iter)
+    t_fit = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    inf = gp.logistic_influence(full.coef[0], full.intercept[0], X, ds.y_train, C=cfg.C)
+    t_inf = time.perf_counter() - t1
+    scores = {"influence": inf.self_influence, "loss": inf.loss}
+    secs = {"influence": t_fit + t_inf, "loss": t_fit}
+    if ds.n_train <= NEWTON_MAX_ROWS:       # timed on its own (the Hessian is formed again)
+        t2 = time.perf_counter()
+        scores["influence_newton"] = gp.logistic_influence(full.coef[0], full.intercept[0], X, ds.y_train, C=cfg.C,
+                                                           newton=True).newton
+        secs["influence_newton"] = t_fit + time.perf_counter() - t2
+    return scores, secs, {"from": "the full-data logistic regression (C, tol of the population)",
+                          "seconds_full_fit": t_fit}
+
+
+def _mlp(ds, cfg: MLPConfig, X, seed: int):
+    dyn = train_with_dynamics(X.astype(np.float32), ds.y_train, config=cfg, n_classes=ds.n_classes, seed=seed)
+    t = dyn.seconds
+    scores = {"forgetting": px.forgetting_events(dyn.correct), "first_learned": px.first_learned_epoch(dyn.correct),
+              "cumulative_loss": px.cumulative_loss(dyn.loss), "mean_margin": px.mean_margin_proxy(dyn.margin),
+              "loss": dyn.loss[-1].astype(np.float64)}
+    secs = {k: t for k in scores}
+    Xf, y = X.astype(np.float32), ds.y_train
+    for name, fn in (("tracin", lambda: gp.tracin_self_influence(dyn.checkpoints, dyn.lrs, Xf, y)),
+                     ("ekfac", lambda: gp.ekfac_self_influence(*dyn.final, Xf, y)),
+                     ("curvature", lambda: gp.input_curvature(dyn.checkpoints[4::5] or dyn.checkpoints[-1:], Xf,
+                                                              y, seed=seed))):
+        t0 = time.perf_counter()
+        scores[name] = fn()
+        secs[name] = t + time.perf_counter() - t0
+    return scores, secs, {"from": f"one MLP trained on every example ({cfg.epochs} epochs, its dynamics recorded)",
+                          "seconds_dynamics_training": t}
+
+
+def audit_proxies(ds, *, model: str, model_config: Mapping[str, Any], memorization, pop, seed: int = 0,
+                  population_seconds: float | None = None) -> AuditProxies:
+    """Compute the proxies of ``model`` on ``ds`` and compare them with ``memorization`` (see the module)."""
+    if model == "logreg":
+        cfg = LogisticConfig(**{k: v for k, v in model_config.items() if k in LogisticConfig.__dataclass_fields__})
+    else:
+        cfg = MLPConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in model_config.items()
+                           if k in MLPConfig.__dataclass_fields__})
+    X, _ = standardized_features(ds, standardize=getattr(cfg, "standardize", True))
+    scores, secs, info = _logreg(ds, cfg, X) if model == "logreg" else _mlp(ds, cfg, X, seed)
+    per_model = None
+    if population_seconds:
+        per_model = population_seconds / pop.n_models
+    ceiling = px.noise_ceiling(pop.masks, pop.signal("train", "correct"), seed=seed)
+    table = {}
+    for name, v in scores.items():
+        a = px.proxy_agreement(v, memorization.scores, threshold=MEM_THRESHOLD)
+        a["seconds"] = secs[name]
+        a["cost_models"] = secs[name] / per_model if per_model else None
+        a["cost_fraction_of_population"] = secs[name] / population_seconds if population_seconds else None
+        table[name] = a
+    best = max(table, key=lambda k: -np.inf if table[k]["top_k_precision"] is None else table[k]["top_k_precision"])
+    summary = {**info, "threshold": MEM_THRESHOLD, "noise_ceiling": ceiling, "table": table, "best": best,
+               "population_seconds": population_seconds}
+    return AuditProxies(scores={k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}, summary=summary)
