@@ -780,6 +780,10 @@ def markdown(res: dict) -> str:
     if not res["quick"] and lm.exists():   # measured by benchmarks/lm.py (Hugging Face models, a run of its own)
         L.append("\n## (h) Hugging Face language models: scoring throughput, `memlens lm-audit`, fine-tuning "
                  "populations\n" + lm.read_text().split("\n", 1)[1].replace("\n## (", "\n### ("))
+    pr = ROOT / "benchmarks" / "proxies.md"
+    if not res["quick"] and pr.exists():   # measured by benchmarks/proxies.py, a run of its own
+        L.append("\n## (i) Memorization proxies against Feldman–Zhang memorization\n"
+                 + pr.read_text().split("\n", 1)[1].replace("\n## ", "\n### "))
     return "\n".join(L)
 
 

@@ -129,7 +129,10 @@ def noise_ceiling(masks, values, *, signal: str = "correct", seed=0) -> dict:
 
     Returns
     -------
-    dict with ``half_spearman`` and ``ceiling`` (the corrected value), ``n_models_per_half``.
+    dict with ``half_spearman`` and ``ceiling`` (the corrected value), ``n_models_per_half``, and ``tie_limit``:
+    the Spearman correlation of the full estimate with itself with its ties broken at random, the most a proxy
+    with distinct values can reach against an estimate with many exact ties (our diagnostic: on a 0/1 signal most
+    examples have memorization exactly 0).
     """
     masks = check_masks("masks", masks, min_models=4)
     values = check_array("values", values, ndim=2, dtype=np.float64, finite=False)
@@ -142,9 +145,14 @@ def noise_ceiling(masks, values, *, signal: str = "correct", seed=0) -> dict:
         warnings.simplefilter("ignore", MemlensWarning)
         ma = memorization_from_arrays(masks[a], values[a], signal=signal).scores
         mb = memorization_from_arrays(masks[b], values[b], signal=signal).scores
+        full = memorization_from_arrays(masks, values, signal=signal).scores
     r = _spearman(ma, mb)
+    # a proxy with continuous values cannot reproduce the estimate's ties (most examples sit exactly at 0 on a 0/1
+    # signal): the Spearman of the estimate with itself, ties broken at random, is the most such a proxy can reach
+    jitter = rng.random(full.shape) * 1e-9 * max(1.0, float(np.nanmax(np.abs(full), initial=0.0)))
+    tie_limit = _spearman(full + jitter, full)
     return {"half_spearman": r, "ceiling": 2 * r / (1 + r) if np.isfinite(r) and r > -1 else float("nan"),
-            "n_models_per_half": int(a.size)}
+            "tie_limit": tie_limit, "n_models_per_half": int(a.size)}
 
 
 def c_scores(masks_by_ratio, correct_by_ratio) -> np.ndarray:
