@@ -119,7 +119,13 @@ def logreg_extras(ds, pop, mem, *, quick: bool, seed=0) -> dict:
     M = -pop.signal("test", "loss").astype(np.float64)
     n_in, n_out = V.sum(0), (1 - V).sum(0)
     tau_fz = ((V.T @ M) / n_in[:, None] - ((1 - V).T @ M) / n_out[:, None]).T   # (n_test, n_train)
+    t0 = time.perf_counter()
+    tm = make_masks(8, ds.n_train, p=0.5, seed=300)                  # TRAK's ensemble: 8 models on random halves
+    tf = fit_logistic(X, y, tm.astype(np.float64), n_classes=ds.n_classes, C=cfg.C, tol=cfg.tol)
+    tr = G.trak([([tf.coef[k]], [tf.intercept[k]]) for k in range(8)], X, y, X_eval=Xte, y_eval=yte, seed=0)
+    t_trak = time.perf_counter() - t0
     out["lds"] = {"held_out_models": m_hold, "subset_ratio": 0.5,
+                  "trak": P.linear_datamodeling_score(tr.pairwise, hm, outputs)["lds"], "seconds_trak": t_trak,
                   "influence_function": P.linear_datamodeling_score(tau_if, hm, outputs)["lds"],
                   "feldman_zhang_population": P.linear_datamodeling_score(tau_fz, hm, outputs)["lds"],
                   "seconds_influence_pairs": t_pair}
@@ -211,6 +217,8 @@ def markdown(res: dict) -> str:
             ld = ex["lds"]
             L.append(f"Linear datamodeling score on {ld['held_out_models']} held-out models (random halves; output: "
                      f"minus the test loss): influence-function attributions {_f(ld['influence_function'], '.3f')}, "
+                     f"TRAK (8 models on random halves, {ld['seconds_trak']:.1f} s; its output is the margin) "
+                     f"{_f(ld['trak'], '.3f')}, "
                      f"the population's own Feldman–Zhang influence {_f(ld['feldman_zhang_population'], '.3f')}.\n")
             pr = ex["pairs"]
             L.append(f"Top test–train pairs of the influence function among the population's "

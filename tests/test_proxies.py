@@ -229,3 +229,22 @@ def test_proxies_are_refused_where_they_do_not_apply(data_file, tmp_path, capsys
     assert not (tmp_path / "x").exists()
     with pytest.raises(MemlensInputError, match="proxies must be True or False"):
         run_audit(dataset="digits", proxies="yes", out=tmp_path / "y")
+
+
+def test_trak_features_are_the_projected_margin_gradient(small_mlp):
+    Ws, bs, X, y = small_mlp
+    res = G.trak([(Ws, bs)], X, y, X_eval=X[:7], y_eval=y[:7], proj_dim=10_000, damping=1e-9, seed=0)
+    # with a projection as large as the parameters, Φ spans the gradients: τ(z_i, i) = leverage × (1 − p_i)
+    acts, deltas, logits = G.mlp_backprop(Ws, bs, X, y, output="margin")
+    grads = np.hstack([np.einsum("na,nd->nad", np.hstack([a.numpy(), np.ones((len(a), 1))]), d.numpy())
+                       .reshape(len(a), -1) for a, d in zip(acts, deltas)]).astype(np.float64)
+    p = torch.softmax(logits.double(), 1).numpy()[np.arange(len(y)), y]
+    lev = np.einsum("np,pq,nq->n", grads, np.linalg.pinv(grads.T @ grads), grads)
+    np.testing.assert_allclose(res.self_influence, lev * (1 - p), rtol=2e-2, atol=2e-3)
+    np.testing.assert_allclose(np.diag(res.pairwise[:, :7]), res.self_influence[:7], rtol=1e-6, atol=1e-9)
+    # the margin gradient in the logits: 1 on the true class, -p_c / (1 - p_y) elsewhere (autograd)
+    z = logits.clone().requires_grad_(True)
+    lp = torch.log_softmax(z, 1)
+    f = lp[torch.arange(len(y)), torch.tensor(y)] - torch.log1p(-lp[torch.arange(len(y)), torch.tensor(y)].exp())
+    f.sum().backward()
+    np.testing.assert_allclose(deltas[-1].numpy(), z.grad.numpy(), rtol=1e-4, atol=1e-5)

@@ -23,6 +23,13 @@ regression is the MLP without hidden layers); the loss is the cross-entropy.
   (``Λ_jk = E[(Q_Sᵀ δ)_j² (Q_Aᵀ a)_k²]``); layers are independent (block-diagonal). Chosen over LiSSA because it
   needs two passes over the data and no per-example iteration, and it is exact in the eigenbasis for the
   empirical Fisher of one layer. We use the empirical Fisher (labels as given); damping ``λ = damping · mean(Λ)``.
+* :func:`trak` (Park et al. 2023, "TRAK: attributing model behavior at scale", Algorithm 1): for each model of a small
+  ensemble trained on random halves, features ``φ_i = Pᵀ ∇_θ f(z_i)`` of the margin output
+  ``f = log p_y − log(1 − p_y)`` under a random projection ``P``, and attributions
+  ``τ(z, i) = φ(z)ᵀ (Φᵀ Φ)⁻¹ φ_i (1 − p_i)``, averaged over the ensemble; the self-attribution ``τ(z_i, i)`` is
+  the memorization proxy. The projection is Kronecker-factored per layer (Gaussian ``R_a`` on the layer's input,
+  ``R_δ`` on its output error; ``φ`` holds ``(R_aᵀ a) ⊗ (R_δᵀ δ)``), which projects each per-example gradient
+  ``a ⊗ δ`` without forming it (our choice for speed; TRAK uses a dense Gaussian projection).
 * :func:`input_curvature` (Garg, Roy et al. 2023, "Memorization through the lens of curvature of loss function
   around samples", Eq. 2): ``E_v ‖∇_x ℓ(x + h v) − ∇_x ℓ(x)‖² / h²`` over Rademacher directions ``v``, averaged over
   checkpoints (the paper averages over training epochs).
@@ -37,7 +44,7 @@ from .._random import as_generator
 from .._validation import MemlensInputError, check_array, check_float, check_int
 
 __all__ = ["LogisticInfluence", "logistic_influence", "mlp_backprop", "per_example_grad_sqnorm",
-           "tracin_self_influence", "ekfac_self_influence", "input_curvature"]
+           "tracin_self_influence", "ekfac_self_influence", "input_curvature", "TrakResult", "trak"]
 
 CHUNK = 4096
 
@@ -68,8 +75,11 @@ def _xy(X, y, d: int):
     return X, y.astype(np.int64)
 
 
-def mlp_backprop(weights, biases, X, y):
+def mlp_backprop(weights, biases, X, y, *, output: str = "loss"):
     """Activations and output errors of every layer for a chunk of examples (torch float32 tensors).
+
+    ``output="loss"``: the cross-entropy; ``"margin"``: TRAK's ``f = log p_y − log(1 − p_y)``, whose gradient in the
+    logits is ``1`` on the true class and ``−p_c / (1 − p_y)`` on the others.
 
     Returns
     -------
@@ -89,8 +99,14 @@ def mlp_backprop(weights, biases, X, y):
         h = torch.relu(z) if j < len(Ws) - 1 else z
     logits = h
     p = torch.softmax(logits, dim=1)
-    d = p.clone()
-    d[torch.arange(d.shape[0]), torch.as_tensor(y)] -= 1.0
+    rows, yt = torch.arange(p.shape[0]), torch.as_tensor(y)
+    if output == "margin":
+        py = p[rows, yt].clamp(max=1 - 1e-7)
+        d = -p / (1 - py)[:, None]
+        d[rows, yt] = 1.0
+    else:
+        d = p.clone()
+        d[rows, yt] -= 1.0
     deltas = [d]
     for j in range(len(Ws) - 1, 0, -1):
         d = (d @ Ws[j].T) * (pre[j - 1] > 0)
@@ -337,3 +353,94 @@ def _newton_self(coef, intercept, X, y, C, Xt, r, Hs, loss, solve, chunk: int = 
             new = -(z[np.arange(m), y[sl]] - np.log(np.exp(z).sum(1)))
         out[sl] = new - loss[sl]
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class TrakResult:
+    """TRAK attributions (see :func:`trak`).
+
+    Attributes
+    ----------
+    self_influence : ndarray, shape (n,)
+        ``τ(z_i, i)``, averaged over the ensemble.
+    pairwise : ndarray, shape (n_eval, n) or None
+        ``τ(z_j, i)`` for evaluation examples ``j``: the predicted rise of ``f(z_j)`` when ``i`` is included.
+    proj_dim : int
+    n_models : int
+    """
+
+    self_influence: np.ndarray
+    pairwise: np.ndarray | None
+    proj_dim: int
+    n_models: int
+
+
+def _trak_features(weights, biases, X, y, R):
+    torch = _torch()
+    feats, p1 = [], []
+    for lo in range(0, X.shape[0], CHUNK):
+        acts, deltas, logits = mlp_backprop(weights, biases, X[lo:lo + CHUNK], y[lo:lo + CHUNK], output="margin")
+        parts = []
+        for (Ra, Rd), a, d in zip(R, acts, deltas):
+            a1 = torch.cat([a, torch.ones(a.shape[0], 1)], dim=1)
+            parts.append(((a1 @ Ra)[:, :, None] * (d @ Rd)[:, None, :]).reshape(a.shape[0], -1))
+        feats.append(torch.cat(parts, dim=1).double())
+        p = torch.softmax(logits.double(), 1)
+        p1.append(1.0 - p[torch.arange(p.shape[0]), torch.as_tensor(y[lo:lo + CHUNK])])
+    return torch.cat(feats), torch.cat(p1)
+
+
+def trak(models, X, y, *, X_eval=None, y_eval=None, proj_dim: int = 1024, damping: float = 1e-6,
+         seed=0) -> TrakResult:
+    """TRAK self-attribution (and, with ``X_eval``, attributions to evaluation examples) of an ensemble.
+
+    Parameters
+    ----------
+    models : sequence of (weights, biases)
+        The ensemble (Park et al. train each on a random half; a handful suffices).
+    X, y : training rows the models were trained on (the same standardization)
+    X_eval, y_eval : optional evaluation rows
+    proj_dim : int
+        Target feature dimension; each layer gets ``d_a · d_δ`` of it in proportion to its size.
+    damping : float
+        Relative ridge on ``Φᵀ Φ`` (times its mean diagonal).
+    seed : int or Generator
+        The projections.
+    """
+    torch = _torch()
+    if not len(models):
+        raise MemlensInputError("models must hold at least one (weights, biases)")
+    proj_dim = check_int("proj_dim", proj_dim, min_value=1)
+    damping = check_float("damping", damping, min_value=0.0)
+    W0, b0 = models[0]
+    _check_mlp(W0, b0)
+    X, y = _xy(X, y, np.shape(W0[0])[0])
+    if X_eval is not None:
+        X_eval, y_eval = _xy(X_eval, y_eval, np.shape(W0[0])[0])
+    rng = as_generator(seed)
+    sizes = [(np.shape(W)[0] + 1, np.shape(W)[1]) for W in W0]
+    total = sum(a * d for a, d in sizes)
+    self_inf = np.zeros(X.shape[0])
+    pair = None if X_eval is None else np.zeros((X_eval.shape[0], X.shape[0]))
+    used = 0
+    for weights, biases in models:
+        _check_mlp(weights, biases)
+        R = []
+        for a, d in sizes:              # the layer's share of proj_dim, split between its two factors
+            k = max(1, int(round(proj_dim * a * d / total)))
+            ka = max(1, min(a, int(round(np.sqrt(k * a / d)))))
+            kd = max(1, min(d, k // ka))
+            R.append((torch.as_tensor((rng.standard_normal((a, ka)) / np.sqrt(ka)).astype(np.float32)),
+                      torch.as_tensor((rng.standard_normal((d, kd)) / np.sqrt(kd)).astype(np.float32))))
+        Phi, q = _trak_features(weights, biases, X, y, R)
+        used = Phi.shape[1]
+        K = Phi.T @ Phi
+        K += damping * float(torch.diagonal(K).mean()) * torch.eye(K.shape[0], dtype=K.dtype)
+        KiPhi = torch.linalg.solve(K, Phi.T)                                   # (k, n)
+        self_inf += ((Phi * KiPhi.T).sum(1) * q).numpy()
+        if X_eval is not None:
+            Pe, _ = _trak_features(weights, biases, X_eval, y_eval, R)
+            pair += ((Pe @ KiPhi) * q[None, :]).numpy()
+    m = len(models)
+    return TrakResult(self_influence=self_inf / m, pairwise=None if pair is None else pair / m, proj_dim=used,
+                      n_models=m)
