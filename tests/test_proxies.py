@@ -219,6 +219,8 @@ def test_audit_with_proxies(model, data_file, tmp_path):
     header = (out / "examples.csv").read_text().splitlines()[0].split(",")
     assert {f"proxy_{n}" for n in p["table"]} <= set(header)
     assert "Memorization proxies" in (out / "report.html").read_text()
+    if s["n_pairs"]:
+        assert 0 <= list(p["pairs"]["precision"].values())[0] <= 1
 
 
 def test_proxies_are_refused_where_they_do_not_apply(data_file, tmp_path, capsys):
@@ -248,3 +250,20 @@ def test_trak_features_are_the_projected_margin_gradient(small_mlp):
     f = lp[torch.arange(len(y)), torch.tensor(y)] - torch.log1p(-lp[torch.arange(len(y)), torch.tensor(y)].exp())
     f.sum().backward()
     np.testing.assert_allclose(deltas[-1].numpy(), z.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_pair_precision_by_hand():
+    tau = np.array([[5.0, 1.0, 0.0],
+                    [4.0, 3.0, 2.0]])                       # (n_test, n_train)
+    # reference pairs (train, test): (0, 0) and (2, 1); top 2 attributed: (test 0, train 0) and (test 1, train 0)
+    assert P.pair_precision(tau, [0, 2], [0, 1]) == 0.5
+    # same-label restriction: train labels (0, 1, 1), test labels (1, 1) -> train 0 excluded; top 2: (1,1), (1,2)
+    assert P.pair_precision(tau, [1, 2], [1, 1], train_labels=[0, 1, 1], test_labels=[1, 1]) == 1.0
+    assert P.pair_precision(tau, [], []) is None
+
+
+def test_tracin_pairwise_matches_torch_func(small_mlp):
+    Ws, bs, X, y = small_mlp
+    g = _per_example_grads(Ws, bs, X, y)
+    want = 0.3 * g[:6] @ g.T
+    np.testing.assert_allclose(G.tracin_pairwise([(Ws, bs)], [0.3], X, y, X[:6], y[:6]), want, rtol=1e-4, atol=1e-5)

@@ -364,8 +364,9 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     # the population's cost in core-seconds (its training wall time on every core it used; 0 when all shards were
     # reused, and then the proxies' relative cost is not reported)
     pop_core_s = trained.seconds * pipeline.executor_threads(opts) if trained.trained else None
-    proxies_fn = (lambda mem: audit_proxies(ds, model=model, model_config=model_config, memorization=mem, pop=pop,
-                                            seed=seed, population_seconds=pop_core_s)) if proxies else None
+    proxies_fn = (lambda mem, pairs: audit_proxies(ds, model=model, model_config=model_config, memorization=mem,
+                                                   pop=pop, seed=seed, population_seconds=pop_core_s, pairs=pairs)) \
+        if proxies else None
     return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": trainer_record, "dp": dp_record},
                              attacks=attacks, attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn,
                              lira_convention=lira_convention, proxies_fn=proxies_fn,
@@ -435,7 +436,7 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
     prox = None
     if proxies_fn is not None:
         with pipeline.phase(opts, "memorization proxies (one model, one core)"), limit_threads(1):
-            prox = proxies_fn(mem)
+            prox = proxies_fn(mem, pairs)
         summary = dataclasses.replace(summary, proxies=dict(prox.summary))
 
     # ---- write results: the CSVs, the report, summary.json last

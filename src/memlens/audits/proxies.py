@@ -3,7 +3,9 @@
 Each proxy is computed from one model trained on every example (a small fraction of the population's compute) and
 compared with the population's Feldman–Zhang memorization (:func:`memlens.measures.proxies.proxy_agreement`):
 Spearman correlation beside the noise ceiling, AUC and top-k precision for the memorized examples, top-1% overlap,
-and its cost in seconds and in units of one population model's training.
+and its cost in seconds and in units of one population model's training. Pairwise attributions (the influence
+function for logreg, TracIn for mlp) are compared with the population's high-influence pairs: the precision of
+their top test–train pairs (same label, as many as the population found).
 
 * ``--model logreg``: the full-data model (the population's objective and tolerance) and exact influence
   functions (:func:`memlens.measures.gradient_proxies.logistic_influence`): ``influence`` (first order),
@@ -38,6 +40,8 @@ __all__ = ["PROXY_MODELS", "AuditProxies", "audit_proxies", "check_proxies"]
 PROXY_MODELS = ("logreg", "mlp")
 MEM_THRESHOLD = 0.25
 NEWTON_MAX_ROWS = 5000
+#: Pairwise attributions (test x train) are computed up to this many entries.
+PAIRWISE_MAX = 20_000_000
 #: TRAK's ensemble: models trained on random halves.
 TRAK_MODELS = 4
 
@@ -93,13 +97,14 @@ def check_proxies(proxies, model: str, dp) -> bool:
     return bool(proxies)
 
 
-def _logreg(ds, cfg: LogisticConfig, X):
+def _logreg(ds, cfg: LogisticConfig, X, X_test=None):
     t0 = time.perf_counter()
     full = fit_logistic(X, ds.y_train, np.ones((1, ds.n_train)), n_classes=ds.n_classes, C=cfg.C, tol=cfg.tol,
                         max_iter=cfg.max_iter)
     t_fit = time.perf_counter() - t0
     t1 = time.perf_counter()
-    inf = gp.logistic_influence(full.coef[0], full.intercept[0], X, ds.y_train, C=cfg.C)
+    inf = gp.logistic_influence(full.coef[0], full.intercept[0], X, ds.y_train, C=cfg.C, X_test=X_test,
+                                y_test=None if X_test is None else ds.y_test)
     t_inf = time.perf_counter() - t1
     scores = {"influence": inf.self_influence, "loss": inf.loss}
     secs = {"influence": t_fit + t_inf, "loss": t_fit}
@@ -109,10 +114,10 @@ def _logreg(ds, cfg: LogisticConfig, X):
                                                            newton=True).newton
         secs["influence_newton"] = t_fit + time.perf_counter() - t2
     return scores, secs, {"from": "the full-data logistic regression (C, tol of the population)",
-                          "seconds_full_fit": t_fit}
+                          "seconds_full_fit": t_fit}, ({"influence": inf.pairwise} if X_test is not None else {})
 
 
-def _mlp(ds, cfg: MLPConfig, X, seed: int):
+def _mlp(ds, cfg: MLPConfig, X, seed: int, X_test=None):
     dyn = train_with_dynamics(X.astype(np.float32), ds.y_train, config=cfg, n_classes=ds.n_classes, seed=seed)
     t = dyn.seconds
     scores = {"forgetting": px.forgetting_events(dyn.correct), "first_learned": px.first_learned_epoch(dyn.correct),
@@ -127,20 +132,26 @@ def _mlp(ds, cfg: MLPConfig, X, seed: int):
         t0 = time.perf_counter()
         scores[name] = fn()
         secs[name] = t + time.perf_counter() - t0
+    pair = {}
+    if X_test is not None:
+        pair["tracin"] = gp.tracin_pairwise(dyn.checkpoints, dyn.lrs, Xf, y, X_test.astype(np.float32), ds.y_test)
     return scores, secs, {"from": f"one MLP trained on every example ({cfg.epochs} epochs, its dynamics recorded)",
-                          "seconds_dynamics_training": t}
+                          "seconds_dynamics_training": t}, pair
 
 
 def audit_proxies(ds, *, model: str, model_config: Mapping[str, Any], memorization, pop, seed: int = 0,
-                  population_seconds: float | None = None) -> AuditProxies:
+                  population_seconds: float | None = None, pairs=None) -> AuditProxies:
     """Compute the proxies of ``model`` on ``ds`` and compare them with ``memorization`` (see the module)."""
     if model == "logreg":
         cfg = LogisticConfig(**{k: v for k, v in model_config.items() if k in LogisticConfig.__dataclass_fields__})
     else:
         cfg = MLPConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in model_config.items()
                            if k in MLPConfig.__dataclass_fields__})
-    X, _ = standardized_features(ds, standardize=getattr(cfg, "standardize", True))
-    scores, secs, info = _logreg(ds, cfg, X) if model == "logreg" else _mlp(ds, cfg, X, seed)
+    X, X_test = standardized_features(ds, standardize=getattr(cfg, "standardize", True))
+    if pairs is None or ds.n_test * ds.n_train > PAIRWISE_MAX:
+        X_test = None
+    scores, secs, info, pairwise = _logreg(ds, cfg, X, X_test) if model == "logreg" else \
+        _mlp(ds, cfg, X, seed, X_test)
     scores["trak"], secs["trak"] = _trak(model, cfg, X, ds.y_train, ds.n_classes, seed)
     per_model = None
     if population_seconds:
@@ -156,4 +167,8 @@ def audit_proxies(ds, *, model: str, model_config: Mapping[str, Any], memorizati
     best = max(table, key=lambda k: -np.inf if table[k]["top_k_precision"] is None else table[k]["top_k_precision"])
     summary = {**info, "threshold": MEM_THRESHOLD, "noise_ceiling": ceiling, "table": table, "best": best,
                "population_seconds": population_seconds}
+    if pairwise:
+        summary["pairs"] = {"n_pairs": len(pairs), "precision": {
+            name: px.pair_precision(tau, pairs.train_index, pairs.test_index, train_labels=ds.y_train,
+                                    test_labels=ds.y_test) for name, tau in pairwise.items()}}
     return AuditProxies(scores={k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}, summary=summary)

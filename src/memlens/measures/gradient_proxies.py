@@ -44,7 +44,7 @@ from .._random import as_generator
 from .._validation import MemlensInputError, check_array, check_float, check_int
 
 __all__ = ["LogisticInfluence", "logistic_influence", "mlp_backprop", "per_example_grad_sqnorm",
-           "tracin_self_influence", "ekfac_self_influence", "input_curvature", "TrakResult", "trak"]
+           "tracin_self_influence", "tracin_pairwise", "ekfac_self_influence", "input_curvature", "TrakResult", "trak"]
 
 CHUNK = 4096
 
@@ -142,6 +142,27 @@ def tracin_self_influence(checkpoints, lrs, X, y) -> np.ndarray:
     for (W, b), lr in zip(checkpoints, lrs):
         total = total + check_float("lrs", lr, min_value=0.0) * per_example_grad_sqnorm(W, b, X, y)
     return np.asarray(total, dtype=np.float64)
+
+
+def tracin_pairwise(checkpoints, lrs, X, y, X_eval, y_eval) -> np.ndarray:
+    """``(n_eval, n)`` TracIn ``Σ_t η_t ∇ℓ(z_j; θ_t) · ∇ℓ(z_i; θ_t)`` (Pruthi et al. 2020, Eq. 3): positive when
+    training example ``i`` helped evaluation example ``j`` (a proponent). Per layer the dot product of two outer
+    products is ``(a_j · a_i)(δ_j · δ_i)``, so no per-example gradient is formed."""
+    torch = _torch()
+    W0 = checkpoints[0][0]
+    X, y = _xy(X, y, np.shape(W0[0])[0])
+    Xe, ye = _xy(X_eval, y_eval, np.shape(W0[0])[0])
+    out = np.zeros((Xe.shape[0], X.shape[0]))
+    for (W, b), lr in zip(checkpoints, lrs):
+        _check_mlp(W, b)
+        ae, de, _ = mlp_backprop(W, b, Xe, ye)
+        for lo in range(0, X.shape[0], CHUNK):
+            at, dt, _ = mlp_backprop(W, b, X[lo:lo + CHUNK], y[lo:lo + CHUNK])
+            tot = 0.0
+            for a1, d1, a2, d2 in zip(ae, de, at, dt):
+                tot = tot + (a1 @ a2.T + 1.0) * (d1 @ d2.T)
+            out[:, lo:lo + CHUNK] += float(lr) * tot.double().numpy()
+    return out
 
 
 def ekfac_self_influence(weights, biases, X, y, *, damping: float = 0.1) -> np.ndarray:

@@ -40,7 +40,7 @@ from ..evaluation import roc_auc
 from .feldman_zhang import memorization_from_arrays
 
 __all__ = ["forgetting_events", "first_learned_epoch", "cumulative_loss", "mean_margin_proxy", "proxy_agreement",
-           "noise_ceiling", "c_scores", "linear_datamodeling_score", "DYNAMICS_PROXIES"]
+           "noise_ceiling", "c_scores", "linear_datamodeling_score", "pair_precision", "DYNAMICS_PROXIES"]
 
 #: The training-dynamics proxies, by name (each a function of the recorded arrays).
 DYNAMICS_PROXIES = ("forgetting", "first_learned", "cumulative_loss", "mean_margin")
@@ -214,3 +214,38 @@ def linear_datamodeling_score(attributions, masks, outputs) -> dict:
     pred = masks.astype(np.float64) @ tau.T                    # (m, n_eval)
     per = np.array([_spearman(pred[:, j], out[:, j]) for j in range(tau.shape[0])])
     return {"lds": float(np.nanmean(per)) if np.isfinite(per).any() else float("nan"), "per_example": per}
+
+
+def pair_precision(attributions, train_index, test_index, *, train_labels=None, test_labels=None) -> float | None:
+    """Precision of an attribution method's top (training, test) pairs among given high-influence pairs.
+
+    Parameters
+    ----------
+    attributions : array, shape (n_test, n_train)
+        Higher = training example ``i`` helps test example ``j`` more (its removal hurts ``j`` more).
+    train_index, test_index : int arrays, shape (P,)
+        The reference pairs (e.g. Feldman–Zhang high-influence pairs).
+    train_labels, test_labels : optional int arrays
+        When given, only same-label pairs are ranked (as the reference pairs are).
+
+    Returns
+    -------
+    float or None
+        Fraction of the method's ``P`` highest-attributed pairs that are reference pairs (None when ``P = 0``).
+    """
+    tau = check_array("attributions", attributions, ndim=2, dtype=np.float64, finite=False)
+    tr = np.asarray(train_index, dtype=np.int64)
+    te = np.asarray(test_index, dtype=np.int64)
+    if tr.shape != te.shape:
+        raise MemlensInputError(f"train_index and test_index must be equally long; got {tr.shape} and {te.shape}")
+    P = tr.size
+    if P == 0:
+        return None
+    score = np.nan_to_num(tau, nan=-np.inf).copy()
+    if train_labels is not None and test_labels is not None:
+        same = np.asarray(test_labels)[:, None] == np.asarray(train_labels)[None, :]
+        score[~same] = -np.inf
+    top = np.argpartition(-score.ravel(), P - 1)[:P]
+    ref = set(zip(te.tolist(), tr.tolist()))
+    hits = sum((int(o // tau.shape[1]), int(o % tau.shape[1])) in ref for o in top)
+    return hits / P

@@ -520,6 +520,10 @@ def _proxies_section(s: Mapping[str, Any], mem, proxies) -> str:
         f"{p['threshold']:g} (k = their number), overlap of the top 1%, and the cost (seconds on one core; in units "
         "of one population model's training and as a share of the population's core-seconds).</p>",
         _table(["proxy", "Spearman", "AUC (memorized)", "top-k precision", "top-1% overlap", "cost"], rows),
+        (f'<p class="note">Pairwise attributions against the population\'s {p["pairs"]["n_pairs"]:,} high-influence '
+         "pairs (precision of each method's as many highest-attributed same-label test–train pairs): "
+         + ", ".join(f"{escape(k)} {_num(v)}" for k, v in p["pairs"]["precision"].items()) + ".</p>")
+        if p.get("pairs") else "",
         _img(figures.proxy_scatter(proxies.scores[best], mem.scores, name=best, threshold=p["threshold"]),
              f"{best} against memorization"),
     ])
