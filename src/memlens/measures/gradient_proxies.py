@@ -148,7 +148,6 @@ def tracin_pairwise(checkpoints, lrs, X, y, X_eval, y_eval) -> np.ndarray:
     """``(n_eval, n)`` TracIn ``Σ_t η_t ∇ℓ(z_j; θ_t) · ∇ℓ(z_i; θ_t)`` (Pruthi et al. 2020, Eq. 3): positive when
     training example ``i`` helped evaluation example ``j`` (a proponent). Per layer the dot product of two outer
     products is ``(a_j · a_i)(δ_j · δ_i)``, so no per-example gradient is formed."""
-    torch = _torch()
     W0 = checkpoints[0][0]
     X, y = _xy(X, y, np.shape(W0[0])[0])
     Xe, ye = _xy(X_eval, y_eval, np.shape(W0[0])[0])
