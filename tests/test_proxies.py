@@ -267,3 +267,34 @@ def test_tracin_pairwise_matches_torch_func(small_mlp):
     g = _per_example_grads(Ws, bs, X, y)
     want = 0.3 * g[:6] @ g.T
     np.testing.assert_allclose(G.tracin_pairwise([(Ws, bs)], [0.3], X, y, X[:6], y[:6]), want, rtol=1e-4, atol=1e-5)
+
+
+def test_functional_gradients_of_a_module_match_the_closed_form(small_mlp):
+    from torch.func import functional_call
+
+    Ws, bs, X, y = small_mlp
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU(),
+                              torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        for lin, W, b in zip([net[0], net[2], net[4]], Ws, bs):
+            lin.weight.copy_(torch.tensor(W.T))
+            lin.bias.copy_(torch.tensor(b))
+    params = {k: v.detach() for k, v in net.named_parameters()}
+
+    def fn(p, b, x):
+        return functional_call(net, (p, b), (x,))
+
+    np.testing.assert_allclose(G.functional_grad_sqnorm(fn, params, {}, X, y, chunk=16),
+                               G.per_example_grad_sqnorm(Ws, bs, X, y), rtol=1e-4, atol=1e-6)
+    a = G.functional_input_curvature(fn, params, {}, X, y, n_dirs=3, seed=1)
+    b = G.input_curvature([(Ws, bs)], X, y, n_dirs=3, seed=1)
+    np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3)
+
+
+def test_audit_with_proxies_for_a_torch_module(data_file, tmp_path):
+    out = tmp_path / "cnn"
+    rc = main(["audit", "--data", str(data_file), "--model", "cnn", "--model-param", "epochs=1", "--models", "4",
+               "--no-attacks", "--proxies", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    p = json.loads((out / "summary.json").read_text())["proxies"]
+    assert set(p["table"]) == {"loss", "margin", "grad_norm", "curvature"}

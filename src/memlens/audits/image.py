@@ -60,6 +60,7 @@ from ..report.html import render_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
 from ..train import TRAINERS, configure_model
+from ..train.torch_module import TorchModuleConfig
 from . import pipeline
 from .attacks import (  # noqa: F401  (re-exported: their first home was this module)
     ATTACK_SUITE,
@@ -318,7 +319,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         raise MemlensInputError(f"backend must be 'torch' (the default) for model {model!r}, which is fitted in "
                                 f"closed form; got backend={backend!r}")
     loo = check_loo(loo, model, dp)
-    proxies = check_proxies(proxies, model, dp)
+    proxies = check_proxies(proxies, model, dp, trainer_model)
     ds = _check_dataset(dataset)
     if model == "kernel-ridge":
         check_kernel_memory(ds.n_train, ds.n_test)
@@ -364,7 +365,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     # the population's cost in core-seconds (its training wall time on every core it used; 0 when all shards were
     # reused, and then the proxies' relative cost is not reported)
     pop_core_s = trained.seconds * pipeline.executor_threads(opts) if trained.trained else None
-    proxies_fn = (lambda mem, pairs: audit_proxies(ds, model=model, model_config=model_config, memorization=mem,
+    proxy_config = trainer_model if isinstance(trainer_model, TorchModuleConfig) else model_config
+    proxies_fn = (lambda mem, pairs: audit_proxies(ds, model=model, model_config=proxy_config, memorization=mem,
                                                    pop=pop, seed=seed, population_seconds=pop_core_s, pairs=pairs)) \
         if proxies else None
     return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": trainer_record, "dp": dp_record},

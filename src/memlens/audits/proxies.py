@@ -15,6 +15,11 @@ their top test–train pairs (same label, as many as the population found).
   (:func:`memlens.train.dynamics.train_with_dynamics`): ``forgetting``, ``first_learned``, ``cumulative_loss``,
   ``mean_margin``, ``tracin`` (every epoch's checkpoint), ``ekfac`` (final model), ``curvature`` (every fifth
   checkpoint and the last), ``loss`` of the final model; ``trak`` (4 MLPs on random halves, trained vectorized).
+* ``--model cnn`` and a user's torch module (``PATH.py:FUNC``): one model trained on every example by the
+  population's own trainer (same optimizer, schedule, augmentation), then proxies of the final model only (the
+  module trainer records no per-epoch dynamics): ``loss``, ``margin`` (minus the true-class margin),
+  ``grad_norm`` (the TracIn self-influence of the final checkpoint, per-example gradients by ``torch.func``) and
+  ``curvature`` (input-space, autograd). EK-FAC and TRAK are not computed for convolutional modules.
 """
 from __future__ import annotations
 
@@ -33,11 +38,12 @@ from ..train.dynamics import train_with_dynamics
 from ..train.logreg import fit_logistic
 from ..train.population_training import standardized_features
 from ..train.torch_mlp import fit_mlp
+from ..train.torch_module import TorchModuleConfig, _forward_fn, fit_module_block, input_shape_of
 
 __all__ = ["PROXY_MODELS", "AuditProxies", "audit_proxies", "check_proxies"]
 
-#: Models whose audit can add proxies.
-PROXY_MODELS = ("logreg", "mlp")
+#: Models whose audit can add proxies (and any torch module: --model PATH.py:FUNC).
+PROXY_MODELS = ("logreg", "mlp", "cnn")
 MEM_THRESHOLD = 0.25
 NEWTON_MAX_ROWS = 5000
 #: Pairwise attributions (test x train) are computed up to this many entries.
@@ -85,12 +91,12 @@ class AuditProxies:
     summary: Mapping[str, Any]
 
 
-def check_proxies(proxies, model: str, dp) -> bool:
+def check_proxies(proxies, model: str, dp, config=None) -> bool:
     if not isinstance(proxies, (bool, np.bool_)):
         raise MemlensInputError(f"proxies must be True or False; got {proxies!r}")
-    if proxies and model not in PROXY_MODELS:
-        raise MemlensInputError(f"proxies are computed for --model {' or '.join(PROXY_MODELS)}; got model {model!r}: "
-                                "drop --proxies", param="proxies")
+    if proxies and model not in PROXY_MODELS and not isinstance(config, TorchModuleConfig):
+        raise MemlensInputError(f"proxies are computed for --model {', '.join(PROXY_MODELS)} or a torch module "
+                                f"(PATH.py:FUNC); got model {model!r}: drop --proxies", param="proxies")
     if proxies and dp is not None:
         raise MemlensInputError("proxies describe non-private training; drop --proxies or --dp-epsilon",
                                 param="proxies")
@@ -139,9 +145,50 @@ def _mlp(ds, cfg: MLPConfig, X, seed: int, X_test=None):
                           "seconds_dynamics_training": t}, pair
 
 
+def _module(ds, cfg: TorchModuleConfig, seed: int):
+    """Final-model proxies of a torch module trained on every example by the population's trainer."""
+    X, _ = standardized_features(ds, standardize=cfg.standardize, dtype=np.float32)
+    shape = input_shape_of(ds)
+    t0 = time.perf_counter()
+    fit = fit_module_block(cfg, X, ds.y_train, masks=np.ones((1, ds.n_train), dtype=bool),
+                           seeds=np.array([seed]), n_classes=ds.n_classes, input_shape=shape)
+    t_fit = time.perf_counter() - t0
+    logits = fit.logits(X)[0]
+    y = ds.y_train
+    z = logits - logits.max(1, keepdims=True)
+    loss = -(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1)))
+    other = np.where(np.eye(ds.n_classes, dtype=bool)[y], -np.inf, logits).max(1)
+    scores = {"loss": loss, "margin": other - logits[np.arange(len(y)), y]}
+    secs = {"loss": t_fit, "margin": t_fit}
+    if fit.vectorized:
+        base, params, buffers = fit.base, {k: v[0] for k, v in fit.params.items()}, {k: v[0] for k, v in fit.buffers.items()}
+    else:
+        base = fit.models[0]
+        params = {k: v.detach() for k, v in base.named_parameters()}
+        buffers = {k: v.detach() for k, v in base.named_buffers()}
+    base.eval()
+    fwd = _forward_fn(base)
+    Xs = X.reshape(-1, *shape)
+    try:
+        t1 = time.perf_counter()
+        scores["grad_norm"] = cfg.lr * gp.functional_grad_sqnorm(fwd, params, buffers, Xs, y)
+        secs["grad_norm"] = t_fit + time.perf_counter() - t1
+        t1 = time.perf_counter()
+        scores["curvature"] = gp.functional_input_curvature(lambda p, b, x: fwd(p, b, x), params, buffers, Xs, y,
+                                                            seed=seed)
+        secs["curvature"] = t_fit + time.perf_counter() - t1
+    finally:
+        base.train()
+    return scores, secs, {"from": "one module trained on every example by the population's trainer (final model)",
+                          "seconds_full_fit": t_fit}, {}
+
+
 def audit_proxies(ds, *, model: str, model_config: Mapping[str, Any], memorization, pop, seed: int = 0,
                   population_seconds: float | None = None, pairs=None) -> AuditProxies:
     """Compute the proxies of ``model`` on ``ds`` and compare them with ``memorization`` (see the module)."""
+    if isinstance(model_config, TorchModuleConfig):
+        scores, secs, info, pairwise = _module(ds, model_config, seed)
+        return _summarize(scores, secs, info, pairwise, memorization, pop, seed, population_seconds, pairs, ds)
     if model == "logreg":
         cfg = LogisticConfig(**{k: v for k, v in model_config.items() if k in LogisticConfig.__dataclass_fields__})
     else:
@@ -153,6 +200,10 @@ def audit_proxies(ds, *, model: str, model_config: Mapping[str, Any], memorizati
     scores, secs, info, pairwise = _logreg(ds, cfg, X, X_test) if model == "logreg" else \
         _mlp(ds, cfg, X, seed, X_test)
     scores["trak"], secs["trak"] = _trak(model, cfg, X, ds.y_train, ds.n_classes, seed)
+    return _summarize(scores, secs, info, pairwise, memorization, pop, seed, population_seconds, pairs, ds)
+
+
+def _summarize(scores, secs, info, pairwise, memorization, pop, seed, population_seconds, pairs, ds) -> AuditProxies:
     per_model = None
     if population_seconds:
         per_model = population_seconds / pop.n_models

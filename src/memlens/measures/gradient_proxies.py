@@ -44,7 +44,8 @@ from .._random import as_generator
 from .._validation import MemlensInputError, check_array, check_float, check_int
 
 __all__ = ["LogisticInfluence", "logistic_influence", "mlp_backprop", "per_example_grad_sqnorm",
-           "tracin_self_influence", "tracin_pairwise", "ekfac_self_influence", "input_curvature", "TrakResult", "trak"]
+           "tracin_self_influence", "tracin_pairwise", "ekfac_self_influence", "input_curvature", "TrakResult", "trak", "functional_grad_sqnorm",
+           "functional_input_curvature"]
 
 CHUNK = 4096
 
@@ -464,3 +465,51 @@ def trak(models, X, y, *, X_eval=None, y_eval=None, proj_dim: int = 1024, dampin
     m = len(models)
     return TrakResult(self_influence=self_inf / m, pairwise=None if pair is None else pair / m, proj_dim=used,
                       n_models=m)
+
+
+def functional_grad_sqnorm(fn, params, buffers, X, y, *, chunk: int = 256) -> np.ndarray:
+    """``(n,)`` squared norm of each example's loss gradient for any torch module, by ``torch.func``:
+    ``vmap(grad(loss))`` over a chunk of examples, ``fn(params, buffers, x) -> logits`` (e.g. ``functional_call``
+    of the module in eval mode). The generic path of the TracIn self-influence (one checkpoint)."""
+    torch = _torch()
+    from torch.func import grad, vmap  # deferred: torch is heavy
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+
+    def loss(p, b, x, t):
+        return torch.nn.functional.cross_entropy(fn(p, b, x[None]), t[None])
+
+    g = vmap(grad(loss), in_dims=(None, None, 0, 0))
+    out = np.empty(X.shape[0])
+    for lo in range(0, X.shape[0], chunk):
+        gs = g(params, buffers, torch.as_tensor(X[lo:lo + chunk]), torch.as_tensor(y[lo:lo + chunk]))
+        out[lo:lo + chunk] = sum((v.reshape(v.shape[0], -1).double() ** 2).sum(1) for v in gs.values()).numpy()
+    return out
+
+
+def functional_input_curvature(fn, params, buffers, X, y, *, h: float = 1e-3, n_dirs: int = 8, seed=0,
+                               chunk: int = 512) -> np.ndarray:
+    """:func:`input_curvature` for any torch module (input gradients by autograd, one checkpoint)."""
+    torch = _torch()
+    h = check_float("h", h, min_value=0.0, min_inclusive=False)
+    n_dirs = check_int("n_dirs", n_dirs, min_value=1)
+    rng = as_generator(seed)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+
+    def gx(x, t):
+        x = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(fn(params, buffers, x), t, reduction="sum")
+        return torch.autograd.grad(loss, x)[0].reshape(x.shape[0], -1)
+
+    out = np.empty(X.shape[0])
+    for lo in range(0, X.shape[0], chunk):
+        xc, tc = torch.as_tensor(X[lo:lo + chunk]), torch.as_tensor(y[lo:lo + chunk])
+        g0 = gx(xc, tc)
+        acc = torch.zeros(xc.shape[0], dtype=torch.float64)
+        for _ in range(n_dirs):
+            v = torch.as_tensor(rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=tuple(xc.shape)))
+            acc += ((gx(xc + h * v, tc) - g0).double() ** 2).sum(1)
+        out[lo:lo + chunk] = acc.numpy() / (n_dirs * h * h)
+    return out
