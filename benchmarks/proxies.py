@@ -146,7 +146,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--render", type=Path, default=None, metavar="JSON", help="rewrite the .md from a results file")
     args = ap.parse_args(argv)
+    if args.render is not None:
+        res = json.loads(args.render.read_text())
+        args.render.with_suffix(".md").write_text(markdown(res))
+        return 0
     out = args.out or (ROOT / "benchmarks" / ("out" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -192,13 +197,19 @@ def markdown(res: dict) -> str:
         L.append(f"## {s['name']}: {s['K']} models, {s['n_train']:,} training examples\n")
         L.append(f"Population: {s['population_seconds']:.1f} s ({s['population_seconds'] / s['K']:.3f} s per model); "
                  f"k = {s['n_memorized']}; noise ceiling of the Spearman correlation **{_f(c['ceiling'])}** (two "
-                 f"halves of {c['n_models_per_half']} models: {_f(c['half_spearman'])}, Spearman–Brown corrected).\n")
-        L.append("| proxy | Spearman | gap to ceiling | AUC (memorized) | top-k precision | top-1% overlap | seconds | "
-                 "cost (models) | share of population |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+                 f"halves of {c['n_models_per_half']} models: {_f(c['half_spearman'])}, Spearman–Brown corrected); "
+                 f"**tie limit {_f(c.get('tie_limit'))}**: the Spearman correlation of the estimate with itself, its "
+                 "ties broken at random, the most a proxy with distinct values can reach (on a 0/1 signal most "
+                 "examples have memorization exactly 0). Attainable: the smaller of the two.\n")
+        L.append("| proxy | Spearman | gap to ceiling | gap to attainable | AUC (memorized) | top-k precision | "
+                 "top-1% overlap | seconds | cost (models) | share of population |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        attainable = min(c["ceiling"], c.get("tie_limit", c["ceiling"]))
         for name, a in sorted(s["table"].items(), key=lambda kv: -(kv[1]["top_k_precision"] or 0)):
             gap = c["ceiling"] - a["spearman"] if a["spearman"] is not None else None
-            L.append(f"| {name} | {_f(a['spearman'])} | {_f(gap)} | {_f(a['auc'])} | {_f(a['top_k_precision'])} | "
+            gap2 = attainable - a["spearman"] if a["spearman"] is not None else None
+            L.append(f"| {name} | {_f(a['spearman'])} | {_f(gap)} | {_f(gap2)} | {_f(a['auc'])} | "
+                     f"{_f(a['top_k_precision'])} | "
                      f"{_f(a['top_1pct_overlap'])} | {a['seconds']:.2f} | {_f(a['cost_models'], '.1f')} | "
                      f"{_f(100 * a['cost_fraction_of_population'], '.1f')}% |")
         L.append("")
