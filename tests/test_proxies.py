@@ -297,4 +297,35 @@ def test_audit_with_proxies_for_a_torch_module(data_file, tmp_path):
                "--no-attacks", "--proxies", "--out", str(out), "--no-progress"])
     assert rc == 0
     p = json.loads((out / "summary.json").read_text())["proxies"]
-    assert set(p["table"]) == {"loss", "margin", "grad_norm", "curvature"}
+    assert set(p["table"]) == {"loss", "margin", "grad_norm", "curvature", "ekfac"}
+
+
+def test_module_ekfac_equals_the_mlp_closed_form_and_conv_gradients_are_exact(small_mlp):
+    from torch.func import functional_call, grad, vmap
+
+    Ws, bs, X, y = small_mlp
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU(),
+                              torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        for lin, W, b in zip([net[0], net[2], net[4]], Ws, bs):
+            lin.weight.copy_(torch.tensor(W.T))
+            lin.bias.copy_(torch.tensor(b))
+    np.testing.assert_allclose(G.module_ekfac_self_influence(net, X, y, chunk=16),
+                               G.ekfac_self_influence(Ws, bs, X, y), rtol=1e-4)
+    # a convolution: Σ_positions a_p ⊗ δ_p from the hooks is each example's weight and bias gradient
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(3 * 3 * 3, 4)).eval()
+    Xi = np.random.default_rng(1).normal(size=(7, 2, 5, 5)).astype(np.float32)
+    yi = np.array([0, 1, 2, 3, 0, 1, 2])
+    (a, d), _ = G._layer_inputs_and_errors(cnn, Xi, yi)
+    ours = torch.einsum("npi,npo->noi", a, d)                       # (n, out, C k k + 1)
+    params = {k: v.detach() for k, v in cnn.named_parameters()}
+
+    def loss(p, x, t):
+        return torch.nn.functional.cross_entropy(functional_call(cnn, p, (x[None],)), t[None])
+
+    g = vmap(grad(loss), in_dims=(None, 0, 0))(params, torch.tensor(Xi), torch.tensor(yi))
+    want = torch.cat([g["0.weight"].reshape(7, 3, -1), g["0.bias"][:, :, None]], dim=2)
+    np.testing.assert_allclose(ours.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
+    assert np.all(G.module_ekfac_self_influence(cnn, Xi, yi) > 0)

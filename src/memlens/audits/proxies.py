@@ -18,8 +18,9 @@ their top test–train pairs (same label, as many as the population found).
 * ``--model cnn`` and a user's torch module (``PATH.py:FUNC``): one model trained on every example by the
   population's own trainer (same optimizer, schedule, augmentation), then proxies of the final model only (the
   module trainer records no per-epoch dynamics): ``loss``, ``margin`` (minus the true-class margin),
-  ``grad_norm`` (the TracIn self-influence of the final checkpoint, per-example gradients by ``torch.func``) and
-  ``curvature`` (input-space, autograd). EK-FAC and TRAK are not computed for convolutional modules.
+  ``grad_norm`` (the TracIn self-influence of the final checkpoint, per-example gradients by ``torch.func``),
+  ``curvature`` (input-space, autograd) and ``ekfac`` (EK-FAC over the Linear and Conv2d layers,
+  :func:`memlens.measures.gradient_proxies.module_ekfac_self_influence`). TRAK is not computed for modules.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from ..train.dynamics import train_with_dynamics
 from ..train.logreg import fit_logistic
 from ..train.population_training import standardized_features
 from ..train.torch_mlp import fit_mlp
-from ..train.torch_module import TorchModuleConfig, _forward_fn, fit_module_block, input_shape_of
+from ..train.torch_module import TorchModuleConfig, _build, _forward_fn, fit_module_block, input_shape_of
 
 __all__ = ["PROXY_MODELS", "AuditProxies", "audit_proxies", "check_proxies"]
 
@@ -161,7 +162,9 @@ def _module(ds, cfg: TorchModuleConfig, seed: int):
     scores = {"loss": loss, "margin": other - logits[np.arange(len(y)), y]}
     secs = {"loss": t_fit, "margin": t_fit}
     if fit.vectorized:
-        base, params, buffers = fit.base, {k: v[0] for k, v in fit.params.items()}, {k: v[0] for k, v in fit.buffers.items()}
+        params, buffers = {k: v[0] for k, v in fit.params.items()}, {k: v[0] for k, v in fit.buffers.items()}
+        base = _build(cfg.make_factory(), shape, ds.n_classes, seed, "cpu")       # a real module with model 0's state
+        base.load_state_dict({**params, **buffers})
     else:
         base = fit.models[0]
         params = {k: v.detach() for k, v in base.named_parameters()}
@@ -177,6 +180,9 @@ def _module(ds, cfg: TorchModuleConfig, seed: int):
         scores["curvature"] = gp.functional_input_curvature(lambda p, b, x: fwd(p, b, x), params, buffers, Xs, y,
                                                             seed=seed)
         secs["curvature"] = t_fit + time.perf_counter() - t1
+        t1 = time.perf_counter()
+        scores["ekfac"] = gp.module_ekfac_self_influence(base, Xs, y)
+        secs["ekfac"] = t_fit + time.perf_counter() - t1
     finally:
         base.train()
     return scores, secs, {"from": "one module trained on every example by the population's trainer (final model)",

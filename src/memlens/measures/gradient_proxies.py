@@ -45,7 +45,7 @@ from .._validation import MemlensInputError, check_array, check_float, check_int
 
 __all__ = ["LogisticInfluence", "logistic_influence", "mlp_backprop", "per_example_grad_sqnorm",
            "tracin_self_influence", "tracin_pairwise", "ekfac_self_influence", "input_curvature", "TrakResult", "trak", "functional_grad_sqnorm",
-           "functional_input_curvature"]
+           "functional_input_curvature", "module_ekfac_self_influence"]
 
 CHUNK = 4096
 
@@ -512,4 +512,84 @@ def functional_input_curvature(fn, params, buffers, X, y, *, h: float = 1e-3, n_
             v = torch.as_tensor(rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=tuple(xc.shape)))
             acc += ((gx(xc + h * v, tc) - g0).double() ** 2).sum(1)
         out[lo:lo + chunk] = acc.numpy() / (n_dirs * h * h)
+    return out
+
+
+def _layer_inputs_and_errors(module, X, y):
+    """Per-example inputs (as patch rows) and output errors of every Linear and Conv2d layer of ``module``:
+    ``[(A (n, positions, fan_in + 1), D (n, positions, fan_out))]`` (the bias as an input of 1). One forward and one
+    backward pass of the summed loss give every example's own errors (examples are independent in eval mode)."""
+    torch = _torch()
+    layers = [m for m in module.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    acts, errs, hooks = {}, {}, []
+
+    def fwd_hook(m, inp, out):
+        x = inp[0].detach()
+        if isinstance(m, torch.nn.Conv2d):
+            patches = torch.nn.functional.unfold(x, m.kernel_size, dilation=m.dilation, padding=m.padding,
+                                                 stride=m.stride)                 # (n, C k k, L)
+            a = patches.transpose(1, 2)
+        else:
+            a = x.reshape(x.shape[0], -1, x.shape[-1])
+        acts[m] = torch.cat([a, torch.ones(*a.shape[:2], 1)], dim=2) if m.bias is not None else a
+        out.register_hook(lambda g, m=m: errs.__setitem__(m, g.detach()))
+
+    for m in layers:
+        hooks.append(m.register_forward_hook(fwd_hook))
+    try:
+        x = torch.as_tensor(X)
+        loss = torch.nn.functional.cross_entropy(module(x), torch.as_tensor(y), reduction="sum")
+        loss.backward()
+    finally:
+        for h in hooks:
+            h.remove()
+        module.zero_grad(set_to_none=True)
+    out = []
+    for m in layers:
+        d = errs[m]
+        d = d.flatten(2).transpose(1, 2) if isinstance(m, torch.nn.Conv2d) else d.reshape(d.shape[0], -1, d.shape[-1])
+        out.append((acts[m], d))
+    return out
+
+
+def module_ekfac_self_influence(module, X, y, *, damping: float = 0.1, chunk: int = 256) -> np.ndarray:
+    """``(n,)`` EK-FAC self-influence for any module built of ``Linear`` and ``Conv2d`` layers (others, e.g.
+    BatchNorm, are left out of the curvature): per layer ``A = E[a aᵀ]`` over examples and positions (patches for
+    a convolution), ``S = E[δ δᵀ]``, the per-example gradient ``Σ_positions a_p ⊗ δ_p`` rotated into their
+    eigenbases, eigenvalues refitted per entry (George et al. 2018), damping ``λ = damping · mean(Λ)``. For an MLP
+    it equals :func:`ekfac_self_influence`. Run with the module in eval mode."""
+    torch = _torch()
+    damping = check_float("damping", damping, min_value=0.0, min_inclusive=False)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    n = X.shape[0]
+    A = S = None
+    for lo in range(0, n, chunk):
+        parts = _layer_inputs_and_errors(module, X[lo:lo + chunk], y[lo:lo + chunk])
+        if A is None:
+            A = [0.0] * len(parts)
+            S = [0.0] * len(parts)
+        for j, (a, d) in enumerate(parts):
+            a2, d2 = a.reshape(-1, a.shape[-1]).double(), d.reshape(-1, d.shape[-1]).double()
+            A[j] = A[j] + a2.T @ a2 / a.shape[1]
+            S[j] = S[j] + d2.T @ d2 / d.shape[1]
+    QA = [torch.linalg.eigh(a / n).eigenvectors for a in A]
+    QS = [torch.linalg.eigh(s_ / n).eigenvectors for s_ in S]
+
+    def rotated(lo):
+        for j, (a, d) in enumerate(_layer_inputs_and_errors(module, X[lo:lo + chunk], y[lo:lo + chunk])):
+            yield j, torch.bmm((d.double() @ QS[j]).transpose(1, 2), a.double() @ QA[j]) ** 2   # (n, out, in)
+
+    lam = [0.0] * len(QA)
+    for lo in range(0, n, chunk):
+        for j, g2 in rotated(lo):
+            lam[j] = lam[j] + g2.sum(0)
+    lam = [lm / n for lm in lam]
+    inv = [1.0 / (lm + damping * float(lm.mean())) for lm in lam]
+    out = np.zeros(n)
+    for lo in range(0, n, chunk):
+        tot = 0.0
+        for j, g2 in rotated(lo):
+            tot = tot + (g2 * inv[j]).sum((1, 2))
+        out[lo:lo + chunk] = tot.numpy()
     return out
