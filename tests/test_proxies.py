@@ -269,16 +269,23 @@ def test_tracin_pairwise_matches_torch_func(small_mlp):
     np.testing.assert_allclose(G.tracin_pairwise([(Ws, bs)], [0.3], X, y, X[:6], y[:6]), want, rtol=1e-4, atol=1e-5)
 
 
+def _sequential(Ws, bs):
+    """The small MLP as an nn.Sequential with the same weights."""
+    layers = []
+    for j, (W, b) in enumerate(zip(Ws, bs)):
+        lin = torch.nn.Linear(*W.shape)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(W.T))
+            lin.bias.copy_(torch.tensor(b))
+        layers += [lin] + ([torch.nn.ReLU()] if j < len(Ws) - 1 else [])
+    return torch.nn.Sequential(*layers)
+
+
 def test_functional_gradients_of_a_module_match_the_closed_form(small_mlp):
     from torch.func import functional_call
 
     Ws, bs, X, y = small_mlp
-    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU(),
-                              torch.nn.Linear(4, 3))
-    with torch.no_grad():
-        for lin, W, b in zip([net[0], net[2], net[4]], Ws, bs):
-            lin.weight.copy_(torch.tensor(W.T))
-            lin.bias.copy_(torch.tensor(b))
+    net = _sequential(Ws, bs)
     params = {k: v.detach() for k, v in net.named_parameters()}
 
     def fn(p, b, x):
@@ -304,12 +311,7 @@ def test_module_ekfac_equals_the_mlp_closed_form_and_conv_gradients_are_exact(sm
     from torch.func import functional_call, grad, vmap
 
     Ws, bs, X, y = small_mlp
-    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU(),
-                              torch.nn.Linear(4, 3))
-    with torch.no_grad():
-        for lin, W, b in zip([net[0], net[2], net[4]], Ws, bs):
-            lin.weight.copy_(torch.tensor(W.T))
-            lin.bias.copy_(torch.tensor(b))
+    net = _sequential(Ws, bs)
     np.testing.assert_allclose(G.module_ekfac_self_influence(net, X, y, chunk=16),
                                G.ekfac_self_influence(Ws, bs, X, y), rtol=1e-4)
     # a convolution: Σ_positions a_p ⊗ δ_p from the hooks is each example's weight and bias gradient
