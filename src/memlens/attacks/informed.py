@@ -1,0 +1,128 @@
+"""Reconstruction of a training example by an informed adversary (Balle, Cherubin & Hayes 2022, "Reconstructing
+training data with informed adversaries", §4: generalized linear models).
+
+The adversary knows every training example but one, the training objective and the released model, and recovers
+the missing example from the model's first-order optimality conditions. For an objective
+``Σ_j ℓ(θ; z_j) + R(θ)`` with a unique minimizer ``θ``, ``∇ℓ(θ; z_i) = −R'(θ) − Σ_{j≠i} ∇ℓ(θ; z_j)``: the known
+examples and the model give the missing example's gradient exactly, and for linear models that gradient reveals
+the example.
+
+* :func:`reconstruct_ridge` — least squares with an L2 penalty ``α‖w‖²`` (intercept unpenalized): the gradient is
+  ``2 (x̃ᵀθ − y) x̃`` with ``x̃ = [x, 1]``; its intercept entry is ``2 c`` with the residual ``c``, so
+  ``x = g[:d] / g[d]`` and ``y = x̃ᵀθ − c`` exactly (undefined when the model fits the example exactly, ``c = 0``:
+  the example then leaves no trace in the optimality conditions).
+* :func:`reconstruct_logistic` — scikit-learn's L2 logistic regression ``C Σ_j CE_j + ½‖W‖²`` (intercepts
+  unpenalized): the gradient is ``C x̃ (p − e_y)ᵀ``; its intercept row ``C (p − e_y)`` has its only negative entry
+  at the label, and ``x`` is the rest of the rank-one matrix divided by it (least squares over the classes). Exact
+  up to the model's convergence.
+
+Both return the reconstruction and its error; the model must be the exact (converged) minimizer: reconstruction
+error grows with the optimizer's tolerance, which is why DP training (noise in θ) defeats it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validation import MemlensInputError, check_array, check_float, warn
+
+__all__ = ["InformedReconstruction", "reconstruct_ridge", "reconstruct_logistic"]
+
+
+@dataclass(frozen=True, eq=False)
+class InformedReconstruction:
+    """The missing example, recovered.
+
+    Attributes
+    ----------
+    x : ndarray, shape (d,)
+    y : float or int
+        The target value (ridge) or class (logistic regression).
+    gradient : ndarray
+        The missing example's loss gradient implied by the optimality conditions.
+    """
+
+    x: np.ndarray
+    y: float | int
+    gradient: np.ndarray
+
+    def error(self, x_true) -> float:
+        """Relative error ``‖x̂ − x‖ / ‖x‖``."""
+        x_true = np.asarray(x_true, dtype=np.float64)
+        return float(np.linalg.norm(self.x - x_true) / max(np.linalg.norm(x_true), 1e-300))
+
+
+def _rest(X_rest, y_rest, d: int):
+    X = check_array("X_rest", X_rest, ndim=2, dtype=np.float64)
+    if X.shape[1] != d:
+        raise MemlensInputError(f"X_rest has {X.shape[1]} features; the model has {d}")
+    y = np.asarray(y_rest)
+    if y.shape != (X.shape[0],):
+        raise MemlensInputError(f"y_rest must hold one value per row of X_rest ({X.shape[0]}); got shape {y.shape}")
+    return X, y
+
+
+def reconstruct_ridge(coef, intercept: float, X_rest, y_rest, *, alpha: float) -> InformedReconstruction:
+    """Recover the missing example of a ridge regression ``min Σ_j (x_jᵀw + b − y_j)² + α‖w‖²``.
+
+    Parameters
+    ----------
+    coef : array, shape (d,); intercept : float
+        The released model (the exact minimizer on all n examples).
+    X_rest : array, shape (n − 1, d); y_rest : array, shape (n − 1,)
+        Every other training example.
+    alpha : float >= 0
+    """
+    w = check_array("coef", coef, ndim=1, dtype=np.float64)
+    alpha = check_float("alpha", alpha, min_value=0.0)
+    X, y = _rest(X_rest, y_rest, w.size)
+    theta = np.r_[w, float(intercept)]
+    Xt = np.hstack([X, np.ones((X.shape[0], 1))])
+    g = -(2 * Xt.T @ (Xt @ theta - y.astype(np.float64)) + np.r_[2 * alpha * w, 0.0])
+    c = g[-1] / 2.0
+    if abs(c) < 1e-12 * max(1.0, float(np.abs(g).max())):
+        warn("the released model fits the missing example exactly (zero residual): it leaves no trace in the "
+             "optimality conditions, so it cannot be reconstructed (NaN)")
+        return InformedReconstruction(x=np.full(w.size, np.nan), y=float("nan"), gradient=g)
+    x = g[:-1] / g[-1]
+    return InformedReconstruction(x=x, y=float(np.r_[x, 1.0] @ theta - c), gradient=g)
+
+
+def reconstruct_logistic(coef, intercept, X_rest, y_rest, *, C: float) -> InformedReconstruction:
+    """Recover the missing example of scikit-learn's L2 logistic regression (see the module docstring).
+
+    Parameters
+    ----------
+    coef : array, shape (d, n_out)
+        ``n_out = 1``: two classes (scikit-learn's one weight vector); else one column per class.
+    intercept : array, shape (n_out,)
+    X_rest : array, shape (n − 1, d); y_rest : int array, shape (n − 1,)
+    C : float > 0
+    """
+    W = check_array("coef", coef, ndim=2, dtype=np.float64)
+    b = check_array("intercept", intercept, ndim=1, dtype=np.float64)
+    C = check_float("C", C, min_value=0.0, min_inclusive=False)
+    d, n_out = W.shape
+    X, y = _rest(X_rest, y_rest, d)
+    y = y.astype(np.int64)
+    Xt = np.hstack([X, np.ones((X.shape[0], 1))])
+    Z = X @ W + b
+    if n_out == 1:
+        p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
+        r = (p - (y == 1))[:, None]
+    else:
+        Z = Z - Z.max(1, keepdims=True)
+        P = np.exp(Z)
+        P /= P.sum(1, keepdims=True)
+        r = P
+        r[np.arange(len(y)), y] -= 1.0
+    reg = np.vstack([W, np.zeros((1, n_out))])
+    G = -(reg + C * Xt.T @ r)                          # (d + 1, n_out) = C x̃_i (p_i − e_{y_i})ᵀ
+    v = G[-1]                                          # C (p_i − e_{y_i})
+    if not np.any(np.abs(v) > 1e-12 * max(1.0, float(np.abs(G).max()))):
+        warn("the released model fits the missing example with probability 1: no gradient, no reconstruction (NaN)")
+        return InformedReconstruction(x=np.full(d, np.nan), y=-1, gradient=G)
+    x = G[:-1] @ v / (v @ v)
+    label = (1 if v[0] < 0 else 0) if n_out == 1 else int(np.argmin(v))
+    return InformedReconstruction(x=x, y=label, gradient=G)
