@@ -90,3 +90,28 @@ def test_lemma_4_2_on_populations():
     pop2 = train_population(ds, model="logreg", masks=make_masks(16, ds.n_train, p=0.7, seed=1), seed=1)
     r2 = memorization_gap(pop2)
     assert abs(r2["mean_memorization"] - r2["gap_pool"]) < 0.01                # uniform subsets: approximately
+
+
+def test_attribute_inference_finds_a_memorized_attribute_on_members_only():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from memlens.attacks.attribute import attribute_inference
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = rng.normal(size=(n, 4))
+    X[:, 3] = rng.integers(0, 2, size=n)            # the sensitive binary attribute, independent of the label
+    y = rng.integers(0, 3, size=n)                   # random labels: only memorization links them to anything
+    members = np.arange(n) < n // 2
+    # a 1-nearest-neighbour model memorizes its members exactly (the planted ground truth)
+    knn = KNeighborsClassifier(n_neighbors=1).fit(X[members] * np.r_[1, 1, 1, 5.0], y[members])
+    res = attribute_inference(lambda Z: knn.predict_proba(Z * np.r_[1, 1, 1, 5.0]), X, y, column=3)
+    adv = res.advantage(members)
+    # 0.85: when both values give the right label under 1-NN (1 in 3), the tie goes to the first value
+    assert adv["members"]["accuracy"] > 0.8 and adv["members"]["advantage"] > 0.25
+    assert abs(adv["nonmembers"]["advantage"]) < 0.15           # chance: the model knows nothing about them
+    # a model that ignores the attribute gives no advantage to anyone
+    flat = attribute_inference(lambda Z: np.full((len(Z), 3), 1 / 3), X, y, column=3)
+    assert flat.advantage(members)["members"]["accuracy"] == flat.advantage(members)["members"]["baseline"]
+    with pytest.raises(MemlensInputError, match="column must be <= 3"):
+        attribute_inference(knn.predict_proba, X, y, column=4)
