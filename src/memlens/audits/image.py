@@ -60,6 +60,7 @@ from ..report.html import render_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
 from ..train import TRAINERS, configure_model
+from ..train.population_training import standardized_features
 from ..train.torch_module import TorchModuleConfig
 from . import pipeline
 from .attacks import (  # noqa: F401  (re-exported: their first home was this module)
@@ -72,6 +73,7 @@ from .attacks import (  # noqa: F401  (re-exported: their first home was this mo
     check_lira_convention,
     privacy_summary,
 )
+from .long_tail import long_tail_diagnostic
 from .loo import LOO_MODELS, AuditLOO, audit_loo, check_kernel_memory, check_loo  # noqa: F401  (re-exported)
 from .proxies import audit_proxies, check_proxies
 from .summaries import AuditSummary
@@ -136,6 +138,7 @@ class AuditResult:
     loo: Any = None
     record: Any = None
     proxies: Any = None
+    long_tail: Any = None
 
     def _repr_html_(self) -> str:
         out = html_table(f"memlens audit — {self.out}", summary_rows(self.summary))
@@ -200,7 +203,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
               shard_size: int | None = None, progress: bool = True, backend: str = "torch",
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
-              dp_delta: float | None = None, loo: bool = False, proxies: bool = False, executor="local", ray_address: str | None = None,
+              dp_delta: float | None = None, loo: bool = False, proxies: bool = False, long_tail: bool = False,
+              executor="local", ray_address: str | None = None,
               ray_num_cpus: int | None = None, lira_convention: str = "memlens", jobs: int | None = 1) -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
@@ -271,6 +275,11 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         functions; mlp: training dynamics, TracIn, EK-FAC, curvature; :mod:`memlens.audits.proxies`) and compare
         each with the population's memorization. Adds ``proxy_<name>`` columns to ``examples.csv``, a ``proxies``
         block to ``summary.json`` and a section to ``report.html``; not part of the run's identity.
+    long_tail : bool
+        Also run the long-tail diagnostic (:mod:`memlens.audits.long_tail`): subpopulations by clustering, the
+        frequency spectrum, Feldman's prior fitted to it, and the measured memorization by subpopulation size.
+        Adds a ``subpopulation_size`` column to ``examples.csv``, a ``long_tail`` block to ``summary.json`` and a
+        report section; not part of the run's identity.
     executor : {"local", "ray"} or memlens.storage.executors.Executor
         Where the shards are trained (:mod:`memlens.storage.executors`): ``"local"`` in this process, one after the other;
         ``"ray"`` as Ray tasks, each shard written to ``out`` as soon as its task completes. Not part of the run's
@@ -320,6 +329,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
                                 f"closed form; got backend={backend!r}")
     loo = check_loo(loo, model, dp)
     proxies = check_proxies(proxies, model, dp, trainer_model)
+    if not isinstance(long_tail, (bool, np.bool_)):
+        raise MemlensInputError(f"long_tail must be True or False; got {long_tail!r}")
     ds = _check_dataset(dataset)
     if model == "kernel-ridge":
         check_kernel_memory(ds.n_train, ds.n_test)
@@ -369,15 +380,17 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     proxies_fn = (lambda mem, pairs: audit_proxies(ds, model=model, model_config=proxy_config, memorization=mem,
                                                    pop=pop, seed=seed, population_seconds=pop_core_s, pairs=pairs)) \
         if proxies else None
+    long_tail_fn = (lambda mem: long_tail_diagnostic(standardized_features(ds)[0], ds.y_train, mem.scores,
+                                                     seed=seed)) if long_tail else None
     return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": trainer_record, "dp": dp_record},
                              attacks=attacks, attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn,
-                             lira_convention=lira_convention, proxies_fn=proxies_fn,
+                             lira_convention=lira_convention, proxies_fn=proxies_fn, long_tail_fn=long_tail_fn,
                              t0=t0)
 
 
 def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail: Mapping, attacks: bool,
                       attack_targets: int, dp_record=None, loo_fn=None, t0: float, lira_convention="memlens",
-                      signal: str = "correct", proxies_fn=None) -> AuditResult:
+                      signal: str = "correct", proxies_fn=None, long_tail_fn=None) -> AuditResult:
     """The measuring and writing steps of the image/tabular audit on a trained run, shared by every recipe whose
     population has ``train`` and ``test`` signals (trained here or computed elsewhere, :mod:`.external`):
     Feldman–Zhang memorization and influence on ``signal``, high-influence pairs, the attacks and the ε audit, the
@@ -386,11 +399,12 @@ def measure_and_write(opts, trained, pop: Population, ds, *, head: Mapping, tail
     with limit_threads(pipeline.executor_threads(opts)):   # the cores the training used, now idle
         return _measure_and_write(opts, trained, pop, ds, head=head, tail=tail, attacks=attacks,
                                   attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn, t0=t0,
-                                  lira_convention=lira_convention, signal=signal, proxies_fn=proxies_fn)
+                                  lira_convention=lira_convention, signal=signal, proxies_fn=proxies_fn,
+                                  long_tail_fn=long_tail_fn)
 
 
 def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_targets, dp_record, loo_fn, t0,
-                       lira_convention, signal, proxies_fn=None) -> AuditResult:
+                       lira_convention, signal, proxies_fn=None, long_tail_fn=None) -> AuditResult:
     with pipeline.phase(opts, "memorization, influence and high-influence pairs"):
         mem = memorization(pop, signal=signal)
         # Thresholded pairs are only needed for memorized training examples (high_influence_pairs keeps no others).
@@ -440,18 +454,24 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
         with pipeline.phase(opts, "memorization proxies (one model, one core)"), limit_threads(1):
             prox = proxies_fn(mem, pairs)
         summary = dataclasses.replace(summary, proxies=dict(prox.summary))
+    lt = None
+    if long_tail_fn is not None:
+        with pipeline.phase(opts, "long-tail diagnostic (subpopulations, Feldman's prior)"):
+            lt = long_tail_fn(mem)
+        summary = dataclasses.replace(summary, long_tail=dict(lt.summary))
 
     # ---- write results: the CSVs, the report, summary.json last
     with pipeline.phase(opts, "examples.csv, pairs.csv, report.html"):
         summary = pipeline.write_results(
-            trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred, proxies=prox),
+            trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred, proxies=prox,
+                                                        long_tail=lt),
                                 "pairs.csv": pairs_csv(pairs)},
             summary=summary, t0=t0,
             report=lambda s: render_report(summary=s, dataset=ds, memorization=mem,
                                           influence=infl, pairs=pairs, attacks=att, loo=loo_res, out_pred=out_pred,
-                                          proxies=prox))
+                                          proxies=prox, long_tail=lt))
     return AuditResult(opts.out, summary.to_json(), ds, pop, mem, infl, pairs, trained.trained, att, loo_res,
-                       summary, prox)
+                       summary, prox, lt)
 
 
 def _dp_config(dp_epsilon, dp_delta):

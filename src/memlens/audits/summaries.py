@@ -84,6 +84,7 @@ class AuditSummary:
     loo: Mapping[str, Any] | None = None
     runtime_seconds: float | None = None
     proxies: Mapping[str, Any] | None = None
+    long_tail: Mapping[str, Any] | None = None
 
     def with_runtime(self, seconds: float) -> "AuditSummary":
         return dataclasses.replace(self, runtime_seconds=float(seconds))
@@ -107,6 +108,8 @@ class AuditSummary:
             out["loo"] = dict(self.loo)
         if self.proxies is not None:
             out["proxies"] = dict(self.proxies)
+        if self.long_tail is not None:
+            out["long_tail"] = dict(self.long_tail)
         return out
 
     def lines(self) -> list[str]:
@@ -135,6 +138,12 @@ class AuditSummary:
             out.append(f"proxies ({p['from']}): best {p['best']}, top-k precision {_num(best['top_k_precision'])}, "
                        f"AUC {_num(best['auc'])}, Spearman {_num(best['spearman'])} (noise ceiling "
                        f"{_num(p['noise_ceiling']['ceiling'])}), {best['seconds']:.1f} s")
+        if self.long_tail is not None:
+            lt = self.long_tail
+            b = {x["l"]: x for x in lt["buckets"]}
+            out.append(f"long tail: {lt['n_subpopulations']} subpopulations ({lt['n_singletons']} singletons), Zipf "
+                       f"exponent {lt['zipf_exponent']:.2f}; mean memorization of singletons "
+                       f"{_num(b['1']['mean_memorization'])} vs subpopulations of >16: {_num(b['>16']['mean_memorization'])}")
         return out
 
 

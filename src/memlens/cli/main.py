@@ -53,7 +53,7 @@ __all__ = ["main", "build_parser", "load_npz_dataset"]
 _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--seed", "dataset": "--dataset",
           "model": "--model", "out": "--out", "shard_size": "--shard-size", "resume and overwrite":
           "--resume and --overwrite", "reproduction": "NAME", "attack_targets": "--attack-targets",
-          "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo", "proxies": "--proxies",
+          "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo", "proxies": "--proxies", "long_tail": "--long-tail",
           "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus",
           "external": "--external", "model_params": "--model-param", "on_shard": "on_shard",
           "lira_convention": "--lira-convention", "jobs": "--jobs"}
@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also compute cheap memorization proxies from one model (logreg: influence functions; "
                             "mlp: forgetting, learning speed, loss, margin, TracIn, EK-FAC, curvature) and compare "
                             "each with the population's memorization")
+    audit.add_argument("--long-tail", action="store_true",
+                       help="also cluster the data into subpopulations, fit Feldman's long-tail prior and compare "
+                            "its prediction with the measured memorization by subpopulation size")
     audit.add_argument("--models", type=int, default=None, metavar="K",
                        help="number of models (default 256; 8 for the text audit)")
     audit.add_argument("--subset-ratio", type=float, default=None, metavar="R",
@@ -308,7 +311,7 @@ def _trained(args):
                      seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
                      shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                      attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
-                     loo=args.loo, proxies=args.proxies, executor=args.backend, ray_address=args.ray_address,
+                     loo=args.loo, proxies=args.proxies, long_tail=args.long_tail, executor=args.backend, ray_address=args.ray_address,
                      ray_num_cpus=args.ray_num_cpus, lira_convention=args.lira_convention, jobs=jobs_of(args))
 
 
@@ -316,7 +319,7 @@ def _trained(args):
 _TRAINING_FLAGS = (("data", "--data", None), ("dataset", "--dataset", None), ("model", "--model", "logreg"),
                    ("model_param", "--model-param", None), ("dp_epsilon", "--dp-epsilon", None),
                    ("dp_delta", "--dp-delta", None), ("loo", "--loo", False), ("proxies", "--proxies", False),
-                   ("seed", "--seed", 0),
+                   ("long_tail", "--long-tail", False), ("seed", "--seed", 0),
                    ("subset_ratio", "--subset-ratio", 0.7), ("models", "--models", 256))
 
 

@@ -418,7 +418,8 @@ def _loo_section(s: Mapping[str, Any], dataset, mem, loo, *, n_show: int = 24) -
 
 
 def render_report(*, summary: Mapping[str, Any], dataset, memorization, influence, pairs, n_show: int = 24,
-                  max_pair_rows: int = 12, attacks=None, loo=None, out_pred=None, proxies=None) -> str:
+                  max_pair_rows: int = 12, attacks=None, loo=None, out_pred=None, proxies=None,
+                  long_tail=None) -> str:
     """The HTML text of the audit report (``summary``: an :class:`~memlens.audits.summaries.AuditSummary` or
     its ``to_json()`` dict).
 
@@ -491,6 +492,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         _flag_section(s, dataset, mem, attacks) if attacks is not None and s.get("attacks") else "",
         _loo_section(s, dataset, mem, loo, n_show=n_show) if s.get("loo") else "",
         _proxies_section(s, mem, proxies) if s.get("proxies") and proxies is not None else "",
+        _long_tail_section(s) if s.get("long_tail") else "",
         '<p class="note">Files beside this page: <code>examples.csv</code> (every training example), '
         "<code>pairs.csv</code>, <code>summary.json</code>, <code>population/</code> (per-model signals, "
         "readable with <code>memlens.Population.load</code>).</p>",
@@ -526,6 +528,24 @@ def _proxies_section(s: Mapping[str, Any], mem, proxies) -> str:
         if p.get("pairs") else "",
         _img(figures.proxy_scatter(proxies.scores[best], mem.scores, name=best, threshold=p["threshold"]),
              f"{best} against memorization"),
+    ])
+
+
+def _long_tail_section(s: Mapping[str, Any]) -> str:
+    lt = s["long_tail"]
+    rows = [[b["l"], b["n_subpopulations"], b["n_examples"],
+             b["mean_memorization"] if b["mean_memorization"] is not None else "–",
+             _pct(b["fraction_memorized"]) if b["fraction_memorized"] is not None else "–"] for b in lt["buckets"]]
+    return "".join([
+        "<h2>The long tail of this data</h2>",
+        f'<p class="note">Subpopulations: {escape(lt["method"])}. {lt["n_subpopulations"]:,} subpopulations, '
+        f'{lt["n_singletons"]:,} of them singletons; a Zipf prior fitted to their sizes has exponent '
+        f'{_num(lt["zipf_exponent"], 2)} (τ₁·n = {_num(lt["tau_1_times_n"], 2)}: the test accuracy an example seen '
+        "once is worth, in units of 1/n, Feldman 2020, Thm 2.3). Feldman's theory predicts that examples of rare "
+        "subpopulations must be memorized; the table shows what the population measured, by subpopulation size ℓ "
+        f'(Spearman of the prediction 1/ℓ with memorization: {_num(lt["spearman_prediction_vs_memorization"], 2)}).</p>',
+        _table(["ℓ (examples in the subpopulation)", "subpopulations", "examples", "mean memorization",
+                "memorized (≥ 0.25)"], rows),
     ])
 
 

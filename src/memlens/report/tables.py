@@ -35,7 +35,7 @@ def explanation_text(explanations, i: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- image / tabular
-def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, proxies=None) -> str:
+def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, proxies=None, long_tail=None) -> str:
     """``examples.csv``: index, label, memorization, stderr, n_in, n_out (one row per training example).
 
     With ``out_pred`` (:class:`~memlens.measures.OutPredictions`) two columns follow: ``out_majority``, the class
@@ -52,7 +52,8 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, pr
     without it).
 
     With ``proxies`` (an :class:`~memlens.audits.proxies.AuditProxies`) one ``proxy_<name>`` column per proxy
-    follows (higher = more memorized).
+    follows (higher = more memorized). With ``long_tail`` (:class:`~memlens.audits.long_tail.LongTailDiagnostic`),
+    ``subpopulation`` and ``subpopulation_size`` follow.
     """
     header = ["index", "label", "memorization", "stderr", "n_in", "n_out"]
     if out_pred is not None:
@@ -63,6 +64,8 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, pr
         header += ["loo_memorization", "loo_margin_memorization", "loo_margin", "loo_loss"]
     pnames = [] if proxies is None else list(proxies.scores)
     header += [f"proxy_{n}" for n in pnames]
+    if long_tail is not None:
+        header += ["subpopulation", "subpopulation_size"]
 
     def row(i):
         r = [i, int(labels[i]), fmt(mem.scores[i]), fmt(mem.stderr[i]), int(mem.n_in[i]), int(mem.n_out[i])]
@@ -74,6 +77,8 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, pr
             r += [fmt(loo.memorization.scores[i]), fmt(loo.margin_memorization.scores[i]), fmt(loo.loo_margin[i]),
                   fmt(loo.loo_loss[i])]
         r += [fmt(proxies.scores[n][i]) for n in pnames]
+        if long_tail is not None:
+            r += [int(long_tail.cluster[i]), int(long_tail.size[i])]
         return r
 
     return csv_text(header, (row(i) for i in range(mem.scores.shape[0])))

@@ -1,0 +1,145 @@
+"""A long-tail diagnostic of the user's own data (``memlens audit --long-tail``): Feldman's theory predicts which
+examples must be memorized, the population measures which are.
+
+Feldman (2020, "Does learning require memorization?") models data as a mixture of many subpopulations with
+frequencies drawn from a long-tailed prior; an example whose subpopulation appears once in the training set
+(a *singleton*) must be memorized — its label cannot be inferred from any other example — and fitting it is worth
+``τ_1`` of the test accuracy (Thm 2.3, :func:`memlens.tasks.long_tail.tau`). The diagnostic makes this concrete on
+real data (our operationalization; the paper's subpopulations are not observed):
+
+1. **Subpopulations**: the examples of each class are clustered in a representation space (the standardized
+   features projected on their leading principal components) by k-means into about ``n_class / cluster_size``
+   clusters; a subpopulation is a cluster, its size ``ℓ`` the number of training examples it holds.
+2. **Frequency spectrum**: how many subpopulations hold ``ℓ = 1, 2, 3, ...`` examples, and **Feldman's prior**
+   fitted to it: a Zipf prior ``π_j ∝ j^{−s}`` over the clusters, ``s`` by least squares of ``log size`` on
+   ``log rank``; with it, ``τ_1 · n`` (the accuracy an example seen once is worth, in units of ``1/n``).
+3. **Prediction**: an example must be memorized when its subpopulation holds only it; more generally the
+   prediction is ``1/ℓ`` (the share of its subpopulation's evidence the example carries).
+4. **Comparison** with the population's Feldman–Zhang memorization by frequency bucket (``ℓ = 1, 2, 3–4, 5–8,
+   9–16, > 16``): mean memorization and fraction memorized (≥ 0.25) per bucket, and the Spearman correlation of the
+   prediction with memorization.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import stats
+
+from .._validation import MemlensInputError, check_int
+from ..tasks.long_tail import tau, zipf_prior
+
+__all__ = ["LongTailDiagnostic", "long_tail_diagnostic", "BUCKETS"]
+
+#: Frequency buckets (inclusive bounds on ℓ).
+BUCKETS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, None))
+MEM_THRESHOLD = 0.25
+
+
+@dataclass(frozen=True, eq=False)
+class LongTailDiagnostic:
+    """What :func:`long_tail_diagnostic` found.
+
+    Attributes
+    ----------
+    cluster : ndarray of int, shape (n,)
+        Subpopulation (cluster) of each training example (cluster ids are global).
+    size : ndarray of int, shape (n,)
+        ``ℓ``: the number of training examples in the example's subpopulation.
+    predicted : ndarray, shape (n,)
+        ``1/ℓ``.
+    summary : dict
+        ``summary.json``'s ``long_tail`` block.
+    """
+
+    cluster: np.ndarray
+    size: np.ndarray
+    predicted: np.ndarray
+    summary: Mapping[str, Any]
+
+
+def _bucket_name(lo, hi) -> str:
+    return f"{lo}" if hi == lo else (f"{lo}-{hi}" if hi is not None else f">{lo - 1}")
+
+
+def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 10, n_subpopulations: int | None = None,
+                         n_components: int = 32, seed: int = 0) -> LongTailDiagnostic:
+    """Cluster the data into subpopulations, fit Feldman's prior and compare its prediction with memorization.
+
+    Parameters
+    ----------
+    features : array, shape (n, d)
+        The representation (standardized features, or a trained model's penultimate layer).
+    labels : int array, shape (n,)
+    memorization : array, shape (n,)
+        Feldman–Zhang memorization (NaN where undefined).
+    cluster_size : int
+        Mean examples per subpopulation (each class gets ``max(1, round(n_class / cluster_size))`` clusters).
+    n_subpopulations : int, optional
+        The total number of subpopulations instead (shared among the classes in proportion to their sizes).
+    n_components : int
+        Principal components kept before clustering.
+    seed : int
+    """
+    from sklearn.cluster import KMeans  # deferred: sklearn is heavy
+    from sklearn.decomposition import PCA  # deferred: as above
+
+    X = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels)
+    mem = np.asarray(memorization, dtype=np.float64)
+    if X.ndim != 2 or y.shape != (X.shape[0],) or mem.shape != (X.shape[0],):
+        raise MemlensInputError(f"features (n, d), labels (n,) and memorization (n,) must agree; got {X.shape}, "
+                                f"{y.shape}, {mem.shape}")
+    cluster_size = check_int("cluster_size", cluster_size, min_value=1)
+    if n_subpopulations is not None:
+        n_subpopulations = check_int("n_subpopulations", n_subpopulations, min_value=1, max_value=X.shape[0])
+    n_components = check_int("n_components", n_components, min_value=1)
+    n = X.shape[0]
+    k = min(n_components, X.shape[1], n)
+    Z = PCA(n_components=k, random_state=seed).fit_transform(X) if k < X.shape[1] else X
+    cluster = np.empty(n, dtype=np.int64)
+    next_id = 0
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        want = idx.size / cluster_size if n_subpopulations is None else n_subpopulations * idx.size / n
+        m = max(1, min(idx.size, int(round(want))))
+        if m == 1:
+            lab = np.zeros(idx.size, dtype=np.int64)
+        else:
+            lab = KMeans(n_clusters=m, n_init=3, random_state=seed).fit_predict(Z[idx])
+        cluster[idx] = next_id + lab
+        next_id += m
+    sizes_by_cluster = np.bincount(cluster, minlength=next_id)
+    sizes_by_cluster = sizes_by_cluster[sizes_by_cluster > 0]
+    size = np.bincount(cluster)[cluster]
+    predicted = 1.0 / size
+    # Feldman's prior: Zipf over the clusters, exponent from the rank-size line
+    srt = np.sort(sizes_by_cluster)[::-1].astype(np.float64)
+    ranks = np.arange(1, srt.size + 1, dtype=np.float64)
+    s = float(-np.polyfit(np.log(ranks), np.log(srt), 1)[0]) if srt.size >= 3 and np.ptp(srt) > 0 else 0.0
+    N = int(srt.size)
+    tau1 = float(tau(zipf_prior(N, exponent=max(s, 1e-6)), n=n, ell=1)) if N >= 2 else float("nan")
+    buckets = []
+    for lo, hi in BUCKETS:
+        sel = (size >= lo) & ((size <= hi) if hi is not None else True)
+        ok = sel & np.isfinite(mem)
+        buckets.append({"l": _bucket_name(lo, hi), "n_examples": int(sel.sum()),
+                        "n_subpopulations": int(((sizes_by_cluster >= lo) & ((sizes_by_cluster <= hi)
+                                                                             if hi is not None else True)).sum()),
+                        "mean_memorization": float(mem[ok].mean()) if ok.any() else None,
+                        "fraction_memorized": float((mem[ok] >= MEM_THRESHOLD).mean()) if ok.any() else None})
+    ok = np.isfinite(mem)
+    varied = ok.sum() > 2 and np.ptp(predicted[ok]) > 0 and np.ptp(mem[ok]) > 0
+    rho = float(stats.spearmanr(predicted[ok], mem[ok]).statistic) if varied else float("nan")
+    spectrum = np.bincount(sizes_by_cluster)
+    summary = {
+        "method": f"k-means per class on {k} principal components of the standardized features, about "
+                  f"{cluster_size} examples per subpopulation (our operationalization of Feldman's subpopulations)",
+        "n_subpopulations": N, "n_singletons": int((sizes_by_cluster == 1).sum()),
+        "spectrum": {str(ell): int(c) for ell, c in enumerate(spectrum) if ell and c},
+        "zipf_exponent": s, "tau_1_times_n": tau1 * n if np.isfinite(tau1) else None,
+        "buckets": buckets, "spearman_prediction_vs_memorization": rho,
+        "singletons_memorized_fraction": buckets[0]["fraction_memorized"],
+    }
+    return LongTailDiagnostic(cluster=cluster, size=size, predicted=predicted, summary=summary)

@@ -1,0 +1,62 @@
+"""The long-tail diagnostic: planted subpopulations are found, the Zipf fit recovers its exponent, and the audit
+writes the block, the columns and the section."""
+import json
+
+import numpy as np
+import pytest
+
+from memlens._validation import MemlensInputError
+from memlens.audits.long_tail import long_tail_diagnostic
+from memlens.cli.main import main
+
+
+def _blobs(sizes, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    X, cl = [], []
+    for j, m in enumerate(sizes):
+        center = rng.normal(scale=20.0, size=d)
+        X.append(center + rng.normal(scale=0.1, size=(m, d)))
+        cl += [j] * m
+    return np.vstack(X), np.array(cl)
+
+
+def test_planted_subpopulations_and_memorization_by_size():
+    sizes = [1] * 6 + [2] * 4 + [10] * 5
+    X, cl = _blobs(sizes)
+    y = np.zeros(len(cl), dtype=int)
+    true_size = np.array(sizes)[cl]
+    mem = (true_size == 1).astype(float)                      # exactly the singletons are memorized
+    d = long_tail_diagnostic(X, y, mem, n_subpopulations=len(sizes), n_components=6)
+    np.testing.assert_array_equal(d.size, true_size)          # the clusters are the planted subpopulations
+    s = d.summary
+    assert s["n_subpopulations"] == len(sizes) and s["n_singletons"] == 6
+    b = {x["l"]: x for x in s["buckets"]}
+    assert b["1"]["mean_memorization"] == 1.0 and b["1"]["fraction_memorized"] == 1.0
+    assert b["2"]["mean_memorization"] == 0.0 and b["9-16"]["n_examples"] == 50
+    assert s["spectrum"] == {"1": 6, "2": 4, "10": 5}
+    assert s["spearman_prediction_vs_memorization"] > 0.6     # 0.70: a 0/1 memorization against 1, 1/2, 1/10
+
+
+def test_zipf_fit_recovers_the_exponent():
+    sizes = np.maximum(1, np.round(200 * np.arange(1, 41) ** -1.2)).astype(int)
+    X, cl = _blobs(sizes.tolist(), seed=1)
+    d = long_tail_diagnostic(X, np.zeros(len(cl), int), np.zeros(len(cl)), n_subpopulations=len(sizes),
+                             n_components=6)
+    if d.summary["n_subpopulations"] == len(sizes):           # k-means found every blob
+        assert d.summary["zipf_exponent"] == pytest.approx(1.2, abs=0.15)
+    assert d.summary["tau_1_times_n"] > 0
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(MemlensInputError, match="must agree"):
+        long_tail_diagnostic(np.zeros((5, 2)), np.zeros(4), np.zeros(5))
+
+
+def test_audit_long_tail(data_file, tmp_path):
+    out = tmp_path / "lt"
+    assert main(["audit", "--data", str(data_file), "--models", "8", "--no-attacks", "--long-tail", "--out", str(out),
+                 "--no-progress"]) == 0
+    s = json.loads((out / "summary.json").read_text())["long_tail"]
+    assert sum(b["n_examples"] for b in s["buckets"]) == 240
+    assert "subpopulation_size" in (out / "examples.csv").read_text().splitlines()[0]
+    assert "long tail of this data" in (out / "report.html").read_text()
