@@ -10,7 +10,9 @@ real data (our operationalization; the paper's subpopulations are not observed):
 1. **Subpopulations**: the examples of each class are clustered in a representation space (the standardized
    features projected on their leading principal components) by k-means into about ``n_class / cluster_size``
    clusters; a subpopulation is a cluster, its size ``ℓ`` the number of training examples it holds.
-2. **Frequency spectrum**: how many subpopulations hold ``ℓ = 1, 2, 3, ...`` examples, and **Feldman's prior**
+2. **Frequency spectrum**: how many subpopulations hold ``ℓ = 1, 2, 3, ...`` examples (it depends on the
+   clustering's granularity ``cluster_size``: k-means favours clusters of similar sizes, so the fitted exponent is a
+   description of this clustering, not a property of the data alone), and **Feldman's prior**
    fitted to it: a Zipf prior ``π_j ∝ j^{−s}`` over the clusters, ``s`` by least squares of ``log size`` on
    ``log rank``; with it, ``τ_1 · n`` (the accuracy an example seen once is worth, in units of ``1/n``).
 3. **Prediction**: an example must be memorized when its subpopulation holds only it; more generally the
@@ -117,7 +119,11 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
     # Feldman's prior: Zipf over the clusters, exponent from the rank-size line
     srt = np.sort(sizes_by_cluster)[::-1].astype(np.float64)
     ranks = np.arange(1, srt.size + 1, dtype=np.float64)
-    s = float(-np.polyfit(np.log(ranks), np.log(srt), 1)[0]) if srt.size >= 3 and np.ptp(srt) > 0 else 0.0
+    if srt.size >= 3 and np.ptp(srt) > 0:
+        slope, icpt = np.polyfit(np.log(ranks), np.log(srt), 1)
+        s, log_scale = float(-slope), float(icpt)
+    else:
+        s, log_scale = 0.0, float(np.log(srt[0])) if srt.size else 0.0
     N = int(srt.size)
     tau1 = float(tau(zipf_prior(N, exponent=max(s, 1e-6)), n=n, ell=1)) if N >= 2 else float("nan")
     buckets = []
@@ -138,7 +144,7 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
                   f"{cluster_size} examples per subpopulation (our operationalization of Feldman's subpopulations)",
         "n_subpopulations": N, "n_singletons": int((sizes_by_cluster == 1).sum()),
         "spectrum": {str(ell): int(c) for ell, c in enumerate(spectrum) if ell and c},
-        "zipf_exponent": s, "tau_1_times_n": tau1 * n if np.isfinite(tau1) else None,
+        "zipf_exponent": s, "zipf_log_scale": log_scale, "tau_1_times_n": tau1 * n if np.isfinite(tau1) else None,
         "buckets": buckets, "spearman_prediction_vs_memorization": rho,
         "singletons_memorized_fraction": buckets[0]["fraction_memorized"],
     }

@@ -21,6 +21,7 @@ REGISTRY = {
     "brown-next-symbol": "memlens.experiments.brown_next_symbol",
     "fkl-tradeoffs": "memlens.experiments.fkl_tradeoffs",
     "canary-exposure": "memlens.experiments.canary_exposure",
+    "long-tail-diagnostic": "memlens.experiments.long_tail_diagnostic",
 }
 #: reproduction name -> its one-line description (``tests/test_experiments_registry.py`` checks that each is the
 #: module's own ``DESCRIPTION``)
@@ -37,6 +38,8 @@ DESCRIPTIONS = {
                       "(Gaussian, Boolean, sparse hypercube, mixtures)"),
     "canary-exposure": ("Carlini et al. Secret Sharer: canary exposure and greedy extraction of a small byte-level "
                         "language model against repetitions, training steps and model size"),
+    "long-tail-diagnostic": ("Feldman 2020 on real data: Fashion-MNIST subpopulations by clustering, their long-tailed "
+                             "spectrum and fitted prior, and measured memorization by subpopulation size"),
 }
 
 
