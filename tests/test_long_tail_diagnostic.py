@@ -34,6 +34,14 @@ def test_planted_subpopulations_and_memorization_by_size():
     assert b["1"]["mean_memorization"] == 1.0 and b["1"]["fraction_memorized"] == 1.0
     assert b["2"]["mean_memorization"] == 0.0 and b["9-16"]["n_examples"] == 50
     assert s["spectrum"] == {"1": 6, "2": 4, "10": 5}
+    # the cost of not fitting: models that never fit the singletons pay tau_1 for each (Feldman 2020, Thm 2.3)
+    from memlens.tasks.long_tail import tau, zipf_prior
+
+    d2 = long_tail_diagnostic(X, y, mem, n_subpopulations=len(sizes), n_components=6, in_accuracy=1.0 - mem)
+    b2 = {x["l"]: x for x in d2.summary["buckets"]}
+    t1 = tau(zipf_prior(len(sizes), exponent=d2.summary["zipf_exponent"]), n=len(X), ell=1)
+    assert b2["1"]["errn"] == 6 and b2["1"]["cost_of_not_fitting"] == pytest.approx(6 * t1)
+    assert b2["2"]["cost_of_not_fitting"] == 0 and d2.summary["cost_of_not_fitting_total"] == pytest.approx(6 * t1)
     assert s["spearman_prediction_vs_memorization"] > 0.6     # 0.70: a 0/1 memorization against 1, 1/2, 1/10
 
 

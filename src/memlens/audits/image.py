@@ -380,8 +380,14 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     proxies_fn = (lambda mem, pairs: audit_proxies(ds, model=model, model_config=proxy_config, memorization=mem,
                                                    pop=pop, seed=seed, population_seconds=pop_core_s, pairs=pairs)) \
         if proxies else None
-    long_tail_fn = (lambda mem: long_tail_diagnostic(standardized_features(ds)[0], ds.y_train, mem.scores,
-                                                     seed=seed)) if long_tail else None
+    def diagnose_long_tail(mem):
+        c = pop.signal("train", "correct").astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            acc_in = (c * pop.masks).sum(0) / np.where(pop.masks.sum(0) > 0, pop.masks.sum(0), np.nan)
+        return long_tail_diagnostic(standardized_features(ds)[0], ds.y_train, mem.scores, in_accuracy=acc_in,
+                                    seed=seed)
+
+    long_tail_fn = diagnose_long_tail if long_tail else None
     return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": trainer_record, "dp": dp_record},
                              attacks=attacks, attack_targets=attack_targets, dp_record=dp_record, loo_fn=loo_fn,
                              lira_convention=lira_convention, proxies_fn=proxies_fn, long_tail_fn=long_tail_fn,

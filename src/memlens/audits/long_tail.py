@@ -66,7 +66,7 @@ def _bucket_name(lo, hi) -> str:
 
 
 def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 10, n_subpopulations: int | None = None,
-                         n_components: int = 32, seed: int = 0) -> LongTailDiagnostic:
+                         n_components: int = 32, in_accuracy=None, seed: int = 0) -> LongTailDiagnostic:
     """Cluster the data into subpopulations, fit Feldman's prior and compare its prediction with memorization.
 
     Parameters
@@ -82,6 +82,12 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
         The total number of subpopulations instead (shared among the classes in proportion to their sizes).
     n_components : int
         Principal components kept before clustering.
+    in_accuracy : array, shape (n,), optional
+        Each example's accuracy among the models that trained on it. Adds, per bucket, the training error
+        ``errn_ℓ`` (expected unfitted training examples of the bucket) and the **cost of not fitting** them,
+        ``τ_ℓ · errn_ℓ`` (Feldman 2020, Thm 2.3: ``err ≥ opt + Σ_ℓ τ_ℓ errn_S(A, ℓ)``), with ``τ_ℓ`` of the fitted
+        prior at the bucket's smallest ``ℓ`` (our approximation: the buckets pool sizes, and the theorem's ``ℓ`` is
+        the count in the training set, here the count in the whole pool).
     seed : int
     """
     from sklearn.cluster import KMeans  # deferred: sklearn is heavy
@@ -126,6 +132,11 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
         s, log_scale = 0.0, float(np.log(srt[0])) if srt.size else 0.0
     N = int(srt.size)
     tau1 = float(tau(zipf_prior(N, exponent=max(s, 1e-6)), n=n, ell=1)) if N >= 2 else float("nan")
+    # (τ_ℓ below uses the same prior)
+    acc_in = None if in_accuracy is None else np.asarray(in_accuracy, dtype=np.float64)
+    if acc_in is not None and acc_in.shape != (n,):
+        raise MemlensInputError(f"in_accuracy must have shape ({n},); got {acc_in.shape}")
+    prior = zipf_prior(N, exponent=max(s, 1e-6)) if N >= 2 else None
     buckets = []
     for lo, hi in BUCKETS:
         sel = (size >= lo) & ((size <= hi) if hi is not None else True)
@@ -135,6 +146,12 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
                                                                              if hi is not None else True)).sum()),
                         "mean_memorization": float(mem[ok].mean()) if ok.any() else None,
                         "fraction_memorized": float((mem[ok] >= MEM_THRESHOLD).mean()) if ok.any() else None})
+        if acc_in is not None and prior is not None and lo <= n:
+            fin = sel & np.isfinite(acc_in)
+            errn = float(np.sum(1.0 - acc_in[fin]))
+            t = float(tau(prior, n=n, ell=lo))
+            buckets[-1].update(train_error_in=float(np.mean(1.0 - acc_in[fin])) if fin.any() else None,
+                               tau_l_times_n=t * n, errn=errn, cost_of_not_fitting=t * errn)
     ok = np.isfinite(mem)
     varied = ok.sum() > 2 and np.ptp(predicted[ok]) > 0 and np.ptp(mem[ok]) > 0
     rho = float(stats.spearmanr(predicted[ok], mem[ok]).statistic) if varied else float("nan")
@@ -146,6 +163,8 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
         "spectrum": {str(ell): int(c) for ell, c in enumerate(spectrum) if ell and c},
         "zipf_exponent": s, "zipf_log_scale": log_scale, "tau_1_times_n": tau1 * n if np.isfinite(tau1) else None,
         "buckets": buckets, "spearman_prediction_vs_memorization": rho,
+        "cost_of_not_fitting_total": (float(sum(b.get("cost_of_not_fitting") or 0.0 for b in buckets))
+                                      if acc_in is not None and prior is not None else None),
         "singletons_memorized_fraction": buckets[0]["fraction_memorized"],
     }
     return LongTailDiagnostic(cluster=cluster, size=size, predicted=predicted, summary=summary)

@@ -533,9 +533,13 @@ def _proxies_section(s: Mapping[str, Any], mem, proxies) -> str:
 
 def _long_tail_section(s: Mapping[str, Any]) -> str:
     lt = s["long_tail"]
+    cost = lt.get("cost_of_not_fitting_total") is not None
     rows = [[b["l"], b["n_subpopulations"], b["n_examples"],
              b["mean_memorization"] if b["mean_memorization"] is not None else "–",
-             _pct(b["fraction_memorized"]) if b["fraction_memorized"] is not None else "–"] for b in lt["buckets"]]
+             _pct(b["fraction_memorized"]) if b["fraction_memorized"] is not None else "–"]
+            + ([_pct(b.get("train_error_in")) if b.get("train_error_in") is not None else "–",
+                _pct(b["cost_of_not_fitting"]) if b.get("cost_of_not_fitting") is not None else "–"] if cost else [])
+            for b in lt["buckets"]]
     return "".join([
         "<h2>The long tail of this data</h2>",
         f'<p class="note">Subpopulations: {escape(lt["method"])}. {lt["n_subpopulations"]:,} subpopulations, '
@@ -545,7 +549,11 @@ def _long_tail_section(s: Mapping[str, Any]) -> str:
         "subpopulations must be memorized; the table shows what the population measured, by subpopulation size ℓ "
         f'(Spearman of the prediction 1/ℓ with memorization: {_num(lt["spearman_prediction_vs_memorization"], 2)}).</p>',
         _table(["ℓ (examples in the subpopulation)", "subpopulations", "examples", "mean memorization",
-                "memorized (≥ 0.25)"], rows),
+                "memorized (≥ 0.25)"] + (["training error (IN models)", "cost of not fitting (τ_ℓ · errn)"]
+                                         if cost else []), rows),
+        (f'<p class="note">Cost of not fitting (Feldman 2020, Thm 2.3, err ≥ opt + Σ_ℓ τ_ℓ errn_ℓ, with τ_ℓ of the '
+         f'fitted prior; our approximation pools the sizes of a bucket): the training errors of the models cost at '
+         f'least {_pct(lt["cost_of_not_fitting_total"])} of test accuracy under this prior.</p>' if cost else ""),
     ])
 
 
