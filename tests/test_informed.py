@@ -115,3 +115,32 @@ def test_attribute_inference_finds_a_memorized_attribute_on_members_only():
     assert flat.advantage(members)["members"]["accuracy"] == flat.advantage(members)["members"]["baseline"]
     with pytest.raises(MemlensInputError, match="column must be <= 3"):
         attribute_inference(knn.predict_proba, X, y, column=4)
+
+
+def test_label_only_membership_inference():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from memlens.attacks.label_only import calibrated_label_only, label_robustness
+    from memlens.evaluation import auc_null_stderr, roc_auc
+
+    rng = np.random.default_rng(0)
+    n, d = 400, 5
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, 4, size=n)                       # random labels: only memorization makes a label robust
+    members = rng.random(n) < 0.5
+    target = KNeighborsClassifier(n_neighbors=1).fit(X[members], y[members])
+    r = label_robustness(target.predict, X, y, sigma=0.3, n_queries=16, seed=1)
+    assert roc_auc(r, members) > 0.85                    # members keep their label under noise, non-members do not
+    # calibration with reference models trained on random halves
+    K = 8
+    ref_masks = rng.random((K, n)) < 0.5
+    R = np.stack([label_robustness(KNeighborsClassifier(n_neighbors=1).fit(X[m], y[m]).predict, X, y, sigma=0.3,
+                                   n_queries=16, seed=2 + k) for k, m in enumerate(ref_masks)])
+    z = calibrated_label_only(r, R, ref_masks)
+    ok = np.isfinite(z)
+    assert roc_auc(z[ok], members[ok]) > 0.85
+    # a model that ignores its input: robustness tells nothing (chance, 4 null standard errors)
+    const = label_robustness(lambda Z: np.zeros(len(Z), int), X, y, n_queries=4, seed=0)
+    assert abs(roc_auc(const, members) - 0.5) < 4 * auc_null_stderr(int(members.sum()), int((~members).sum()))
+    with pytest.raises(MemlensInputError, match="reference_robustness"):
+        calibrated_label_only(r, R[:, :10], ref_masks)

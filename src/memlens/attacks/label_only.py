@@ -1,0 +1,93 @@
+"""Label-only membership inference (Choquette-Choo, Tramèr, Carlini & Papernot 2021, "Label-only membership
+inference attacks", §4): the attacker sees only predicted labels. A training example's label tends to survive
+perturbations of the input better than a non-member's, so the membership score is the **robustness** of the
+correct prediction: the fraction of ``n_queries`` noisy copies ``x + σ ε`` (and/or augmentations) that the model
+still labels ``y`` (:func:`label_robustness`).
+
+Calibration by reference models (:func:`calibrated_label_only`, our combination of the paper's robustness score with
+the offline calibration of LiRA, Carlini et al. 2022): a perturbation-robust example is not evidence of membership if
+models that never saw it find it just as robust, so the target's robustness is standardized by the mean and standard
+deviation of the reference models' robustness on the same example (OUT references only, as in offline LiRA).
+Higher = more likely a member.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .._random import as_generator
+from .._validation import MemlensInputError, check_array, check_float, check_int, check_masks
+
+__all__ = ["label_robustness", "calibrated_label_only"]
+
+
+def label_robustness(predict: Callable, X, y, *, sigma: float = 0.5, n_queries: int = 32, seed=0,
+                     augment: Callable | None = None) -> np.ndarray:
+    """``(n,)`` fraction of perturbed queries the model labels correctly.
+
+    Parameters
+    ----------
+    predict : callable
+        ``predict(X) -> (rows,)`` predicted labels (label-only access), or ``(rows, n_classes)`` scores whose argmax
+        is taken.
+    X : array, shape (n, d); y : int array, shape (n,)
+    sigma : float >= 0
+        Gaussian noise scale (in the units of ``X``; 0 with ``augment`` for augmentations only).
+    n_queries : int
+    seed : int or Generator
+    augment : callable, optional
+        ``augment(X, rng) -> X'`` applied before the noise (e.g. shifts and flips of images).
+    """
+    X = check_array("X", X, ndim=2, dtype=np.float64)
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise MemlensInputError(f"y must hold one label per row of X ({X.shape[0]}); got shape {y.shape}")
+    sigma = check_float("sigma", sigma, min_value=0.0)
+    n_queries = check_int("n_queries", n_queries, min_value=1)
+    rng = as_generator(seed)
+    hits = np.zeros(X.shape[0])
+    for _ in range(n_queries):
+        Xq = X if augment is None else np.asarray(augment(X, rng), dtype=np.float64)
+        if sigma:
+            Xq = Xq + sigma * rng.standard_normal(X.shape)
+        p = np.asarray(predict(Xq))
+        lab = p.argmax(1) if p.ndim == 2 else p
+        if lab.shape != y.shape:
+            raise MemlensInputError(f"predict must return one label (or one row of scores) per row; got {p.shape}")
+        hits += lab == y
+    return hits / n_queries
+
+
+def calibrated_label_only(target_robustness, reference_robustness, reference_masks, *, min_std: float = 0.05):
+    """``(n,)`` calibrated label-only membership scores (see the module docstring).
+
+    Parameters
+    ----------
+    target_robustness : array, shape (n,)
+    reference_robustness : array, shape (K, n)
+        The same robustness under ``K`` reference models.
+    reference_masks : bool array, shape (K, n)
+        Which examples each reference model trained on (only OUT references calibrate).
+    min_std : float
+        Floor of the reference standard deviation (robustness is a fraction: references that agree exactly would
+        divide by 0).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        ``(r_target − mean_OUT r_ref) / max(std_OUT r_ref, min_std)``; NaN where fewer than 2 OUT references.
+    """
+    t = check_array("target_robustness", target_robustness, ndim=1, dtype=np.float64)
+    R = check_array("reference_robustness", reference_robustness, ndim=2, dtype=np.float64)
+    M = check_masks("reference_masks", reference_masks, n_examples=t.size, min_models=1)
+    if R.shape != M.shape:
+        raise MemlensInputError(f"reference_robustness must have the masks' shape {M.shape}; got {R.shape}")
+    min_std = check_float("min_std", min_std, min_value=0.0, min_inclusive=False)
+    out = ~M
+    k = out.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = (R * out).sum(0) / k
+        var = ((R - mu) ** 2 * out).sum(0) / np.maximum(k - 1, 1)
+        z = (t - mu) / np.maximum(np.sqrt(var), min_std)
+    return np.where(k >= 2, z, np.nan)
