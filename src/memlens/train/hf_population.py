@@ -31,7 +31,7 @@ from ..data.text import TextDataset
 from ..models import hf
 from ..models.hf import TINY_CONFIGS, score_texts
 from ..population import Population
-from .text_population import TEXT_SIGNALS, _add_extra, merge_extra
+from .text_population import TEXT_SIGNALS, merge_extra, record_model
 
 __all__ = ["HFTrainConfig", "HFModelSpec", "parse_hf_model", "train_hf_population", "hf_text_signals",
            "is_hf_model_name"]
@@ -232,12 +232,9 @@ def train_hf_population(dataset, *, masks, spec: HFModelSpec, config: HFTrainCon
                                            f"learning rate (lr={config.lr})")
             steps.append(info["steps"])
             t1 = time.perf_counter()
-            for split, texts in (("train", train_texts), ("test", test_texts)):
-                sig = hf_text_signals(lm, texts)
-                for name in TEXT_SIGNALS:
-                    signals[split][name][k] = sig[name]
-            if on_model is not None:
-                _add_extra(extra, on_model(k, lm), k, n_models)
+            record_model(signals, extra, k, n_models, lm, on_model,
+                         {split: hf_text_signals(lm, texts) for split, texts in (("train", train_texts),
+                                                                                  ("test", test_texts))})
             t_train += t1 - t0
             t_eval += time.perf_counter() - t1
             del lm

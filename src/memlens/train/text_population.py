@@ -368,12 +368,9 @@ def train_text_population(dataset: TextDataset, *, masks, config: CharLMConfig |
             t1 = time.perf_counter()
             for j, model in enumerate(models):
                 k = lo + j
-                for split, tok, ln in (("train", tr_tok, tr_len), ("test", te_tok, te_len)):
-                    sig = text_signals(model, tok, ln)
-                    for name in TEXT_SIGNALS:
-                        signals[split][name][k] = sig[name]
-                if on_model is not None:
-                    _add_extra(extra, on_model(k, model), k, n_models)
+                record_model(signals, extra, k, n_models, model, on_model,
+                             {split: text_signals(model, tok, ln)
+                              for split, tok, ln in (("train", tr_tok, tr_len), ("test", te_tok, te_len))})
             t_train += t1 - t0
             t_eval += time.perf_counter() - t1
             del models
@@ -395,6 +392,15 @@ def train_text_population(dataset: TextDataset, *, masks, config: CharLMConfig |
         "seconds_signals": t_eval,
     }
     return Population(masks=masks, signals=signals, seeds=seeds, provenance=provenance)
+
+
+def record_model(signals: dict, extra: dict, k: int, n_models: int, model, on_model, by_split: dict) -> None:
+    """Store model ``k``'s per-document signals (``by_split[split][name] -> (n,)``) and its ``on_model`` extras."""
+    for split, sig in by_split.items():
+        for name in TEXT_SIGNALS:
+            signals[split][name][k] = sig[name]
+    if on_model is not None:
+        _add_extra(extra, on_model(k, model), k, n_models)
 
 
 def merge_extra(signals: dict, extra: dict) -> None:
