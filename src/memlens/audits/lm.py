@@ -274,6 +274,17 @@ def run_lm_audit(*, model, members, nonmembers, out, reference=None, mask_model=
             raise MemlensInputError(f"prefix_lens: the longest prefix ({max(prefix_lens)}) plus suffix_len "
                                     f"({suffix_len}) exceed the context of {m.name!r} ({m.max_length} tokens); "
                                     "shorten them")
+    batch_size = check_int("batch_size", batch_size, min_value=1)
+    if window is not None:
+        window = check_int("window", window, min_value=2, max_value=lm.max_length,
+                           hint="(tokens per scoring window, at most the model's context)")
+    if stride is not None:
+        stride = check_int("stride", stride, min_value=1, max_value=(window or lm.max_length) - 1,
+                           hint="(tokens between window starts, less than the window)")
+    if "neighbourhood" in run_attacks:
+        n_neighbours = check_int("n_neighbours", n_neighbours, min_value=1)
+        neighbour_fraction = check_float("neighbour_fraction", neighbour_fraction, min_value=0.0, max_value=1.0,
+                                         min_inclusive=False)
     if n_samples:
         if lm.bos_id is None:
             raise MemlensInputError(f"n_samples: model {lm.name!r} has no BOS token to sample from; drop --samples")
