@@ -100,6 +100,6 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
 |---|---|---|---|
 {rows}
 
-![memorization by subpopulation size](long_tail_buckets.png)
+Figure: `long_tail_buckets.png` (memorization by subpopulation size; the spectrum with the fitted prior).
 """)
     return results
