@@ -60,7 +60,7 @@ def test_bad_shapes_are_refused():
         long_tail_diagnostic(np.zeros((5, 2)), np.zeros(4), np.zeros(5))
 
 
-def test_audit_long_tail(data_file, tmp_path):
+def test_audit_long_tail(data_file, tmp_path, capsys):
     out = tmp_path / "lt"
     assert main(["audit", "--data", str(data_file), "--models", "8", "--no-attacks", "--long-tail", "--out", str(out),
                  "--no-progress"]) == 0
@@ -68,6 +68,8 @@ def test_audit_long_tail(data_file, tmp_path):
     assert sum(b["n_examples"] for b in s["buckets"]) == 240
     assert "subpopulation_size" in (out / "examples.csv").read_text().splitlines()[0]
     assert "long tail of this data" in (out / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0 and "subpopulations of size 1" in capsys.readouterr().out
 
 
 def test_reproduction_on_fashion_mnist(tmp_path):

@@ -206,7 +206,7 @@ def test_train_with_dynamics_records_consistent_arrays(digits_rows):
 
 # ----------------------------------------------------------------------------------------------- the audit
 @pytest.mark.parametrize("model", ["logreg", "mlp"])
-def test_audit_with_proxies(model, data_file, tmp_path):
+def test_audit_with_proxies(model, data_file, tmp_path, capsys):
     out = tmp_path / model
     rc = main(["audit", "--data", str(data_file), "--model", model, "--models", "16", "--no-attacks", "--proxies",
                "--out", str(out), "--no-progress"])
@@ -219,6 +219,8 @@ def test_audit_with_proxies(model, data_file, tmp_path):
     header = (out / "examples.csv").read_text().splitlines()[0].split(",")
     assert {f"proxy_{n}" for n in p["table"]} <= set(header)
     assert "Memorization proxies" in (out / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0 and f"proxy {p['best']}" in capsys.readouterr().out
     if s["n_pairs"]:
         assert 0 <= list(p["pairs"]["precision"].values())[0] <= 1
 

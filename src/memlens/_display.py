@@ -68,6 +68,14 @@ def _summary_rows(s) -> list[tuple[str, str]]:
         rows.append((f"canaries inserted {b.get('repetitions')}x",
                      f"exposure {_num(b.get('exposure_in'), '.1f')} of {_num(can.get('max_exposure_bits'), '.1f')} "
                      f"bits, {_pct(b.get('extracted_in'))} extracted (models that saw them)"))
+    prox = s.get("proxies") or {}
+    for name, a in (prox.get("table") or {}).items():      # --proxies: each proxy's agreement with memorization
+        rows.append((f"proxy {name}", f"Spearman {_num(a.get('spearman'), '.2f')} (ceiling "
+                     f"{_num((prox.get('noise_ceiling') or {}).get('ceiling'), '.2f')}), top-k precision "
+                     f"{_num(a.get('top_k_precision'), '.2f')}, {_num(a.get('seconds'), '.1f')} s"))
+    for b in (s.get("long_tail") or {}).get("buckets") or []:   # --long-tail: memorization by subpopulation size
+        rows.append((f"subpopulations of size {b['l']}", f"{b['n_examples']:,} examples, mean memorization "
+                     f"{_num(b.get('mean_memorization'), '.3f')}"))
     for key, label in (("training_seconds", "training"), ("attack_seconds", "attacks"),
                        ("runtime_seconds", "whole audit")):
         if s.get(key) is not None:
