@@ -144,3 +144,29 @@ def test_label_only_membership_inference():
     assert abs(roc_auc(const, members) - 0.5) < 4 * auc_null_stderr(int(members.sum()), int((~members).sum()))
     with pytest.raises(MemlensInputError, match="reference_robustness"):
         calibrated_label_only(r, R[:, :10], ref_masks)
+
+
+def test_required_memorization_inverts_the_cost_bounds():
+    from memlens.tasks.long_tail import (
+        cost_memorization_limited,
+        cost_of_not_fitting,
+        expected_singletons,
+        required_memorization,
+        tau,
+        zipf_prior,
+    )
+
+    pri = zipf_prior(5000, exponent=1.0)
+    n, m = 5000, 10
+    for eps in (0.0, 0.01, 0.03):
+        r = required_memorization(pri, n=n, n_classes=m, excess_error=eps)
+        if 0 < r["min_gamma"] < 1 - 1 / m:     # plugging the required gamma back gives the excess error
+            assert cost_memorization_limited(pri, n=n, n_classes=m, gamma=r["min_gamma"]) == pytest.approx(eps)
+        # leaving unfit every singleton beyond the required ones costs exactly eps
+        unfit = r["expected_singletons"] - r["min_fitted_singletons"]
+        assert unfit * tau(pri, n=n, ell=1) * (1 - 1 / m) == pytest.approx(eps, abs=1e-12)
+    zero = required_memorization(pri, n=n, n_classes=m, excess_error=0.0)
+    assert zero["min_gamma"] == pytest.approx(1 - 1 / m)
+    assert zero["min_fitted_singletons"] == pytest.approx(expected_singletons(pri, n=n))
+    big = required_memorization(pri, n=n, n_classes=m, excess_error=cost_of_not_fitting(pri, n=n, n_classes=m))
+    assert big["min_gamma"] == pytest.approx(0.0, abs=1e-9) and big["min_fitted_singletons"] == pytest.approx(0, abs=1e-6)

@@ -64,6 +64,7 @@ from .theory import (
     long_tail_numbers,
     mixture_prior,
     opt_error,
+    required_memorization,
     tail_weight,
     tau,
     tau_from_marginal,
@@ -75,7 +76,7 @@ from .theory import (
 __all__ = [
     "zipf_prior", "frequency_prior", "mixture_prior", "tau_from_marginal", "tau", "prior_marginal_sample",
     "expected_count", "expected_singletons", "expected_mass", "unseen_mass", "opt_error", "tail_weight",
-    "tau_tail_lower_bound", "cost_of_not_fitting", "cost_memorization_limited", "cost_label_private", "GroupCosts",
+    "tau_tail_lower_bound", "cost_of_not_fitting", "cost_memorization_limited", "cost_label_private", "required_memorization", "GroupCosts",
     "group_costs", "LongTailNumbers", "long_tail_numbers", "sample_distribution", "sample_labeling",
     "LongTailSample", "sample_long_tail", "memorize_all", "fit_seen_at_least", "memorization_limited_weights",
     "memorization_limited", "randomized_response", "randomized_response_keep_probability", "sample_hypothesis",

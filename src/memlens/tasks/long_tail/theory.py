@@ -13,7 +13,8 @@ from ..._validation import MemlensInputError, check_array, check_float, check_in
 __all__ = [
     "zipf_prior", "frequency_prior", "mixture_prior", "tau_from_marginal", "tau", "expected_count",
     "expected_singletons", "expected_mass", "unseen_mass", "opt_error", "tail_weight", "tau_tail_lower_bound",
-    "cost_of_not_fitting", "cost_memorization_limited", "cost_label_private", "GroupCosts", "group_costs",
+    "cost_of_not_fitting", "cost_memorization_limited", "cost_label_private", "required_memorization", "GroupCosts",
+    "group_costs",
     "LongTailNumbers", "long_tail_numbers"
 ]
 
@@ -318,6 +319,39 @@ def cost_label_private(frequencies, *, n: int, n_classes: int, epsilon: float, d
     eta = _check_noise(label_noise)
     return float(expected_mass(frequencies, n=n, ell=1) * _conf(eta)
                  * max(0.0, 1.0 - np.exp(epsilon) / m - delta))
+
+
+def required_memorization(frequencies, *, n: int, n_classes: int, excess_error: float,
+                          label_noise: float = 0.0) -> dict:
+    """What an algorithm with excess error at most ``excess_error`` must memorize (Feldman 2020, inverted).
+
+    Two readings, each the forward bound solved for the memorization it implies (the inversion is ours):
+
+    * ``min_gamma`` — Cor. 4.6 solved for γ: a γ-memorization-limited algorithm pays at least
+      ``τ_1 · E#singletons · conf · max(0, 1 − 1/m − γ)``, so excess error ``ε`` needs
+      ``γ ≥ 1 − 1/m − ε / (τ_1 · E#singletons · conf)``: the label memorization some singleton must reach.
+    * ``min_fitted_singletons`` — Thm 2.3 solved for the number of fitted singletons: each singleton whose label is
+      not predicted costs ``τ_1 · conf · (1 − 1/m)`` in expectation, so at most ``ε / (τ_1 · conf · (1 − 1/m))``
+      singletons can be left unfit, and the rest, ``E#singletons`` minus that, must be fitted — memorized, since a
+      singleton's label cannot be inferred from the other examples (Lemma 4.3).
+
+    Returns
+    -------
+    dict with ``min_gamma`` (in [0, 1 − 1/m]), ``min_fitted_singletons``, ``expected_singletons``, ``tau_1_times_n``.
+    """
+    n = _check_n(n)
+    m = _check_classes(n_classes)
+    eps = check_float("excess_error", excess_error, min_value=0.0, max_value=1.0)
+    eta = _check_noise(label_noise)
+    t1 = float(tau(frequencies, n=n, ell=1))
+    e1 = float(expected_singletons(frequencies, n=n))
+    per = t1 * _conf(eta)
+    denom = per * e1
+    gamma = 1.0 - 1.0 / m - (eps / denom if denom > 0 else np.inf)
+    unfit = eps / (per * (1.0 - 1.0 / m)) if per > 0 else np.inf
+    return {"min_gamma": float(min(max(gamma, 0.0), 1.0 - 1.0 / m)),
+            "min_fitted_singletons": float(max(0.0, e1 - unfit)), "expected_singletons": e1,
+            "tau_1_times_n": t1 * n}
 
 
 @dataclass(frozen=True)
