@@ -37,6 +37,7 @@ from .._validation import MemlensInputError, MemlensWarning, check_float, check_
 from .._version import __version__
 from ..attacks.lm import MaskedLM, check_attacks, lm_membership_scores, load_masked_lm
 from ..attacks.lm_extraction import extraction_curve, untargeted_extraction
+from ..data.text import _dedup as dedup_documents
 from ..data.text import _read_utf8, normalize_whitespace, split_documents
 from ..evaluation import bootstrap_metrics
 from ..models.hf import CausalLM, load_causal_lm
@@ -123,13 +124,9 @@ def read_documents(source, *, what: str, delimiter: str | None = None) -> list[s
 
 
 def _dedup(docs: list[str]) -> tuple[list[str], np.ndarray]:
-    first: dict[str, str] = {}
-    counts: dict[str, int] = {}
-    for d in docs:
-        key = normalize_whitespace(d)
-        first.setdefault(key, d)
-        counts[key] = counts.get(key, 0) + 1
-    return list(first.values()), np.array(list(counts.values()), dtype=np.int64)
+    """Distinct documents (whitespace-normalized) and how often each occurs: the corpus loader's deduplication."""
+    first, counts, _ = dedup_documents(docs, [""] * len(docs))
+    return first, counts
 
 
 def _check_out(out, overwrite: bool) -> Path:

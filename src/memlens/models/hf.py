@@ -484,6 +484,7 @@ def decode(lm: CausalLM, prompts: Sequence[np.ndarray], n_new: int, *, method: s
         return out
     gen = torch.Generator().manual_seed(int(as_generator(seed).integers(2 ** 62))) if method == "sample" else None
     model, dev, pad = lm.model, lm.device, lm.pad_id
+    cache_arg = _cache_kwarg(model)                       # inspected once, not per generated token
     order = np.argsort([r.size for r in rows], kind="stable")
     with torch.inference_mode():
         for lo in range(0, len(rows), batch_size):
@@ -509,7 +510,7 @@ def decode(lm: CausalLM, prompts: Sequence[np.ndarray], n_new: int, *, method: s
                 attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
                 last = last + 1
                 res = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=last, use_cache=True,
-                            **{_cache_kwarg(model): past})
+                            **{cache_arg: past})
                 past, logits = _cache_of(res), res.logits[:, -1].float()
     return out
 
