@@ -110,15 +110,21 @@ class ExtractionCurve:
     method: str
 
 
-def _stats(res: ContinuationResult, sel: np.ndarray) -> dict:
-    el = sel & res.eligible
+def _metrics(res: ContinuationResult) -> dict:
+    """Per-document exact, token-match, similarity and BLEU arrays of a continuation result, computed once."""
+    return {"eligible": res.eligible, "exact": res.exact, "token_match": res.token_match,
+            "similarity": res.similarity, "bleu": res.bleu}
+
+
+def _stats(m: dict, sel: np.ndarray) -> dict:
+    el = sel & m["eligible"]
     n = int(el.sum())
     if not n:
         return {"n": 0, "exact_rate": None, "token_match": None, "similarity": None, "bleu": None,
                 "approx_rate": None}
-    sim, bl = res.similarity[el], res.bleu[el]
-    return {"n": n, "exact_rate": float(np.mean(res.exact[el])), "token_match": float(np.mean(res.token_match[el])),
-            "similarity": float(np.mean(sim)), "bleu": float(np.mean(bl)),
+    bl = m["bleu"][el]
+    return {"n": n, "exact_rate": float(np.mean(m["exact"][el])), "token_match": float(np.mean(m["token_match"][el])),
+            "similarity": float(np.mean(m["similarity"][el])), "bleu": float(np.mean(bl)),
             "approx_rate": float(np.mean(bl >= APPROX_BLEU))}
 
 
@@ -161,10 +167,11 @@ def extraction_curve(models: Mapping[str, CausalLM], texts: Sequence[str], *, co
         for p in prefix_lens:
             res = lm_continuations(lm, texts, prefix_len=p, suffix_len=suffix_len, method=method, top_k=top_k,
                                    batch_size=batch_size, seed=seed, warn_short=False)
-            exact[(name, p)], sim[(name, p)] = res.exact, res.similarity
-            rows.append({"model": name, "prefix_len": p, "copies": "all", **_stats(res, np.ones(len(texts), bool))})
+            m = _metrics(res)                      # edit distances and BLEU once, then every bucket reads them
+            exact[(name, p)], sim[(name, p)] = m["exact"], m["similarity"]
+            rows.append({"model": name, "prefix_len": p, "copies": "all", **_stats(m, np.ones(len(texts), bool))})
             for b in order:
-                rows.append({"model": name, "prefix_len": p, "copies": b, **_stats(res, buckets == b)})
+                rows.append({"model": name, "prefix_len": p, "copies": b, **_stats(m, buckets == b)})
     return ExtractionCurve(rows=rows, exact=exact, similarity=sim, suffix_len=suffix_len, method=method)
 
 
