@@ -53,6 +53,10 @@ def test_noise_ceiling_is_one_for_a_noiseless_signal_and_small_for_noise():
     values = masks * effect                           # an example's memorization is exactly its effect
     c = P.noise_ceiling(masks, values, signal="correct")
     assert c["half_spearman"] == pytest.approx(1.0) and c["ceiling"] == pytest.approx(1.0)
+    from memlens.measures.feldman_zhang import memorization_from_arrays
+
+    given = P.noise_ceiling(masks, values, signal="correct", memorization=memorization_from_arrays(masks, values).scores)
+    assert given == c                                  # the caller's estimate is the one it would compute
     noise = P.noise_ceiling(masks, rng.random((64, 200)), signal="correct")
     assert abs(noise["half_spearman"]) < 0.25
     r = noise["half_spearman"]

@@ -213,7 +213,8 @@ def _summarize(scores, secs, info, pairwise, memorization, pop, seed, population
     per_model = None
     if population_seconds:
         per_model = population_seconds / pop.n_models
-    ceiling = px.noise_ceiling(pop.masks, pop.signal("train", "correct"), seed=seed)
+    ceiling = px.noise_ceiling(pop.masks, pop.signal("train", "correct"), seed=seed,
+                               memorization=memorization.scores)
     table = {}
     for name, v in scores.items():
         a = px.proxy_agreement(v, memorization.scores, threshold=MEM_THRESHOLD)

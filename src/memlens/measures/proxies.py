@@ -123,14 +123,15 @@ def proxy_agreement(proxy, memorization, *, threshold: float = 0.25) -> dict:
     return out
 
 
-def noise_ceiling(masks, values, *, signal: str = "correct", seed=0) -> dict:
+def noise_ceiling(masks, values, *, signal: str = "correct", seed=0, memorization=None) -> dict:
     """The Spearman correlation memorization can reach with itself: two disjoint random halves of the models,
     memorization from each, their Spearman correlation ``r`` and its Spearman–Brown correction ``2r / (1 + r)``.
 
     Returns
     -------
     dict with ``half_spearman`` and ``ceiling`` (the corrected value), ``n_models_per_half``, and ``tie_limit``:
-    the Spearman correlation of the full estimate with itself with its ties broken at random, the most a proxy
+    the Spearman correlation of the full estimate (``memorization``, ``(n,)``, when the caller has it; else
+    computed from ``masks`` and ``values``) with itself with its ties broken at random, the most a proxy
     with distinct values can reach against an estimate with many exact ties (our diagnostic: on a 0/1 signal most
     examples have memorization exactly 0).
     """
@@ -145,7 +146,8 @@ def noise_ceiling(masks, values, *, signal: str = "correct", seed=0) -> dict:
         warnings.simplefilter("ignore", MemlensWarning)
         ma = memorization_from_arrays(masks[a], values[a], signal=signal).scores
         mb = memorization_from_arrays(masks[b], values[b], signal=signal).scores
-        full = memorization_from_arrays(masks, values, signal=signal).scores
+        full = (memorization_from_arrays(masks, values, signal=signal).scores if memorization is None
+                else check_array("memorization", memorization, ndim=1, dtype=np.float64, finite=False))
     r = _spearman(ma, mb)
     # a proxy with continuous values cannot reproduce the estimate's ties (most examples sit exactly at 0 on a 0/1
     # signal): the Spearman of the estimate with itself, ties broken at random, is the most such a proxy can reach
