@@ -36,6 +36,7 @@ regression is the MLP without hidden layers); the loss is the cross-entropy.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,12 +254,16 @@ class LogisticInfluence:
         With ``newton=True``: the rise of example ``i``'s loss evaluated exactly at the one-step estimate
         ``θ + C H_{−i}⁻¹ ∇ℓ_i`` with the leave-one-out Hessian ``H_{−i} = H − C ∇²ℓ_i`` (Woodbury: a
         ``n_out × n_out`` system per example), the second-order-accurate version of the influence function.
+    seconds : dict
+        Wall time of each part: ``hessian_and_self`` (forming and factorizing ``H``, the self-influence),
+        ``pairwise`` and ``newton`` (0 when not computed).
     """
 
     self_influence: np.ndarray
     pairwise: np.ndarray | None
     loss: np.ndarray
     newton: np.ndarray | None = None
+    seconds: dict | None = None
 
 
 def _logistic_parts(coef, intercept, X, y):
@@ -314,6 +319,7 @@ def logistic_influence(coef, intercept, X, y, *, C: float, X_test=None, y_test=N
     if X.shape[1] != d or intercept.shape != (n_out,) or y.shape != (X.shape[0],):
         raise MemlensInputError(f"coef {coef.shape}, intercept {intercept.shape}, X {X.shape} and y {y.shape} do not "
                                 "fit together")
+    t0 = time.perf_counter()
     Xt, r, Hs, loss = _logistic_parts(coef, intercept, X, y)
     p = (d + 1) * n_out
     # H[(a,c),(b,e)] = C Σ_i x̃_ia x̃_ib Hs_i[c,e] + [a < d] δ_ab δ_ce
@@ -335,6 +341,7 @@ def logistic_influence(coef, intercept, X, y, *, C: float, X_test=None, y_test=N
     G = (Xt[:, :, None] * r[:, None, :]).reshape(X.shape[0], p)
     HiG = solve(G)                                      # (p, n)
     self_inf = C * np.einsum("ip,pi->i", G, HiG)
+    t1 = time.perf_counter()
     pair = None
     if X_test is not None:
         Xe = check_array("X_test", X_test, ndim=2, dtype=np.float64)
@@ -342,8 +349,10 @@ def logistic_influence(coef, intercept, X, y, *, C: float, X_test=None, y_test=N
         Xte, re, _, _ = _logistic_parts(coef, intercept, Xe, ye)
         Ge = (Xte[:, :, None] * re[:, None, :]).reshape(Xe.shape[0], p)
         pair = C * Ge @ HiG
+    t2 = time.perf_counter()
     newt = _newton_self(coef, intercept, X, y, C, Xt, r, Hs, loss, solve) if newton else None
-    return LogisticInfluence(self_influence=self_inf, pairwise=pair, loss=loss, newton=newt)
+    secs = {"hessian_and_self": t1 - t0, "pairwise": t2 - t1, "newton": time.perf_counter() - t2 if newton else 0.0}
+    return LogisticInfluence(self_influence=self_inf, pairwise=pair, loss=loss, newton=newt, seconds=secs)
 
 
 def _newton_self(coef, intercept, X, y, C, Xt, r, Hs, loss, solve, chunk: int = 256) -> np.ndarray:
