@@ -31,7 +31,7 @@ from ..data.text import TextDataset
 from ..models import hf
 from ..models.hf import TINY_CONFIGS, score_texts
 from ..population import Population
-from .text_population import TEXT_SIGNALS, merge_extra, record_model
+from .text_population import TEXT_SIGNALS, check_training_fields, merge_extra, record_model
 
 __all__ = ["HFTrainConfig", "HFModelSpec", "parse_hf_model", "train_hf_population", "hf_text_signals",
            "is_hf_model_name"]
@@ -70,12 +70,7 @@ class HFTrainConfig:
     context_length: int = 256
 
     def __post_init__(self):
-        check_float("epochs", self.epochs, min_value=0.0, min_inclusive=False)
-        if self.steps is not None:
-            check_int("steps", self.steps, min_value=1)
-        check_int("batch_size", self.batch_size, min_value=1)
-        check_float("lr", self.lr, min_value=0.0, min_inclusive=False)
-        check_float("weight_decay", self.weight_decay, min_value=0.0)
+        check_training_fields(self)
         check_float("warmup", self.warmup, min_value=0.0, max_value=1.0, max_inclusive=False)
         check_float("max_grad_norm", self.max_grad_norm, min_value=0.0)
         check_int("vocab_size", self.vocab_size, min_value=260)

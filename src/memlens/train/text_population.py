@@ -48,6 +48,17 @@ STACK_MAX_WIDTH = 32
 TEXT_SIGNALS = ("log_likelihood", "token_accuracy", "loss")
 
 
+def check_training_fields(cfg) -> None:
+    """The training fields a text model's configuration shares (char-LM and Hugging Face): ``epochs``, ``steps``,
+    ``batch_size``, ``lr``, ``weight_decay``."""
+    check_float("epochs", cfg.epochs, min_value=0.0, min_inclusive=False)
+    if cfg.steps is not None:
+        check_int("steps", cfg.steps, min_value=1)
+    check_int("batch_size", cfg.batch_size, min_value=1)
+    check_float("lr", cfg.lr, min_value=0.0, min_inclusive=False)
+    check_float("weight_decay", cfg.weight_decay, min_value=0.0)
+
+
 @dataclass(frozen=True)
 class CharLMConfig:
     """A byte-level language model and how it is trained.
@@ -102,12 +113,7 @@ class CharLMConfig:
         check_int("mlp_ratio", self.mlp_ratio, min_value=1)
         if self.context_length is not None:
             check_int("context_length", self.context_length, min_value=2)
-        check_float("epochs", self.epochs, min_value=0.0, min_inclusive=False)
-        if self.steps is not None:
-            check_int("steps", self.steps, min_value=1)
-        check_int("batch_size", self.batch_size, min_value=1)
-        check_float("lr", self.lr, min_value=0.0, min_inclusive=False)
-        check_float("weight_decay", self.weight_decay, min_value=0.0)
+        check_training_fields(self)
         if self.grad_clip is not None:
             check_float("grad_clip", self.grad_clip, min_value=0.0, min_inclusive=False)
         check_int("warmup_steps", self.warmup_steps, min_value=0)
