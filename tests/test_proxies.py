@@ -240,15 +240,26 @@ def test_proxies_are_refused_where_they_do_not_apply(data_file, tmp_path, capsys
 
 
 def test_trak_features_are_the_projected_margin_gradient(small_mlp):
-    Ws, bs, X, y = small_mlp
-    res = G.trak([(Ws, bs)], X, y, X_eval=X[:7], y_eval=y[:7], proj_dim=10_000, damping=1e-9, seed=0)
+    Ws, bs, _, _ = small_mlp
+    rng = np.random.default_rng(7)                       # more examples (300) than parameters (74): leverages vary
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=300)
+    # damping 1e-6 (the default) suppresses the structural null directions (the margin gradients of the output
+    # layer sum to 0 over classes), which pinv drops
+    res = G.trak([(Ws, bs)], X, y, X_eval=X[:7], y_eval=y[:7], proj_dim=10_000, seed=0)
     # with a projection as large as the parameters, Φ spans the gradients: τ(z_i, i) = leverage × (1 − p_i)
     acts, deltas, logits = G.mlp_backprop(Ws, bs, X, y, output="margin")
     grads = np.hstack([np.einsum("na,nd->nad", np.hstack([a.numpy(), np.ones((len(a), 1))]), d.numpy())
                        .reshape(len(a), -1) for a, d in zip(acts, deltas)]).astype(np.float64)
     p = torch.softmax(logits.double(), 1).numpy()[np.arange(len(y)), y]
-    lev = np.einsum("np,pq,nq->n", grads, np.linalg.pinv(grads.T @ grads), grads)
-    np.testing.assert_allclose(res.self_influence, lev * (1 - p), rtol=2e-2, atol=2e-3)
+    # rcond 1e-10: the float32 gradients leave noise of 1e-14 (relative) in the null directions, which pinv must drop
+    lev = np.einsum("np,pq,nq->n", grads, np.linalg.pinv(grads.T @ grads, rcond=1e-10), grads)
+    assert np.ptp(lev) > 0.1                              # the test would not see a wrong solve otherwise
+    # features are float32 and TRAK's ridge acts in the projected space: the bulk agrees within 2% and the ranking
+    # almost exactly, while the few highest-leverage examples (small eigen-directions) are shrunk by the ridge
+    want = lev * (1 - p)
+    assert np.median(np.abs(res.self_influence - want) / want) < 0.02
+    assert stats.spearmanr(res.self_influence, want).statistic > 0.99
     np.testing.assert_allclose(np.diag(res.pairwise[:, :7]), res.self_influence[:7], rtol=1e-6, atol=1e-9)
     # the margin gradient in the logits: 1 on the true class, -p_c / (1 - p_y) elsewhere (autograd)
     z = logits.clone().requires_grad_(True)
