@@ -12,9 +12,11 @@ from .membership import (  # the families of attacks, gathered in one namespace
     rmia,
     shadow_attack,
 )
+from .label_only import calibrated_label_only, label_only_attack, label_robustness
 from .reconstruction import ReconstructionResult, coordinate_ascent, log_prob_scorer, sign_attack
 
 __all__ = [
+    "calibrated_label_only", "label_only_attack", "label_robustness",
     "load_external", "population_from_logits", "population_from_signals", "ATTACKS", "AllTargetsResult",
     "attack_all_targets", "AttackResult", "calibrated_loss_attack", "lira", "loss_attack", "rmia",
     "shadow_attack", "coordinate_ascent", "log_prob_scorer", "ReconstructionResult", "sign_attack",

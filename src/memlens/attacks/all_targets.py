@@ -12,6 +12,7 @@ import numpy as np
 from .._validation import MemlensInputError
 from ..evaluation.metrics import DEFAULT_FPRS, aggregate
 from ._reference import _check_pop, _check_target, _result
+from .label_only import _label_only_batch, _label_only_name, _warn_label_only, label_only_attack
 from .lira import _lira_batch, _lira_name, _warn_lira, lira
 from .loss import _calibrated_batch, _loss_batch, _warn_calibrated, calibrated_loss_attack, loss_attack
 from .results import AllTargetsResult, AttackResult
@@ -29,6 +30,7 @@ _BATCHED: dict[str, tuple[Callable, Callable, Callable]] = {
              lambda **k: _lira_name(k.get("online", True), k.get("fix_variance", False))),
     "rmia": (_rmia_batch, lambda c, t, **k: _warn_rmia(c, t, k.get("online", True)),
              lambda **k: "rmia-" + ("online" if k.get("online", True) else "offline")),
+    "label_only": (_label_only_batch, _warn_label_only, _label_only_name),
 }
 
 
@@ -39,6 +41,7 @@ ATTACKS: dict[str, Callable[..., AttackResult]] = {
     "lira": lira,
     "rmia": rmia,
     "shadow": shadow_attack,
+    "label_only": label_only_attack,
 }
 
 

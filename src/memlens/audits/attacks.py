@@ -26,7 +26,7 @@ from ..privacy.empirical import privacy_audit
 from ..privacy.paired import GUESS_FRACTIONS, PAIRED_ASSUMPTIONS, PAIRED_METHOD, paired_one_run_audit
 
 __all__ = ["AuditAttacks", "AuditedEpsilon", "audit_attacks", "audited_epsilon", "check_lira_convention", "privacy_summary", "ATTACK_SUITE", "DEFAULT_ATTACK_TARGETS",
-           "LIRA_FIXED_VARIANCE_BELOW", "EPSILON_LEVEL", "EPSILON_CONFIDENCE", "MEM_THRESHOLD"]
+           "LIRA_FIXED_VARIANCE_BELOW", "LABEL_ONLY_SUITE", "EPSILON_LEVEL", "EPSILON_CONFIDENCE", "MEM_THRESHOLD"]
 
 #: Feldman & Zhang (2020, §3) threshold of a memorized example (the flagged examples are memorized ones).
 MEM_THRESHOLD = 0.25
@@ -37,6 +37,11 @@ ATTACK_SUITE = (
     ("rmia", "rmia", {"online": True}),
     ("loss", "loss", {}),
 )
+#: Added to the suite when the population has the ``robust`` signal (label-only queries, Choquette-Choo et al. 2021).
+LABEL_ONLY_SUITE = (
+    ("label-only", "label_only", {"calibrated": False}),
+    ("label-only-calibrated", "label_only", {"calibrated": True}),
+)
 #: Target models attacked by default (the first rows of the population).
 DEFAULT_ATTACK_TARGETS = 16
 #: LiRA uses one global variance when it has fewer reference models than this (Carlini et al. 2022, §VI-A:
@@ -46,7 +51,7 @@ LIRA_FIXED_VARIANCE_BELOW = 64
 EPSILON_LEVEL = 0.95
 EPSILON_CONFIDENCE = EPSILON_LEVEL   # the older name
 #: Attacks that read only the target model (valid even when other models' masks reveal the target's).
-_TARGET_ONLY = frozenset({"loss"})
+_TARGET_ONLY = frozenset({"loss", "label-only"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,7 +217,8 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
                   lira_convention: str = "memlens") -> AuditAttacks:
     """Run the audit's membership attacks on a population and measure each example's LiRA score as a member.
 
-    Every attack of :data:`ATTACK_SUITE` attacks the first ``min(n_targets, n_models)`` models in turn, each with
+    Every attack of :data:`ATTACK_SUITE` (and :data:`LABEL_ONLY_SUITE` when the population has the ``robust``
+    signal of label-only queries) attacks the first ``min(n_targets, n_models)`` models in turn, each with
     all other models of the population as references (:func:`memlens.attacks.attack_all_targets`). LiRA uses
     one global variance (``fix_variance=True``) when there are fewer than :data:`LIRA_FIXED_VARIANCE_BELOW`
     reference models, per-example variances otherwise.
@@ -254,9 +260,10 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
     notes = []
     col = pop.masks.sum(axis=0)
     balanced = bool(n_models > 2 and col.size > 1 and np.all(col == col[0]))
+    suite = ATTACK_SUITE + (LABEL_ONLY_SUITE if "robust" in pop.signals.get("train", {}) else ())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MemlensWarning)
-        for key, attack, kwargs in ATTACK_SUITE:
+        for key, attack, kwargs in suite:
             kw = dict(kwargs)
             if attack == "lira":
                 kw["fix_variance"] = fixed
@@ -268,7 +275,7 @@ def audit_attacks(pop: Population, *, memorization_scores, n_targets: int = DEFA
             if lab[ok].any() and not lab[ok].all():
                 pooled[key] = roc(sc[ok], lab[ok])
                 eps[key] = audited_epsilon(res.scores, res.labels, targets=targets, delta=delta, level=EPSILON_LEVEL,
-                                           n_attacks=len(ATTACK_SUITE), reads_other_masks=key not in _TARGET_ONLY,
+                                           n_attacks=len(suite), reads_other_masks=key not in _TARGET_ONLY,
                                            balanced_masks=balanced)
             else:   # too few reference models: no defined score for members and non-members alike
                 nan = np.array([np.nan])

@@ -59,9 +59,9 @@ from ..privacy.accountant import DPConfig, check_dp_target
 from ..report.html import render_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
-from ..train import TRAINERS, configure_model
+from ..train import TRAINERS, LabelQueries, configure_model
 from ..train.population_training import standardized_features
-from ..train.torch_module import TorchModuleConfig
+from ..train.torch_module import TorchModuleConfig, input_shape_of
 from . import pipeline
 from .attacks import (  # noqa: F401  (re-exported: their first home was this module)
     ATTACK_SUITE,
@@ -204,7 +204,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
               dp_delta: float | None = None, loo: bool = False, proxies: bool = False, long_tail: bool = False,
-              executor="local", ray_address: str | None = None,
+              label_only=False, executor="local", ray_address: str | None = None,
               ray_num_cpus: int | None = None, lira_convention: str = "memlens", jobs: int | None = 1) -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
@@ -275,6 +275,13 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         functions; mlp: training dynamics, TracIn, EK-FAC, curvature; :mod:`memlens.audits.proxies`) and compare
         each with the population's memorization. Adds ``proxy_<name>`` columns to ``examples.csv``, a ``proxies``
         block to ``summary.json`` and a section to ``report.html``; not part of the run's identity.
+    label_only : bool, memlens.train.LabelQueries or mapping
+        Also run label-only membership inference (Choquette-Choo et al. 2021): while training, every model labels
+        perturbed copies of every training example (:mod:`memlens.train.label_queries`; True: 32 noisy copies,
+        σ = 0.5 in standardized units; a LabelQueries or a mapping of its fields for other queries, e.g.
+        ``{"max_shift": 2, "sigma": 0}`` for image shifts), and the attacks gain ``label-only`` (the threshold on
+        robustness) and ``label-only-calibrated`` (standardized by the reference models). Part of the run's
+        identity. Not for ridge / kernel-ridge (closed form).
     long_tail : bool
         Also run the long-tail diagnostic (:mod:`memlens.audits.long_tail`): subpopulations by clustering, the
         frequency spectrum, Feldman's prior fitted to it, and the measured memorization by subpopulation size.
@@ -331,7 +338,10 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     proxies = check_proxies(proxies, model, dp, trainer_model)
     if not isinstance(long_tail, (bool, np.bool_)):
         raise MemlensInputError(f"long_tail must be True or False; got {long_tail!r}")
+    label_queries = check_label_only(label_only, trainer, model)
     ds = _check_dataset(dataset)
+    if label_queries is not None:
+        label_queries.check_input(input_shape_of(ds))
     if model == "kernel-ridge":
         check_kernel_memory(ds.n_train, ds.n_test)
     n_in = pipeline.check_subset_size(subset_ratio, ds.n_train)
@@ -349,9 +359,12 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
               "masks": "uniform subsets of round(subset_ratio * n_train), SeedSequence([seed, 'mask'])"}
     if dp is not None:   # only DP runs carry the key, so non-private runs keep their identity
         config["dp"] = dp.to_dict()
+    if label_queries is not None:   # likewise: runs without label-only queries keep theirs
+        config["label_queries"] = label_queries.to_dict()
     masks = audit_masks(n_models, ds.n_train, subset_ratio=subset_ratio, seed=seed)
     job = pipeline.ShardJob(_train_shard, shared={"dataset": ds},
-                            fixed={"model": trainer_model, "seed": seed, "backend": backend, "dp": dp},
+                            fixed={"model": trainer_model, "seed": seed, "backend": backend, "dp": dp,
+                                   "label_queries": label_queries},
                             desc=f"training {model} on {ds.name}",
                             setup=partial(pipeline.prepare_shared, dataset=ds, model=trainer_model, backend=backend,
                                           dp=dp, progress=opts.progress))
@@ -478,6 +491,32 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
                                           proxies=prox, long_tail=lt))
     return AuditResult(opts.out, summary.to_json(), ds, pop, mem, infl, pairs, trained.trained, att, loo_res,
                        summary, prox, lt)
+
+
+def check_label_only(label_only, trainer, model: str):
+    """``label_only`` (False, True, a LabelQueries or a mapping of its fields) as a LabelQueries or None, refused
+    for trainers that keep no model to query (closed forms) before any work."""
+    if label_only is False or label_only is None or (isinstance(label_only, np.bool_) and not label_only):
+        return None
+    if label_only is True or isinstance(label_only, np.bool_):
+        queries = LabelQueries()
+    elif isinstance(label_only, LabelQueries):
+        queries = label_only
+    elif isinstance(label_only, Mapping):
+        fields = {f.name for f in dataclasses.fields(LabelQueries)}
+        unknown = sorted(set(label_only) - fields)
+        if unknown:
+            raise MemlensInputError(f"label_only has unknown field(s) {unknown}; the fields are {sorted(fields)}",
+                                    param="label_only")
+        queries = LabelQueries(**dict(label_only))
+    else:
+        raise MemlensInputError(f"label_only must be True/False, a memlens.train.LabelQueries or a mapping of its "
+                                f"fields; got {label_only!r}", param="label_only")
+    if trainer.closed_form or trainer.fit_block is None:
+        raise MemlensInputError(f"label_only queries trained models on perturbed inputs; model {model!r} is fitted as "
+                                "a whole population in closed form and keeps no model to query: use logreg, mlp, "
+                                "cnn, your own module or training function, or drop label_only", param="label_only")
+    return queries
 
 
 def _dp_config(dp_epsilon, dp_delta):

@@ -54,6 +54,8 @@ _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--s
           "model": "--model", "out": "--out", "shard_size": "--shard-size", "resume and overwrite":
           "--resume and --overwrite", "reproduction": "NAME", "attack_targets": "--attack-targets",
           "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo", "proxies": "--proxies", "long_tail": "--long-tail",
+          "label_only": "--label-only", "label_queries": "--label-queries", "label_sigma": "--label-sigma",
+          "label_shift": "--label-shift", "label_flip": "--label-flip", "label_seed": "--seed",
           "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus",
           "external": "--external", "model_params": "--model-param", "on_shard": "on_shard",
           "lira_convention": "--lira-convention", "jobs": "--jobs"}
@@ -147,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--long-tail", action="store_true",
                        help="also cluster the data into subpopulations, fit Feldman's long-tail prior and compare "
                             "its prediction with the measured memorization by subpopulation size")
+    audit.add_argument("--label-only", action="store_true",
+                       help="also run label-only membership inference: every model labels perturbed copies of every "
+                            "training example while it is trained (robustness of the predicted label; "
+                            "Choquette-Choo et al. 2021); adds the attacks label-only and label-only-calibrated")
+    audit.add_argument("--label-queries", type=int, default=None, metavar="N",
+                       help="with --label-only: perturbed copies per example (default 32)")
+    audit.add_argument("--label-sigma", type=float, default=None, metavar="S",
+                       help="with --label-only: Gaussian noise in standardized feature units (default 0.5; 0 for "
+                            "augmentations only)")
+    audit.add_argument("--label-shift", type=int, default=None, metavar="P",
+                       help="with --label-only, images: translate each copy by up to P pixels (default 0)")
+    audit.add_argument("--label-flip", action="store_true",
+                       help="with --label-only, images: mirror each copy with probability 1/2 (natural images only)")
     audit.add_argument("--models", type=int, default=None, metavar="K",
                        help="number of models (default 256; 8 for the text audit)")
     audit.add_argument("--subset-ratio", type=float, default=None, metavar="R",
@@ -311,15 +326,40 @@ def _trained(args):
                      seed=args.seed, out=args.out, resume=args.resume, overwrite=args.overwrite,
                      shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                      attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
-                     loo=args.loo, proxies=args.proxies, long_tail=args.long_tail, executor=args.backend, ray_address=args.ray_address,
+                     loo=args.loo, proxies=args.proxies, long_tail=args.long_tail,
+                     label_only=_label_only(args), executor=args.backend, ray_address=args.ray_address,
                      ray_num_cpus=args.ray_num_cpus, lira_convention=args.lira_convention, jobs=jobs_of(args))
+
+
+_LABEL_FLAGS = (("label_queries", "--label-queries", "n_queries"), ("label_sigma", "--label-sigma", "sigma"),
+                ("label_shift", "--label-shift", "max_shift"))
+
+
+def _label_only(args):
+    """``--label-only`` and its settings as ``run_audit``'s ``label_only`` (False, or a mapping of LabelQueries
+    fields); a setting without ``--label-only`` is refused."""
+    given = {flag: getattr(args, dest) for dest, flag, _ in _LABEL_FLAGS if getattr(args, dest) is not None}
+    if args.label_flip:
+        given["--label-flip"] = True
+    if not args.label_only:
+        if given:
+            raise MemlensInputError(f"{', '.join(given)} set(s) the label-only queries; add --label-only to run the "
+                                    "label-only attack, or drop it", param="label_only")
+        return False
+    out = {field: getattr(args, dest) for dest, _, field in _LABEL_FLAGS if getattr(args, dest) is not None}
+    if args.label_flip:
+        out["flip"] = True
+    out["seed"] = int(args.seed) if args.seed is not None and args.seed >= 0 else 0
+    return out
 
 
 #: Flags that describe training, refused with --external (the models were trained elsewhere).
 _TRAINING_FLAGS = (("data", "--data", None), ("dataset", "--dataset", None), ("model", "--model", "logreg"),
                    ("model_param", "--model-param", None), ("dp_epsilon", "--dp-epsilon", None),
                    ("dp_delta", "--dp-delta", None), ("loo", "--loo", False), ("proxies", "--proxies", False),
-                   ("long_tail", "--long-tail", False), ("seed", "--seed", 0),
+                   ("long_tail", "--long-tail", False), ("label_only", "--label-only", False),
+                   ("label_queries", "--label-queries", None), ("label_sigma", "--label-sigma", None),
+                   ("label_shift", "--label-shift", None), ("label_flip", "--label-flip", False), ("seed", "--seed", 0),
                    ("subset_ratio", "--subset-ratio", 0.7), ("models", "--models", 256))
 
 

@@ -71,6 +71,11 @@ def fill_from_manifest(args, given: set) -> None:
         args.manifest_model_params = _model_params(args.model, cfg["model_config"])
     for dest, key in (("models", "n_models"), ("subset_ratio", "subset_ratio"), ("seed", "seed")):
         _set(args, given, dest, cfg.get(key))
+    lq = cfg.get("label_queries")
+    if lq and not ({"label_only", "label_queries", "label_sigma", "label_shift", "label_flip"} & given):
+        args.label_only = True
+        args.label_queries, args.label_sigma = lq.get("n_queries"), lq.get("sigma")
+        args.label_shift, args.label_flip = lq.get("max_shift"), bool(lq.get("flip"))
     dp = cfg.get("dp")
     if dp and "dp_epsilon" not in given:
         args.dp_epsilon = dp.get("epsilon")

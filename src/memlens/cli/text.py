@@ -138,6 +138,8 @@ def _run_from_args(args, print_fn) -> int:
         raise MemlensInputError("--loo is not available for the text audit; drop it")
     if getattr(args, "long_tail", False):
         raise MemlensInputError("--long-tail is available for the image/tabular audit, not the text audit; drop it")
+    if getattr(args, "label_only", False):
+        raise MemlensInputError("--label-only is available for the image/tabular audit, not the text audit; drop it")
     if getattr(args, "proxies", False):
         raise MemlensInputError("--proxies is available for --model logreg and mlp, not for the text audit; drop it")
     config = {k: v for k, v in (("arch", args.arch), ("width", args.width), ("depth", args.depth),

@@ -137,7 +137,7 @@ KERNEL_RIDGE = register_trainer(Trainer(
 # ---------------------------------------------------------------------------------------------- scikit-learn
 def _sklearn_fit(estimator, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, **context):
     res = fit_predict_block(estimator, X, y, X_test, y_test, masks, seeds, n_classes)
-    return BlockFit(None, {"train": res["train"], "test": res["test"]},
+    return BlockFit(res["proba"], {"train": res["train"], "test": res["test"]},
                     {"n_iter": res["n_iter"], "converged": ~res["not_converged"]})
 
 

@@ -106,6 +106,7 @@ def fit_block(config: FitFunctionConfig, X, y, X_test, y_test, *, n_classes, mas
     k = masks.shape[0]
     sig = {"train": {}, "test": {}}
     per = {"train": [], "test": []}
+    predicts = []
     for j in range(k):
         rows = np.flatnonzero(masks[j])
         try:
@@ -119,6 +120,7 @@ def fit_block(config: FitFunctionConfig, X, y, X_test, y_test, *, n_classes, mas
         if not callable(predict):
             raise MemlensInputError(f"model: fit must return a function predict(X) -> (rows, n_classes) scores; got "
                                     f"{type(predict).__name__} for model {first_model + j}", param="model")
+        predicts.append(predict)
         for split, (Xs, ys) in (("train", (X, y)), ("test", (X_test, y_test))):
             s = _scores(predict, np.ascontiguousarray(Xs, dtype=np.float32), n_classes, split, first_model + j)
             seen = output_kind(s)
@@ -136,5 +138,10 @@ def fit_block(config: FitFunctionConfig, X, y, X_test, y_test, *, n_classes, mas
         for name in SIGNALS:
             sig[split][name] = np.concatenate([p[name] for p in per[split]])
     n_rows = masks.sum(1)
-    return BlockFit(None, sig, {"n_iter": np.full(k, -1, dtype=np.int64), "converged": np.ones(k, dtype=bool),
+
+    def scores(Xr):   # the block's scores on new rows (label-only queries)
+        Xr = np.ascontiguousarray(Xr, dtype=np.float32)
+        return np.stack([_scores(p, Xr, n_classes, "queries", first_model + j) for j, p in enumerate(predicts)])
+
+    return BlockFit(scores, sig, {"n_iter": np.full(k, -1, dtype=np.int64), "converged": np.ones(k, dtype=bool),
                                 "n_rows": n_rows})

@@ -27,6 +27,7 @@ from ..privacy.accountant import dp_plan
 from .builtin import SKLEARN, sgd_convergence
 from .configs import LogisticConfig
 from .dp_sgd import fit_dp_sgd
+from .label_queries import ROBUST, LabelQueries, label_robustness_signal
 from .sklearn_backend import check_sklearn_classifier, is_sklearn_classifier
 from .torch_module import input_shape_of
 from .trainers import TRAINERS, BlockFit, Prepared, Trainer, get_trainer, trainer_for_config
@@ -76,8 +77,9 @@ def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
 
 
 def _train_block(trainer: Trainer, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None,
-                 dp_net=None, shared=None, input_shape=None, first_model=0) -> dict:
-    """Train the models of one block (rows of ``masks``) and return their signals and diagnostics."""
+                 dp_net=None, shared=None, input_shape=None, first_model=0, label_queries=None) -> dict:
+    """Train the models of one block (rows of ``masks``) and return their signals and diagnostics (with
+    ``label_queries``, also the train split's ``robust`` signal, :mod:`memlens.train.label_queries`)."""
     with limit_threads(1):
         if dp_run is not None:
             # The network DP-SGD trains for this configuration (``trainer.dp_model``); optimizer settings come from
@@ -91,11 +93,20 @@ def _train_block(trainer: Trainer, model, Xtr, ytr, Xte, yte, n_classes: int, ma
         else:
             res = trainer.fit_block(model, Xtr, ytr, Xte, yte, n_classes=n_classes, masks=masks, seeds=seeds,
                                     shared=shared, input_shape=input_shape, first_model=first_model)
-        if res.signals is not None:
-            return {"train": res.signals["train"], "test": res.signals["test"], "diag": dict(res.diag)}
         k = masks.shape[0]
-        return {"train": _signals_in_chunks(res.logits, Xtr, ytr, k),
-                "test": _signals_in_chunks(res.logits, Xte, yte, k), "diag": dict(res.diag)}
+        if res.signals is not None:
+            out = {"train": dict(res.signals["train"]), "test": dict(res.signals["test"]), "diag": dict(res.diag)}
+        else:
+            out = {"train": _signals_in_chunks(res.logits, Xtr, ytr, k),
+                   "test": _signals_in_chunks(res.logits, Xte, yte, k), "diag": dict(res.diag)}
+        if label_queries is not None:
+            if res.logits is None:
+                raise MemlensInputError(f"label-only queries need the models' class scores on new inputs, and trainer "
+                                        f"{trainer.name!r} returns its signals only (BlockFit.logits is None); drop "
+                                        "the label-only attack for this model", param="label_queries")
+            out["train"][ROBUST] = label_robustness_signal(res.logits, Xtr, ytr, queries=label_queries, n_models=k,
+                                                           input_shape=input_shape or (Xtr.shape[1],))
+        return out
 
 
 def _resolve_model(model, backend: str):
@@ -133,7 +144,7 @@ def _resolve_model(model, backend: str):
 
 def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torch", model_offset: int = 0,
                      progress=None, n_jobs: int = 1, block_size: int | None = None, dp=None,
-                     prepared: Prepared | None = None) -> Population:
+                     prepared: Prepared | None = None, label_queries: LabelQueries | None = None) -> Population:
     """Train one model per mask row and collect the per-example signals of every model.
 
     Parameters
@@ -179,6 +190,10 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
         The work shared by every model, from :func:`prepare_population` on the *whole* run's masks (a shard of
         a run passes the run's, so that every shard starts from the same full-data model). Default: computed
         here from ``masks``.
+    label_queries : LabelQueries, optional
+        Also record the train split's ``robust`` signal: the fraction of perturbed copies of each example that each
+        model labels correctly (label-only membership inference, :mod:`memlens.train.label_queries`). Not for
+        closed-form or text trainers.
 
     Returns
     -------
@@ -220,6 +235,15 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
         block_size = check_int("block_size", block_size, min_value=1)
     if progress is not None and not callable(progress):
         raise MemlensInputError(f"progress must be a callable progress(n_models_done) or None; got {progress!r}")
+    if label_queries is not None and not isinstance(label_queries, LabelQueries):
+        raise MemlensInputError(f"label_queries must be a memlens.train.LabelQueries or None; got "
+                                f"{type(label_queries).__name__}", param="label_queries")
+    if label_queries is not None and (trainer.closed_form or trainer.population is not None):
+        raise MemlensInputError(f"label-only queries need models trained block by block; model {trainer.name!r} is "
+                                "fitted as a whole population (closed form): use logreg, mlp, cnn or your own module",
+                                param="label_queries")
+    if label_queries is not None:
+        label_queries.check_input(input_shape_of(dataset))
     if trainer.closed_form:
         if dp is not None:
             raise MemlensInputError(f"dp (DP-SGD) trains models by noisy gradient descent; model {trainer.name!r} is "
@@ -271,7 +295,7 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
     shared, record = (prepared.arrays, dict(prepared.record)) if prepared is not None else (None, {})
     input_shape = input_shape_of(dataset)
     args = [(trainer, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run, dp_net, shared,
-             input_shape, model_offset + a) for a, b in blocks]
+             input_shape, model_offset + a, label_queries) for a, b in blocks]
     if n_workers == 1:
         results = _collect((_train_block(*a) for a in args), blocks, progress)
     else:
@@ -282,7 +306,8 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
             results = _collect(gen, blocks, progress)
 
     signals = {split: {name: np.concatenate([r[split][name] for r in results])
-                       for name in SIGNALS if all(name in r[split] for r in results)} for split in ("train", "test")}
+                       for name in (*SIGNALS, ROBUST) if all(name in r[split] for r in results)}
+               for split in ("train", "test")}
     diag = {key: np.concatenate([r["diag"][key] for r in results]) for key in results[0]["diag"]}
     convergence = sgd_convergence(model, diag) if dp_run is not None else trainer.convergence(model, diag)
     provenance = {
@@ -300,6 +325,8 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
     }
     if dp_run is not None:
         provenance["dp"] = dp_run
+    if label_queries is not None:
+        provenance["label_queries"] = label_queries.to_dict()
     return Population(masks=masks, signals=signals, seeds=seeds,
                       labels={"train": ytr, "test": yte}, provenance=provenance)
 

@@ -57,7 +57,8 @@ def fit_predict_block(estimator, X_train, y_train, X_test, y_test, masks, seeds,
     Returns
     -------
     dict with ``train`` and ``test`` signal dicts (``(k, n)`` float32 each), ``n_iter`` (k,) (-1 where the
-    estimator reports none) and ``not_converged`` (k,) bool (a ``ConvergenceWarning`` was raised).
+    estimator reports none), ``not_converged`` (k,) bool (a ``ConvergenceWarning`` was raised) and ``proba``, a
+    function ``proba(X_rows) -> (k, rows, n_classes)`` of the fitted clones (for label-only queries).
     """
     k = masks.shape[0]
     p_tr = np.empty((k, X_train.shape[0], n_classes))
@@ -65,9 +66,11 @@ def fit_predict_block(estimator, X_train, y_train, X_test, y_test, masks, seeds,
     n_iter = np.full(k, -1, dtype=np.int64)
     not_conv = np.zeros(k, dtype=bool)
     has_rs = "random_state" in estimator.get_params()
+    fitted = []
     with limit_threads(1):
         for j in range(k):
             est = clone(estimator)
+            fitted.append(est)
             if has_rs:
                 est.set_params(random_state=int(seeds[j]) % (2 ** 32))
             rows = masks[j]
@@ -81,5 +84,9 @@ def fit_predict_block(estimator, X_train, y_train, X_test, y_test, masks, seeds,
             p_tr[j] = _full_proba(est, X_train, n_classes)
             if X_test.shape[0]:
                 p_te[j] = _full_proba(est, X_test, n_classes)
+    def proba(X):
+        with limit_threads(1):
+            return np.stack([_full_proba(est, X, n_classes) for est in fitted])
+
     return {"train": signals_from_proba(p_tr, y_train), "test": signals_from_proba(p_te, y_test),
-            "n_iter": n_iter, "not_converged": not_conv}
+            "n_iter": n_iter, "not_converged": not_conv, "proba": proba}

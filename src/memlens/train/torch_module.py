@@ -657,7 +657,7 @@ def fit_block(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, 
         queries = augmented_queries(*_augmentation(config, input_shape))
         signals = {split: query_signals(fit, Xs, ys, queries)
                    for split, (Xs, ys) in (("train", (X, y)), ("test", (X_test, y_test)))}
-    return BlockFit(None, signals, diag)
+    return BlockFit(fit.logits, signals, diag)   # logits of the plain inputs still serve label-only queries
 
 
 def augmented_queries(pad: int, flip: bool) -> list:

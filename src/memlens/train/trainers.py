@@ -41,9 +41,11 @@ class BlockFit:
     ----------
     logits : callable or None
         ``logits(X_rows) -> (k, rows, n_classes)``: the block's class scores on any rows (signals are computed
-        from them chunk by chunk). None when ``signals`` is given.
+        from them chunk by chunk, unless ``signals`` is given). Label-only queries
+        (:mod:`memlens.train.label_queries`) need it: None only for a trainer that keeps no model.
     signals : mapping or None
-        ``{"train": {name: (k, n_train)}, "test": {name: (k, n_test)}}`` when the trainer computes signals itself.
+        ``{"train": {name: (k, n_train)}, "test": {name: (k, n_test)}}`` when the trainer computes signals itself
+        (then used as they are, even when ``logits`` is given too).
     diag : mapping of str to ndarray (k,)
         Convergence diagnostics per model (``n_iter``, ``converged``, ``grad_norm``, ``final_loss``, ...).
     """
