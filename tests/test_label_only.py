@@ -10,7 +10,6 @@ import pytest
 from memlens import MemlensInputError
 from memlens.attacks import attack_all_targets, calibrated_label_only, label_only_attack
 from memlens.data import from_arrays
-from memlens.evaluation import roc
 from memlens.train import FitFunction, LabelQueries, train_population
 from memlens.train.label_queries import _shift_flip, label_robustness_signal, perturb_rows
 

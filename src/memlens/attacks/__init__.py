@@ -1,6 +1,7 @@
 """Attacks: membership inference (loss, LiRA, RMIA, shadow classifier) and reconstruction (sign attack,
 coordinate ascent). Membership scores: higher = more likely a member."""
 from .external import load_external, population_from_logits, population_from_signals
+from .label_only import calibrated_label_only, label_only_attack, label_robustness
 from .membership import (  # the families of attacks, gathered in one namespace
     ATTACKS,
     AllTargetsResult,
@@ -12,7 +13,6 @@ from .membership import (  # the families of attacks, gathered in one namespace
     rmia,
     shadow_attack,
 )
-from .label_only import calibrated_label_only, label_only_attack, label_robustness
 from .reconstruction import ReconstructionResult, coordinate_ascent, log_prob_scorer, sign_attack
 
 __all__ = [
