@@ -27,7 +27,7 @@ import numpy as np
 
 from .._validation import MemlensInputError, check_array, check_float, warn
 
-__all__ = ["InformedReconstruction", "reconstruct_ridge", "reconstruct_logistic"]
+__all__ = ["InformedReconstruction", "reconstruct_ridge", "reconstruct_logistic", "reconstruct_logistic_all"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,7 +89,8 @@ def reconstruct_ridge(coef, intercept: float, X_rest, y_rest, *, alpha: float) -
     return InformedReconstruction(x=x, y=float(np.r_[x, 1.0] @ theta - c), gradient=g)
 
 
-def reconstruct_logistic(coef, intercept, X_rest, y_rest, *, C: float) -> InformedReconstruction:
+def reconstruct_logistic(coef, intercept, X_rest, y_rest, *, C: float,
+                         penalize_intercept: bool = False) -> InformedReconstruction:
     """Recover the missing example of scikit-learn's L2 logistic regression (see the module docstring).
 
     Parameters
@@ -99,30 +100,89 @@ def reconstruct_logistic(coef, intercept, X_rest, y_rest, *, C: float) -> Inform
     intercept : array, shape (n_out,)
     X_rest : array, shape (n − 1, d); y_rest : int array, shape (n − 1,)
     C : float > 0
+    penalize_intercept : bool
+        True when the intercept is penalized like the weights (a constant feature with ``fit_intercept=False``,
+        as differentially private output perturbation needs a strongly convex objective): its optimality
+        condition then holds ``b`` as well.
     """
-    W = check_array("coef", coef, ndim=2, dtype=np.float64)
-    b = check_array("intercept", intercept, ndim=1, dtype=np.float64)
-    C = check_float("C", C, min_value=0.0, min_inclusive=False)
-    d, n_out = W.shape
-    X, y = _rest(X_rest, y_rest, d)
-    y = y.astype(np.int64)
-    Xt = np.hstack([X, np.ones((X.shape[0], 1))])
-    Z = X @ W + b
-    if n_out == 1:
-        p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
-        r = (p - (y == 1))[:, None]
-    else:
-        Z = Z - Z.max(1, keepdims=True)
-        P = np.exp(Z)
-        P /= P.sum(1, keepdims=True)
-        r = P
-        r[np.arange(len(y)), y] -= 1.0
-    reg = np.vstack([W, np.zeros((1, n_out))])
-    G = -(reg + C * Xt.T @ r)                          # (d + 1, n_out) = C x̃_i (p_i − e_{y_i})ᵀ
+    W, b, C = _check_logistic(coef, intercept, C)
+    X, y = _rest(X_rest, y_rest, W.shape[0])
+    G = _objective_gradient(W, b, X, y.astype(np.int64), C, penalize_intercept)   # = C x̃_i (p_i − e_{y_i})ᵀ
     v = G[-1]                                          # C (p_i − e_{y_i})
     if not np.any(np.abs(v) > 1e-12 * max(1.0, float(np.abs(G).max()))):
         warn("the released model fits the missing example with probability 1: no gradient, no reconstruction (NaN)")
-        return InformedReconstruction(x=np.full(d, np.nan), y=-1, gradient=G)
+        return InformedReconstruction(x=np.full(W.shape[0], np.nan), y=-1, gradient=G)
     x = G[:-1] @ v / (v @ v)
-    label = (1 if v[0] < 0 else 0) if n_out == 1 else int(np.argmin(v))
-    return InformedReconstruction(x=x, y=label, gradient=G)
+    return InformedReconstruction(x=x, y=_label_of(v), gradient=G)
+
+
+def _check_logistic(coef, intercept, C):
+    W = check_array("coef", coef, ndim=2, dtype=np.float64)
+    b = check_array("intercept", intercept, ndim=1, dtype=np.float64)
+    if b.shape != (W.shape[1],):
+        raise MemlensInputError(f"intercept must have one entry per column of coef ({W.shape[1]}); got {b.shape}")
+    return W, b, check_float("C", C, min_value=0.0, min_inclusive=False)
+
+
+def _residuals(W, b, X, y) -> np.ndarray:
+    """``(n, n_out)``: ``p − e_y`` of every row (two classes: ``p₁ − [y = 1]``, one column)."""
+    Z = X @ W + b
+    if W.shape[1] == 1:
+        return (1.0 / (1.0 + np.exp(-Z[:, 0])) - (y == 1))[:, None]
+    Z = Z - Z.max(1, keepdims=True)
+    P = np.exp(Z)
+    P /= P.sum(1, keepdims=True)
+    P[np.arange(len(y)), y] -= 1.0
+    return P
+
+
+def _objective_gradient(W, b, X, y, C, penalize_intercept) -> np.ndarray:
+    """Minus the gradient ``(d + 1, n_out)`` of the objective over the rows ``X``: the gradient the missing
+    example must contribute for the released model to be the minimizer."""
+    reg = np.vstack([W, b[None, :] if penalize_intercept else np.zeros((1, W.shape[1]))])
+    R = _residuals(W, b, X, y)
+    return -(reg + C * np.vstack([X.T @ R, R.sum(0, keepdims=True)]))
+
+
+def _label_of(v: np.ndarray) -> int:
+    """The label whose residual entry is the negative one (two classes: the sign)."""
+    return (1 if v[0] < 0 else 0) if v.shape[-1] == 1 else int(np.argmin(v))
+
+
+def reconstruct_logistic_all(coef, intercept, X, y, *, C: float, penalize_intercept: bool = False):
+    """Every training example reconstructed in turn by the informed adversary who knows all the others: the
+    same result as :func:`reconstruct_logistic` on ``(X without row i, y without i)`` for each ``i``, in one pass.
+
+    The objective's gradient over all ``n`` rows is formed once; leaving row ``i`` out adds back its own
+    ``C x̃_i (p_i − e_{y_i})ᵀ``, so the reconstructions are ``x̂_i = (G_[:d] v_i + C x_i (r_i · v_i)) / ‖v_i‖²``
+    with ``v_i = G_d + C r_i`` (``r_i = p_i − e_{y_i}``).
+
+    Parameters
+    ----------
+    coef : array, shape (d, n_out); intercept : array, shape (n_out,)
+        The released model (trained on all ``n`` rows; possibly with noise added, as a DP release).
+    X : array, shape (n, d); y : int array, shape (n,)
+    C : float > 0
+    penalize_intercept : bool
+        See :func:`reconstruct_logistic`.
+
+    Returns
+    -------
+    x : ndarray, shape (n, d)
+        Reconstructed rows (NaN where the model fits a row with probability 1: nothing to reconstruct).
+    labels : ndarray of int, shape (n,)
+        Reconstructed labels (-1 where undefined).
+    """
+    W, b, C = _check_logistic(coef, intercept, C)
+    X, y = _rest(X, y, W.shape[0])
+    y = y.astype(np.int64)
+    G = _objective_gradient(W, b, X, y, C, penalize_intercept)      # (d + 1, n_out), over all rows
+    R = _residuals(W, b, X, y)                                       # (n, n_out)
+    V = G[-1][None, :] + C * R                                       # intercept rows of each leave-one-out
+    vv = np.einsum("ij,ij->i", V, V)
+    xs = (V @ G[:-1].T + C * X * np.einsum("ij,ij->i", R, V)[:, None])
+    ok = vv > (1e-12 * max(1.0, float(np.abs(G).max()))) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xs = np.where(ok[:, None], xs / vv[:, None], np.nan)
+    labels = np.where(ok, (V[:, 0] < 0).astype(np.int64) if W.shape[1] == 1 else np.argmin(V, axis=1), -1)
+    return xs, labels

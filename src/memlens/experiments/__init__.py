@@ -22,6 +22,7 @@ REGISTRY = {
     "fkl-tradeoffs": "memlens.experiments.fkl_tradeoffs",
     "canary-exposure": "memlens.experiments.canary_exposure",
     "long-tail-diagnostic": "memlens.experiments.long_tail_diagnostic",
+    "informed-reconstruction": "memlens.experiments.informed_reconstruction",
 }
 #: reproduction name -> its one-line description (``tests/test_experiments_registry.py`` checks that each is the
 #: module's own ``DESCRIPTION``)
@@ -40,6 +41,9 @@ DESCRIPTIONS = {
                         "language model against repetitions, training steps and model size"),
     "long-tail-diagnostic": ("Feldman 2020 on real data: Fashion-MNIST subpopulations by clustering, their long-tailed "
                              "spectrum and fitted prior, and measured memorization by subpopulation size"),
+    "informed-reconstruction": ("Balle et al. 2022 informed adversary: exact reconstruction of training examples "
+                                "from an L2 logistic regression, against DP epsilon (output perturbation) and "
+                                "Feldman-Zhang memorization"),
 }
 
 
