@@ -304,6 +304,8 @@ def test_quick_reproduction_runs_and_writes_its_files(tmp_path):
     assert s["singleton_bits_teacher_forced"] > 0.5 * s["singleton_entropy_bits"]
     assert s["control_fresh_copy_bits"] < 0.1 * s["singleton_entropy_bits"]
     assert s["acc_frequent"] > s["chance"] + 0.2
+    assert s["whole_sample_target"]["bits_per_singleton"] == pytest.approx(s["singleton_entropy_bits"])
+    assert s["min_pure_dp_epsilon"] == pytest.approx(s["singleton_bits_teacher_forced"] * np.log(2))
     hist = saved["models"][widths[-1]]["history"]
     assert hist[0]["singletons_greedy"]["bits_lower_bound"] < hist[-1]["singletons_greedy"]["bits_lower_bound"]
     assert "brown-next-symbol" in (tmp_path / "README.md").read_text()

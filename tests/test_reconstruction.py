@@ -369,6 +369,11 @@ def test_quick_brown_logreg_runs_and_writes_files(tmp_path):
     results = brown_logreg.run(tmp_path, quick=True, seed=0, n_attack=4)
     _check_outputs(tmp_path, "logit_figure.png", results)
     assert results["final"]["n_singletons_attacked"] == results["data"]["n_singletons"]  # all of them
+    th = results["final"]["theory"]                 # the theorem's target beside the measured bits
+    bits = results["final"]["bits_memorized_per_singleton"]
+    assert th["whole_sample_target"]["bits_per_singleton"] == pytest.approx(bits["entropy_bits_per_target"], rel=0.1)
+    assert 0 < th["measured_fraction_of_target"] <= 1.05
+    assert th["min_pure_dp_epsilon"] == pytest.approx(bits["bits_per_target"] * math.log(2))
 
 
 def test_quick_brown_mlp_runs_and_writes_files(tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._threads import limit_threads
 from ..models.char_lm import AutoregressiveConfig, argmax_predictions, greedy_continue, next_token_logprobs
+from ..tasks.brown_bounds import min_epsilon_for_bits, next_symbol_target
 from ..tasks.next_symbol import expected_singletons, make_next_symbol_data, noise_recovery, symbol_entropy_bits
 from ..train.autoregressive import train_autoregressive
 from ._common import prepare_out_dir, save_figure, step, write_readme, write_results
@@ -260,6 +261,10 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
             "control_fresh_copy_bits": largest["fresh_singles_greedy"]["bits_lower_bound"],
             "total_singleton_bits_teacher_forced":
                 largest["singletons_teacher_forced"]["bits_lower_bound"] * int(data.singletons.size),
+            "whole_sample_target": next_symbol_target(task.frequencies, n=len(train),
+                                                      prefix_length=task.prefix_length,
+                                                      alphabet_size=task.alphabet_size, noise=task.noise).to_dict(),
+            "min_pure_dp_epsilon": _min_epsilon(largest["singletons_teacher_forced"]["bits_lower_bound"]),
             "paper": ("no experiment on this task in the paper; theorem (docs/theory.md): an accurate learner has "
                       "I(X_S; M | P) = (1 − o(1)) H(X_S | P) on a set S of Ω(n) singletons, i.e. a fraction of "
                       "entropy → 1"),
@@ -270,6 +275,11 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
     write_results(out, results)
     write_readme(out, _readme(results, cfg))
     return results
+
+
+def _min_epsilon(bits):
+    """The smallest pure-DP ε the measured bits allow (None where the bound is undefined)."""
+    return min_epsilon_for_bits(bits) if bits is not None and np.isfinite(bits) and bits >= 0 else None
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -324,7 +334,11 @@ singleton memorized (95% bootstrap interval {_fmt(lo, '.1f')}–{_fmt(hi, '.1f')
 {_fmt(s['singleton_fraction_of_entropy_teacher_forced'])} of H(X_i | P); over all singletons at least
 {_fmt(s['total_singleton_bits_teacher_forced'], '.0f')} bits. The control's bound is
 {_fmt(s['control_fresh_copy_bits'], '.2f')} bits: what is measured is the training copy's own noise.
-Paper: no number for this task; the theorem predicts a fraction → 1 for accurate learners.
+Paper: no number for this task; the theorem predicts a fraction → 1 for accurate learners. The whole-sample target
+H(X_S | P) of this task is {s['whole_sample_target']['total_bits']:.0f} bits over its
+{s['whole_sample_target']['expected_singletons']:.1f} expected singletons. A model holding the measured bits about
+one example cannot be pure ε-DP (replace-one) for any ε below {_fmt(s['min_pure_dp_epsilon'], '.1f')} (our
+derivation, memlens.tasks.brown_bounds).
 
 Figures: `training_curves.png` (accuracy, bits and noise reproduced against training steps, one colour per
 width), `model_size.png` (final accuracy and fraction of entropy memorized against parameters),
