@@ -60,7 +60,6 @@ from ..report.html import render_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
 from ..train import TRAINERS, LabelQueries, configure_model
-from ..train.population_training import standardized_features
 from ..train.torch_module import TorchModuleConfig, input_shape_of
 from . import pipeline
 from .attacks import (  # noqa: F401  (re-exported: their first home was this module)
@@ -73,7 +72,7 @@ from .attacks import (  # noqa: F401  (re-exported: their first home was this mo
     check_lira_convention,
     privacy_summary,
 )
-from .long_tail import long_tail_diagnostic
+from .long_tail import check_long_tail_space, long_tail_diagnostic, representation
 from .loo import LOO_MODELS, AuditLOO, audit_loo, check_kernel_memory, check_loo  # noqa: F401  (re-exported)
 from .proxies import audit_proxies, check_proxies
 from .summaries import AuditSummary
@@ -204,7 +203,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
               dp_delta: float | None = None, loo: bool = False, proxies: bool = False, long_tail: bool = False,
-              label_only=False, executor="local", ray_address: str | None = None,
+              long_tail_space: str = "features", label_only=False, executor="local", ray_address: str | None = None,
               ray_num_cpus: int | None = None, lira_convention: str = "memlens", jobs: int | None = 1) -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
@@ -275,6 +274,9 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         functions; mlp: training dynamics, TracIn, EK-FAC, curvature; :mod:`memlens.audits.proxies`) and compare
         each with the population's memorization. Adds ``proxy_<name>`` columns to ``examples.csv``, a ``proxies``
         block to ``summary.json`` and a section to ``report.html``; not part of the run's identity.
+    long_tail_space : {"features", "penultimate"}
+        Where the long-tail diagnostic clusters the examples: the standardized input features, or the penultimate
+        layer of one model of the population's configuration trained on every example (mlp, cnn, your module).
     label_only : bool, memlens.train.LabelQueries or mapping
         Also run label-only membership inference (Choquette-Choo et al. 2021): while training, every model labels
         perturbed copies of every training example (:mod:`memlens.train.label_queries`; True: 32 noisy copies,
@@ -338,6 +340,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     proxies = check_proxies(proxies, model, dp, trainer_model)
     if not isinstance(long_tail, (bool, np.bool_)):
         raise MemlensInputError(f"long_tail must be True or False; got {long_tail!r}")
+    long_tail_space = check_long_tail_space(long_tail_space, model, trainer_model)
     label_queries = check_label_only(label_only, trainer, model)
     ds = _check_dataset(dataset)
     if label_queries is not None:
@@ -397,8 +400,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         c = pop.signal("train", "correct").astype(np.float64)
         with np.errstate(invalid="ignore"):
             acc_in = (c * pop.masks).sum(0) / np.where(pop.masks.sum(0) > 0, pop.masks.sum(0), np.nan)
-        return long_tail_diagnostic(standardized_features(ds)[0], ds.y_train, mem.scores, in_accuracy=acc_in,
-                                    seed=seed)
+        X, what = representation(ds, space=long_tail_space, config=trainer_model, seed=seed)
+        return long_tail_diagnostic(X, ds.y_train, mem.scores, in_accuracy=acc_in, seed=seed, representation=what)
 
     long_tail_fn = diagnose_long_tail if long_tail else None
     return measure_and_write(opts, trained, pop, ds, head=head, tail={"trainer": trainer_record, "dp": dp_record},

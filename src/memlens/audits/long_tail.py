@@ -32,7 +32,12 @@ from scipy import stats
 from .._validation import MemlensInputError, check_int
 from ..tasks.long_tail import tau, zipf_prior
 
-__all__ = ["LongTailDiagnostic", "long_tail_diagnostic", "BUCKETS"]
+__all__ = ["LongTailDiagnostic", "long_tail_diagnostic", "BUCKETS", "SPACES", "check_long_tail_space",
+           "representation"]
+
+#: Representation spaces the audit clusters in: the standardized input features, or the penultimate layer of a
+#: model of the population's configuration trained on every example (mlp, cnn, the user's torch module).
+SPACES = ("features", "penultimate")
 
 #: Frequency buckets (inclusive bounds on ℓ).
 BUCKETS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, None))
@@ -66,7 +71,8 @@ def _bucket_name(lo, hi) -> str:
 
 
 def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 10, n_subpopulations: int | None = None,
-                         n_components: int = 32, in_accuracy=None, seed: int = 0) -> LongTailDiagnostic:
+                         n_components: int = 32, in_accuracy=None, seed: int = 0,
+                         representation: str = "the standardized features") -> LongTailDiagnostic:
     """Cluster the data into subpopulations, fit Feldman's prior and compare its prediction with memorization.
 
     Parameters
@@ -157,8 +163,9 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
     rho = float(stats.spearmanr(predicted[ok], mem[ok]).statistic) if varied else float("nan")
     spectrum = np.bincount(sizes_by_cluster)
     summary = {
-        "method": f"k-means per class on {k} principal components of the standardized features, about "
+        "method": f"k-means per class on {k} principal components of {representation}, about "
                   f"{cluster_size} examples per subpopulation (our operationalization of Feldman's subpopulations)",
+        "representation": representation,
         "n_subpopulations": N, "n_singletons": int((sizes_by_cluster == 1).sum()),
         "spectrum": {str(ell): int(c) for ell, c in enumerate(spectrum) if ell and c},
         "zipf_exponent": s, "zipf_log_scale": log_scale, "tau_1_times_n": tau1 * n if np.isfinite(tau1) else None,
@@ -168,3 +175,49 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
         "singletons_memorized_fraction": buckets[0]["fraction_memorized"],
     }
     return LongTailDiagnostic(cluster=cluster, size=size, predicted=predicted, summary=summary)
+
+
+def check_long_tail_space(space, model: str, config) -> str:
+    """``long_tail_space`` validated before any work: ``penultimate`` needs a model with hidden layers."""
+    from ..train.configs import MLPConfig
+    from ..train.torch_module import TorchModuleConfig
+
+    if space not in SPACES:
+        raise MemlensInputError(f"long_tail_space must be one of {', '.join(SPACES)}; got {space!r}",
+                                param="long_tail_space")
+    if space == "penultimate" and (not isinstance(config, (MLPConfig, TorchModuleConfig))
+                                   or (isinstance(config, MLPConfig) and not tuple(config.hidden))):
+        raise MemlensInputError(f"long_tail_space='penultimate' clusters a trained network's last hidden layer; model "
+                                f"{model!r} has none: use --model mlp, cnn or your own module, or the input features",
+                                param="long_tail_space")
+    return space
+
+
+def representation(ds, *, space: str, config, seed: int = 0) -> tuple[np.ndarray, str]:
+    """``(features (n, h), description)``: the training examples in the space the diagnostic clusters.
+
+    ``features``: the standardized input features. ``penultimate``: the activations entering the output layer of
+    one model of the population's configuration (``config``: an MLPConfig or a torch-module configuration) trained
+    on every training example with ``seed`` — a representation learned for the task, in which examples the model
+    treats alike lie close (Feldman & Zhang 2020 and the long-tail literature cluster in such spaces).
+    """
+    from ..train.configs import MLPConfig
+    from ..train.population_training import standardized_features
+    from ..train.torch_mlp import fit_mlp, mlp_logits
+    from ..train.torch_module import fit_full_module, input_shape_of, penultimate_features
+
+    if space == "features":
+        return standardized_features(ds)[0], "the standardized features"
+    y = np.asarray(ds.y_train, dtype=np.int64)
+    if isinstance(config, MLPConfig):
+        X, _ = standardized_features(ds, standardize=config.standardize, dtype=np.float32)
+        fit = fit_mlp(X, y, np.ones((1, X.shape[0]), dtype=bool), seeds=np.array([seed]), n_classes=ds.n_classes,
+                      hidden=config.hidden, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                      momentum=config.momentum, weight_decay=config.weight_decay)
+        H = np.maximum(mlp_logits(fit.weights[:-1], fit.biases[:-1], X)[0], 0.0)    # the last hidden layer, ReLU'd
+        return H.astype(np.float64), f"the last hidden layer ({H.shape[1]} units) of an MLP trained on every example"
+    X, _ = standardized_features(ds, standardize=config.standardize, dtype=np.float32)
+    shape = input_shape_of(ds)
+    _, module = fit_full_module(config, X, y, n_classes=ds.n_classes, input_shape=shape, seed=seed)
+    H = penultimate_features(module, X, input_shape=shape)
+    return H, f"the input of the last linear layer ({H.shape[1]} units) of the model trained on every example"

@@ -39,7 +39,7 @@ from ..train.dynamics import train_with_dynamics
 from ..train.logreg import fit_logistic
 from ..train.population_training import standardized_features
 from ..train.torch_mlp import fit_mlp
-from ..train.torch_module import TorchModuleConfig, _build, _forward_fn, fit_module_block, input_shape_of
+from ..train.torch_module import TorchModuleConfig, _forward_fn, fit_full_module, input_shape_of
 
 __all__ = ["PROXY_MODELS", "AuditProxies", "audit_proxies", "check_proxies"]
 
@@ -149,8 +149,7 @@ def _module(ds, cfg: TorchModuleConfig, seed: int):
     X, _ = standardized_features(ds, standardize=cfg.standardize, dtype=np.float32)
     shape = input_shape_of(ds)
     t0 = time.perf_counter()
-    fit = fit_module_block(cfg, X, ds.y_train, masks=np.ones((1, ds.n_train), dtype=bool),
-                           seeds=np.array([seed]), n_classes=ds.n_classes, input_shape=shape)
+    fit, base = fit_full_module(cfg, X, ds.y_train, n_classes=ds.n_classes, input_shape=shape, seed=seed)
     t_fit = time.perf_counter() - t0
     logits = fit.logits(X)[0]
     y = ds.y_train
@@ -159,14 +158,8 @@ def _module(ds, cfg: TorchModuleConfig, seed: int):
     other = np.where(np.eye(ds.n_classes, dtype=bool)[y], -np.inf, logits).max(1)
     scores = {"loss": loss, "margin": other - logits[np.arange(len(y)), y]}
     secs = {"loss": t_fit, "margin": t_fit}
-    if fit.vectorized:
-        params, buffers = {k: v[0] for k, v in fit.params.items()}, {k: v[0] for k, v in fit.buffers.items()}
-        base = _build(cfg.make_factory(), shape, ds.n_classes, seed, "cpu")       # a real module with model 0's state
-        base.load_state_dict({**params, **buffers})
-    else:
-        base = fit.models[0]
-        params = {k: v.detach() for k, v in base.named_parameters()}
-        buffers = {k: v.detach() for k, v in base.named_buffers()}
+    params = {k: v.detach() for k, v in base.named_parameters()}
+    buffers = {k: v.detach() for k, v in base.named_buffers()}
     base.eval()
     fwd = _forward_fn(base)
     Xs = X.reshape(-1, *shape)

@@ -53,7 +53,7 @@ __all__ = ["main", "build_parser", "load_npz_dataset"]
 _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--seed", "dataset": "--dataset",
           "model": "--model", "out": "--out", "shard_size": "--shard-size", "resume and overwrite":
           "--resume and --overwrite", "reproduction": "NAME", "attack_targets": "--attack-targets",
-          "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo", "proxies": "--proxies", "long_tail": "--long-tail",
+          "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo", "proxies": "--proxies", "long_tail": "--long-tail", "long_tail_space": "--long-tail-space",
           "label_only": "--label-only", "label_queries": "--label-queries", "label_sigma": "--label-sigma",
           "label_shift": "--label-shift", "label_flip": "--label-flip", "label_seed": "--seed",
           "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus",
@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--long-tail", action="store_true",
                        help="also cluster the data into subpopulations, fit Feldman's long-tail prior and compare "
                             "its prediction with the measured memorization by subpopulation size")
+    audit.add_argument("--long-tail-space", choices=("features", "penultimate"), default=None,
+                       help="with --long-tail: cluster the input features (default) or the penultimate layer of a "
+                            "model trained on every example (mlp, cnn, your module)")
     audit.add_argument("--label-only", action="store_true",
                        help="also run label-only membership inference: every model labels perturbed copies of every "
                             "training example while it is trained (robustness of the predicted label; "
@@ -327,12 +330,20 @@ def _trained(args):
                      shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                      attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
                      loo=args.loo, proxies=args.proxies, long_tail=args.long_tail,
+                     long_tail_space=_long_tail_space(args),
                      label_only=_label_only(args), executor=args.backend, ray_address=args.ray_address,
                      ray_num_cpus=args.ray_num_cpus, lira_convention=args.lira_convention, jobs=jobs_of(args))
 
 
 _LABEL_FLAGS = (("label_queries", "--label-queries", "n_queries"), ("label_sigma", "--label-sigma", "sigma"),
                 ("label_shift", "--label-shift", "max_shift"))
+
+
+def _long_tail_space(args) -> str:
+    if args.long_tail_space is not None and not args.long_tail:
+        raise MemlensInputError("--long-tail-space chooses where --long-tail clusters; add --long-tail, or drop it",
+                                param="long_tail_space")
+    return args.long_tail_space or "features"
 
 
 def _label_only(args):
@@ -357,7 +368,8 @@ def _label_only(args):
 _TRAINING_FLAGS = (("data", "--data", None), ("dataset", "--dataset", None), ("model", "--model", "logreg"),
                    ("model_param", "--model-param", None), ("dp_epsilon", "--dp-epsilon", None),
                    ("dp_delta", "--dp-delta", None), ("loo", "--loo", False), ("proxies", "--proxies", False),
-                   ("long_tail", "--long-tail", False), ("label_only", "--label-only", False),
+                   ("long_tail", "--long-tail", False), ("long_tail_space", "--long-tail-space", None),
+                   ("label_only", "--label-only", False),
                    ("label_queries", "--label-queries", None), ("label_sigma", "--label-sigma", None),
                    ("label_shift", "--label-shift", None), ("label_flip", "--label-flip", False), ("seed", "--seed", 0),
                    ("subset_ratio", "--subset-ratio", 0.7), ("models", "--models", 256))

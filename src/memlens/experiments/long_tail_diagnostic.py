@@ -13,11 +13,10 @@ import numpy as np
 
 from .._random import check_seed
 from .._threads import limit_threads
-from ..audits.long_tail import long_tail_diagnostic
+from ..audits.long_tail import long_tail_diagnostic, representation
 from ..data import load_dataset, make_masks
 from ..measures import memorization
 from ..train import MLPConfig, train_population
-from ..train.population_training import standardized_features
 from ._common import prepare_out_dir, save_figure, step, write_readme, write_results
 
 NAME = "long-tail-diagnostic"
@@ -25,35 +24,39 @@ DESCRIPTION = ("Feldman 2020 on real data: Fashion-MNIST subpopulations by clust
                "spectrum and fitted prior, and measured memorization by subpopulation size")
 
 QUICK = {"n_train": 2000, "n_models": 32, "epochs": 10}
-FULL = {"n_train": 10000, "n_models": 128, "epochs": 20}
+FULL = {"n_train": 60000, "n_models": 128, "epochs": 20}
+#: Representation spaces compared (:func:`memlens.audits.long_tail.representation`).
+SPACES = ("features", "penultimate")
 
 
-def _figure(summary):
+def _figure(summaries):
     import matplotlib.pyplot as plt  # matplotlib is heavy: imported only to draw
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    bk = summary["buckets"]
-    names = [x["l"] for x in bk]
-    mm = [x["mean_memorization"] if x["mean_memorization"] is not None else np.nan for x in bk]
-    fm = [x["fraction_memorized"] if x["fraction_memorized"] is not None else np.nan for x in bk]
-    xs = np.arange(len(names))
-    a.bar(xs - 0.2, mm, width=0.4, color="#4c72b0", label="mean memorization")
-    a.bar(xs + 0.2, fm, width=0.4, color="#c44e52", label="fraction with memorization ≥ 0.25")
-    a.set_xticks(xs, names)
+    width = 0.8 / len(summaries)
+    colors = {"features": "#4c72b0", "penultimate": "#c44e52"}
+    for j, (space, summary) in enumerate(summaries.items()):
+        bk = summary["buckets"]
+        xs = np.arange(len(bk)) - 0.4 + width * (j + 0.5)
+        mm = [x["mean_memorization"] if x["mean_memorization"] is not None else np.nan for x in bk]
+        a.bar(xs, mm, width=width, color=colors.get(space, "#888888"), label=f"{space} space")
+        spec = {int(k): v for k, v in summary["spectrum"].items()}
+        sizes = np.array(sorted((ell for ell, c in spec.items() for _ in range(c)), reverse=True), dtype=float)
+        ranks = np.arange(1, sizes.size + 1)
+        b.loglog(ranks, sizes, ".", color=colors.get(space, "#888888"), ms=3, label=f"{space} space")
+        s = summary["zipf_exponent"]
+        b.loglog(ranks, np.exp(summary["zipf_log_scale"]) * ranks ** -s, "--", color=colors.get(space, "#888888"),
+                 lw=1, label=f"Zipf fit, exponent {s:.2f}")
+    names = [x["l"] for x in next(iter(summaries.values()))["buckets"]]
+    a.set_xticks(np.arange(len(names)), names)
     a.set_xlabel("ℓ: training examples in the subpopulation")
+    a.set_ylabel("mean Feldman–Zhang memorization")
     a.set_title("Measured memorization by subpopulation size")
     a.legend(frameon=False)
-    spec = {int(k): v for k, v in summary["spectrum"].items()}
-    sizes = np.array(sorted((ell for ell, c in spec.items() for _ in range(c)), reverse=True), dtype=float)
-    ranks = np.arange(1, sizes.size + 1)
-    b.loglog(ranks, sizes, ".", color="#4c72b0", label="subpopulations, by size")
-    s = summary["zipf_exponent"]
-    b.loglog(ranks, np.exp(summary["zipf_log_scale"]) * ranks ** -s, "--", color="#888888",
-             label=f"Zipf fit, exponent {s:.2f}")
     b.set_xlabel("rank")
     b.set_ylabel("training examples")
     b.set_title("Frequency spectrum and Feldman's prior")
-    b.legend(frameon=False)
+    b.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -63,7 +66,8 @@ def _fmt(x) -> str:
 
 
 def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
-    """Run the diagnostic on a Fashion-MNIST subset (quick: 2,000 images, 32 MLPs)."""
+    """Run the diagnostic on Fashion-MNIST (quick: 2,000 images, 32 MLPs; full: all 60,000 images, 128 MLPs), in
+    the input-feature space and in the penultimate layer of an MLP trained on every image."""
     check_seed(seed)
     cfg = QUICK if quick else FULL
     out = prepare_out_dir(out_dir)
@@ -75,31 +79,51 @@ def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
         pop = train_population(ds, model=MLPConfig(epochs=cfg["epochs"]),
                                masks=make_masks(cfg["n_models"], ds.n_train, p=0.7, seed=seed), seed=seed)
     mem = memorization(pop)
-    with step("long-tail diagnostic"):
-        X, _ = standardized_features(ds)
-        diag = long_tail_diagnostic(X, ds.y_train, mem.scores, seed=seed)
-    s = diag.summary
-    save_figure(_figure(s), out, "long_tail_buckets")
-    b = {x["l"]: x for x in s["buckets"]}
+    c = pop.signal("train", "correct").astype(np.float64)
+    in_count = pop.masks.sum(0)
+    with np.errstate(invalid="ignore"):
+        acc_in = (c * pop.masks).sum(0) / np.where(in_count > 0, in_count, np.nan)
+    diags = {}
+    for space in SPACES:
+        with step(f"long-tail diagnostic in the {space} space"), limit_threads(1):
+            X, what = representation(ds, space=space, config=MLPConfig(epochs=cfg["epochs"]), seed=seed)
+            diags[space] = long_tail_diagnostic(X, ds.y_train, mem.scores, in_accuracy=acc_in, seed=seed,
+                                                representation=what).summary
+    save_figure(_figure(diags), out, "long_tail_buckets")
     results = {"config": {**cfg, "model": "MLP (128 hidden)", "subset_ratio": 0.7, "seed": seed},
-               "long_tail": s, "n_memorized": int(mem.n_memorized(0.25)),
-               "singleton_vs_large_mean_memorization": [b["1"]["mean_memorization"], b[">16"]["mean_memorization"]]}
+               "n_memorized": int(mem.n_memorized(0.25)), "long_tail": diags,
+               "singleton_vs_large_mean_memorization": {
+                   space: [d["buckets"][0]["mean_memorization"], d["buckets"][-1]["mean_memorization"]]
+                   for space, d in diags.items()}}
     write_results(out, results)
-    rows = "\n".join(f"| {x['l']} | {x['n_subpopulations']} | {x['n_examples']} | {_fmt(x['mean_memorization'])} |"
-                     for x in s["buckets"])
+    rows = "\n".join(
+        f"| {b['l']} | " + " | ".join(f"{d['buckets'][i]['n_subpopulations']} | {d['buckets'][i]['n_examples']} | "
+                                      f"{_fmt(d['buckets'][i]['mean_memorization'])} | "
+                                      f"{_fmt(d['buckets'][i].get('cost_of_not_fitting'))}"
+                                      for d in diags.values()) + " |"
+        for i, b in enumerate(diags["features"]["buckets"]))
+    lines = "\n".join(
+        f"- **{space}** ({d['representation']}): {d['n_subpopulations']:,} subpopulations, {d['n_singletons']:,} "
+        f"singletons, Zipf exponent {d['zipf_exponent']:.2f}, τ₁·n = {_fmt(d['tau_1_times_n'])}; Spearman of the "
+        f"prediction 1/ℓ with memorization {d['spearman_prediction_vs_memorization']:.3f}; cost of not fitting, all "
+        f"buckets: {_fmt(d['cost_of_not_fitting_total'])}" for space, d in diags.items())
+    head = " | ".join(f"{s}: subpop. | {s}: examples | {s}: mean mem. | {s}: cost of not fitting" for s in diags)
     write_readme(out, f"""# {NAME}
 
 {DESCRIPTION}.
 
-{cfg['n_models']} MLPs on random 70% subsets of {ds.n_train:,} Fashion-MNIST images; subpopulations: {s['method']}.
-{s['n_subpopulations']:,} subpopulations, {s['n_singletons']:,} singletons, Zipf exponent {s['zipf_exponent']:.2f},
-τ₁·n = {s['tau_1_times_n']:.2f}. Spearman of the prediction 1/ℓ with memorization:
-{s['spearman_prediction_vs_memorization']:.3f}.
+{cfg['n_models']} MLPs on random 70% subsets of {ds.n_train:,} Fashion-MNIST images ({int(mem.n_memorized(0.25)):,}
+examples with memorization ≥ 0.25); subpopulations by k-means per class, about 10 examples each (our
+operationalization), in two representation spaces:
 
-| ℓ | subpopulations | examples | mean memorization |
-|---|---|---|---|
+{lines}
+
+| ℓ | {head} |
+|---|{'---|' * (4 * len(diags))}
 {rows}
 
-Figure: `long_tail_buckets.png` (memorization by subpopulation size; the spectrum with the fitted prior).
+The cost of not fitting is Feldman's ``τ_ℓ · errn_ℓ`` (Thm 2.3) with ``τ_ℓ`` of the fitted prior and ``errn_ℓ`` the
+expected number of the bucket's examples the models trained on them still misclassify.
+Figure: `long_tail_buckets.png` (memorization by subpopulation size; the spectra with the fitted priors).
 """)
     return results

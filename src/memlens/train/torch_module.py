@@ -643,6 +643,46 @@ def preflight(config: TorchModuleConfig, dataset) -> None:
     _probe(model, x, config, dataset.n_classes)
 
 
+def fit_full_module(config: TorchModuleConfig, X, y, *, n_classes: int, input_shape: tuple, seed: int):
+    """One module trained on every row ``X`` by the population's trainer (its configuration, augmentation and
+    seed handling), returned as ``(fit, module)``: the :class:`ModuleFit` and a real ``nn.Module`` holding the
+    trained state (what per-example gradients, hooks and representations need)."""
+    fit = fit_module_block(config, X, y, masks=np.ones((1, X.shape[0]), dtype=bool), seeds=np.array([seed]),
+                           n_classes=n_classes, input_shape=input_shape)
+    if fit.vectorized:
+        params, buffers = {k: v[0] for k, v in fit.params.items()}, {k: v[0] for k, v in fit.buffers.items()}
+        module = _build(config.make_factory(), input_shape, n_classes, seed, "cpu")   # model 0's state, loaded
+        module.load_state_dict({**params, **buffers})
+    else:
+        module = fit.models[0]
+    return fit, module
+
+
+def penultimate_features(module, X, *, input_shape: tuple, rows: int = 1024) -> np.ndarray:
+    """``(n, h)`` activations entering the module's last ``nn.Linear`` layer (its penultimate representation) on rows
+    ``X (n, ...)``, in eval mode; refused when the module has no ``nn.Linear``."""
+    import torch  # heavy: imported on first use
+
+    linear = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    if not linear:
+        raise MemlensInputError("model: the module has no nn.Linear layer, so it has no penultimate representation "
+                                "to cluster; use long_tail_space='features'", param="long_tail_space")
+    seen = []
+    hook = linear[-1].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().reshape(
+        inp[0].shape[0], -1).numpy().copy()))
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            for r0 in range(0, X.shape[0], rows):
+                module(torch.as_tensor(np.ascontiguousarray(X[r0:r0 + rows], dtype=np.float32)).reshape(
+                    -1, *input_shape))
+    finally:
+        hook.remove()
+        module.train(was_training)
+    return np.concatenate(seen).astype(np.float64)
+
+
 def fit_block(config, X, y, X_test, y_test, *, n_classes, masks, seeds, shared, input_shape=None, first_model=0):
     """The registry's ``fit_block``: train the block, return a function from rows to its logits."""
     if input_shape is None:
