@@ -76,6 +76,64 @@ def test_reproduction_on_fashion_mnist(tmp_path):
     out = tmp_path / "ltd"
     assert main(["reproduce", "long-tail-diagnostic", "--quick", "--out", str(out)]) == 0
     r = json.loads((out / "results.json").read_text())
-    single, large = r["singleton_vs_large_mean_memorization"]
-    assert single > large                   # rare subpopulations are memorized more (0.49 vs 0.09 at seed 0)
+    for space in ("features", "penultimate"):
+        single, large = r["singleton_vs_large_mean_memorization"][space]
+        assert single > large               # rare subpopulations are memorized more (0.49 vs 0.09 at seed 0)
+    assert "hidden layer" in r["long_tail"]["penultimate"]["representation"]
     assert (out / "long_tail_buckets.png").stat().st_size > 10_000 and (out / "README.md").exists()
+
+
+def test_penultimate_features_of_a_module_and_an_mlp():
+    import torch
+
+    from memlens.audits.long_tail import representation
+    from memlens.data import from_arrays
+    from memlens.train import MLPConfig
+    from memlens.train.torch_module import penultimate_features
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    X = np.random.default_rng(0).standard_normal((7, 12)).astype(np.float32)
+    H = penultimate_features(net, X, input_shape=(1, 3, 4), rows=3)
+    with torch.no_grad():
+        want = torch.relu(net[1](torch.as_tensor(X))).numpy()
+    np.testing.assert_allclose(H, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(MemlensInputError, match="no nn.Linear"):
+        penultimate_features(torch.nn.Sequential(torch.nn.Flatten()), X, input_shape=(12,))
+    rng = np.random.default_rng(1)
+    ds = from_arrays(rng.standard_normal((60, 4)), rng.integers(0, 2, 60), rng.standard_normal((10, 4)),
+                     rng.integers(0, 2, 10), name="tiny")
+    H, what = representation(ds, space="penultimate", config=MLPConfig(hidden=(6,), epochs=2), seed=0)
+    assert H.shape == (60, 6) and H.min() >= 0 and "hidden layer (6 units)" in what
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--long-tail-space", "penultimate"], "--long-tail"),
+    (["--long-tail", "--long-tail-space", "penultimate"], "no"),            # logreg has no hidden layer
+])
+def test_long_tail_space_refused_before_work(tmp_path, capsys, args, needle):
+    out = tmp_path / "x"
+    assert main(["audit", "--dataset", "digits", "--models", "4", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "--long-tail-space" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_long_tail_space_checks():
+    from memlens.audits.long_tail import check_long_tail_space
+    from memlens.train import MLPConfig, make_model_config
+
+    assert check_long_tail_space("penultimate", "mlp", MLPConfig()) == "penultimate"
+    assert check_long_tail_space("features", "logreg", make_model_config("logreg")) == "features"
+    with pytest.raises(MemlensInputError, match="has none"):
+        check_long_tail_space("penultimate", "mlp", MLPConfig(hidden=()))
+    with pytest.raises(MemlensInputError, match="long_tail_space must be one of"):
+        check_long_tail_space("pixels", "mlp", MLPConfig())
+
+
+def test_audit_long_tail_in_the_penultimate_layer(tmp_path):
+    out = tmp_path / "lt"
+    assert main(["audit", "--dataset", "digits", "--model", "mlp", "--models", "8", "--no-attacks", "--long-tail",
+                 "--long-tail-space", "penultimate", "--out", str(out), "--no-progress"]) == 0
+    s = json.loads((out / "summary.json").read_text())["long_tail"]
+    assert "hidden layer" in s["representation"] and sum(b["n_examples"] for b in s["buckets"]) == 1347
