@@ -76,6 +76,13 @@ def _summary_rows(s) -> list[tuple[str, str]]:
     for b in (s.get("long_tail") or {}).get("buckets") or []:   # --long-tail: memorization by subpopulation size
         rows.append((f"subpopulations of size {b['l']}", f"{b['n_examples']:,} examples, mean memorization "
                      f"{_num(b.get('mean_memorization'), '.3f')}"))
+    att = s.get("attribute") or {}
+    if att:                                                     # --sensitive-column: attribute inference
+        rows.append((f"attribute inference, column {att.get('column')}",
+                     f"members {_pct((att.get('members') or {}).get('accuracy'))} vs non-members "
+                     f"{_pct((att.get('nonmembers') or {}).get('accuracy'))} (baseline "
+                     f"{_pct((att.get('members') or {}).get('baseline'))}); {att.get('n_high')} examples with "
+                     f"attribute memorization >= {att.get('threshold')}"))
     for key, label in (("training_seconds", "training"), ("attack_seconds", "attacks"),
                        ("runtime_seconds", "whole audit")):
         if s.get(key) is not None:

@@ -26,12 +26,13 @@ __all__ = ["Population", "SIGNALS", "SIGNAL_SIGN", "signals_from_logits", "signa
 #: (Carlini et al. 2022, §IV-B); ``loss``: cross-entropy −log p_y; ``correct``: 1.0 where argmax = y; ``pred``: the
 #: predicted class argmax (as a float; what the models that did not see an example predict for it separates a
 #: mislabeled example from an atypical one). ``pred`` is optional: populations without it still load. A population
-#: trained with label-only queries also has ``robust`` on its train split (:mod:`memlens.train.label_queries`).
+#: trained with label-only or attribute queries also has ``robust`` / ``attribute`` on its train split
+#: (:mod:`memlens.train.label_queries`).
 SIGNALS = ("logit", "loss", "correct", "pred")
 #: The direction of every signal: +1 where a higher value means the model fits the example better, −1 where a lower
 #: value does (the losses). Measures and attacks orient their scores by it (higher = more memorized / member).
 SIGNAL_SIGN = {"correct": 1.0, "logit": 1.0, "loss": -1.0, "log_likelihood": 1.0, "token_accuracy": 1.0,
-               "robust": 1.0}
+               "robust": 1.0, "attribute": 1.0}
 
 _FORMAT = "memlens-population/1"
 #: Provenance key listing the model rows whose membership is unknown (see :attr:`Population.known_rows`).

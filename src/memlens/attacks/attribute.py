@@ -20,7 +20,11 @@ import numpy as np
 
 from .._validation import MemlensInputError, check_array, check_int
 
-__all__ = ["AttributeInference", "attribute_inference"]
+__all__ = ["AttributeInference", "attribute_inference", "PopulationAttributeInference", "attribute_memorization",
+           "ATTRIBUTE_SIGNAL"]
+
+#: The population signal :func:`attribute_memorization` reads.
+ATTRIBUTE_SIGNAL = "attribute"
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,3 +109,94 @@ def attribute_inference(predict_proba: Callable, X, y, *, column: int, values=No
     base = vals[np.argmax(freq)]
     return AttributeInference(guess=guess, scores=scores, values=vals, correct=guess == true,
                               baseline_correct=np.full(true.shape, base) == true)
+
+
+@dataclass(frozen=True, eq=False)
+class PopulationAttributeInference:
+    """Attribute inference over a population: per example, as a member and as a non-member.
+
+    Attributes
+    ----------
+    accuracy_in, accuracy_out : ndarray, shape (n,)
+        Fraction of the models that trained / did not train on the example whose guess of its sensitive value is
+        right (NaN without such models).
+    baseline_correct : ndarray of bool, shape (n,)
+        Whether the most frequent value of the column (the guess without the model) is right.
+    memorization : ndarray, shape (n,)
+        ``accuracy_in − accuracy_out``: the example's attribute memorization (higher = the model reveals its
+        sensitive value because it trained on it).
+    summary : dict
+        ``summary.json``'s ``attribute`` block.
+    """
+
+    accuracy_in: np.ndarray
+    accuracy_out: np.ndarray
+    baseline_correct: np.ndarray
+    memorization: np.ndarray
+    summary: dict
+
+
+def attribute_memorization(pop, sensitive_values, *, label_memorization=None, column=None,
+                           threshold: float = 0.25) -> PopulationAttributeInference:
+    """Attribute inference measured on a population with the ``attribute`` signal (module docstring).
+
+    Parameters
+    ----------
+    pop : Population
+        With ``signals["train"]["attribute"]`` (training with ``AttributeQueries``).
+    sensitive_values : array, shape (n_train,)
+        The true values of the sensitive column (for the baseline).
+    label_memorization : array, shape (n_train,), optional
+        Feldman–Zhang label memorization, for the Spearman correlation of the two.
+    column : int or str, optional
+        The sensitive column, recorded in the summary.
+    threshold : float
+        Attribute memorization counted as high (as Feldman & Zhang's 0.25 for labels).
+    """
+    from scipy import stats
+
+    if ATTRIBUTE_SIGNAL not in pop.signals.get("train", {}):
+        raise MemlensInputError("the population has no 'attribute' signal on its train split: train it with "
+                                "attribute queries (train_population(..., attribute_queries=AttributeQueries(column)),"
+                                " or memlens audit --sensitive-column J)", param="signal")
+    A = np.asarray(pop.signal("train", ATTRIBUTE_SIGNAL), dtype=np.float64)
+    M = pop.masks & pop.known_rows[:, None]
+    O = ~pop.masks & pop.known_rows[:, None]
+    true = np.asarray(sensitive_values)
+    if true.shape != (A.shape[1],):
+        raise MemlensInputError(f"sensitive_values must hold one value per training example ({A.shape[1]}); got "
+                                f"shape {true.shape}")
+    vals, counts = np.unique(true, return_counts=True)
+    base = true == vals[np.argmax(counts)]
+    n_in, n_out = M.sum(0), O.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc_in = np.where(n_in > 0, (A * M).sum(0) / n_in, np.nan)
+        acc_out = np.where(n_out > 0, (A * O).sum(0) / n_out, np.nan)
+    mem = acc_in - acc_out
+    pooled_in = float((A * M).sum() / max(M.sum(), 1))
+    pooled_out = float((A * O).sum() / max(O.sum(), 1))
+    # the baseline on the same (model, example) pairs as each pooled accuracy
+    base_in = float((M * base[None, :]).sum() / max(M.sum(), 1))
+    base_out = float((O * base[None, :]).sum() / max(O.sum(), 1))
+    ok = np.isfinite(mem)
+    rho = None
+    if label_memorization is not None:
+        lm = np.asarray(label_memorization, dtype=np.float64)
+        both = ok & np.isfinite(lm)
+        if both.sum() > 2 and np.ptp(mem[both]) > 0 and np.ptp(lm[both]) > 0:
+            rho = float(stats.spearmanr(mem[both], lm[both]).statistic)
+    order = np.argsort(-np.where(ok, mem, -np.inf), kind="stable")
+    summary = {
+        "column": column, "n_values": int(vals.size), "baseline_value": vals[np.argmax(counts)].item(),
+        "members": {"accuracy": pooled_in, "baseline": base_in, "advantage": pooled_in - base_in},
+        "nonmembers": {"accuracy": pooled_out, "baseline": base_out, "advantage": pooled_out - base_out},
+        "member_minus_nonmember_accuracy": pooled_in - pooled_out,
+        "mean_attribute_memorization": float(np.mean(mem[ok])) if ok.any() else None,
+        "threshold": threshold, "n_high": int(np.sum(mem[ok] >= threshold)),
+        "spearman_with_label_memorization": rho,
+        "top": [int(i) for i in order[:20] if ok[i]],
+        "method": "the confidence-score attack per model (Yeom et al. 2018; with the value's frequency as a prior, "
+                  "Mehnaz et al. 2022); attribute memorization = mean correctness over IN models − over OUT models "
+                  "(Feldman–Zhang on this signal)",
+    }
+    return PopulationAttributeInference(acc_in, acc_out, base, mem, summary)

@@ -52,6 +52,7 @@ from .._validation import (
     did_you_mean,
     warn,
 )
+from ..attacks.attribute import attribute_memorization
 from ..data import DATASETS, Dataset, load_dataset, make_masks
 from ..measures import high_influence_pairs, influence, memorization, noise_floor, out_predictions
 from ..population import Population
@@ -59,7 +60,7 @@ from ..privacy.accountant import DPConfig, check_dp_target
 from ..report.html import render_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
-from ..train import TRAINERS, LabelQueries, configure_model
+from ..train import TRAINERS, AttributeQueries, LabelQueries, configure_model
 from ..train.torch_module import TorchModuleConfig, input_shape_of
 from . import pipeline
 from .attacks import (  # noqa: F401  (re-exported: their first home was this module)
@@ -203,7 +204,8 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
               on_shard: Callable[[int, int, int], None] | None = None, attacks: bool = True,
               attack_targets: int = DEFAULT_ATTACK_TARGETS, dp_epsilon: float | None = None,
               dp_delta: float | None = None, loo: bool = False, proxies: bool = False, long_tail: bool = False,
-              long_tail_space: str = "features", label_only=False, executor="local", ray_address: str | None = None,
+              long_tail_space: str = "features", label_only=False, sensitive_column=None,
+              attribute_prior: bool = True, executor="local", ray_address: str | None = None,
               ray_num_cpus: int | None = None, lira_convention: str = "memlens", jobs: int | None = 1) -> AuditResult:
     """Train a population, estimate memorization and influence, and write the audit into ``out``.
 
@@ -274,6 +276,14 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         functions; mlp: training dynamics, TracIn, EK-FAC, curvature; :mod:`memlens.audits.proxies`) and compare
         each with the population's memorization. Adds ``proxy_<name>`` columns to ``examples.csv``, a ``proxies``
         block to ``summary.json`` and a section to ``report.html``; not part of the run's identity.
+    sensitive_column : int or str, optional
+        Also run attribute inference on this feature (an index, or a name of ``dataset.feature_names``): while
+        training, every model guesses every training example's value of it from the other features and the label
+        (:mod:`memlens.train.label_queries`); ``summary.json`` gains an ``attribute`` block (accuracy on members and
+        non-members against the most-frequent-value baseline) and examples.csv the per-example attribute
+        memorization. The column must take 2 to 64 distinct values. Part of the run's identity.
+    attribute_prior : bool
+        Add the value's frequency as a prior to the model's score (Mehnaz et al.); False: Yeom et al.'s attack.
     long_tail_space : {"features", "penultimate"}
         Where the long-tail diagnostic clusters the examples: the standardized input features, or the penultimate
         layer of one model of the population's configuration trained on every example (mlp, cnn, your module).
@@ -345,6 +355,7 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     ds = _check_dataset(dataset)
     if label_queries is not None:
         label_queries.check_input(input_shape_of(ds))
+    attribute_queries = check_sensitive_column(sensitive_column, attribute_prior, ds, trainer, model)
     if model == "kernel-ridge":
         check_kernel_memory(ds.n_train, ds.n_test)
     n_in = pipeline.check_subset_size(subset_ratio, ds.n_train)
@@ -364,10 +375,12 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
         config["dp"] = dp.to_dict()
     if label_queries is not None:   # likewise: runs without label-only queries keep theirs
         config["label_queries"] = label_queries.to_dict()
+    if attribute_queries is not None:
+        config["attribute_queries"] = attribute_queries.to_dict()
     masks = audit_masks(n_models, ds.n_train, subset_ratio=subset_ratio, seed=seed)
     job = pipeline.ShardJob(_train_shard, shared={"dataset": ds},
                             fixed={"model": trainer_model, "seed": seed, "backend": backend, "dp": dp,
-                                   "label_queries": label_queries},
+                                   "label_queries": label_queries, "attribute_queries": attribute_queries},
                             desc=f"training {model} on {ds.name}",
                             setup=partial(pipeline.prepare_shared, dataset=ds, model=trainer_model, backend=backend,
                                           dp=dp, progress=opts.progress))
@@ -476,6 +489,15 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
         with pipeline.phase(opts, "memorization proxies (one model, one core)"), limit_threads(1):
             prox = proxies_fn(mem, pairs)
         summary = dataclasses.replace(summary, proxies=dict(prox.summary))
+    attr = None
+    aq = (pop.provenance or {}).get("attribute_queries")
+    if "attribute" in pop.signals.get("train", {}) and isinstance(aq, Mapping):
+        with pipeline.phase(opts, "attribute inference"):
+            col = int(aq["column"])
+            names = list(getattr(ds, "feature_names", None) or [])
+            attr = attribute_memorization(pop, np.asarray(ds.X_train)[:, col], label_memorization=mem.scores,
+                                          column=names[col] if col < len(names) else col)
+        summary = dataclasses.replace(summary, attribute=dict(attr.summary))
     lt = None
     if long_tail_fn is not None:
         with pipeline.phase(opts, "long-tail diagnostic (subpopulations, Feldman's prior)"):
@@ -486,7 +508,7 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
     with pipeline.phase(opts, "examples.csv, pairs.csv, report.html"):
         summary = pipeline.write_results(
             trained.run, files={"examples.csv": examples_csv(mem, ds.y_train, att, loo_res, out_pred, proxies=prox,
-                                                        long_tail=lt),
+                                                        long_tail=lt, attribute=attr),
                                 "pairs.csv": pairs_csv(pairs)},
             summary=summary, t0=t0,
             report=lambda s: render_report(summary=s, dataset=ds, memorization=mem,
@@ -494,6 +516,34 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
                                           proxies=prox, long_tail=lt))
     return AuditResult(opts.out, summary.to_json(), ds, pop, mem, infl, pairs, trained.trained, att, loo_res,
                        summary, prox, lt)
+
+
+def check_sensitive_column(sensitive_column, attribute_prior, ds, trainer, model: str):
+    """``sensitive_column`` (None, an index or a feature name) as AttributeQueries or None, refused before any work
+    when it names no feature, is not categorical, or the model keeps no model to query."""
+    if sensitive_column is None:
+        return None
+    names = list(getattr(ds, "feature_names", None) or [])
+    if isinstance(sensitive_column, str) and not sensitive_column.lstrip("-").isdigit():
+        if sensitive_column not in names:
+            hint = f"; the features are named {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}" if names \
+                else "; this dataset has no feature names: pass an index"
+            raise MemlensInputError(f"sensitive_column {sensitive_column!r} is not a feature name{hint}",
+                                    param="sensitive_column")
+        column = names.index(sensitive_column)
+    else:
+        try:
+            column = int(sensitive_column)
+        except (TypeError, ValueError):
+            raise MemlensInputError(f"sensitive_column must be a feature index or name; got {sensitive_column!r}",
+                                    param="sensitive_column") from None
+    if trainer.closed_form or trainer.fit_block is None:
+        raise MemlensInputError(f"sensitive_column queries trained models; model {model!r} is fitted as a whole "
+                                "population in closed form and keeps no model to query: use logreg, mlp, cnn, your "
+                                "own module or training function", param="sensitive_column")
+    queries = AttributeQueries(column=column, prior=attribute_prior)
+    queries.values(ds.X_train)
+    return queries
 
 
 def check_label_only(label_only, trainer, model: str):

@@ -167,14 +167,17 @@ class ShardJob:
 
 
 def train_population_shard(dataset, *, model, masks, seed, model_offset, backend: str = "torch", dp=None,
-                           prepared=None, progress=None, label_queries=None) -> Population:
+                           prepared=None, progress=None, label_queries=None,
+                           attribute_queries=None) -> Population:
     """Train the models of one shard (rows ``model_offset ...`` of the run) with
     :func:`memlens.train.train_population`: the shard function of every audit of feature-array data.
     ``prepared``: the run's shared work (:func:`prepare_shared`); ``label_queries``: record the ``robust`` signal
-    of label-only membership inference."""
+    of label-only membership inference; ``attribute_queries``: the ``attribute`` signal of attribute inference."""
     extra = {} if dp is None else {"dp": dp}
     if label_queries is not None:
         extra["label_queries"] = label_queries
+    if attribute_queries is not None:
+        extra["attribute_queries"] = attribute_queries
     return _train.train_population(dataset, model=model, masks=masks, seed=seed, backend=backend,
                                    model_offset=model_offset, progress=progress, prepared=prepared, **extra)
 

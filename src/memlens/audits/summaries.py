@@ -85,6 +85,7 @@ class AuditSummary:
     runtime_seconds: float | None = None
     proxies: Mapping[str, Any] | None = None
     long_tail: Mapping[str, Any] | None = None
+    attribute: Mapping[str, Any] | None = None
 
     def with_runtime(self, seconds: float) -> "AuditSummary":
         return dataclasses.replace(self, runtime_seconds=float(seconds))
@@ -110,6 +111,8 @@ class AuditSummary:
             out["proxies"] = dict(self.proxies)
         if self.long_tail is not None:
             out["long_tail"] = dict(self.long_tail)
+        if self.attribute is not None:
+            out["attribute"] = dict(self.attribute)
         return out
 
     def lines(self) -> list[str]:
@@ -144,6 +147,12 @@ class AuditSummary:
             out.append(f"long tail: {lt['n_subpopulations']} subpopulations ({lt['n_singletons']} singletons), Zipf "
                        f"exponent {lt['zipf_exponent']:.2f}; mean memorization of singletons "
                        f"{_num(b['1']['mean_memorization'])} vs subpopulations of >16: {_num(b['>16']['mean_memorization'])}")
+        if self.attribute is not None:
+            a = self.attribute
+            out.append(f"attribute inference (column {a['column']}): right on {100 * a['members']['accuracy']:.1f}% of "
+                       f"members vs {100 * a['nonmembers']['accuracy']:.1f}% of non-members (baseline "
+                       f"{100 * a['members']['baseline']:.1f}%); {a['n_high']} examples with attribute memorization "
+                       f">= {a['threshold']:g}")
         return out
 
 

@@ -54,6 +54,7 @@ _FLAGS = {"n_models": "--models", "subset_ratio": "--subset-ratio", "seed": "--s
           "model": "--model", "out": "--out", "shard_size": "--shard-size", "resume and overwrite":
           "--resume and --overwrite", "reproduction": "NAME", "attack_targets": "--attack-targets",
           "dp_epsilon": "--dp-epsilon", "dp_delta": "--dp-delta", "loo": "--loo", "proxies": "--proxies", "long_tail": "--long-tail", "long_tail_space": "--long-tail-space",
+          "sensitive_column": "--sensitive-column", "attribute_prior": "--attribute-no-prior",
           "label_only": "--label-only", "label_queries": "--label-queries", "label_sigma": "--label-sigma",
           "label_shift": "--label-shift", "label_flip": "--label-flip", "label_seed": "--seed",
           "executor": "--backend", "ray_address": "--ray-address", "ray_num_cpus": "--ray-num-cpus",
@@ -152,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--long-tail-space", choices=("features", "penultimate"), default=None,
                        help="with --long-tail: cluster the input features (default) or the penultimate layer of a "
                             "model trained on every example (mlp, cnn, your module)")
+    audit.add_argument("--sensitive-column", default=None, metavar="J",
+                       help="also run attribute inference on feature J (an index, or a feature name of --data): "
+                            "every model guesses every training example's value from its other features and label; "
+                            "reports accuracy on members vs non-members against the most-frequent-value baseline "
+                            "and each example's attribute memorization")
+    audit.add_argument("--attribute-no-prior", action="store_true",
+                       help="with --sensitive-column: score values by the model alone (Yeom et al.), without the "
+                            "value's frequency as a prior")
     audit.add_argument("--label-only", action="store_true",
                        help="also run label-only membership inference: every model labels perturbed copies of every "
                             "training example while it is trained (robustness of the predicted label; "
@@ -330,13 +339,21 @@ def _trained(args):
                      shard_size=args.shard_size, progress=not args.no_progress, attacks=not args.no_attacks,
                      attack_targets=args.attack_targets, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
                      loo=args.loo, proxies=args.proxies, long_tail=args.long_tail,
-                     long_tail_space=_long_tail_space(args),
+                     long_tail_space=_long_tail_space(args), sensitive_column=_sensitive(args),
+                     attribute_prior=not args.attribute_no_prior,
                      label_only=_label_only(args), executor=args.backend, ray_address=args.ray_address,
                      ray_num_cpus=args.ray_num_cpus, lira_convention=args.lira_convention, jobs=jobs_of(args))
 
 
 _LABEL_FLAGS = (("label_queries", "--label-queries", "n_queries"), ("label_sigma", "--label-sigma", "sigma"),
                 ("label_shift", "--label-shift", "max_shift"))
+
+
+def _sensitive(args):
+    if args.attribute_no_prior and args.sensitive_column is None:
+        raise MemlensInputError("--attribute-no-prior sets the attribute attack; add --sensitive-column J, or drop it",
+                                param="sensitive_column")
+    return args.sensitive_column
 
 
 def _long_tail_space(args) -> str:
@@ -369,7 +386,8 @@ _TRAINING_FLAGS = (("data", "--data", None), ("dataset", "--dataset", None), ("m
                    ("model_param", "--model-param", None), ("dp_epsilon", "--dp-epsilon", None),
                    ("dp_delta", "--dp-delta", None), ("loo", "--loo", False), ("proxies", "--proxies", False),
                    ("long_tail", "--long-tail", False), ("long_tail_space", "--long-tail-space", None),
-                   ("label_only", "--label-only", False),
+                   ("label_only", "--label-only", False), ("sensitive_column", "--sensitive-column", None),
+                   ("attribute_no_prior", "--attribute-no-prior", False),
                    ("label_queries", "--label-queries", None), ("label_sigma", "--label-sigma", None),
                    ("label_shift", "--label-shift", None), ("label_flip", "--label-flip", False), ("seed", "--seed", 0),
                    ("subset_ratio", "--subset-ratio", 0.7), ("models", "--models", 256))

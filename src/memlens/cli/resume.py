@@ -76,6 +76,9 @@ def fill_from_manifest(args, given: set) -> None:
         args.label_only = True
         args.label_queries, args.label_sigma = lq.get("n_queries"), lq.get("sigma")
         args.label_shift, args.label_flip = lq.get("max_shift"), bool(lq.get("flip"))
+    aq = cfg.get("attribute_queries")
+    if aq and not ({"sensitive_column", "attribute_no_prior"} & given):
+        args.sensitive_column, args.attribute_no_prior = aq.get("column"), not aq.get("prior", True)
     dp = cfg.get("dp")
     if dp and "dp_epsilon" not in given:
         args.dp_epsilon = dp.get("epsilon")

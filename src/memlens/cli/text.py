@@ -138,6 +138,9 @@ def _run_from_args(args, print_fn) -> int:
         raise MemlensInputError("--loo is not available for the text audit; drop it")
     if getattr(args, "long_tail", False):
         raise MemlensInputError("--long-tail is available for the image/tabular audit, not the text audit; drop it")
+    if getattr(args, "sensitive_column", None) is not None:
+        raise MemlensInputError("--sensitive-column is available for the image/tabular audit, not the text audit; "
+                                "drop it")
     if getattr(args, "label_only", False):
         raise MemlensInputError("--label-only is available for the image/tabular audit, not the text audit; drop it")
     if getattr(args, "proxies", False):

@@ -493,6 +493,7 @@ def render_report(*, summary: Mapping[str, Any], dataset, memorization, influenc
         _loo_section(s, dataset, mem, loo, n_show=n_show) if s.get("loo") else "",
         _proxies_section(s, mem, proxies) if s.get("proxies") and proxies is not None else "",
         _long_tail_section(s) if s.get("long_tail") else "",
+        _attribute_section(s) if s.get("attribute") else "",
         '<p class="note">Files beside this page: <code>examples.csv</code> (every training example), '
         "<code>pairs.csv</code>, <code>summary.json</code>, <code>population/</code> (per-model signals, "
         "readable with <code>memlens.Population.load</code>).</p>",
@@ -554,6 +555,24 @@ def _long_tail_section(s: Mapping[str, Any]) -> str:
         (f'<p class="note">Cost of not fitting (Feldman 2020, Thm 2.3, err ≥ opt + Σ_ℓ τ_ℓ errn_ℓ, with τ_ℓ of the '
          f'fitted prior; our approximation pools the sizes of a bucket): the training errors of the models cost at '
          f'least {_pct(lt["cost_of_not_fitting_total"])} of test accuracy under this prior.</p>' if cost else ""),
+    ])
+
+
+def _attribute_section(s: Mapping[str, Any]) -> str:
+    a = s["attribute"]
+    rows = [[who, _pct(a[key]["accuracy"]), _pct(a[key]["baseline"]), _pct(a[key]["advantage"])]
+            for who, key in (("members (models that trained on the example)", "members"),
+                             ("non-members", "nonmembers"))]
+    rho = a.get("spearman_with_label_memorization")
+    return "".join([
+        f"<h2>Attribute inference: sensitive column {escape(str(a['column']))}</h2>",
+        f'<p class="note">{escape(a["method"])}. The baseline guesses the most frequent value '
+        f'({escape(str(a["baseline_value"]))}) without the model. {a["n_high"]:,} examples have attribute memorization '
+        f'≥ {a["threshold"]:g} (their value is guessed right much more often by the models that trained on them; '
+        f'column <code>attribute_memorization</code> of examples.csv)'
+        + (f"; its Spearman correlation with label memorization is {_num(rho, 2)}" if rho is not None else "")
+        + ".</p>",
+        _table(["examples as", "attack accuracy", "baseline accuracy", "advantage"], rows),
     ])
 
 

@@ -35,7 +35,8 @@ def explanation_text(explanations, i: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- image / tabular
-def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, proxies=None, long_tail=None) -> str:
+def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, proxies=None, long_tail=None,
+                       attribute=None) -> str:
     """``examples.csv``: index, label, memorization, stderr, n_in, n_out (one row per training example).
 
     With ``out_pred`` (:class:`~memlens.measures.OutPredictions`) two columns follow: ``out_majority``, the class
@@ -53,7 +54,9 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, pr
 
     With ``proxies`` (an :class:`~memlens.audits.proxies.AuditProxies`) one ``proxy_<name>`` column per proxy
     follows (higher = more memorized). With ``long_tail`` (:class:`~memlens.audits.long_tail.LongTailDiagnostic`),
-    ``subpopulation`` and ``subpopulation_size`` follow.
+    ``subpopulation`` and ``subpopulation_size`` follow. With ``attribute``
+    (:class:`~memlens.attacks.attribute.PopulationAttributeInference`), ``attribute_accuracy_in``,
+    ``attribute_accuracy_out`` and ``attribute_memorization`` follow.
     """
     header = ["index", "label", "memorization", "stderr", "n_in", "n_out"]
     if out_pred is not None:
@@ -66,6 +69,8 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, pr
     header += [f"proxy_{n}" for n in pnames]
     if long_tail is not None:
         header += ["subpopulation", "subpopulation_size"]
+    if attribute is not None:
+        header += ["attribute_accuracy_in", "attribute_accuracy_out", "attribute_memorization"]
 
     def row(i):
         r = [i, int(labels[i]), fmt(mem.scores[i]), fmt(mem.stderr[i]), int(mem.n_in[i]), int(mem.n_out[i])]
@@ -79,6 +84,8 @@ def image_examples_csv(mem, labels, attacks=None, loo=None, out_pred=None, *, pr
         r += [fmt(proxies.scores[n][i]) for n in pnames]
         if long_tail is not None:
             r += [int(long_tail.cluster[i]), int(long_tail.size[i])]
+        if attribute is not None:
+            r += [fmt(attribute.accuracy_in[i]), fmt(attribute.accuracy_out[i]), fmt(attribute.memorization[i])]
         return r
 
     return csv_text(header, (row(i) for i in range(mem.scores.shape[0])))

@@ -24,7 +24,7 @@ from .closed_form import (
 from .cnn import CNNConfig, residual_cnn
 from .configs import MODEL_CONFIGS, LogisticConfig, MLPConfig, make_model_config
 from .function import FitFunction, FitFunctionConfig
-from .label_queries import LabelQueries
+from .label_queries import AttributeQueries, LabelQueries
 from .logreg import LogisticFit, fit_logistic, logistic_logits
 from .population_training import DEFAULT_BLOCK_SIZE, prepare_population, standardized_features, train_population
 from .torch_mlp import MLPFit, fit_mlp, mlp_logits
@@ -32,7 +32,7 @@ from .torch_module import TorchModule, TorchModuleConfig
 from .trainers import TRAINERS, BlockFit, Prepared, Trainer, config_from_dict, get_trainer, register_trainer
 
 __all__ = [
-    "BlockFit", "LabelQueries", "Prepared", "prepare_population", "Trainer", "TRAINERS", "config_from_dict", "get_trainer", "register_trainer", "CHAR_LM",
+    "AttributeQueries", "BlockFit", "LabelQueries", "Prepared", "prepare_population", "Trainer", "TRAINERS", "config_from_dict", "get_trainer", "register_trainer", "CHAR_LM",
     "KERNEL_RIDGE", "LOGREG", "MLP", "RIDGE", "SKLEARN", "TORCH_MODULE", "CNN", "CNNConfig", "residual_cnn", "FUNCTION", "FitFunction", "FitFunctionConfig", "configure_model", "TorchModule",
     "TorchModuleConfig",
     "autoregressive", "AutoregressiveConfig", "AutoregressiveModel", "AutoregressiveRun", "greedy_continue",

@@ -1,4 +1,5 @@
-"""Label-only queries recorded while a population is trained: the ``robust`` signal.
+"""Queries recorded while a population is trained: the ``robust`` signal of label-only membership inference and the
+``attribute`` signal of attribute inference.
 
 Choquette-Choo, Tramèr, Carlini & Papernot (2021, "Label-only membership inference attacks", §4) score membership by
 how robust the model's *predicted label* is to perturbations of the input: a training example tends to stay
@@ -12,6 +13,17 @@ The perturbations are a pure function of ``(seed, query, first row of the chunk)
 shard and a resumed run see the *same* perturbed queries, so the robustness of two models is compared on identical
 inputs (as the paper queries one fixed set of augmentations). Perturbations act on the features the trainer sees
 (standardized, where the model configuration standardizes): ``sigma`` is in those units.
+
+Attribute inference (Yeom, Giacomelli, Fredrikson & Jha 2018, §5; Mehnaz et al. 2022, the confidence-score attack in
+its Bayes form): the attacker knows every feature of a training example but a sensitive one, and its label; for each
+candidate value ``v`` of the sensitive column it queries the model on ``x[col ← v]`` and guesses the value maximizing
+``log p(y | x[col ← v]) + log π(v)`` (``π``: the value's frequency in the training split; no prior for Yeom et al.'s
+form). :func:`attribute_signal` records, for every model and every training example, whether that guess is right
+(the ``attribute`` signal): the population then tells how much more often it is right when the model trained on the
+example (the example's *attribute memorization*, the Feldman–Zhang difference on this signal) and how much better
+than the baseline that guesses the most frequent value (:mod:`memlens.attacks.attribute`). Candidate values are the
+distinct values of the column in the features the model sees (standardization is affine per column, so they are
+the raw values, transformed).
 """
 from __future__ import annotations
 
@@ -22,10 +34,15 @@ import numpy as np
 
 from .._validation import MemlensInputError, check_float, check_int
 
-__all__ = ["LabelQueries", "perturb_rows", "label_robustness_signal", "ROBUST", "QUERY_ROWS"]
+__all__ = ["LabelQueries", "perturb_rows", "label_robustness_signal", "ROBUST", "QUERY_ROWS", "AttributeQueries",
+           "attribute_signal", "ATTRIBUTE", "MAX_ATTRIBUTE_VALUES"]
 
 #: Name of the signal: the fraction of perturbed queries labelled correctly (higher = fits better).
 ROBUST = "robust"
+#: Name of the attribute-inference signal: 1.0 where the guess of the sensitive value is right.
+ATTRIBUTE = "attribute"
+#: A sensitive column with more distinct values than this is continuous, not an attribute to guess.
+MAX_ATTRIBUTE_VALUES = 64
 #: Rows per perturbation chunk. Part of what the perturbations are (their seeds follow the chunk's first row), so it
 #: is fixed, not a tuning knob.
 QUERY_ROWS = 2048
@@ -158,3 +175,90 @@ def label_robustness_signal(scores: Callable, X, y, *, queries: LabelQueries, n_
                                         f"{Xr.shape[0]}, n_classes); got {s.shape}")
             hits[:, r0:r0 + Xr.shape[0]] += s.argmax(axis=2) == yr[None, :]
     return (hits / queries.n_queries).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AttributeQueries:
+    """Which column is sensitive and how it is guessed (part of a run's identity).
+
+    Attributes
+    ----------
+    column : int >= 0
+        Index of the sensitive feature.
+    prior : bool
+        Add ``log π(v)`` (the value's training-split frequency) to the model's score (Mehnaz et al.'s Bayes form);
+        False: Yeom et al.'s attack on the model's score alone.
+    """
+
+    column: int
+    prior: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "column", check_int("sensitive_column", self.column, min_value=0))
+        if not isinstance(self.prior, (bool, np.bool_)):
+            raise MemlensInputError(f"attribute_prior must be True or False; got {self.prior!r}",
+                                    param="attribute_prior")
+        object.__setattr__(self, "prior", bool(self.prior))
+
+    def values(self, X) -> np.ndarray:
+        """The candidate values ``(V,)``: the column's distinct values in ``X (n, d)``, refused when the column is
+        out of range, constant or continuous."""
+        X = np.asarray(X)
+        if self.column >= X.shape[1]:
+            raise MemlensInputError(f"sensitive_column must be a feature index below {X.shape[1]}; got {self.column}",
+                                    param="sensitive_column")
+        vals = np.unique(X[:, self.column])
+        if vals.size < 2 or vals.size > MAX_ATTRIBUTE_VALUES:
+            raise MemlensInputError(f"sensitive_column {self.column} must take between 2 and {MAX_ATTRIBUTE_VALUES} "
+                                    f"distinct values (a categorical or binary attribute); it takes {vals.size}",
+                                    param="sensitive_column")
+        return vals
+
+    def to_dict(self) -> dict:
+        return {"attack": "attribute inference (Yeom et al. 2018; Mehnaz et al. 2022)", **asdict(self)}
+
+
+def attribute_signal(scores: Callable, X, y, *, queries: AttributeQueries, n_models: int,
+                     rows: int = QUERY_ROWS) -> np.ndarray:
+    """The ``attribute`` signal ``(n_models, n)`` float32: 1.0 where the guess of the sensitive value is right.
+
+    Parameters
+    ----------
+    scores : callable
+        ``scores(X_rows) -> (n_models, rows, n_classes)`` class scores (logits or probabilities: they are turned
+        into ``log p(y | x)`` by a log-softmax, or a log where they already sum to 1).
+    X : array, shape (n, d); y : int array, shape (n,)
+    queries : AttributeQueries
+    n_models : int
+    """
+    from ..population import output_kind
+
+    X = np.asarray(X)
+    y = np.asarray(y, dtype=np.int64)
+    vals = queries.values(X)
+    true = X[:, queries.column]
+    freq = np.array([(true == v).mean() for v in vals])
+    log_prior = np.log(np.maximum(freq, 1e-300)) if queries.prior else np.zeros(vals.size)
+    hits = np.zeros((n_models, X.shape[0]), dtype=np.float32)
+    for r0 in range(0, X.shape[0], rows):
+        Xr, yr = X[r0:r0 + rows], y[r0:r0 + rows]
+        best = np.full((n_models, Xr.shape[0]), -np.inf)
+        guess = np.zeros((n_models, Xr.shape[0]), dtype=np.int64)
+        for j, v in enumerate(vals):
+            Xv = Xr.copy()
+            Xv[:, queries.column] = v
+            s = np.asarray(scores(Xv), dtype=np.float64)
+            if s.ndim != 3 or s.shape[:2] != (n_models, Xr.shape[0]):
+                raise MemlensInputError(f"the block's scores must have shape (n_models={n_models}, rows="
+                                        f"{Xr.shape[0]}, n_classes); got {s.shape}")
+            if output_kind(s) == "proba":
+                lp = np.log(np.maximum(s, 1e-300))
+            else:
+                m = s.max(axis=2, keepdims=True)
+                lp = s - (m + np.log(np.exp(s - m).sum(axis=2, keepdims=True)))
+            score = lp[:, np.arange(Xr.shape[0]), yr] + log_prior[j]
+            better = score > best
+            best = np.where(better, score, best)
+            guess = np.where(better, j, guess)
+        hits[:, r0:r0 + Xr.shape[0]] = vals[guess] == true[r0:r0 + rows][None, :]
+    return hits

@@ -27,7 +27,7 @@ from ..privacy.accountant import dp_plan
 from .builtin import SKLEARN, sgd_convergence
 from .configs import LogisticConfig
 from .dp_sgd import fit_dp_sgd
-from .label_queries import ROBUST, LabelQueries, label_robustness_signal
+from .label_queries import ATTRIBUTE, ROBUST, AttributeQueries, LabelQueries, attribute_signal, label_robustness_signal
 from .sklearn_backend import check_sklearn_classifier, is_sklearn_classifier
 from .torch_module import input_shape_of
 from .trainers import TRAINERS, BlockFit, Prepared, Trainer, get_trainer, trainer_for_config
@@ -77,7 +77,8 @@ def _signals_in_chunks(logits_fn, X, y, k: int) -> dict:
 
 
 def _train_block(trainer: Trainer, model, Xtr, ytr, Xte, yte, n_classes: int, masks, seeds, dp_run=None,
-                 dp_net=None, shared=None, input_shape=None, first_model=0, label_queries=None) -> dict:
+                 dp_net=None, shared=None, input_shape=None, first_model=0, label_queries=None,
+                 attribute_queries=None) -> dict:
     """Train the models of one block (rows of ``masks``) and return their signals and diagnostics (with
     ``label_queries``, also the train split's ``robust`` signal, :mod:`memlens.train.label_queries`)."""
     with limit_threads(1):
@@ -99,13 +100,15 @@ def _train_block(trainer: Trainer, model, Xtr, ytr, Xte, yte, n_classes: int, ma
         else:
             out = {"train": _signals_in_chunks(res.logits, Xtr, ytr, k),
                    "test": _signals_in_chunks(res.logits, Xte, yte, k), "diag": dict(res.diag)}
+        if (label_queries is not None or attribute_queries is not None) and res.logits is None:
+            raise MemlensInputError(f"label-only and attribute queries need the models' class scores on new inputs, "
+                                    f"and trainer {trainer.name!r} returns its signals only (BlockFit.logits is None); "
+                                    "drop them for this model", param="label_queries")
         if label_queries is not None:
-            if res.logits is None:
-                raise MemlensInputError(f"label-only queries need the models' class scores on new inputs, and trainer "
-                                        f"{trainer.name!r} returns its signals only (BlockFit.logits is None); drop "
-                                        "the label-only attack for this model", param="label_queries")
             out["train"][ROBUST] = label_robustness_signal(res.logits, Xtr, ytr, queries=label_queries, n_models=k,
                                                            input_shape=input_shape or (Xtr.shape[1],))
+        if attribute_queries is not None:
+            out["train"][ATTRIBUTE] = attribute_signal(res.logits, Xtr, ytr, queries=attribute_queries, n_models=k)
         return out
 
 
@@ -144,7 +147,8 @@ def _resolve_model(model, backend: str):
 
 def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torch", model_offset: int = 0,
                      progress=None, n_jobs: int = 1, block_size: int | None = None, dp=None,
-                     prepared: Prepared | None = None, label_queries: LabelQueries | None = None) -> Population:
+                     prepared: Prepared | None = None, label_queries: LabelQueries | None = None,
+                     attribute_queries: AttributeQueries | None = None) -> Population:
     """Train one model per mask row and collect the per-example signals of every model.
 
     Parameters
@@ -194,6 +198,9 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
         Also record the train split's ``robust`` signal: the fraction of perturbed copies of each example that each
         model labels correctly (label-only membership inference, :mod:`memlens.train.label_queries`). Not for
         closed-form or text trainers.
+    attribute_queries : AttributeQueries, optional
+        Also record the train split's ``attribute`` signal: whether each model's attribute-inference guess of the
+        sensitive column is right on each example (same module). Not for closed-form or text trainers.
 
     Returns
     -------
@@ -238,12 +245,19 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
     if label_queries is not None and not isinstance(label_queries, LabelQueries):
         raise MemlensInputError(f"label_queries must be a memlens.train.LabelQueries or None; got "
                                 f"{type(label_queries).__name__}", param="label_queries")
-    if label_queries is not None and (trainer.closed_form or trainer.population is not None):
-        raise MemlensInputError(f"label-only queries need models trained block by block; model {trainer.name!r} is "
-                                "fitted as a whole population (closed form): use logreg, mlp, cnn or your own module",
-                                param="label_queries")
+    if attribute_queries is not None and not isinstance(attribute_queries, AttributeQueries):
+        raise MemlensInputError(f"attribute_queries must be a memlens.train.AttributeQueries or None; got "
+                                f"{type(attribute_queries).__name__}", param="attribute_queries")
+    queried = [name for name, q in (("label-only", label_queries), ("attribute", attribute_queries)) if q is not None]
+    if queried and (trainer.closed_form or trainer.population is not None):
+        raise MemlensInputError(f"{' and '.join(queried)} queries need models trained block by block; model "
+                                f"{trainer.name!r} is fitted as a whole population (closed form): use logreg, mlp, "
+                                "cnn or your own module", param="label_queries" if label_queries else
+                                "attribute_queries")
     if label_queries is not None:
         label_queries.check_input(input_shape_of(dataset))
+    if attribute_queries is not None:
+        attribute_queries.values(dataset.X_train)
     if trainer.closed_form:
         if dp is not None:
             raise MemlensInputError(f"dp (DP-SGD) trains models by noisy gradient descent; model {trainer.name!r} is "
@@ -295,7 +309,7 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
     shared, record = (prepared.arrays, dict(prepared.record)) if prepared is not None else (None, {})
     input_shape = input_shape_of(dataset)
     args = [(trainer, model, Xtr, ytr, Xte, yte, n_classes, masks[a:b], seeds[a:b], dp_run, dp_net, shared,
-             input_shape, model_offset + a, label_queries) for a, b in blocks]
+             input_shape, model_offset + a, label_queries, attribute_queries) for a, b in blocks]
     if n_workers == 1:
         results = _collect((_train_block(*a) for a in args), blocks, progress)
     else:
@@ -306,7 +320,7 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
             results = _collect(gen, blocks, progress)
 
     signals = {split: {name: np.concatenate([r[split][name] for r in results])
-                       for name in (*SIGNALS, ROBUST) if all(name in r[split] for r in results)}
+                       for name in (*SIGNALS, ROBUST, ATTRIBUTE) if all(name in r[split] for r in results)}
                for split in ("train", "test")}
     diag = {key: np.concatenate([r["diag"][key] for r in results]) for key in results[0]["diag"]}
     convergence = sgd_convergence(model, diag) if dp_run is not None else trainer.convergence(model, diag)
@@ -327,6 +341,8 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
         provenance["dp"] = dp_run
     if label_queries is not None:
         provenance["label_queries"] = label_queries.to_dict()
+    if attribute_queries is not None:
+        provenance["attribute_queries"] = attribute_queries.to_dict()
     return Population(masks=masks, signals=signals, seeds=seeds,
                       labels={"train": ytr, "test": yte}, provenance=provenance)
 
