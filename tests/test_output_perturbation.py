@@ -102,3 +102,63 @@ def test_informed_reconstruction_reproduction(tmp_path):
     assert mid["spearman_error_vs_memorization"] < -0.2                      # memorized examples exposed first
     assert (tmp_path / "reconstruction_vs_epsilon.png").exists()
     assert json.loads((tmp_path / "results.json").read_text())["config"]["C"] == 10.0
+    mlp = {r["setting"]: r for r in res["mlp"]["settings"]}
+    known, unknown = mlp["SGD, training randomness known"], mlp["SGD, training randomness unknown"]
+    assert known["identified"] > unknown["identified"] + 0.1 and unknown["identified"] <= 0.1
+    assert known["median_error"] < res["mlp"]["prior_median_error"]
+    assert (tmp_path / "reconstructor_mlp.png").exists()
+
+
+def test_full_batch_noise_multiplier_is_exact_gdp_composition():
+    from memlens.privacy.accountant import noise_multiplier_for
+    from memlens.privacy.output_perturbation import full_batch_noise_multiplier
+
+    for eps, T in ((1.0, 10), (8.0, 60), (100.0, 60)):
+        z = full_batch_noise_multiplier(epsilon=eps, delta=1e-5, steps=T)
+        # T Gaussian steps of sensitivity 1 and noise z = one of noise z / sqrt(T): δ(ε) is the target
+        assert gaussian_mechanism_delta(epsilon=eps, sigma=z / math.sqrt(T), sensitivity=1.0) == pytest.approx(
+            1e-5, rel=1e-6)
+        if eps <= 8:   # Opacus's RDP accountant (an upper bound on ε) needs at least as much noise
+            z_rdp = noise_multiplier_for(epsilon=eps, delta=1e-5, sample_rate=1.0, steps=T, accountant="rdp")
+            assert z <= z_rdp * 1.01 and z >= 0.7 * z_rdp
+
+
+def test_fit_reconstructor_recovers_a_planted_linear_map():
+    from memlens.attacks.informed import fit_reconstructor, flatten_parameters
+
+    rng = np.random.default_rng(0)
+    S, d, p = 300, 6, 40
+    Zs = rng.standard_normal((S, d))
+    A = rng.standard_normal((d, p))
+    P = 5.0 + Zs @ A + 1e-3 * rng.standard_normal((S, p))     # parameters move linearly with the example
+    rec = fit_reconstructor(P[:250], Zs[:250], seed=1)
+    pred = rec.predict(P[250:])
+    assert np.median(np.linalg.norm(pred - Zs[250:], axis=1) / np.linalg.norm(Zs[250:], axis=1)) < 0.01
+    assert rec.validation_error < 0.01
+    noise = fit_reconstructor(rng.standard_normal((250, p)), Zs[:250], seed=1)   # parameters carry nothing
+    err = np.linalg.norm(noise.predict(rng.standard_normal((50, p))) - Zs[250:], axis=1) / np.linalg.norm(Zs[250:],
+                                                                                                          axis=1)
+    assert np.median(err) > 0.9
+    W = (np.ones((3, 2, 2)), np.zeros((3, 2, 1)))
+    b = (np.ones((3, 2)), np.ones((3, 1)))
+    assert flatten_parameters(W, b).shape == (3, 4 + 2 + 2 + 1)
+    with pytest.raises(MemlensInputError, match="one row per shadow model"):
+        fit_reconstructor(P[:10], Zs[:9])
+
+
+def test_dp_sgd_init_seeds_share_the_initialization():
+    from memlens.train import fit_dp_sgd
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4)).astype(np.float32)
+    y = rng.integers(0, 2, 30)
+    masks = np.ones((3, 30), dtype=bool)
+    kw = dict(n_classes=2, hidden=(5,), steps=3, sample_rate=1.0, noise_multiplier=0.0, lr=0.1)
+    same = fit_dp_sgd(X, y, masks, seeds=np.array([1, 2, 3]), init_seeds=np.array([7, 7, 7]), **kw)
+    for W in same.weights:
+        np.testing.assert_array_equal(W[0], W[1])
+        np.testing.assert_array_equal(W[0], W[2])
+    own = fit_dp_sgd(X, y, masks, seeds=np.array([1, 2, 3]), **kw)
+    assert not np.array_equal(own.weights[0][0], own.weights[0][1])
+    with pytest.raises(MemlensInputError, match="init_seeds"):
+        fit_dp_sgd(X, y, masks, seeds=np.array([1, 2, 3]), init_seeds=np.array([1, 2]), **kw)

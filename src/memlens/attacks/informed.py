@@ -18,16 +18,25 @@ the example.
 
 Both return the reconstruction and its error; the model must be the exact (converged) minimizer: reconstruction
 error grows with the optimizer's tolerance, which is why DP training (noise in θ) defeats it.
+
+For models without such a closed form (neural networks), Balle et al. (§5) train a *reconstructor*: the adversary
+trains shadow models on its known examples plus one candidate each, and learns the map from a model's parameters
+to the candidate it saw. :func:`fit_reconstructor` learns that map by ridge regression on the centred, flattened
+parameters (our simplification of their reconstructor network: the effect of one example on the parameters is, to
+first order, linear in the example — an influence-function argument — which a linear map can invert), with the
+penalty chosen on held-out shadow models.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._validation import MemlensInputError, check_array, check_float, warn
 
-__all__ = ["InformedReconstruction", "reconstruct_ridge", "reconstruct_logistic", "reconstruct_logistic_all"]
+__all__ = ["InformedReconstruction", "reconstruct_ridge", "reconstruct_logistic", "reconstruct_logistic_all",
+           "Reconstructor", "fit_reconstructor", "flatten_parameters"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,3 +195,95 @@ def reconstruct_logistic_all(coef, intercept, X, y, *, C: float, penalize_interc
         xs = np.where(ok[:, None], xs / vv[:, None], np.nan)
     labels = np.where(ok, (V[:, 0] < 0).astype(np.int64) if W.shape[1] == 1 else np.argmin(V, axis=1), -1)
     return xs, labels
+
+
+def flatten_parameters(weights, biases) -> np.ndarray:
+    """``(K, p)``: the stacked parameters of ``K`` models (tuples of ``(K, ...)`` arrays, e.g. an ``MLPFit``'s
+    ``weights`` and ``biases``) flattened into one row per model."""
+    parts = [np.asarray(a, dtype=np.float64) for a in (*weights, *biases)]
+    K = parts[0].shape[0]
+    if any(a.shape[0] != K for a in parts):
+        raise MemlensInputError("weights and biases must stack the same number of models on their first axis")
+    return np.concatenate([a.reshape(K, -1) for a in parts], axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class Reconstructor:
+    """A learned map from a model's parameters to the missing example (:func:`fit_reconstructor`).
+
+    Attributes
+    ----------
+    model : sklearn.linear_model.Ridge
+        Fitted on centred parameters.
+    center : ndarray, shape (p,)
+        Mean parameters of the shadow models.
+    alpha : float
+        The ridge penalty chosen on held-out shadow models.
+    validation_error : float
+        Their median relative reconstruction error at ``alpha``.
+    """
+
+    model: object
+    center: np.ndarray
+    alpha: float
+    validation_error: float
+
+    def predict(self, params) -> np.ndarray:
+        """``(T, d)`` reconstructions from the parameters ``(T, p)`` of target models."""
+        P = check_array("params", params, ndim=2, dtype=np.float64)
+        if P.shape[1] != self.center.size:
+            raise MemlensInputError(f"params must have {self.center.size} columns (the shadow models' parameters); "
+                                    f"got {P.shape[1]}")
+        return self.model.predict(P - self.center)
+
+
+def _relative_errors(pred, true) -> np.ndarray:
+    return np.linalg.norm(pred - true, axis=1) / np.maximum(np.linalg.norm(true, axis=1), 1e-300)
+
+
+def fit_reconstructor(shadow_params, shadow_examples, *, alphas=(1e-6, 1e-4, 1e-2, 1.0, 1e2), validation: float = 0.2,
+                      seed=0) -> Reconstructor:
+    """Learn the reconstructor of Balle et al. (§5) from shadow models (module docstring; a ridge map, ours).
+
+    Parameters
+    ----------
+    shadow_params : array, shape (S, p)
+        Parameters of ``S`` shadow models, each trained on the adversary's known examples plus one candidate
+        (:func:`flatten_parameters`).
+    shadow_examples : array, shape (S, d)
+        The candidate each shadow model saw.
+    alphas : sequence of float
+        Ridge penalties tried; the one with the smallest median relative error on the held-out shadow models wins,
+        and the map is refitted on all of them.
+    validation : float in (0, 1)
+        Fraction of shadow models held out to choose the penalty.
+    seed : int
+    """
+    from scipy.linalg import LinAlgWarning
+    from sklearn.linear_model import Ridge  # sklearn is heavy: imported on first use
+
+    P = check_array("shadow_params", shadow_params, ndim=2, dtype=np.float64)
+    Z = check_array("shadow_examples", shadow_examples, ndim=2, dtype=np.float64)
+    if Z.shape[0] != P.shape[0]:
+        raise MemlensInputError(f"shadow_examples must have one row per shadow model ({P.shape[0]}); got {Z.shape[0]}")
+    validation = check_float("validation", validation, min_value=0.0, max_value=1.0, min_inclusive=False,
+                             max_inclusive=False)
+    n_val = int(round(validation * P.shape[0]))
+    if P.shape[0] < 4 or not 1 <= n_val < P.shape[0] - 1:
+        raise MemlensInputError(f"fit_reconstructor needs at least 4 shadow models and a validation share that "
+                                f"leaves some on each side; got {P.shape[0]} models, validation={validation}")
+    alphas = [check_float("alphas", a, min_value=0.0, min_inclusive=False) for a in alphas]
+    order = np.random.default_rng(seed).permutation(P.shape[0])
+    val, tr = order[:n_val], order[n_val:]
+    center = P[tr].mean(0)
+    best = None
+    with warnings.catch_warnings():   # tiny penalties are ill-conditioned by design; validation judges them
+        warnings.simplefilter("ignore", category=LinAlgWarning)
+        for a in alphas:
+            pred = Ridge(alpha=a).fit(P[tr] - center, Z[tr]).predict(P[val] - center)
+            err = float(np.median(_relative_errors(pred, Z[val])))
+            if best is None or err < best[1]:
+                best = (a, err)
+        center = P.mean(0)
+        model = Ridge(alpha=best[0]).fit(P - center, Z)
+    return Reconstructor(model=model, center=center, alpha=float(best[0]), validation_error=best[1])

@@ -17,6 +17,9 @@ strongly convex objective plus noise calibrated to how far one example can move 
   This is Opacus's ``delta_eps_mu`` (``opacus.accountants.analysis.gdp``), evaluated here in log space so that it
   stays finite for the very large ε at which an informed adversary's reconstruction starts to succeed (Opacus's
   version overflows above ε ≈ 700 and its inverse is bracketed at ε ≤ 500); the tests check the two agree.
+* :func:`full_batch_noise_multiplier` — ``T`` steps of *full-batch* noisy gradient descent with clipping norm ``C``
+  and noise ``N(0, z² C²)`` compose to exactly ``√T / z``-GDP (Dong, Roth & Su 2022, Cor. 3.3): no subsampling,
+  so no accountant's approximation is involved.
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from scipy.special import log_ndtr
 
 from .._validation import check_float
 
-__all__ = ["gaussian_mechanism_delta", "gaussian_mechanism_sigma", "logistic_l2_sensitivity"]
+__all__ = ["gaussian_mechanism_delta", "gaussian_mechanism_sigma", "logistic_l2_sensitivity",
+           "full_batch_noise_multiplier"]
 
 
 def _log_delta(epsilon: float, mu: float) -> float:
@@ -94,3 +98,14 @@ def logistic_l2_sensitivity(*, C: float, feature_norm: float) -> float:
     C = check_float("C", C, min_value=0.0, min_inclusive=False)
     feature_norm = check_float("feature_norm", feature_norm, min_value=0.0, min_inclusive=False)
     return math.sqrt(2.0) * C * feature_norm
+
+
+def full_batch_noise_multiplier(*, epsilon: float, delta: float, steps: int) -> float:
+    """Noise multiplier ``z`` of ``steps`` full-batch Gaussian steps (sensitivity = the clipping norm, noise
+    ``z`` times it) that compose to exactly ``(ε, δ)``-DP: ``z = √T / μ`` with ``μ`` the GDP parameter of ``(ε, δ)``
+    (module docstring)."""
+    from .._validation import check_int
+
+    steps = check_int("steps", steps, min_value=1)
+    mu = 1.0 / gaussian_mechanism_sigma(epsilon=epsilon, delta=delta, sensitivity=1.0)
+    return math.sqrt(steps) / mu

@@ -92,7 +92,8 @@ def clipped_grad_sum(weights, biases, X, y, valid, *, max_grad_norm: float):
 
 def fit_dp_sgd(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(), steps: int, sample_rate: float,
                noise_multiplier: float, max_grad_norm: float = 1.0, lr: float, momentum: float = 0.0,
-               weight_decay: float = 0.0, normalizer: float | None = None, init: str = "uniform") -> MLPFit:
+               weight_decay: float = 0.0, normalizer: float | None = None, init: str = "uniform",
+               init_seeds=None) -> MLPFit:
     """Train ``K`` models by DP-SGD, model ``k`` on the rows where ``masks[k]`` is True, all in one loop.
 
     Parameters
@@ -120,6 +121,10 @@ def fit_dp_sgd(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(), s
         The noisy sum is divided by it; default ``sample_rate * max_k n_in_k`` (the expected batch size).
     init : {"uniform", "zeros"}
         ``torch.nn.Linear``'s initialization (:func:`memlens.train.torch_mlp.init_mlp`) or all zeros.
+    init_seeds : array of int, shape (K,), optional
+        Draw model ``k``'s uniform initialization from ``default_rng(init_seeds[k])`` instead of its own generator
+        (which then draws only the sampling and the noise): models with a *public*, shared initialization and
+        secret noise, the threat model of an informed adversary who knows the training randomness but the noise.
 
     Returns
     -------
@@ -146,8 +151,13 @@ def fit_dp_sgd(X, y, masks, *, seeds, n_classes: int | None = None, hidden=(), s
     K, d = masks.shape[0], X.shape[1]
     sizes = [d, *[check_int("hidden", h, min_value=1) for h in hidden], n_classes]
     rngs = [np.random.default_rng(int(s)) for s in seeds]
+    if init_seeds is not None:
+        init_seeds = np.asarray(init_seeds)
+        if init_seeds.shape != (K,) or not np.issubdtype(init_seeds.dtype, np.integer):
+            raise MemlensInputError(f"init_seeds must be {K} integers (one per model); got {init_seeds!r:.80}")
     if init == "uniform":
-        inits = [init_mlp(rng, sizes) for rng in rngs]
+        init_rngs = rngs if init_seeds is None else [np.random.default_rng(int(s)) for s in init_seeds]
+        inits = [init_mlp(rng, sizes) for rng in init_rngs]
     else:
         inits = [([np.zeros((a, b), np.float32) for a, b in zip(sizes[:-1], sizes[1:])],
                   [np.zeros(b, np.float32) for b in sizes[1:]]) for _ in range(K)]
