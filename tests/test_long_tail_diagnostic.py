@@ -43,6 +43,17 @@ def test_planted_subpopulations_and_memorization_by_size():
     assert b2["1"]["errn"] == 6 and b2["1"]["cost_of_not_fitting"] == pytest.approx(6 * t1)
     assert b2["2"]["cost_of_not_fitting"] == 0 and d2.summary["cost_of_not_fitting_total"] == pytest.approx(6 * t1)
     assert s["spearman_prediction_vs_memorization"] > 0.6     # 0.70: a 0/1 memorization against 1, 1/2, 1/10
+    # errn counts subpopulations: a cluster of 10 all unfitted is one unfitted subpopulation (cost tau_10), half of a
+    # pair is half of one (0.5 tau_2); the theorem's errn counts each distinct point seen l times once
+    acc = np.ones(len(cl))
+    acc[cl == 14] = 0.0                                        # the last cluster of 10
+    acc[np.flatnonzero(cl == 6)[0]] = 0.0                      # one example of the first pair
+    d3 = long_tail_diagnostic(X, y, mem, n_subpopulations=len(sizes), n_components=6, in_accuracy=acc)
+    b3 = {x["l"]: x for x in d3.summary["buckets"]}
+    prior = zipf_prior(len(sizes), exponent=d3.summary["zipf_exponent"])
+    assert b3["2"]["errn"] == pytest.approx(0.5) and b3["9-16"]["errn"] == pytest.approx(1.0)
+    assert b3["2"]["cost_of_not_fitting"] == pytest.approx(0.5 * tau(prior, n=len(X), ell=2))
+    assert b3["9-16"]["cost_of_not_fitting"] == pytest.approx(tau(prior, n=len(X), ell=10))
 
 
 def test_zipf_fit_recovers_the_exponent():

@@ -90,10 +90,14 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
         Principal components kept before clustering.
     in_accuracy : array, shape (n,), optional
         Each example's accuracy among the models that trained on it. Adds, per bucket, the training error
-        ``errn_ℓ`` (expected unfitted training examples of the bucket) and the **cost of not fitting** them,
-        ``τ_ℓ · errn_ℓ`` (Feldman 2020, Thm 2.3: ``err ≥ opt + Σ_ℓ τ_ℓ errn_S(A, ℓ)``), with ``τ_ℓ`` of the fitted
-        prior at the bucket's smallest ``ℓ`` (our approximation: the buckets pool sizes, and the theorem's ``ℓ`` is
-        the count in the training set, here the count in the whole pool).
+        ``errn_ℓ`` and the **cost of not fitting** ``Σ τ_ℓ · errn_ℓ`` (Feldman 2020, Thm 2.3:
+        ``err ≥ opt + Σ_ℓ τ_ℓ errn_S(A, ℓ)``), with ``τ_ℓ`` of the fitted prior. The theorem's ``errn_S(A, ℓ)``
+        counts each distinct point seen ℓ times once; here the unit is the subpopulation (Feldman's mixture
+        version, Sec. 3), so a subpopulation of ℓ examples contributes the *fraction* of its examples that the models
+        trained on them misclassify: ``errn_ℓ = Σ_{i in bucket} (1 − acc_in_i) / ℓ_i``, each term weighted by the
+        ``τ`` of its own ``ℓ_i`` (our operationalization; ``ℓ`` is the count in the whole pool, not in each model's
+        subset, and the subpopulation coupling ``λ_ℓ`` of Sec. 3 is taken as 1, so the cost is an upper reading of
+        the bound for clusters that are not perfectly separated).
     seed : int
     """
     from sklearn.cluster import KMeans  # deferred: sklearn is heavy
@@ -143,6 +147,11 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
     if acc_in is not None and acc_in.shape != (n,):
         raise MemlensInputError(f"in_accuracy must have shape ({n},); got {acc_in.shape}")
     prior = zipf_prior(N, exponent=max(s, 1e-6)) if N >= 2 else None
+    share = tau_i = None
+    if acc_in is not None and prior is not None:
+        share = (1.0 - acc_in) / size                      # each example's part of its subpopulation's unfitness
+        taus = {int(ell): float(tau(prior, n=n, ell=int(ell))) for ell in np.unique(size) if ell <= n}
+        tau_i = np.array([taus.get(int(ell), 0.0) for ell in size])
     buckets = []
     for lo, hi in BUCKETS:
         sel = (size >= lo) & ((size <= hi) if hi is not None else True)
@@ -152,12 +161,11 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
                                                                              if hi is not None else True)).sum()),
                         "mean_memorization": float(mem[ok].mean()) if ok.any() else None,
                         "fraction_memorized": float((mem[ok] >= MEM_THRESHOLD).mean()) if ok.any() else None})
-        if acc_in is not None and prior is not None and lo <= n:
-            fin = sel & np.isfinite(acc_in)
-            errn = float(np.sum(1.0 - acc_in[fin]))
-            t = float(tau(prior, n=n, ell=lo))
+        if share is not None and lo <= n:
+            fin = sel & np.isfinite(share)
             buckets[-1].update(train_error_in=float(np.mean(1.0 - acc_in[fin])) if fin.any() else None,
-                               tau_l_times_n=t * n, errn=errn, cost_of_not_fitting=t * errn)
+                               tau_l_times_n=float(tau(prior, n=n, ell=lo)) * n, errn=float(np.sum(share[fin])),
+                               cost_of_not_fitting=float(np.sum(tau_i[fin] * share[fin])))
     ok = np.isfinite(mem)
     varied = ok.sum() > 2 and np.ptp(predicted[ok]) > 0 and np.ptp(mem[ok]) > 0
     rho = float(stats.spearmanr(predicted[ok], mem[ok]).statistic) if varied else float("nan")

@@ -122,8 +122,9 @@ operationalization), in two representation spaces:
 |---|{'---|' * (4 * len(diags))}
 {rows}
 
-The cost of not fitting is Feldman's ``τ_ℓ · errn_ℓ`` (Thm 2.3) with ``τ_ℓ`` of the fitted prior and ``errn_ℓ`` the
-expected number of the bucket's examples the models trained on them still misclassify.
+The cost of not fitting is Feldman's ``Σ τ_ℓ · errn_ℓ`` (Thm 2.3) with ``τ_ℓ`` of the fitted prior and ``errn_ℓ``
+counting subpopulations: one of ℓ examples adds the fraction of them that the models trained on them misclassify
+(a lower bound on the test accuracy those training errors cost, under the fitted prior).
 Figure: `long_tail_buckets.png` (memorization by subpopulation size; the spectra with the fitted priors).
 """)
     return results

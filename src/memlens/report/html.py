@@ -553,7 +553,8 @@ def _long_tail_section(s: Mapping[str, Any]) -> str:
                 "memorized (≥ 0.25)"] + (["training error (IN models)", "cost of not fitting (τ_ℓ · errn)"]
                                          if cost else []), rows),
         (f'<p class="note">Cost of not fitting (Feldman 2020, Thm 2.3, err ≥ opt + Σ_ℓ τ_ℓ errn_ℓ, with τ_ℓ of the '
-         f'fitted prior; our approximation pools the sizes of a bucket): the training errors of the models cost at '
+         f'fitted prior; our operationalization counts subpopulations: one of ℓ examples adds the fraction of them the '
+         f'models misclassify): the training errors of the models cost at '
          f'least {_pct(lt["cost_of_not_fitting_total"])} of test accuracy under this prior.</p>' if cost else ""),
     ])
 
