@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from scipy import stats
 
 from .._validation import MemlensInputError, check_array, check_int
 
@@ -153,8 +154,6 @@ def attribute_memorization(pop, sensitive_values, *, label_memorization=None, co
     threshold : float
         Attribute memorization counted as high (as Feldman & Zhang's 0.25 for labels).
     """
-    from scipy import stats
-
     if ATTRIBUTE_SIGNAL not in pop.signals.get("train", {}):
         raise MemlensInputError("the population has no 'attribute' signal on its train split: train it with "
                                 "attribute queries (train_population(..., attribute_queries=AttributeQueries(column)),"

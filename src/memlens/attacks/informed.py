@@ -32,6 +32,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import LinAlgWarning
 
 from .._validation import MemlensInputError, check_array, check_float, warn
 
@@ -259,7 +260,6 @@ def fit_reconstructor(shadow_params, shadow_examples, *, alphas=(1e-6, 1e-4, 1e-
         Fraction of shadow models held out to choose the penalty.
     seed : int
     """
-    from scipy.linalg import LinAlgWarning
     from sklearn.linear_model import Ridge  # sklearn is heavy: imported on first use
 
     P = check_array("shadow_params", shadow_params, ndim=2, dtype=np.float64)

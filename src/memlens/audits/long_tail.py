@@ -31,6 +31,15 @@ from scipy import stats
 
 from .._validation import MemlensInputError, check_int
 from ..tasks.long_tail import tau, zipf_prior
+from ..train.configs import MLPConfig
+from ..train.population_training import standardized_features
+from ..train.torch_mlp import fit_mlp, mlp_logits
+from ..train.torch_module import (
+    TorchModuleConfig,
+    fit_full_module,
+    input_shape_of,
+    penultimate_features,
+)
 
 __all__ = ["LongTailDiagnostic", "long_tail_diagnostic", "BUCKETS", "SPACES", "check_long_tail_space",
            "representation"]
@@ -187,9 +196,6 @@ def long_tail_diagnostic(features, labels, memorization, *, cluster_size: int = 
 
 def check_long_tail_space(space, model: str, config) -> str:
     """``long_tail_space`` validated before any work: ``penultimate`` needs a model with hidden layers."""
-    from ..train.configs import MLPConfig
-    from ..train.torch_module import TorchModuleConfig
-
     if space not in SPACES:
         raise MemlensInputError(f"long_tail_space must be one of {', '.join(SPACES)}; got {space!r}",
                                 param="long_tail_space")
@@ -209,11 +215,6 @@ def representation(ds, *, space: str, config, seed: int = 0) -> tuple[np.ndarray
     on every training example with ``seed`` — a representation learned for the task, in which examples the model
     treats alike lie close (Feldman & Zhang 2020 and the long-tail literature cluster in such spaces).
     """
-    from ..train.configs import MLPConfig
-    from ..train.population_training import standardized_features
-    from ..train.torch_mlp import fit_mlp, mlp_logits
-    from ..train.torch_module import fit_full_module, input_shape_of, penultimate_features
-
     if space == "features":
         return standardized_features(ds)[0], "the standardized features"
     y = np.asarray(ds.y_train, dtype=np.int64)

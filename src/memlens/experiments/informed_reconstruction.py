@@ -264,7 +264,7 @@ def _table_row(r) -> str:
 def run(out_dir, *, quick: bool = False, seed: int = 0) -> dict:
     """Reconstruct every digits training example from the released model at each ε (quick: 64 models for the
     memorization estimate, 2 noise draws per ε)."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # sklearn is heavy: imported only to run
 
     check_seed(seed)
     cfg = QUICK if quick else FULL

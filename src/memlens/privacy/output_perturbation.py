@@ -29,7 +29,7 @@ import numpy as np
 from scipy import optimize
 from scipy.special import log_ndtr
 
-from .._validation import check_float
+from .._validation import check_float, check_int
 
 __all__ = ["gaussian_mechanism_delta", "gaussian_mechanism_sigma", "logistic_l2_sensitivity",
            "full_batch_noise_multiplier"]
@@ -104,8 +104,6 @@ def full_batch_noise_multiplier(*, epsilon: float, delta: float, steps: int) -> 
     """Noise multiplier ``z`` of ``steps`` full-batch Gaussian steps (sensitivity = the clipping norm, noise
     ``z`` times it) that compose to exactly ``(ε, δ)``-DP: ``z = √T / μ`` with ``μ`` the GDP parameter of ``(ε, δ)``
     (module docstring)."""
-    from .._validation import check_int
-
     steps = check_int("steps", steps, min_value=1)
     mu = 1.0 / gaussian_mechanism_sigma(epsilon=epsilon, delta=delta, sensitivity=1.0)
     return math.sqrt(steps) / mu

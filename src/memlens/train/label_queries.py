@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from .._validation import MemlensInputError, check_float, check_int
+from ..population import output_kind
 
 __all__ = ["LabelQueries", "perturb_rows", "label_robustness_signal", "ROBUST", "QUERY_ROWS", "AttributeQueries",
            "attribute_signal", "ATTRIBUTE", "MAX_ATTRIBUTE_VALUES"]
@@ -231,8 +232,6 @@ def attribute_signal(scores: Callable, X, y, *, queries: AttributeQueries, n_mod
     queries : AttributeQueries
     n_models : int
     """
-    from ..population import output_kind
-
     X = np.asarray(X)
     y = np.asarray(y, dtype=np.int64)
     vals = queries.values(X)
