@@ -80,6 +80,17 @@ def test_planted_memorizer_and_null_model():
     null = train_population(ds, model=FitFunction(ignores_training), masks=masks, attribute_queries=q)
     n = attribute_memorization(null, ds.X_train[:, 0])
     assert np.all(n.memorization[np.isfinite(n.memorization)] == 0.0)   # the same model IN and OUT
+    assert n.summary["n_high"] == 0
+    # the noise floor (memberships permuted among the models) of the high count: far below the memorizer's with 32
+    # models, 0 for the null model
+    from memlens.measures import noise_floor
+
+    masks32 = np.random.default_rng(3).random((32, ds.n_train)) < 0.5
+    big = train_population(ds, model=FitFunction(lookup), masks=masks32, attribute_queries=q)
+    hi = attribute_memorization(big, ds.X_train[:, 0]).summary["n_high"]
+    floor = noise_floor(masks32, big.signal("train", "attribute"), signal="attribute").n_memorized
+    assert hi > 3 * (floor + 1)
+    assert noise_floor(masks, null.signal("train", "attribute"), signal="attribute").n_memorized == 0
 
 
 def test_refusals():
@@ -104,7 +115,7 @@ def test_audit_sensitive_column_by_name(tmp_path, capsys):
     assert main(["audit", "--data", str(f), "--model", "mlp", "--models", "8", "--sensitive-column", "f0",
                  "--no-attacks", "--out", str(out), "--no-progress"]) == 0
     s = json.loads((out / "summary.json").read_text())["attribute"]
-    assert s["column"] == "f0" and 0 <= s["members"]["accuracy"] <= 1
+    assert s["column"] == "f0" and 0 <= s["members"]["accuracy"] <= 1 and s["n_high_noise_floor"] >= 0
     assert "attribute_memorization" in (out / "examples.csv").read_text().splitlines()[0]
     assert "Attribute inference" in (out / "report.html").read_text()
     capsys.readouterr()

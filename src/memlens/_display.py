@@ -82,7 +82,7 @@ def _summary_rows(s) -> list[tuple[str, str]]:
                      f"members {_pct((att.get('members') or {}).get('accuracy'))} vs non-members "
                      f"{_pct((att.get('nonmembers') or {}).get('accuracy'))} (baseline "
                      f"{_pct((att.get('members') or {}).get('baseline'))}); {att.get('n_high')} examples with "
-                     f"attribute memorization >= {att.get('threshold')}"))
+                     f"attribute memorization >= {att.get('threshold')} (noise floor {_num(att.get('n_high_noise_floor'), '.0f')})"))
     for key, label in (("training_seconds", "training"), ("attack_seconds", "attacks"),
                        ("runtime_seconds", "whole audit")):
         if s.get(key) is not None:

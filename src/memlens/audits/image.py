@@ -497,7 +497,11 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
             names = list(getattr(ds, "feature_names", None) or [])
             attr = attribute_memorization(pop, np.asarray(ds.X_train)[:, col], label_memorization=mem.scores,
                                           column=names[col] if col < len(names) else col)
-        summary = dataclasses.replace(summary, attribute=dict(attr.summary))
+            known = pop.known_rows      # the count with memberships permuted among the models: its noise floor
+            attr_floor = noise_floor(pop.masks[known], pop.signal("train", "attribute")[known], signal="attribute",
+                                     mem_threshold=attr.summary["threshold"],
+                                     seed=np.random.SeedSequence([int(head.get("seed") or 0), 8])).n_memorized
+        summary = dataclasses.replace(summary, attribute={**attr.summary, "n_high_noise_floor": float(attr_floor)})
     lt = None
     if long_tail_fn is not None:
         with pipeline.phase(opts, "long-tail diagnostic (subpopulations, Feldman's prior)"):

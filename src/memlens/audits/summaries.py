@@ -152,7 +152,8 @@ class AuditSummary:
             out.append(f"attribute inference (column {a['column']}): right on {100 * a['members']['accuracy']:.1f}% of "
                        f"members vs {100 * a['nonmembers']['accuracy']:.1f}% of non-members (baseline "
                        f"{100 * a['members']['baseline']:.1f}%); {a['n_high']} examples with attribute memorization "
-                       f">= {a['threshold']:g}")
+                       f">= {a['threshold']:g}" + (f" (noise floor {a['n_high_noise_floor']:.0f})"
+                                                   if a.get("n_high_noise_floor") is not None else ""))
         return out
 
 

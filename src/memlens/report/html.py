@@ -569,7 +569,10 @@ def _attribute_section(s: Mapping[str, Any]) -> str:
         f"<h2>Attribute inference: sensitive column {escape(str(a['column']))}</h2>",
         f'<p class="note">{escape(a["method"])}. The baseline guesses the most frequent value '
         f'({escape(str(a["baseline_value"]))}) without the model. {a["n_high"]:,} examples have attribute memorization '
-        f'≥ {a["threshold"]:g} (their value is guessed right much more often by the models that trained on them; '
+        f'≥ {a["threshold"]:g}'
+        + (f' against a noise floor of {a["n_high_noise_floor"]:.0f} (the same count with the memberships permuted '
+           f'among the models)' if a.get("n_high_noise_floor") is not None else "")
+        + ' (their value is guessed right much more often by the models that trained on them; '
         f'column <code>attribute_memorization</code> of examples.csv)'
         + (f"; its Spearman correlation with label memorization is {_num(rho, 2)}" if rho is not None else "")
         + ".</p>",

@@ -87,8 +87,9 @@ class LabelQueries:
         object.__setattr__(self, "flip", bool(self.flip))
         object.__setattr__(self, "seed", check_int("label_seed", self.seed, min_value=0))
         if self.sigma == 0 and self.max_shift == 0 and not self.flip:
-            raise MemlensInputError("label-only queries need a perturbation: label_sigma > 0 (noise), label_shift > 0 "
-                                    "or label_flip (images); got none, so every query would be the example itself",
+            raise MemlensInputError("label-only queries need a perturbation: noise (label_sigma, --label-sigma > 0), "
+                                    "a shift (label_shift, --label-shift > 0) or mirror images (label_flip, "
+                                    "--label-flip); got none, so every query would be the example itself",
                                     param="label_sigma")
 
     @property
