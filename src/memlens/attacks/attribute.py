@@ -154,6 +154,8 @@ def attribute_memorization(pop, sensitive_values, *, label_memorization=None, co
     threshold : float
         Attribute memorization counted as high (as Feldman & Zhang's 0.25 for labels).
 
+    Notes
+    -----
     The summary's ``n_high`` is to be read against a noise floor: the same count with the memberships permuted
     among the models, ``memlens.measures.noise_floor(pop.masks, pop.signal("train", "attribute"),
     signal="attribute", mem_threshold=threshold).n_memorized`` (the audit adds it as ``n_high_noise_floor``).
