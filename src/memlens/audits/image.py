@@ -61,6 +61,7 @@ from ..report.html import render_report
 from ..report.tables import image_examples_csv as examples_csv
 from ..report.tables import image_pairs_csv as pairs_csv
 from ..train import TRAINERS, AttributeQueries, LabelQueries, configure_model
+from ..train.label_queries import check_queryable
 from ..train.torch_module import TorchModuleConfig, input_shape_of
 from . import pipeline
 from .attacks import (  # noqa: F401  (re-exported: their first home was this module)
@@ -351,11 +352,11 @@ def run_audit(*, dataset="digits", model: str = "logreg", model_params: Mapping[
     if not isinstance(long_tail, (bool, np.bool_)):
         raise MemlensInputError(f"long_tail must be True or False; got {long_tail!r}")
     long_tail_space = check_long_tail_space(long_tail_space, model, trainer_model)
-    label_queries = check_label_only(label_only, trainer, model)
+    label_queries = check_label_only(label_only, trainer)
     ds = _check_dataset(dataset)
     if label_queries is not None:
         label_queries.check_input(input_shape_of(ds))
-    attribute_queries = check_sensitive_column(sensitive_column, attribute_prior, ds, trainer, model)
+    attribute_queries = check_sensitive_column(sensitive_column, attribute_prior, ds, trainer)
     if model == "kernel-ridge":
         check_kernel_memory(ds.n_train, ds.n_test)
     n_in = pipeline.check_subset_size(subset_ratio, ds.n_train)
@@ -522,7 +523,7 @@ def _measure_and_write(opts, trained, pop, ds, *, head, tail, attacks, attack_ta
                        summary, prox, lt)
 
 
-def check_sensitive_column(sensitive_column, attribute_prior, ds, trainer, model: str):
+def check_sensitive_column(sensitive_column, attribute_prior, ds, trainer):
     """``sensitive_column`` (None, an index or a feature name) as AttributeQueries or None, refused before any work
     when it names no feature, is not categorical, or the model keeps no model to query."""
     if sensitive_column is None:
@@ -541,16 +542,13 @@ def check_sensitive_column(sensitive_column, attribute_prior, ds, trainer, model
         except (TypeError, ValueError):
             raise MemlensInputError(f"sensitive_column must be a feature index or name; got {sensitive_column!r}",
                                     param="sensitive_column") from None
-    if trainer.closed_form or trainer.fit_block is None:
-        raise MemlensInputError(f"sensitive_column queries trained models; model {model!r} is fitted as a whole "
-                                "population in closed form and keeps no model to query: use logreg, mlp, cnn, your "
-                                "own module or training function", param="sensitive_column")
+    check_queryable(trainer, "attribute", param="sensitive_column")
     queries = AttributeQueries(column=column, prior=attribute_prior)
     queries.values(ds.X_train)
     return queries
 
 
-def check_label_only(label_only, trainer, model: str):
+def check_label_only(label_only, trainer):
     """``label_only`` (False, True, a LabelQueries or a mapping of its fields) as a LabelQueries or None, refused
     for trainers that keep no model to query (closed forms) before any work."""
     if label_only is False or label_only is None or (isinstance(label_only, np.bool_) and not label_only):
@@ -569,10 +567,7 @@ def check_label_only(label_only, trainer, model: str):
     else:
         raise MemlensInputError(f"label_only must be True/False, a memlens.train.LabelQueries or a mapping of its "
                                 f"fields; got {label_only!r}", param="label_only")
-    if trainer.closed_form or trainer.fit_block is None:
-        raise MemlensInputError(f"label_only queries trained models on perturbed inputs; model {model!r} is fitted as "
-                                "a whole population in closed form and keeps no model to query: use logreg, mlp, "
-                                "cnn, your own module or training function, or drop label_only", param="label_only")
+    check_queryable(trainer, "label-only", param="label_only")
     return queries
 
 

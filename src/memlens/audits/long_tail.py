@@ -218,14 +218,13 @@ def representation(ds, *, space: str, config, seed: int = 0) -> tuple[np.ndarray
     if space == "features":
         return standardized_features(ds)[0], "the standardized features"
     y = np.asarray(ds.y_train, dtype=np.int64)
+    X, _ = standardized_features(ds, standardize=config.standardize, dtype=np.float32)   # what the model sees
     if isinstance(config, MLPConfig):
-        X, _ = standardized_features(ds, standardize=config.standardize, dtype=np.float32)
         fit = fit_mlp(X, y, np.ones((1, X.shape[0]), dtype=bool), seeds=np.array([seed]), n_classes=ds.n_classes,
                       hidden=config.hidden, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                       momentum=config.momentum, weight_decay=config.weight_decay)
         H = np.maximum(mlp_logits(fit.weights[:-1], fit.biases[:-1], X)[0], 0.0)    # the last hidden layer, ReLU'd
         return H.astype(np.float64), f"the last hidden layer ({H.shape[1]} units) of an MLP trained on every example"
-    X, _ = standardized_features(ds, standardize=config.standardize, dtype=np.float32)
     shape = input_shape_of(ds)
     _, module = fit_full_module(config, X, y, n_classes=ds.n_classes, input_shape=shape, seed=seed)
     H = penultimate_features(module, X, input_shape=shape)

@@ -193,7 +193,8 @@ def _mlp_part(cfg: dict, seed: int) -> dict:
         err = np.linalg.norm(pred - Z[S:], axis=1) / np.linalg.norm(Z[S:], axis=1)
         d2 = ((pred[:, None, :] - Xr[pool_target][None].astype(np.float64)) ** 2).sum(-1)
         identified = pool_target[d2.argmin(1)] == cand[S:]
-        acc = float(np.mean(mlp_logits(fit.weights, fit.biases, Xr[pool_target]).argmax(2)[S:] == yr[pool_target]))
+        targets = mlp_logits([w[S:] for w in fit.weights], [b[S:] for b in fit.biases], Xr[pool_target])
+        acc = float(np.mean(targets.argmax(2) == yr[pool_target]))
         mt = mem[cand[S:]]
         ok = np.isfinite(mt)
         rho = float(stats.spearmanr(err[ok], mt[ok])[0]) if ok.sum() > 2 else math.nan

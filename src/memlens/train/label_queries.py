@@ -31,12 +31,13 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
+from scipy.special import log_softmax
 
 from .._validation import MemlensInputError, check_float, check_int
 from ..population import output_kind
 
 __all__ = ["LabelQueries", "perturb_rows", "label_robustness_signal", "ROBUST", "QUERY_ROWS", "AttributeQueries",
-           "attribute_signal", "ATTRIBUTE", "MAX_ATTRIBUTE_VALUES"]
+           "attribute_signal", "ATTRIBUTE", "MAX_ATTRIBUTE_VALUES", "check_queryable"]
 
 #: Name of the signal: the fraction of perturbed queries labelled correctly (higher = fits better).
 ROBUST = "robust"
@@ -47,6 +48,15 @@ MAX_ATTRIBUTE_VALUES = 64
 #: Rows per perturbation chunk. Part of what the perturbations are (their seeds follow the chunk's first row), so it
 #: is fixed, not a tuning knob.
 QUERY_ROWS = 2048
+
+
+def check_queryable(trainer, what: str, *, param: str) -> None:
+    """Refuse queries for a trainer that keeps no model to query: one fitted as a whole population (the closed
+    forms, the text models) rather than block by block. ``what`` names the queries, ``param`` the argument."""
+    if trainer.fit_block is None:
+        raise MemlensInputError(f"{what} queries need trained models to query, and model {trainer.name!r} is fitted as "
+                                "a whole population (closed form) without keeping them: use logreg, mlp, cnn, your "
+                                f"own module or training function, or drop {param}", param=param)
 
 
 @dataclass(frozen=True)
@@ -254,8 +264,7 @@ def attribute_signal(scores: Callable, X, y, *, queries: AttributeQueries, n_mod
             if output_kind(s) == "proba":
                 lp = np.log(np.maximum(s, 1e-300))
             else:
-                m = s.max(axis=2, keepdims=True)
-                lp = s - (m + np.log(np.exp(s - m).sum(axis=2, keepdims=True)))
+                lp = log_softmax(s, axis=2)
             score = lp[:, np.arange(Xr.shape[0]), yr] + log_prior[j]
             better = score > best
             best = np.where(better, score, best)

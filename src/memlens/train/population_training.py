@@ -27,7 +27,15 @@ from ..privacy.accountant import dp_plan
 from .builtin import SKLEARN, sgd_convergence
 from .configs import LogisticConfig
 from .dp_sgd import fit_dp_sgd
-from .label_queries import ATTRIBUTE, ROBUST, AttributeQueries, LabelQueries, attribute_signal, label_robustness_signal
+from .label_queries import (
+    ATTRIBUTE,
+    ROBUST,
+    AttributeQueries,
+    LabelQueries,
+    attribute_signal,
+    check_queryable,
+    label_robustness_signal,
+)
 from .sklearn_backend import check_sklearn_classifier, is_sklearn_classifier
 from .torch_module import input_shape_of
 from .trainers import TRAINERS, BlockFit, Prepared, Trainer, get_trainer, trainer_for_config
@@ -248,15 +256,11 @@ def train_population(dataset, *, model=None, masks, seed=0, backend: str = "torc
     if attribute_queries is not None and not isinstance(attribute_queries, AttributeQueries):
         raise MemlensInputError(f"attribute_queries must be a memlens.train.AttributeQueries or None; got "
                                 f"{type(attribute_queries).__name__}", param="attribute_queries")
-    queried = [name for name, q in (("label-only", label_queries), ("attribute", attribute_queries)) if q is not None]
-    if queried and (trainer.closed_form or trainer.population is not None):
-        raise MemlensInputError(f"{' and '.join(queried)} queries need models trained block by block; model "
-                                f"{trainer.name!r} is fitted as a whole population (closed form): use logreg, mlp, "
-                                "cnn or your own module", param="label_queries" if label_queries else
-                                "attribute_queries")
     if label_queries is not None:
+        check_queryable(trainer, "label-only", param="label_queries")
         label_queries.check_input(input_shape_of(dataset))
     if attribute_queries is not None:
+        check_queryable(trainer, "attribute", param="attribute_queries")
         attribute_queries.values(dataset.X_train)
     if trainer.closed_form:
         if dp is not None:
