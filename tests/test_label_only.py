@@ -11,7 +11,7 @@ from memlens import MemlensInputError
 from memlens.attacks import attack_all_targets, calibrated_label_only, label_only_attack
 from memlens.data import from_arrays
 from memlens.train import FitFunction, LabelQueries, train_population
-from memlens.train.label_queries import _shift_flip, label_robustness_signal, perturb_rows
+from memlens.train.label_queries import QUERY_ROWS, _shift_flip, label_robustness_signal, perturb_rows
 
 
 def _blobs(n=160, d=12, n_classes=3, seed=0):
@@ -69,6 +69,8 @@ def test_perturbations_are_a_function_of_seed_query_and_row():
     assert a.dtype == np.float32 and not np.array_equal(a, perturb_rows(X, queries=q, query=2, row_offset=0,
                                                                       input_shape=(4,)))
     assert abs(float(a.std()) - 0.7) < 0.25
+    # the chunk's first row is part of the seed: the next chunk's rows get fresh noise, not the first chunk's again
+    assert not np.array_equal(a, perturb_rows(X, queries=q, query=1, row_offset=QUERY_ROWS, input_shape=(4,)))
 
 
 def test_robust_signal_counts_correct_perturbed_labels():
@@ -196,3 +198,19 @@ def test_cli_label_only_errors(tmp_path, args, needle):
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_label_only_audited_epsilon_stays_valid_on_balanced_masks():
+    """The plain label-only attack reads the target only, so its audited ε holds even where every example is IN for
+    the same number of models (the masks then reveal membership to attacks that read other models)."""
+    from memlens.audits.attacks import audit_attacks
+
+    ds = _blobs(seed=2)
+    rng = np.random.default_rng(5)
+    masks = np.zeros((6, ds.n_train), dtype=bool)
+    for i in range(ds.n_train):
+        masks[rng.permutation(6)[:3], i] = True                   # every example IN for exactly 3 of 6 models
+    pop = train_population(ds, model="logreg", masks=masks, label_queries=LabelQueries(n_queries=4, sigma=1.0))
+    att = audit_attacks(pop, memorization_scores=np.zeros(ds.n_train), n_targets=2)
+    assert att.epsilon["label-only"].valid and att.epsilon["loss"].valid
+    assert not att.epsilon["label-only-calibrated"].valid and not att.epsilon["lira-online"].valid
